@@ -1,0 +1,137 @@
+"""From the workers' tensor files to the report's findings.
+
+Arrays are memory-mapped and compared one pair at a time in chunks, so the parent holds at most one chunk pair
+in memory whatever the model's size. Final outputs are compared on the untapped runs (the numbers a deployment
+gets); intermediate tensors on the tapped runs.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import metrics
+from .model import TensorInfo
+from .result import TensorReport
+from .runner import VariantRun
+
+MAX_LISTED_FLIPS = 100
+
+
+def load(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def kind_for(info: TensorInfo) -> str:
+    return "untapped" if info.is_output else "tapped"
+
+
+def compare_pair(ref_path: Path | None, got_path: Path | None, tolerance: metrics.Tolerance) -> dict[str, Any]:
+    if ref_path is None or got_path is None:
+        return {"error": "not produced by " + ("the reference" if ref_path is None else "this variant")}
+    ref, got = load(ref_path), load(got_path)
+    try:
+        return metrics.compare(ref, got, tolerance)
+    except metrics.ShapeMismatch as exc:
+        return {"error": str(exc)}
+    except TypeError as exc:
+        return {"error": f"cannot compare {ref.dtype} with {got.dtype}: {exc}"}
+
+
+def compare_tensors(catalogue: Iterable[TensorInfo], reference: VariantRun, others: list[VariantRun],
+                    tolerance: metrics.Tolerance) -> list[TensorReport]:
+    reports = []
+    for info in catalogue:
+        kind = kind_for(info)
+        entry = TensorReport(info.name, info.op_type, info.node, info.index,
+                             None if info.shape is None else list(info.shape), info.dtype, info.is_output)
+        ref_path = reference.path(kind, info.name)
+        for run in others:
+            if run.ok:
+                entry.metrics[str(run.variant)] = compare_pair(ref_path, run.path(kind, info.name), tolerance)
+        reports.append(entry)
+    return reports
+
+
+def diverges(m: dict[str, Any]) -> bool:
+    return "error" in m or not m.get("bit_identical", False)
+
+
+def beyond_tolerance(m: dict[str, Any]) -> bool:
+    return "error" in m or m.get("violations", 0) > 0
+
+
+def first(tensors: list[TensorReport], variant: str, test: Any) -> str | None:
+    for t in tensors:
+        m = t.metrics.get(variant)
+        if m is not None and test(m):
+            return t.name
+    return None
+
+
+def outputs_digest(run: VariantRun, outputs: list[str]) -> str:
+    """A hash of the untapped final outputs' dtypes, shapes and bytes: equal digests = bit-identical."""
+    h = hashlib.sha256()
+    for name in outputs:
+        path = run.path("untapped", name)
+        if path is None:
+            h.update(b"missing")
+            continue
+        arr = load(path)
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        flat = arr.reshape(-1)
+        step = max(1, (1 << 24) // max(1, arr.dtype.itemsize))
+        for i in range(0, flat.size, step):
+            h.update(np.ascontiguousarray(flat[i:i + step]).tobytes())
+    return h.hexdigest()
+
+
+def equivalence_classes(runs: list[VariantRun], outputs: list[str]) -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        if run.ok:
+            groups.setdefault(outputs_digest(run, outputs), []).append(str(run.variant))
+    return sorted(groups.values(), key=lambda g: (-len(g), g))
+
+
+def observer_effect(run: VariantRun, outputs: list[str]) -> tuple[bool, dict[str, Any]]:
+    """Do the tapped run's final outputs differ from the untapped run's? (Tapping can block fusions.)"""
+    detail: dict[str, Any] = {}
+    for name in outputs:
+        untapped, tapped = run.path("untapped", name), run.path("tapped", name)
+        if untapped is None or tapped is None:
+            continue
+        m = metrics.compare(load(untapped), load(tapped), metrics.Tolerance(0.0, 0.0))
+        if not m["bit_identical"]:
+            detail[name] = {"max_ulp": m["max_ulp"], "max_abs": m["max_abs"]}
+    return bool(detail), detail
+
+
+def is_classifier(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Per-sample output shape [N, C] with C >= 2 classes, floating point."""
+    return len(shape) == 2 and shape[1] >= 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+
+
+def label_flips(reference: VariantRun, run: VariantRun, outputs: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in outputs:
+        rp, gp = reference.path("untapped", name), run.path("untapped", name)
+        if rp is None or gp is None:
+            continue
+        ref, got = load(rp), load(gp)
+        if ref.shape != got.shape or not is_classifier(ref.shape[1:], ref.dtype):
+            continue
+        ref_labels = np.asarray(ref, dtype=np.float64).argmax(axis=-1)
+        got_labels = np.asarray(got, dtype=np.float64).argmax(axis=-1)
+        where = np.argwhere(ref_labels != got_labels)
+        rows = int(ref_labels.size)
+        found[name] = {
+            "rows": rows,
+            "agreement": float((rows - len(where)) / rows) if rows else 1.0,
+            "flip_count": int(len(where)),
+            "flips": [{"sample": int(s), "row": int(r), "reference": int(ref_labels[s, r]),
+                       "variant": int(got_labels[s, r])} for s, r in where[:MAX_LISTED_FLIPS]],
+        }
+    return found

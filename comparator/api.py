@@ -1,0 +1,145 @@
+"""`compare()`: the one library entry point. The command line calls it too."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import analysis, backends, inputs as feeds_mod, model as model_mod, tap
+from .errors import UsageError
+from .metrics import Tolerance
+from .result import Report, VariantReport
+from .runner import VariantRun, run_all
+from .variant import Variant, parse_list
+
+EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
+
+
+def _variants(variants: Sequence[str | Variant] | str, reference: str | Variant | None) -> tuple[list[Variant], Variant]:
+    if isinstance(variants, str):
+        variants = [variants]
+    specs = [str(v) for v in variants]
+    parsed = parse_list(specs)
+    if reference is None:
+        ref = parsed[0]
+    else:
+        ref = reference if isinstance(reference, Variant) else Variant.parse(str(reference))
+        if ref not in parsed:
+            parsed.insert(0, ref)
+    return parsed, ref
+
+
+def _feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
+           samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if given is None:
+        feeds = feeds_mod.make_feeds(model, shapes, seed=seed, samples=samples)
+        source = {"source": "random", "seed": seed, "samples": samples}
+    elif isinstance(given, (str, Path)):
+        feeds = feeds_mod.load_feeds(model, given, shapes)
+        source = {"source": str(given)}
+    else:
+        feeds = feeds_mod.check_feeds(model, given, shapes, source="inputs")
+        source = {"source": "arrays"}
+    source["shapes"] = {k: list(v.shape[1:]) for k, v in feeds.items()}
+    source["samples"] = int(next(iter(feeds.values())).shape[0]) if feeds else 1
+    return feeds, source
+
+
+def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,
+            inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
+            reference: str | Variant | None = None, tap_spec: str | Sequence[str] = "all",
+            shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
+            tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 1,
+            workdir: str | Path | None = None,
+            progress: Callable[[VariantRun], None] | None = None) -> Report:
+    """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
+
+    variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
+    inputs: None (seeded random, `seed`/`samples`), an .npz/.npy path, or a dict of arrays.
+    reference: the variant others are compared with (default: the first; added if not listed).
+    workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
+    Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
+    """
+    tolerance = tolerance or Tolerance()
+    variant_list, ref = _variants(variants, reference)
+    resolved = {v: backends.resolve_variant(v) for v in variant_list}
+    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
+    plan = tap.plan(loaded, tap_spec)
+    feeds, feed_info = _feeds(loaded, inputs, shapes or {}, seed, samples)
+    if jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+
+    own_dir = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        untapped, tapped = tap.write_copies(loaded, plan, folder)
+        feeds_path = folder / "feeds.npz"
+        np.savez(feeds_path, **feeds)
+        request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path)}
+        jobs_list = []
+        for i, v in enumerate(variant_list):
+            backend, options = resolved[v]
+            jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
+        runs = _run(jobs_list, resolved, timeout, jobs, progress)
+        return _report(loaded, plan, runs, ref, tolerance, feed_info)
+    finally:
+        if own_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
+         progress: Callable[[VariantRun], None] | None) -> list[VariantRun]:
+    runnable, unavailable = [], {}
+    for job in jobs_list:
+        ok, why = resolved[job[0]][0].available()
+        if ok:
+            runnable.append(job)
+        else:
+            unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
+    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress)}
+    for run in unavailable.values():
+        if progress is not None:
+            progress(run)
+    done.update(unavailable)
+    return [done[job[0]] for job in jobs_list]
+
+
+def _report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
+            tolerance: Tolerance, feed_info: dict[str, Any]) -> Report:
+    reference = next(r for r in runs if r.variant == ref)
+    others = [r for r in runs if r.variant != ref]
+    report = Report(
+        model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
+        variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
+                                r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
+                  for r in runs],
+        tensors=[], skipped_taps=[list(s) for s in plan.skipped], inputs=feed_info)
+    if reference.ok:
+        report.tensors = analysis.compare_tensors(plan.tapped, reference, others, tolerance)
+        for run in others:
+            if run.ok:
+                name = str(run.variant)
+                report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
+                report.first_beyond_tolerance[name] = analysis.first(report.tensors, name,
+                                                                     analysis.beyond_tolerance)
+                flips = analysis.label_flips(reference, run, loaded.outputs)
+                if flips:
+                    report.label_flips[name] = flips
+    for run in runs:
+        if run.ok:
+            effect, detail = analysis.observer_effect(run, loaded.outputs)
+            report.observer_effect[str(run.variant)] = effect
+            if detail:
+                report.observer_detail[str(run.variant)] = detail
+    report.equivalence_classes = analysis.equivalence_classes(runs, loaded.outputs)
+    finals = [t for t in report.tensors if t.is_output]
+    within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
+    failed = any(not r.ok for r in runs)
+    report.passed = within and not failed
+    report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
+    return report

@@ -1,0 +1,65 @@
+"""Backend registry. Built-ins are named by module path and imported lazily; third parties register a
+`Backend` object or class under the entry-point group `infercmp.backends`."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import UsageError
+from ..variant import Variant
+from .options import resolve
+
+BUILTIN = {
+    "ort": "comparator.backends.ort:OrtBackend",
+    "ref": "comparator.backends.reference:ReferenceBackend",
+    "torch": "comparator.backends.torch:TorchBackend",
+    "tf": "comparator.backends.tf:TfBackend",
+    "tvm": "comparator.backends.tvm:TvmBackend",
+}
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    return obj() if isinstance(obj, type) else obj
+
+
+@lru_cache(maxsize=None)
+def _plugins() -> dict[str, Any]:
+    found = {}
+    for ep in entry_points(group="infercmp.backends"):
+        found[ep.name] = ep
+    return found
+
+
+def names() -> list[str]:
+    known = [n for n in BUILTIN if importlib.util.find_spec(BUILTIN[n].partition(":")[0]) is not None]
+    return known + sorted(n for n in _plugins() if n not in BUILTIN)
+
+
+@lru_cache(maxsize=None)
+def get(name: str) -> Any:
+    if name in BUILTIN:
+        try:
+            return _load(BUILTIN[name])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("comparator.backends"):
+                raise UsageError(f"backend {name!r} is not part of this build",
+                                 f"available backends: {', '.join(names())}") from None
+            raise
+    plugin = _plugins().get(name)
+    if plugin is None:
+        raise UsageError(f"unknown backend {name!r}", f"available backends: {', '.join(names())}")
+    obj = plugin.load()
+    return obj() if isinstance(obj, type) else obj
+
+
+def resolve_variant(variant: Variant) -> tuple[Any, dict[str, Any]]:
+    """The backend object and the variant's typed options (defaults filled in), validated."""
+    backend = get(variant.backend)
+    options = resolve(variant.backend, backend.options, variant.option_dict)
+    backend.validate(options)
+    return backend, options

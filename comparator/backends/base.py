@@ -1,0 +1,68 @@
+"""The backend contract.
+
+A backend is any object with the attributes and methods of `Backend` (a Protocol: plugins need not inherit).
+Built-ins subclass `BackendBase` for the shared defaults. The module that defines a backend imports no
+framework at import time: frameworks are imported in `open()`, inside the worker process, after the
+environment from `environment()` is in place.
+
+Tapping is one mechanism for every backend: the runner hands `open()` a model file whose graph outputs already
+include every tapped tensor, and `Session.run` returns every graph output by name.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from .options import Option
+
+
+@runtime_checkable
+class Session(Protocol):
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; return every graph output of the opened model, keyed by ONNX name."""
+
+    def provenance(self) -> dict[str, Any]:
+        """Library versions, the device/EP/target really used, effective knob values."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    description: str
+    options: tuple[Option, ...]
+
+    def available(self) -> tuple[bool, str]:
+        """(installed?, why not) without importing the framework."""
+
+    def validate(self, options: Mapping[str, Any]) -> None:
+        """Raise UsageError for option combinations that make no sense (checked in the parent)."""
+
+    def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """Environment variables the worker needs before the framework is imported."""
+
+    def open(self, model_path: str, options: Mapping[str, Any]) -> Session:
+        """Load the model; raise UnsupportedError before running anything if an op is missing."""
+
+
+class BackendBase:
+    name = ""
+    description = ""
+    options: tuple[Option, ...] = ()
+    requires: tuple[str, ...] = ()  # importable module names
+
+    def available(self) -> tuple[bool, str]:
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"module {missing[0]!r} is not installed (pip install 'infercmp[{self.name}]')"
+        return True, ""
+
+    def validate(self, options: Mapping[str, Any]) -> None:
+        return None
+
+    def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
+        return {}
+
+    def open(self, model_path: str, options: Mapping[str, Any]) -> Session:
+        raise NotImplementedError

@@ -1,0 +1,104 @@
+"""ONNX Runtime, any execution provider, with its kernel-selection knobs as options."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import BackendError, UnsupportedError, UsageError
+from .base import BackendBase
+from .options import Option
+
+OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "layout": "ORT_ENABLE_LAYOUT", "all": "ORT_ENABLE_ALL"}
+# Short names of onnxruntime's providers (onnxruntime.get_all_providers()); availability is checked at open.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider", "rocm": "ROCMExecutionProvider",
+             "migraphx": "MIGraphXExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+             "dnnl": "DnnlExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider",
+             "xnnpack": "XnnpackExecutionProvider", "qnn": "QNNExecutionProvider", "cann": "CANNExecutionProvider",
+             "acl": "ACLExecutionProvider", "webgpu": "WebGpuExecutionProvider"}
+CUDA_ONLY = ("conv_algo_search", "tf32")
+
+
+class OrtBackend(BackendBase):
+    name = "ort"
+    description = "ONNX Runtime (any installed execution provider)"
+    requires = ("onnxruntime",)
+    options = (
+        Option("opt", str, "all", "graph optimisation level (fusions, layout transforms)",
+               tuple(OPT_LEVELS)),
+        Option("threads", int, 0, "intra-op threads (0 = onnxruntime's default: one per core)", minimum=0),
+        Option("inter_threads", int, 0, "inter-op threads (0 = default)", minimum=0),
+        Option("mode", str, "sequential", "execution mode", ("sequential", "parallel")),
+        Option("deterministic", bool, False, "use_deterministic_compute"),
+        Option("denormal_as_zero", bool, False, "session.set_denormal_as_zero (flush subnormals)"),
+        Option("ep", str, "cpu", "execution provider", tuple(PROVIDERS)),
+        Option("conv_algo_search", str, "exhaustive", "CUDA EP cuDNN convolution algorithm search",
+               ("exhaustive", "heuristic", "default")),
+        Option("tf32", bool, True, "CUDA EP: allow TF32 math on Ampere and newer"),
+    )
+
+    def validate(self, options: Mapping[str, Any]) -> None:
+        if options["ep"] not in ("cuda", "tensorrt"):
+            for key in CUDA_ONLY:
+                if options[key] != self._default(key):
+                    raise UsageError(f"ort option {key} applies only to ep=cuda", f"add :ep=cuda or drop {key}")
+
+    def _default(self, key: str) -> Any:
+        return next(o.default for o in self.options if o.name == key)
+
+    def open(self, model_path: str, options: Mapping[str, Any]) -> "OrtSession":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[options["opt"]])
+        so.intra_op_num_threads = options["threads"]
+        so.inter_op_num_threads = options["inter_threads"]
+        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if options["mode"] == "parallel"
+                             else ort.ExecutionMode.ORT_SEQUENTIAL)
+        so.use_deterministic_compute = options["deterministic"]
+        so.add_session_config_entry("session.set_denormal_as_zero", "1" if options["denormal_as_zero"] else "0")
+        so.log_severity_level = 3
+        provider = PROVIDERS[options["ep"]]
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise BackendError(f"execution provider {provider} is not available in this onnxruntime "
+                               f"{ort.__version__}", f"available: {', '.join(available)}; for CUDA install "
+                               "infercmp[ort-gpu] (onnxruntime-gpu) instead of onnxruntime")
+        provider_options: dict[str, str] = {}
+        if options["ep"] == "cuda":
+            provider_options = {"cudnn_conv_algo_search": options["conv_algo_search"].upper(),
+                                "use_tf32": "1" if options["tf32"] else "0"}
+        providers: list[Any] = [(provider, provider_options)]
+        if provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")
+        try:
+            session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            text = str(exc)
+            if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
+                raise UnsupportedError(f"onnxruntime cannot run this model: {_first(text)}") from None
+            raise BackendError(f"onnxruntime could not load the model: {_first(text)}") from None
+        return OrtSession(session, options, ort.__version__)
+
+
+def _first(text: str) -> str:
+    text = text.strip()
+    return (text.splitlines()[0] if text else "")[:500]
+
+
+class OrtSession:
+    def __init__(self, session: Any, options: Mapping[str, Any], version: str):
+        self._session = session
+        self._names = [o.name for o in session.get_outputs()]
+        self._info = {"backend": "onnxruntime", "onnxruntime": version,
+                      "providers_used": session.get_providers(),
+                      "provider_options": {k: dict(v) for k, v in session.get_provider_options().items()}}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._session.run(self._names, dict(feeds))
+        return dict(zip(self._names, values))
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self._info)

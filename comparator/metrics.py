@@ -1,0 +1,304 @@
+"""Element-wise agreement metrics between a reference tensor and a tensor under test.
+
+Pure NumPy; ``ml_dtypes`` is imported lazily, only when a non-NumPy dtype shows up.
+:func:`compare` flattens a pair of arrays (``np.memmap`` is read chunk by chunk) and feeds an
+:class:`Accumulator`, whose ``result()`` is a JSON-able dict with every key of :data:`FIELDS`
+plus ``count``, ``violations`` and ``ulp_dtype``.
+
+Rules
+-----
+* Dtypes: float16/32/64, ``ml_dtypes`` floats (bfloat16, float8_*, float6_*, float4_*), all
+  NumPy signed/unsigned ints and bool. Anything else (complex, longdouble, str...) -> TypeError.
+* Mixed floats: the wider dtype (more bits, then more mantissa bits; float16 vs bfloat16 ->
+  bfloat16) is correctly rounded to the narrower one for bit identity, identical_fraction and
+  ULPs (ULPs count the distance from the correctly rounded value, ``ulp_dtype`` names the
+  narrow dtype). float64 -> ml_dtypes goes through a round-to-odd float32 step, because
+  ml_dtypes' direct cast rounds twice. Everything else (abs/rel errors, cosine, snr, NaN/inf
+  mismatches, tolerance apart from its ULP clause) uses exact float64 values of the *unrounded*
+  inputs. int/bool vs float: both compared as float64, no ULPs (max_ulp/p99_ulp/ulp_dtype None).
+  int vs int: values compared exactly in int64, or uint64 when both sides are unsigned/bool
+  (uint64 values >= 2**63 against a signed dtype wrap: unsupported).
+* bit_identical: all elements have identical bits after rounding; NaN vs NaN counts as
+  identical whatever the payload; +0.0 vs -0.0 does not. identical_fraction = identical/count.
+* ULP: bits -> ordered integer (sign-magnitude: ``+m -> m``, ``-m -> -m``, so +0 and -0 both
+  map to 0 and +inf is one step above the largest finite). Distance = |ord(a) - ord(b)| as
+  uint64 (no overflow). Unsigned formats (float8_e8m0fnu) use the raw bits. Elements with a NaN
+  on either side are excluded from max_ulp/p99_ulp. Ints: |a - b|; bool: mismatch = 1.
+* p99_ulp: nearest rank, the smallest v such that >= 99% of the included elements have
+  distance <= v. Exact when that value is < 65536 (bincount of 0..65535). Larger distances go to
+  log2 buckets with 8 geometric sub-buckets per octave, and p99 is then the bucket's lower bound
+  floor(2**(k/8)): approximate, exact/reported < 2**(1/8). max_ulp is always exact.
+* max_abs / mean_abs: |ref - got| in float64 over elements where both sides are finite.
+  max_rel = max |ref - got| / |ref| over the same elements, 0/0 = 0 and x/0 = inf for x > 0.
+* cosine (both-finite elements, float64): dot/(|a||b|); both all-zero -> 1.0; one -> 0.0.
+  snr_db = 10*log10(sum(ref^2) / sum((ref-got)^2)); zero error -> inf; zero signal and
+  nonzero error -> -inf. Sums are float64 per chunk, so chunking changes them only by rounding.
+* nan_mismatch: exactly one side NaN. inf_mismatch: neither side NaN, at least one infinite,
+  and they differ (+inf vs -inf, inf vs finite).
+* Tolerance: an element passes if both are NaN, or both finite and |ref-got| <= atol +
+  rtol*|ref|, or equal infinities, or (max_ulp set and ulp <= max_ulp and neither NaN).
+  violations = failing elements.
+* Empty tensors: bit_identical True, identical_fraction 1.0, errors 0, cosine 1.0, snr_db inf.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FIELDS: tuple[str, ...] = ("bit_identical", "identical_fraction", "max_abs", "mean_abs", "max_rel",
+                           "max_ulp", "p99_ulp", "cosine", "snr_db", "nan_mismatch", "inf_mismatch")
+
+_SMALL = 1 << 16          # exact bincount below this distance
+_NBIG = 8 * 64 + 1        # log2 buckets: k = floor(8*log2(d)), 128 <= k <= 512
+_U64_MAX = np.uint64(np.iinfo(np.uint64).max)
+_NATIVE_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+class ShapeMismatch(ValueError):
+    """ref and got do not have the same shape."""
+
+
+def _float_info(dt: np.dtype):
+    """(bits, signed, nmant) for a supported float dtype, None for int/bool; TypeError otherwise."""
+    if dt in _NATIVE_FLOATS:
+        return dt.itemsize * 8, True, int(np.finfo(dt).nmant)
+    if dt.kind in "iub":
+        return None
+    if dt.kind not in "fV" or np.issubdtype(dt, np.floating):   # complex, str, longdouble...
+        raise TypeError(f"unsupported dtype {dt}")
+    import ml_dtypes
+    if not dt.name.startswith(("float", "bfloat")) or getattr(ml_dtypes, dt.name, None) is None:
+        raise TypeError(f"unsupported dtype {dt}")
+    fi = ml_dtypes.finfo(dt)
+    return int(fi.bits), float(fi.min) < 0, int(fi.nmant)
+
+
+def _isnan(x: np.ndarray) -> np.ndarray:
+    return np.isnan(x if x.dtype in _NATIVE_FLOATS else x.astype(np.float64))
+
+
+def ordered_int(x: np.ndarray) -> np.ndarray:
+    """Monotone int64 image of ``x``: sign-magnitude bits for floats (+0 and -0 -> 0), value for ints."""
+    x = np.asarray(x)
+    info = _float_info(x.dtype)
+    if info is None:
+        return x.astype(np.int64)
+    bits, signed, _ = info
+    u = x.view(_UINT[x.dtype.itemsize]).astype(np.uint64)
+    if bits < 8 * x.dtype.itemsize:
+        u &= np.uint64((1 << bits) - 1)
+    if not signed:
+        return u.astype(np.int64)
+    mag = (u & np.uint64((1 << (bits - 1)) - 1)).astype(np.int64)
+    return np.where((u >> np.uint64(bits - 1)) != 0, -mag, mag)
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|ordered_int(a) - ordered_int(b)| as uint64, exact; positions where either side is NaN -> 0."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype:
+        raise TypeError(f"ulp_distance needs one dtype, got {a.dtype} and {b.dtype}")
+    if a.dtype == np.uint64:
+        return np.where(a >= b, a - b, b - a)
+    oa, ob = ordered_int(a), ordered_int(b)
+    ua, ub = oa.view(np.uint64), ob.view(np.uint64)
+    # modular uint64 subtraction is exact since the true difference is < 2**64
+    d = np.where(oa >= ob, ua - ub, ub - ua)
+    if _float_info(a.dtype) is not None:
+        d[_isnan(a) | _isnan(b)] = 0
+    return d
+
+
+def _round_to_odd_f32(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32 rounding to odd, so that a later RNE cast to a <=21-bit format is correct."""
+    f = x.astype(np.float32)
+    back = f.astype(np.float64)
+    inexact = (back != x) & ~np.isnan(x)
+    bits = f.view(np.uint32)   # astype made a fresh array: safe to edit in place
+    bits[inexact & (np.abs(back) > np.abs(x))] -= np.uint32(1)   # truncate toward zero
+    bits[inexact] |= np.uint32(1)
+    return f
+
+
+def _round(x: np.ndarray, narrow: np.dtype) -> np.ndarray:
+    if x.dtype == narrow:
+        return x
+    if x.dtype == np.float64 and narrow not in _NATIVE_FLOATS:
+        x = _round_to_odd_f32(x)
+    return x.astype(narrow)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    max_ulp: int | None = None   # when set, an element also passes if its ULP distance <= max_ulp
+
+    def element_ok(self, ref64, got64, ulp) -> np.ndarray:
+        """Vectorised pass mask. ref64/got64: float64 values; ulp: uint64 distances or None."""
+        ref64, got64 = np.asarray(ref64, np.float64), np.asarray(got64, np.float64)
+        nr, ng = np.isnan(ref64), np.isnan(got64)
+        fin = np.isfinite(ref64) & np.isfinite(got64)
+        with np.errstate(all="ignore"):
+            close = np.abs(ref64 - got64) <= self.atol + self.rtol * np.abs(ref64)
+        ok = (nr & ng) | (fin & close) | (np.isinf(ref64) & (ref64 == got64))
+        if self.max_ulp is not None and ulp is not None:
+            ok |= (np.asarray(ulp) <= np.uint64(self.max_ulp)) & ~nr & ~ng
+        return ok
+
+
+class Accumulator:
+    """Streams chunk pairs of one tensor pair; memory is O(chunk)."""
+
+    def __init__(self, ref_dtype: np.dtype, got_dtype: np.dtype, tolerance: Tolerance | None = None):
+        self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
+        self.tolerance = tolerance if tolerance is not None else Tolerance()
+        ri, gi = _float_info(self.ref_dtype), _float_info(self.got_dtype)
+        self._narrow = self._int = None
+        if ri is not None and gi is not None:
+            # narrower = fewer bits, then fewer mantissa bits
+            self._narrow = self.ref_dtype if (ri[0], ri[2]) <= (gi[0], gi[2]) else self.got_dtype
+            self.ulp_dtype = self._narrow.name
+        elif ri is None and gi is None:
+            unsigned = self.ref_dtype.kind in "ub" and self.got_dtype.kind in "ub"
+            self._int = np.dtype(np.uint64 if unsigned else np.int64)
+            same = self.ref_dtype == self.got_dtype
+            self.ulp_dtype = self.ref_dtype.name if same else self._int.name
+        else:
+            self.ulp_dtype = None
+        self.count = self.identical = self.nan_mismatch = self.inf_mismatch = self.violations = 0
+        self.n_finite = self.n_ulp = self.max_ulp = 0
+        self.max_abs = self.sum_abs = self.max_rel = 0.0
+        self.dot = self.ss_ref = self.ss_got = self.ss_err = 0.0
+        self._small = np.zeros(_SMALL, np.int64)
+        self._big = np.zeros(_NBIG, np.int64)
+
+    def update(self, ref: np.ndarray, got: np.ndarray) -> None:
+        ref, got = np.asarray(ref).reshape(-1), np.asarray(got).reshape(-1)
+        if ref.dtype != self.ref_dtype or got.dtype != self.got_dtype:
+            raise TypeError(f"chunk dtypes {ref.dtype}/{got.dtype}, declared {self.ref_dtype}/{self.got_dtype}")
+        if ref.size != got.size:
+            raise ValueError(f"chunk lengths differ: {ref.size} vs {got.size}")
+        with np.errstate(all="ignore"):
+            self._update(ref, got)
+
+    def _update(self, ref: np.ndarray, got: np.ndarray) -> None:
+        r64, g64 = ref.astype(np.float64), got.astype(np.float64)
+        nr, ng = np.isnan(r64), np.isnan(g64)
+        ulp = None
+        if self._narrow is not None:
+            rn, gn = _round(ref, self._narrow), _round(got, self._narrow)
+            nrn = nr if rn is ref else _isnan(rn)
+            ngn = ng if gn is got else _isnan(gn)
+            uint = _UINT[self._narrow.itemsize]
+            same = (rn.view(uint) == gn.view(uint)) | (nrn & ngn)
+            ulp = ulp_distance(rn, gn)
+            incl = ~(nrn | ngn)
+        elif self._int is not None:
+            ri, gi = ref.astype(self._int), got.astype(self._int)
+            same = ri == gi
+            ulp = ulp_distance(ri, gi)
+            incl = None
+        else:
+            same = (r64.view(np.uint64) == g64.view(np.uint64)) | (nr & ng)
+        self.count += ref.size
+        self.identical += int(np.count_nonzero(same))
+        self.nan_mismatch += int(np.count_nonzero(nr ^ ng))
+        self.inf_mismatch += int(np.count_nonzero(
+            ~(nr | ng) & (np.isinf(r64) | np.isinf(g64)) & (r64 != g64)))
+
+        fin = np.isfinite(r64) & np.isfinite(g64)
+        rf, gf = np.where(fin, r64, 0.0), np.where(fin, g64, 0.0)
+        err = rf - gf
+        ad = np.abs(err)
+        if ref.size:
+            self.max_abs = max(self.max_abs, float(ad.max()))
+            rel = np.where(rf == 0, np.where(ad == 0, 0.0, np.inf), ad / np.abs(rf))
+            self.max_rel = max(self.max_rel, float(rel.max()))
+        self.n_finite += int(np.count_nonzero(fin))
+        self.sum_abs += float(ad.sum())
+        self.dot += float(np.dot(rf, gf))
+        self.ss_ref += float(np.dot(rf, rf))
+        self.ss_got += float(np.dot(gf, gf))
+        self.ss_err += float(np.dot(err, err))
+
+        if ulp is not None:
+            u = ulp if incl is None else ulp[incl]
+            self._add_ulps(u)
+            if incl is not None:   # NaN after rounding must not pass through the ULP clause
+                ulp = np.where(incl, ulp, _U64_MAX)
+        self.violations += int(np.count_nonzero(~self.tolerance.element_ok(r64, g64, ulp)))
+
+    def _add_ulps(self, u: np.ndarray) -> None:
+        if not u.size:
+            return
+        self.n_ulp += u.size
+        self.max_ulp = max(self.max_ulp, int(u.max()))
+        small = u < _SMALL
+        self._small += np.bincount(u[small].astype(np.intp), minlength=_SMALL)
+        big = u[~small]
+        if big.size:
+            k = np.floor(8.0 * np.log2(big.astype(np.float64))).astype(np.intp)
+            # guard against float rounding putting d just above its bucket's lower bound
+            k -= np.exp2(k / 8.0) > big.astype(np.float64)
+            self._big += np.bincount(k, minlength=_NBIG)
+
+    def _p99(self) -> int:
+        if self.n_ulp == 0:
+            return 0
+        rank = (99 * self.n_ulp + 99) // 100          # ceil(0.99 * n), exact integer arithmetic
+        cs = np.cumsum(self._small)
+        if cs[-1] >= rank:
+            return int(np.searchsorted(cs, rank))
+        k = int(np.searchsorted(np.cumsum(self._big), rank - int(cs[-1])))
+        return int(math.floor(2.0 ** (k / 8.0)))
+
+    def result(self) -> dict:
+        nrm = math.sqrt(self.ss_ref) * math.sqrt(self.ss_got)
+        if self.ss_ref == 0.0 and self.ss_got == 0.0:
+            cosine = 1.0
+        elif nrm == 0.0:
+            cosine = 0.0
+        else:
+            cosine = max(-1.0, min(1.0, self.dot / nrm))
+        if self.ss_err == 0.0:
+            snr = math.inf
+        elif self.ss_ref == 0.0:
+            snr = -math.inf
+        else:
+            snr = 10.0 * math.log10(self.ss_ref / self.ss_err)
+        has_ulp = self.ulp_dtype is not None
+        return {
+            "bit_identical": self.identical == self.count,
+            "identical_fraction": self.identical / self.count if self.count else 1.0,
+            "max_abs": self.max_abs,
+            "mean_abs": self.sum_abs / self.n_finite if self.n_finite else 0.0,
+            "max_rel": self.max_rel,
+            "max_ulp": self.max_ulp if has_ulp else None,
+            "p99_ulp": self._p99() if has_ulp else None,
+            "cosine": cosine,
+            "snr_db": snr,
+            "nan_mismatch": self.nan_mismatch,
+            "inf_mismatch": self.inf_mismatch,
+            "count": self.count,
+            "violations": self.violations,
+            "ulp_dtype": self.ulp_dtype,
+        }
+
+
+def compare(ref: np.ndarray, got: np.ndarray, tolerance: Tolerance | None = None,
+            chunk: int = 1 << 20) -> dict:
+    """Compare two same-shape arrays chunk by chunk (memmaps are never loaded whole)."""
+    ref, got = np.asanyarray(ref), np.asanyarray(got)
+    if ref.shape != got.shape:
+        raise ShapeMismatch(f"shape mismatch: ref has shape {tuple(ref.shape)}, got has shape {tuple(got.shape)}")
+    if chunk < 1:
+        raise ValueError("chunk must be >= 1")
+    acc = Accumulator(ref.dtype, got.dtype, tolerance)
+    rf, gf = ref.reshape(-1), got.reshape(-1)
+    for i in range(0, rf.size, chunk):
+        acc.update(np.asarray(rf[i:i + chunk]), np.asarray(gf[i:i + chunk]))
+    return acc.result()

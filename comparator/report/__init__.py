@@ -1,0 +1,1 @@
+"""Renderers: each takes a Report and produces text (terminal, JSON, JUnit)."""

@@ -1,0 +1,124 @@
+"""Terminal rendering: a per-tensor table in topological order, then the findings."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..result import Report, TensorReport
+
+COLUMNS = ("identical", "max_abs", "mean_abs", "max_rel", "max_ulp", "p99_ulp", "cosine", "snr_dB", "nan/inf")
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        if x == 0:
+            return "0"
+        return f"{x:.{digits}e}" if abs(x) < 1e-3 or abs(x) >= 1e5 else f"{x:.{digits + 2}g}"
+    return str(x)
+
+
+def metric_cells(m: dict[str, Any]) -> list[str]:
+    if "error" in m:
+        return [m["error"]] + [""] * (len(COLUMNS) - 1)
+    ident = "==" if m["bit_identical"] else f"{100 * m['identical_fraction']:.1f}%"
+    cos = m["cosine"]
+    cos_text = "1" if cos == 1.0 else (f"1-{1 - cos:.1e}" if isinstance(cos, float) and cos > 0.99 else _num(cos))
+    return [ident, _num(m["max_abs"]), _num(m["mean_abs"]), _num(m["max_rel"]), _num(m["max_ulp"]),
+            _num(m["p99_ulp"]), cos_text, _num(m["snr_db"], 1), f"{m['nan_mismatch']}/{m['inf_mismatch']}"]
+
+
+def _all_identical(t: TensorReport) -> bool:
+    return bool(t.metrics) and all("error" not in m and m["bit_identical"] for m in t.metrics.values())
+
+
+def render(report: Report, console: Any = None, collapse: int = 3) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    model = report.model
+    console.print(f"[bold]{model['path']}[/] sha256 {model['sha256'][:12]}  opsets {model['opsets']}  "
+                  f"reference [bold]{report.reference}[/]")
+    for note in model.get("notes", []):
+        console.print(f"  note: {note}")
+    variants = [v.name for v in report.variants if v.name != report.reference and v.status == "ok"]
+    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    for col in ("#", "tensor", "op", "variant") + COLUMNS:
+        table.add_column(col, justify="right" if col not in ("tensor", "op", "variant") else "left",
+                         overflow="fold")
+    run: list[TensorReport] = []
+
+    def flush() -> None:
+        if len(run) >= collapse:
+            table.add_row("", f"[dim]{run[0].name} .. {run[-1].name}[/]", "",
+                          f"[green]{len(run)} tensors bit-identical in every variant[/]", *[""] * len(COLUMNS))
+        else:
+            for t in run:
+                _rows(table, t, variants)
+        run.clear()
+
+    for t in report.tensors:
+        if _all_identical(t) and not t.is_output:
+            run.append(t)
+            continue
+        flush()
+        _rows(table, t, variants)
+    flush()
+    if report.tensors and variants:
+        console.print(table)
+    render_findings(report, console)
+
+
+def _rows(table: Any, t: TensorReport, variants: list[str]) -> None:
+    for i, v in enumerate(variants):
+        m = t.metrics.get(v)
+        if m is None:
+            continue
+        name = (t.name + (" (output)" if t.is_output else "")) if i == 0 else ""
+        table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m))
+
+
+def render_findings(report: Report, console: Any) -> None:
+    for v in report.variants:
+        if v.status != "ok":
+            console.print(f"[red]{v.name}: {v.status}[/]: {v.error}")
+            if v.hint:
+                console.print(f"  hint: {v.hint}")
+            if v.stderr_tail:
+                console.print("  stderr (last lines):")
+                for line in v.stderr_tail.splitlines():
+                    console.print(f"    {line}", markup=False, highlight=False)
+    for name, tensor in report.first_divergence.items():
+        beyond = report.first_beyond_tolerance.get(name)
+        console.print(f"{name}: first divergence {tensor or 'none (bit-identical throughout)'}"
+                      + (f"; first beyond tolerance {beyond}" if beyond else ""))
+    for name, effect in report.observer_effect.items():
+        if effect:
+            console.print(f"[yellow]{name}: observer effect[/]: tapping changed its final outputs "
+                          f"{report.observer_detail.get(name, {})}; its intermediate tensors come from a "
+                          "differently fused graph")
+    for name, outputs in report.label_flips.items():
+        for out, info in outputs.items():
+            console.print(f"{name}: {out} top-1 agreement {100 * info['agreement']:.2f}% "
+                          f"({info['flip_count']} of {info['rows']} rows flip)")
+    if report.equivalence_classes:
+        classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
+        console.print(f"bit-identical final outputs: {classes}")
+    for name, why in report.skipped_taps:
+        console.print(f"[dim]not tapped: {name} ({why})[/]")
+    verdict = {0: "[green]PASS[/]: final outputs within tolerance",
+               1: "[red]FAIL[/]: final outputs beyond tolerance",
+               3: "[red]FAIL[/]: a variant could not run"}.get(report.exit_code, "")
+    tol = report.tolerance
+    console.print(f"{verdict} (atol {tol['atol']:g}, rtol {tol['rtol']:g}"
+                  + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else "") + ")")

@@ -1,0 +1,98 @@
+"""The report: plain data, JSON round-trip with a versioned schema (see docs/report-schema.md)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import ReportError
+
+SCHEMA_VERSION = 1
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+@dataclass
+class VariantReport:
+    name: str
+    backend: str
+    options: dict[str, str]
+    status: str
+    error: str | None = None
+    hint: str | None = None
+    stderr_tail: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+@dataclass
+class TensorReport:
+    name: str
+    op_type: str
+    node: str
+    index: int
+    shape: list[Any] | None
+    dtype: str | None
+    is_output: bool
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant name -> metrics
+
+
+@dataclass
+class Report:
+    model: dict[str, Any]
+    reference: str
+    tolerance: dict[str, Any]
+    variants: list[VariantReport]
+    tensors: list[TensorReport]
+    first_divergence: dict[str, str | None] = field(default_factory=dict)
+    first_beyond_tolerance: dict[str, str | None] = field(default_factory=dict)
+    equivalence_classes: list[list[str]] = field(default_factory=list)
+    observer_effect: dict[str, bool] = field(default_factory=dict)
+    observer_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
+    label_flips: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped_taps: list[list[str]] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    passed: bool = False
+    exit_code: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+    def variant(self, name: str) -> VariantReport:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def tensor(self, name: str) -> TensorReport:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        if not isinstance(data, dict) or "schema_version" not in data:
+            raise ReportError("not an infercmp report (no schema_version)")
+        version = data["schema_version"]
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ReportError(f"report schema version {version} is newer than this infercmp understands "
+                              f"({SCHEMA_VERSION})", "upgrade infercmp")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["variants"] = [VariantReport(**v) for v in data["variants"]]
+            tensors = []
+            for t in data["tensors"]:
+                t = dict(t)
+                t["metrics"] = {k: _decode_metrics(m) for k, m in t.get("metrics", {}).items()}
+                tensors.append(TensorReport(**t))
+            kwargs["tensors"] = tensors
+            return cls(**kwargs)
+        except (KeyError, TypeError) as exc:
+            raise ReportError(f"malformed report: {exc}") from None
+
+
+def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_NONFINITE[v] if isinstance(v, str) and v in _NONFINITE and k != "error" else v)
+            for k, v in m.items()}
