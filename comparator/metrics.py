@@ -258,8 +258,8 @@ class Accumulator:
 
     def result(self) -> dict:
         nrm = math.sqrt(self.ss_ref) * math.sqrt(self.ss_got)
-        if self.ss_ref == 0.0 and self.ss_got == 0.0:
-            cosine = 1.0
+        if (self.ss_ref == 0.0 and self.ss_got == 0.0) or self.ss_err == 0.0:
+            cosine = 1.0  # equal vectors: exactly 1, not 1 - 2e-16 from rounding in dot/norm
         elif nrm == 0.0:
             cosine = 0.0
         else:

@@ -347,3 +347,9 @@ def test_result_is_plain_json():
     assert all(type(v) in (bool, int, float, str, type(None)) for v in r.values())
     back = json.loads(json.dumps(r))   # max_rel is inf here: written as Infinity
     assert back["max_rel"] == math.inf and back["count"] == 3
+
+
+def test_cosine_of_equal_vectors_is_exactly_one():
+    # dot/(|a||b|) of an equal pair rounds to 1 - 2**-53 for this vector; equal values must give exactly 1.
+    a = np.array([0.1, 0.7, 0.3, 1e-3, 5.0], dtype=np.float32)
+    assert compare(a, a.copy())["cosine"] == 1.0
