@@ -39,8 +39,11 @@ def compare(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
     workdir: Optional[Path] = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
+    if no_cache:
+        os.environ["INFERCMP_NO_CACHE"] = "1"  # inherited by the workers
     from . import api
     from .inputs import parse_shapes
     from .metrics import Tolerance
@@ -94,6 +97,52 @@ def list_backends() -> None:
         for opt in backend.options:
             typer.echo(f"    {opt.name:<18} {opt.type.__name__:<5} default {opt.format(opt.default):<11} "
                        f"{opt.describe_values():<30} {opt.help}")
+
+
+@app.command()
+def conformance(
+    backend: str = typer.Option(..., "--backend", "-b", help="one variant, e.g. torch or ort:opt=disable"),
+    op: List[str] = typer.Option([], "--op", help="only cases of this op type (repeatable)"),
+    name: Optional[str] = typer.Option(None, "--filter", help="only cases whose name contains this"),
+    case_timeout: float = typer.Option(60.0, help="seconds one case may take before it counts as a hang"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write per-case results here"),
+    failures: bool = typer.Option(False, "--failures", help="list every case that did not pass"),
+) -> None:
+    """Run the ONNX backend node test suite through one variant; count passed/failed/unsupported per op."""
+    from . import conformance as conf
+    from .variant import Variant
+
+    variant = Variant.parse(backend)
+    from . import backends as registry
+
+    registry.resolve_variant(variant)  # usage errors before the long run
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        import time
+
+        if sys.stderr.isatty() and time.monotonic() - last[0] > 0.5:
+            last[0] = time.monotonic()
+            typer.echo(f"\r{done}/{total} cases", err=True, nl=False)
+
+    result = conf.run(variant, ops=op or None, name_filter=name, case_timeout=case_timeout, progress=progress)
+    if sys.stderr.isatty():
+        typer.echo("", err=True)
+    counts = result.counts()
+    typer.echo(f"{variant}: {len(result.cases)} cases in {result.wall_s:.0f} s: "
+               + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    typer.echo(f"{'op':<28} " + " ".join(f"{s:>11}" for s in conf.STATUSES))
+    for op_type, c in result.per_op().items():
+        typer.echo(f"{op_type:<28} " + " ".join(f"{c[s]:>11}" for s in conf.STATUSES))
+    if failures:
+        for case in result.cases:
+            if case["status"] != "passed":
+                typer.echo(f"{case['status']:<11} {case['name']}: {case['detail']}")
+    if json_out is not None:
+        from .fileio import write_json
+
+        write_json(json_out, result.to_dict())
+        typer.echo(f"JSON: {json_out}")
 
 
 def main() -> None:
