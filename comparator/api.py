@@ -1,6 +1,7 @@
 """`compare()`: the one library entry point. The command line calls it too."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -61,6 +62,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
     inputs: None (seeded random, `seed`/`samples`), an .npz/.npy path, or a dict of arrays.
     reference: the variant others are compared with (default: the first; added if not listed).
+    jobs: variants run at the same time (0: as many as there are cores). Concurrency changes timings only:
+        each worker's knobs, thread counts included, are its own.
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
@@ -70,8 +73,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
     plan = tap.plan(loaded, tap_spec)
     feeds, feed_info = _feeds(loaded, inputs, shapes or {}, seed, samples)
-    if jobs < 1:
-        raise UsageError("--jobs must be >= 1")
+    if jobs < 0:
+        raise UsageError("--jobs must be >= 0 (0: one per core)")
+    jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
 
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
@@ -80,7 +84,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         untapped, tapped = tap.write_copies(loaded, plan, folder)
         feeds_path = folder / "feeds.npz"
         np.savez(feeds_path, **feeds)
-        request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path)}
+        request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path),
+                   "outputs": {"untapped": list(loaded.outputs),
+                               "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]}}
         jobs_list = []
         for i, v in enumerate(variant_list):
             backend, options = resolved[v]

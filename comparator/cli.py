@@ -35,7 +35,7 @@ def compare(
     rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs"),
     max_ulp: Optional[int] = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
-    jobs: int = typer.Option(1, help="variants run at the same time"),
+    jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
     workdir: Optional[Path] = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
