@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -50,11 +50,53 @@ def _feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, .
     return feeds, source
 
 
+@dataclass
+class RunSet:
+    """What running variants leaves behind: the model, its taps, the feeds and one VariantRun per variant,
+    whose tensor files live under `folder` until the caller removes it."""
+
+    model: model_mod.Model
+    plan: tap.TapPlan
+    feed_info: dict[str, Any]
+    runs: list[VariantRun]
+    folder: Path
+
+
+def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
+                 inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
+                 tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
+                 repeat: int = 1, progress: Callable[[VariantRun], None] | None = None) -> RunSet:
+    """Validate everything, then run each variant in its own worker; tensors are written under `folder`."""
+    resolved = {v: backends.resolve_variant(v) for v in variant_list}
+    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
+    plan = tap.plan(loaded, tap_spec)
+    feeds, feed_info = _feeds(loaded, inputs, shapes or {}, seed, samples)
+    if jobs < 0:
+        raise UsageError("--jobs must be >= 0 (0: one per core)")
+    if repeat < 1:
+        raise UsageError("--repeat must be >= 1")
+    jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    untapped, tapped = tap.write_copies(loaded, plan, folder)
+    feeds_path = folder / "feeds.npz"
+    np.savez(feeds_path, **feeds)
+    request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
+               "outputs": {"untapped": list(loaded.outputs),
+                           "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]}}
+    jobs_list = []
+    for i, v in enumerate(variant_list):
+        backend, options = resolved[v]
+        jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
+    runs = _run(jobs_list, resolved, timeout, jobs, progress)
+    return RunSet(loaded, plan, feed_info, runs, folder)
+
+
 def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,
             inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
             reference: str | Variant | None = None, tap_spec: str | Sequence[str] = "all",
             shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
-            tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 1,
+            tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 0,
             workdir: str | Path | None = None,
             progress: Callable[[VariantRun], None] | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
@@ -67,32 +109,13 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
-    tolerance = tolerance or Tolerance()
     variant_list, ref = _variants(variants, reference)
-    resolved = {v: backends.resolve_variant(v) for v in variant_list}
-    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
-    plan = tap.plan(loaded, tap_spec)
-    feeds, feed_info = _feeds(loaded, inputs, shapes or {}, seed, samples)
-    if jobs < 0:
-        raise UsageError("--jobs must be >= 0 (0: one per core)")
-    jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
-
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        untapped, tapped = tap.write_copies(loaded, plan, folder)
-        feeds_path = folder / "feeds.npz"
-        np.savez(feeds_path, **feeds)
-        request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path),
-                   "outputs": {"untapped": list(loaded.outputs),
-                               "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]}}
-        jobs_list = []
-        for i, v in enumerate(variant_list):
-            backend, options = resolved[v]
-            jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
-        runs = _run(jobs_list, resolved, timeout, jobs, progress)
-        return _report(loaded, plan, runs, ref, tolerance, feed_info)
+        rs = run_variants(model, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
+                          samples=samples, timeout=timeout, jobs=jobs, progress=progress)
+        return build_report(rs.model, rs.plan, rs.runs, ref, tolerance or Tolerance(), rs.feed_info)
     finally:
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
@@ -115,7 +138,7 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
     return [done[job[0]] for job in jobs_list]
 
 
-def _report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
+def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
             tolerance: Tolerance, feed_info: dict[str, Any]) -> Report:
     reference = next(r for r in runs if r.variant == ref)
     others = [r for r in runs if r.variant != ref]
