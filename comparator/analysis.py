@@ -71,21 +71,93 @@ def first(tensors: list[TensorReport], variant: str, test: Any) -> str | None:
     return None
 
 
-def outputs_digest(run: VariantRun, outputs: list[str]) -> str:
-    """A hash of the untapped final outputs' dtypes, shapes and bytes: equal digests = bit-identical."""
+def file_digest(path: Path | None, h: Any = None) -> str:
+    """sha256 of an array file's dtype, shape and data bytes, read in blocks: equal digests = bit-identical."""
+    h = h or hashlib.sha256()
+    if path is None:
+        h.update(b"missing")
+        return h.hexdigest()
+    arr = load(path)
+    h.update(f"{arr.dtype.str}|{arr.shape}|".encode())
+    flat = arr.reshape(-1)
+    step = max(1, (1 << 24) // max(1, arr.dtype.itemsize))
+    for i in range(0, flat.size, step):
+        h.update(np.ascontiguousarray(flat[i:i + step]).tobytes())
+    return h.hexdigest()
+
+
+def outputs_digest(run: VariantRun, outputs: list[str], kind: str = "untapped") -> str:
+    """One hash over every final output of one run kind."""
     h = hashlib.sha256()
     for name in outputs:
-        path = run.path("untapped", name)
-        if path is None:
-            h.update(b"missing")
-            continue
-        arr = load(path)
-        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        flat = arr.reshape(-1)
-        step = max(1, (1 << 24) // max(1, arr.dtype.itemsize))
-        for i in range(0, flat.size, step):
-            h.update(np.ascontiguousarray(flat[i:i + step]).tobytes())
+        h.update(name.encode() + b"|")
+        file_digest(run.path(kind, name), h)
     return h.hexdigest()
+
+
+def tensor_classes(reports: list[TensorReport], runs: list[VariantRun]) -> None:
+    """Group the variants (reference included) by bit-identical values of each tensor."""
+    ok = [r for r in runs if r.ok]
+    for t in reports:
+        groups: dict[str, list[str]] = {}
+        kind = "untapped" if t.is_output else "tapped"
+        for run in ok:
+            path = run.path(kind, t.name)
+            if path is not None:
+                groups.setdefault(file_digest(path), []).append(str(run.variant))
+        t.classes = sorted(groups.values(), key=lambda g: (-len(g), g))
+
+
+def pairwise(runs: list[VariantRun], outputs: list[str]) -> dict[str, Any]:
+    """Max ULP and max abs distance between every two variants' final outputs (untapped runs)."""
+    ok = [r for r in runs if r.ok]
+    n = len(ok)
+    ulp = [[0] * n for _ in range(n)]
+    absd = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            u, a = 0, 0.0
+            for name in outputs:
+                m = compare_pair(ok[i].path("untapped", name), ok[j].path("untapped", name), metrics.Tolerance())
+                if "error" in m:
+                    u, a = None, float("inf")
+                    break
+                u, a = max(u, m["max_ulp"] or 0), max(a, m["max_abs"])
+            ulp[i][j] = ulp[j][i] = u
+            absd[i][j] = absd[j][i] = a
+    return {"variants": [str(r.variant) for r in ok], "max_ulp": ulp, "max_abs": absd}
+
+
+def repeats(run: VariantRun, base: str) -> list[str]:
+    """The run kinds that repeat `base` (fresh sessions `base.N`, same-session `base.sameN`)."""
+    return sorted(k for k in run.tensors if k.startswith(base + "."))
+
+
+def determinism(reports: list[TensorReport], runs: list[VariantRun], outputs: list[str]) -> dict[str, Any]:
+    """Per variant: distinct final outputs over its repeats; per tensor: run-to-run spread."""
+    found: dict[str, Any] = {}
+    zero = metrics.Tolerance(0.0, 0.0)
+    for run in runs:
+        extra = repeats(run, "untapped") if run.ok else []
+        if not extra:
+            continue
+        name = str(run.variant)
+        kinds = ["untapped"] + extra
+        distinct = len({outputs_digest(run, outputs, k) for k in kinds})
+        worst_abs, worst_ulp = 0.0, 0
+        for t in reports:
+            base = "untapped" if t.is_output else "tapped"
+            spread_abs, spread_ulp = 0.0, 0
+            for k in repeats(run, base):
+                m = compare_pair(run.path(base, t.name), run.path(k, t.name), zero)
+                if "error" not in m:
+                    spread_abs, spread_ulp = max(spread_abs, m["max_abs"]), max(spread_ulp, m["max_ulp"] or 0)
+            t.spread[name] = {"max_abs": spread_abs, "max_ulp": spread_ulp}
+            if t.is_output:
+                worst_abs, worst_ulp = max(worst_abs, spread_abs), max(worst_ulp, spread_ulp)
+        suggested = {"atol": worst_abs, "max_ulp": worst_ulp} if distinct > 1 else None
+        found[name] = {"runs": len(kinds), "distinct_outputs": distinct, "suggested_tolerance": suggested}
+    return found
 
 
 def equivalence_classes(runs: list[VariantRun], outputs: list[str]) -> list[list[str]]:

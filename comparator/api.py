@@ -66,7 +66,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
                  tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
-                 repeat: int = 1, progress: Callable[[VariantRun], None] | None = None) -> RunSet:
+                 repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
+                 progress: Callable[[VariantRun], None] | None = None) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
@@ -82,6 +83,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     feeds_path = folder / "feeds.npz"
     np.savez(feeds_path, **feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
+               "runs": list(kinds),
                "outputs": {"untapped": list(loaded.outputs),
                            "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]}}
     jobs_list = []
@@ -97,7 +99,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             reference: str | Variant | None = None, tap_spec: str | Sequence[str] = "all",
             shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
             tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 0,
-            workdir: str | Path | None = None,
+            repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
             progress: Callable[[VariantRun], None] | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
@@ -106,6 +108,10 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     reference: the variant others are compared with (default: the first; added if not listed).
     jobs: variants run at the same time (0: as many as there are cores). Concurrency changes timings only:
         each worker's knobs, thread counts included, are its own.
+    repeat: run each variant N times (fresh sessions, and N runs of one session): distinct outputs and
+        run-to-run spread per tensor land in `report.determinism` and `tensor.spread`.
+    isolate: replay every node alone on the reference's inputs: local error in `tensor.local`, the nodes that
+        cause deviation in `report.origins`.
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
@@ -113,12 +119,46 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
     try:
+        tolerance = tolerance or Tolerance()
         rs = run_variants(model, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                          samples=samples, timeout=timeout, jobs=jobs, progress=progress)
-        return build_report(rs.model, rs.plan, rs.runs, ref, tolerance or Tolerance(), rs.feed_info)
+                          samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress)
+        report = build_report(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info)
+        if isolate:
+            _isolate(rs, report, ref, tolerance, timeout, jobs, progress)
+        return report
     finally:
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, timeout: float | None, jobs: int,
+             progress: Callable[[VariantRun], None] | None) -> None:
+    from . import isolate
+
+    reference = next(r for r in rs.runs if r.variant == ref)
+    others = [r.variant for r in rs.runs if r.variant != ref and r.ok]
+    if not reference.ok or not others:
+        return
+    folder = rs.folder / "isolate"
+    folder.mkdir(exist_ok=True)
+    path, fed, unfed = isolate.write(rs.model, folder)
+    iso_model = model_mod.load(path)
+    with np.load(rs.folder / "feeds.npz", allow_pickle=False) as npz:
+        base = {k: npz[k] for k in npz.files}
+    feeds = isolate.feeds(reference, fed, base)
+    for spec in iso_model.inputs:  # a float64 reference feeds the model's own types, correctly rounded
+        want = feeds_mod.np_dtype(spec)
+        if feeds[spec.name].dtype != want:
+            feeds[spec.name] = feeds[spec.name].astype(want)
+    iso = run_variants(iso_model, others, folder, feeds, tap_spec="all", timeout=timeout, jobs=jobs,
+                       kinds=("tapped",), progress=progress)
+    report.origins = isolate.attach(report.tensors, reference, iso.runs, tolerance)
+    notes = report.model.setdefault("notes", [])
+    notes.append(f"--isolate fed {len(fed)} tensors from {ref}"
+                 + (f"; {len(unfed)} untyped tensors could not be fed: {', '.join(unfed[:5])}" if unfed else ""))
+    for run in iso.runs:
+        if not run.ok:
+            notes.append(f"--isolate: {run.variant} {run.status}: {run.error}")
 
 
 def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
@@ -166,6 +206,9 @@ def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantR
             if detail:
                 report.observer_detail[str(run.variant)] = detail
     report.equivalence_classes = analysis.equivalence_classes(runs, loaded.outputs)
+    analysis.tensor_classes(report.tensors, runs)
+    report.pairwise = analysis.pairwise(runs, loaded.outputs)
+    report.determinism = analysis.determinism(report.tensors, runs, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
     failed = any(not r.ok for r in runs)

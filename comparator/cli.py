@@ -40,6 +40,11 @@ def compare(
     workdir: Optional[Path] = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
+    repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
+    isolate: bool = typer.Option(False, "--isolate", help="replay each node on the reference's inputs: "
+                                                          "local error, origin vs propagation"),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML report here"),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML report here"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
     if no_cache:
@@ -66,7 +71,7 @@ def compare(
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
-                             workdir=workdir, progress=done)
+                             repeat=repeat, isolate=isolate, workdir=workdir, progress=done)
     # Piped output (CI logs, files) would otherwise be folded at 80 columns.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     if quiet:
@@ -78,6 +83,16 @@ def compare(
 
         write(report, json_out)
         out.print(f"JSON report: {json_out}")
+    if html_out is not None:
+        from .report import html
+
+        html.write(report, html_out)
+        out.print(f"HTML report: {html_out}")
+    if junit_out is not None:
+        from .report import junit
+
+        junit.write(report, junit_out)
+        out.print(f"JUnit report: {junit_out}")
     raise typer.Exit(report.exit_code)
 
 

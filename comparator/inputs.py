@@ -83,7 +83,7 @@ def random_array(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generat
     raise InputError(f"cannot generate random data of type {dtype}", "pass --inputs FILE.npz")
 
 
-def _np_dtype(spec: InputSpec) -> np.dtype:
+def np_dtype(spec: InputSpec) -> np.dtype:
     import onnx
 
     try:
@@ -102,7 +102,7 @@ def make_feeds(model: Model, shapes: Mapping[str, tuple[int, ...]], seed: int = 
         shape = resolve_shape(spec, shapes)
         # Seeded per input name, so adding an input to the model leaves the others' data unchanged.
         rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
-        feeds[spec.name] = random_array(_np_dtype(spec), (samples, *shape), rng)
+        feeds[spec.name] = random_array(np_dtype(spec), (samples, *shape), rng)
     return feeds
 
 
@@ -149,7 +149,7 @@ def check_feeds(model: Model, raw: Mapping[str, Any], shapes: Mapping[str, tuple
     counts = set()
     for spec in model.inputs:
         arr = np.asarray(raw[spec.name])
-        want = _np_dtype(spec)
+        want = np_dtype(spec)
         if arr.dtype != want and not (want.kind in "OU" and arr.dtype.kind in "OU"):
             raise InputError(f"{source}: input {spec.name!r} is {arr.dtype}, the model wants {want}",
                              f"convert it, e.g. array.astype(np.{want.name})")

@@ -34,6 +34,12 @@ class TensorReport:
     dtype: str | None
     is_output: bool
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant name -> metrics
+    # --isolate: the node replayed alone on the reference's inputs; same metric fields as `metrics`.
+    local: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --repeat: run-to-run spread of this tensor within each variant (max_abs, max_ulp over the repeats).
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Variants (the reference included) grouped by bit-identical values of this tensor.
+    classes: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +56,14 @@ class Report:
     observer_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     label_flips: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_taps: list[list[str]] = field(default_factory=list)
+    # --isolate: per variant, the nodes that add the most error themselves, largest first:
+    # {"tensor", "node", "op_type", "max_ulp", "max_rel", "max_abs"}.
+    origins: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # --repeat: per variant {"runs", "distinct_outputs", "suggested_tolerance": {"atol", "max_ulp"} or None}.
+    determinism: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Pairwise distance between every two variants' final outputs: {"variants": [...], "max_ulp": [[...]],
+    # "max_abs": [[...]]} (symmetric; the dendrogram is drawn from it).
+    pairwise: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     passed: bool = False
     exit_code: int = 0
@@ -85,7 +99,8 @@ class Report:
             tensors = []
             for t in data["tensors"]:
                 t = dict(t)
-                t["metrics"] = {k: _decode_metrics(m) for k, m in t.get("metrics", {}).items()}
+                for key in ("metrics", "local", "spread"):
+                    t[key] = {k: _decode_metrics(m) for k, m in t.get(key, {}).items()}
                 tensors.append(TensorReport(**t))
             kwargs["tensors"] = tensors
             return cls(**kwargs)

@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 t2 = time.perf_counter()
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
+                # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
+                for k in range(1, repeat if r == 0 else 1):
+                    record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
+                                                                     out_dir / f"{kind}.same{k}", "")
                 del session
     except InfercmpError as exc:
         record.update(status=getattr(exc, "status", "failed"), error=exc.message, hint=exc.hint)

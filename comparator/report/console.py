@@ -56,15 +56,20 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
     for col in ("#", "tensor", "op", "variant") + COLUMNS:
         table.add_column(col, justify="right" if col not in ("tensor", "op", "variant") else "left",
                          overflow="fold")
+    with_local = any(t.local for t in report.tensors)
+    if with_local:
+        table.add_column("local", justify="right")
+        table.add_column("role")
     run: list[TensorReport] = []
 
     def flush() -> None:
         if len(run) >= collapse:
             table.add_row("", f"[dim]{run[0].name} .. {run[-1].name}[/]", "",
-                          f"[green]{len(run)} tensors bit-identical in every variant[/]", *[""] * len(COLUMNS))
+                          f"[green]{len(run)} tensors bit-identical in every variant[/]",
+                          *[""] * (len(COLUMNS) + (2 if with_local else 0)))
         else:
             for t in run:
-                _rows(table, t, variants)
+                _rows(table, t, variants, with_local)
         run.clear()
 
     for t in report.tensors:
@@ -72,20 +77,29 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
             run.append(t)
             continue
         flush()
-        _rows(table, t, variants)
+        _rows(table, t, variants, with_local)
     flush()
     if report.tensors and variants:
         console.print(table)
     render_findings(report, console)
 
 
-def _rows(table: Any, t: TensorReport, variants: list[str]) -> None:
+def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = False) -> None:
+    from ..isolate import role
+
     for i, v in enumerate(variants):
         m = t.metrics.get(v)
         if m is None:
             continue
         name = (t.name + (" (output)" if t.is_output else "")) if i == 0 else ""
-        table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m))
+        extra = []
+        if with_local:
+            local = t.local.get(v)
+            if local is None or "error" in local:
+                extra = ["-", ""]
+            else:
+                extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", role(t, v)]
+        table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra)
 
 
 def render_findings(report: Report, console: Any) -> None:
@@ -111,6 +125,18 @@ def render_findings(report: Report, console: Any) -> None:
         for out, info in outputs.items():
             console.print(f"{name}: {out} top-1 agreement {100 * info['agreement']:.2f}% "
                           f"({info['flip_count']} of {info['rows']} rows flip)")
+    for name, nodes in report.origins.items():
+        if nodes:
+            causes = "; ".join(f"{n['tensor']} ({n['op_type']}) {n['max_ulp']} ulp" for n in nodes)
+            console.print(f"{name}: origins by local error: {causes}")
+        else:
+            console.print(f"{name}: no node adds error on its own (every deviation is fusion or propagation)")
+    for name, d in report.determinism.items():
+        text = f"{name}: {d['runs']} runs, {d['distinct_outputs']} distinct final output(s)"
+        tol = d.get("suggested_tolerance")
+        if tol:
+            text += f"; not deterministic: suggested tolerance atol {tol['atol']:.3g}, max_ulp {tol['max_ulp']}"
+        console.print(text)
     if report.equivalence_classes:
         classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
         console.print(f"bit-identical final outputs: {classes}")
