@@ -54,6 +54,19 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, dumps(obj) + "\n")
 
 
+def save_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
+    """Like np.savez(path, **arrays), but any key works: np.savez would take a key named `file` or
+    `allow_pickle` for its own parameter. Written without pickle."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

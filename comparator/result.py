@@ -103,11 +103,20 @@ class Report:
                     t[key] = {k: _decode_metrics(m) for k, m in t.get(key, {}).items()}
                 tensors.append(TensorReport(**t))
             kwargs["tensors"] = tensors
+            # Outside `metrics`, numbers that can be non-finite: observer differences, pairwise distances.
+            kwargs["observer_detail"] = {v: {o: _decode_metrics(d) for o, d in outs.items()}
+                                         for v, outs in data.get("observer_detail", {}).items()}
+            if "max_abs" in kwargs.get("pairwise", {}):
+                kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[_decode(x) for x in row]
+                                                                       for row in kwargs["pairwise"]["max_abs"]])
             return cls(**kwargs)
-        except (KeyError, TypeError) as exc:
-            raise ReportError(f"malformed report: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # valid JSON, wrong shape
+            raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(v: Any) -> Any:
+    return _NONFINITE[v] if isinstance(v, str) and v in _NONFINITE else v
 
 
 def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_NONFINITE[v] if isinstance(v, str) and v in _NONFINITE and k != "error" else v)
-            for k, v in m.items()}
+    return {k: (v if k == "error" else _decode(v)) for k, v in m.items()}

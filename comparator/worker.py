@@ -56,7 +56,8 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
     files: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for s in range(samples):
-        out = session.run({k: v[s] for k, v in feeds.items()})
+        # `v[s, ...]` keeps a 0-d array for scalar inputs; `v[s]` would give a NumPy scalar, which ORT refuses.
+        out = session.run({k: v[s, ...] for k, v in feeds.items()})
         missing = [n for n in expected if n not in out]
         if missing:
             raise BackendError(f"the backend returned no value for {missing[0]!r} "

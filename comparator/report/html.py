@@ -1,0 +1,394 @@
+"""HTML report: one self-contained file (inline CSS, inline SVG, a little vanilla JS) that opens offline.
+
+Sections: summary and variants, deviation along the graph (log max ULP per tensor), a dendrogram of the variants
+from their pairwise final-output distances, findings (label flips, origins, determinism) and a per-tensor table
+with a filter box (`#filter=TEXT` in the URL pre-fills it). Every string from the report is escaped.
+"""
+from __future__ import annotations
+
+import html as _html
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ..fileio import write_text
+from ..result import Report
+from .console import COLUMNS, _num, metric_cells
+
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
+           "#bab0ac")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
+_CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in HTML text
+VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
+            3: "FAIL: a variant could not run"}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0 auto;max-width:1500px;
+padding:12px 16px 40px}
+h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd;padding-bottom:3px}
+h3{font-size:14px;margin:12px 0 4px}table{border-collapse:collapse;margin:4px 0}
+th,td{padding:2px 8px;text-align:right;white-space:nowrap;vertical-align:top}th{background:#eef0f3;font-weight:600}
+#tensors th{position:sticky;top:0;z-index:1}.pane{overflow:auto;max-height:88vh;border:1px solid #e3e5e8}
+td.cls{white-space:normal;min-width:110px;font-size:11px}
+.op{font:12px system-ui,sans-serif;color:#555}.l{text-align:left}#tensors tbody{border-top:1px solid #d8dbe0}
+.grid td,.grid th{border-bottom:1px solid #eceef1}tr.eq{color:#2e7d32}tr.bad{background:#fdecea}
+td.t{white-space:normal;overflow-wrap:anywhere;min-width:160px;max-width:340px}
+#tensors{font-size:12.5px}#tensors td,#tensors th{padding:1px 4px}#tensors td[rowspan]{background:#fff;color:#222}
+code,pre,td.t,td.m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
+pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:320px;margin:4px 0;white-space:pre-wrap}
+.badge{display:inline-block;padding:1px 9px;border-radius:10px;font-weight:600;color:#fff;font-size:13px}
+.ok,.pass{background:#2e7d32}.fail{background:#c62828}
+i.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
+.muted,small{color:#6b7280}.facts td{text-align:left;padding:1px 12px 1px 0;white-space:normal}
+.facts td:first-child{color:#6b7280}
+details{margin:4px 0;border:1px solid #e3e5e8;border-radius:5px;padding:4px 10px}summary{cursor:pointer}
+.legend span{margin-right:16px;white-space:nowrap}.err{color:#c62828}
+svg{max-width:100%;height:auto;background:#fff}svg text{font:11px system-ui,sans-serif;fill:#444}
+rect.b{fill:transparent}rect.b:hover{fill:rgba(0,0,0,.07)}.tools{margin:6px 0}
+#q{font-size:14px;padding:4px 8px;width:320px}
+""" + "".join(f".c{i}{{background:{c}}}" for i, c in enumerate(PALETTE))
+
+JS = """(function(){var q=document.getElementById('q');if(!q)return;var same=document.getElementById('same'),
+count=document.getElementById('count'),bodies=[].slice.call(document.querySelectorAll('#tensors tbody')),timer=0;
+function apply(){var s=q.value.trim().toLowerCase(),n=0;bodies.forEach(function(b){
+var show=(!s||b.getAttribute('data-k').indexOf(s)>=0)&&!(same.checked&&b.classList.contains('same'));
+if(b.hidden===show)b.hidden=!show;if(show)n++;});count.textContent=n+' of '+bodies.length+' tensors shown';}
+function fromHash(){var h=location.hash,m=/(?:^#|&)filter=([^&]*)/.exec(h),row=/^#t[0-9]+$/.test(h)&&
+document.getElementById(h.slice(1));if(m){try{q.value=decodeURIComponent(m[1]);}catch(e){q.value=m[1];}}
+if(row&&row.hidden){q.value='';same.checked=false;}apply();if(row)row.scrollIntoView();}
+q.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(function(){apply();try{
+history.replaceState(null,'','#filter='+encodeURIComponent(q.value));}catch(e){}},bodies.length>300?250:0);});
+same.addEventListener('change',apply);window.addEventListener('hashchange',fromHash);fromHash();})();"""
+
+ORIGIN_FIGURES = ("max_ulp", "max_rel", "max_abs")
+TIPS = {"local ulp": "max ULP of the node replayed alone on the reference's inputs (error it adds itself)",
+        "role": "origin: the node adds error itself; propagated: it only inherits it",
+        "spread": "run-to-run max ULP of this tensor within the variant (--repeat)",
+        "classes": "variants (reference included) whose values of this tensor are bit-identical"}
+
+
+def esc(x: Any) -> str:
+    return _html.escape(_CTRL.sub("\ufffd", _ANSI.sub("", str(x))), quote=True)
+
+
+def _log(u: Any) -> float | None:
+    """Plot coordinate of a max ULP figure: log10(max_ulp + 1), so 0 sits on the axis floor."""
+    if isinstance(u, bool) or not isinstance(u, (int, float)) or math.isnan(u):
+        return None
+    return math.log10(u + 1) if math.isfinite(u) else math.inf
+
+
+def _decade(k: int) -> str:
+    return str(10 ** k) if k < 4 else f"1e{k}"
+
+
+def render(report: Report) -> str:
+    """The whole page as one string."""
+    colors = {v.name: i % len(PALETTE) for i, v in enumerate(report.variants)}
+    for name in report.pairwise.get("variants", []):
+        colors.setdefault(name, len(colors) % len(PALETTE))
+    compared = [v.name for v in report.variants if v.name != report.reference and v.status == "ok"]
+    title = Path(str(report.model.get("path", "model"))).name
+    return "".join([
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>infercmp: {esc(title)}</title>'
+        f'<meta name="viewport" content="width=device-width"><style>{CSS}</style></head><body>',
+        _summary(report, colors), _plot(report, compared, colors), _dendrogram(report, colors),
+        _findings(report), _table(report, compared, colors), f"<script>{JS}</script></body></html>\n"])
+
+
+def write(report: Report, path: str | Path) -> None:
+    """Write the page atomically."""
+    write_text(path, render(report))
+
+
+def _sw(colors: dict[str, int], name: str) -> str:
+    return f'<i class="sw c{colors.get(name, 0)}"></i>{esc(name)}'
+
+
+def _tol_text(tol: dict[str, Any]) -> str:
+    return (f"atol {tol.get('atol', 0):g}, rtol {tol.get('rtol', 0):g}"
+            + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else ""))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested provenance as `a.b.c: value` lines; lists of scalars on one line."""
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out += _flat(v, f"{prefix}{k}.")
+        elif isinstance(v, (list, tuple)) and all(not isinstance(x, (dict, list)) for x in v):
+            out.append((prefix + str(k), ", ".join(map(str, v)) or "-"))
+        else:
+            out.append((prefix + str(k), json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)))
+    return out
+
+
+def _grid(heads: list[str], rows: list[list[str]], attrs: str = "") -> str:
+    """A plain table of HTML cells; a header starting with '<' marks a left-aligned column."""
+    left = [h.startswith("<") for h in heads]
+    return (f'<table class="grid"{attrs}><tr>' + "".join(f'<th{" class=l" if a else ""}>{h.lstrip("<")}</th>'
+                                                         for a, h in zip(left, heads)) + "</tr>"
+            + "".join("<tr>" + "".join(f'<td{" class=l" if a else ""}>{c}</td>' for a, c in zip(left, r)) + "</tr>"
+                      for r in rows) + "</table>")
+
+
+def _summary(report: Report, colors: dict[str, int]) -> str:
+    m, inp = report.model, report.inputs
+    source = f"random, seed {inp.get('seed')}" if inp.get("source") == "random" else inp.get("source", "-")
+    facts = [("model", m.get("path")), ("sha256", m.get("sha256")), ("producer", m.get("producer")),
+             ("IR / opsets", f"{m.get('ir_version')} / {m.get('opsets')}"), ("nodes", m.get("nodes")),
+             ("inputs", f"{source}; {inp.get('samples', '-')} sample(s); shapes {inp.get('shapes', {})}"),
+             ("reference", report.reference), ("tolerance", _tol_text(report.tolerance))]
+    verdict = "PASS" if report.passed else "FAIL"
+    out = [f'<h1>infercmp: {esc(Path(str(m.get("path", ""))).name)} <span class="badge {verdict.lower()}">'
+           f'{verdict}</span></h1><p><b>{esc(VERDICTS.get(report.exit_code, f"exit code {report.exit_code}"))}</b> '
+           f'({esc(_tol_text(report.tolerance))})</p><table class="facts">']
+    out += [f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in facts if v not in (None, "")]
+    out.append("</table><h2>Variants</h2>")
+    finals, rows = [t for t in report.tensors if t.is_output], []
+    for v in report.variants:
+        worst = max((u for t in finals if isinstance(u := t.metrics.get(v.name, {}).get("max_ulp"), (int, float))),
+                    default=None)
+        div = report.first_divergence.get(v.name, "-") if v.name in report.first_divergence else "-"
+        badge = f'<span class="badge {"ok" if v.status == "ok" else "fail"}">{esc(v.status)}</span>'
+        rows.append([_sw(colors, v.name) + (" <small>(reference)</small>" if v.name == report.reference else ""),
+                     esc(v.backend), badge,
+                     f"{v.wall_s:.2f}", f"<code>{esc(div or 'none (bit-identical)')}</code>",
+                     f"<code>{esc(report.first_beyond_tolerance.get(v.name) or '-')}</code>", esc(_num(worst)),
+                     "yes" if report.observer_effect.get(v.name) else "no"])
+    out.append(_grid(["<variant", "<backend", "<status", "wall s", "<first divergence", "<first beyond tolerance",
+                      "outputs max ULP", "<observer effect"], rows, ' id="variants"'))
+    for v in report.variants:
+        out.append(f'<details{" open" if v.status != "ok" else ""}><summary>{_sw(colors, v.name)} '
+                   f'<b>{esc(v.status)}</b>{(": " + esc(v.error)) if v.error else ""}</summary>'
+                   + (f"<p>hint: {esc(v.hint)}</p>" if v.hint else "")
+                   + (f"<h3>stderr (last lines)</h3><pre>{esc(v.stderr_tail)}</pre>" if v.stderr_tail else ""))
+        info = _flat({"options": v.options, "timings": v.timings, "provenance": v.provenance})
+        out.append('<table class="facts">' + "".join(f"<tr><td>{esc(k)}</td><td>{esc(x)}</td></tr>" for k, x in info)
+                   + "</table></details>")
+    if report.equivalence_classes:
+        classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
+        out.append(f"<p>Bit-identical final outputs: <code>{esc(classes)}</code></p>")
+    effects = [f"{n}: tapping changed its final outputs {report.observer_detail.get(n, {})}; its intermediate "
+               "tensors come from a differently fused graph" for n, e in report.observer_effect.items() if e]
+    notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
+    for head, items in (("Observer effects", effects), ("Notes", notes)):
+        if items:
+            out.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>")
+    return "".join(out)
+
+
+def _axis(out: list[str], top_dec: int, pos: Any, vertical: bool, lo: float, hi: float) -> None:
+    """Decade grid lines and labels of a log10(max ULP + 1) axis."""
+    for k in range(top_dec + 1):
+        p = pos(k)
+        out.append(f'<line x1="{lo}" x2="{hi}" y1="{p:.1f}" y2="{p:.1f}" stroke="#e5e7eb"/><text x="{lo - 6}" '
+                   f'y="{p + 4:.1f}" text-anchor="end">{_decade(k)}</text>' if vertical else
+                   f'<line x1="{p:.1f}" x2="{p:.1f}" y1="{lo}" y2="{hi}" stroke="#e5e7eb"/><text x="{p:.1f}" '
+                   f'y="{hi + 14}" text-anchor="middle">{_decade(k)}</text>')
+
+
+def _plot(report: Report, compared: list[str], colors: dict[str, int]) -> str:
+    head, tensors = "<h2>Deviation along the graph</h2>", report.tensors
+    if not tensors or not compared:
+        return head + '<p class="muted">Nothing to plot: no variant was compared with the reference.</p>'
+    w, h, left, right, top, bottom, n = 1100, 320, 56, 16, 12, 40, len(tensors)
+    span = (w - left - right) / max(1, n - 1)
+    vals = {v: [_log(t.metrics.get(v, {}).get("max_ulp")) for t in tensors] for v in compared}
+    top_dec = max(1, math.ceil(max((y for ys in vals.values() for y in ys if y is not None and math.isfinite(y)),
+                                   default=1)))
+
+    def xy(i: int, y: float) -> tuple[float, float]:
+        return left + i * span, top + (1 - min(y, top_dec) / top_dec) * (h - top - bottom)
+
+    out = [head, '<div class="legend">' + "".join(f"<span>{_sw(colors, v)}</span>" for v in compared)
+           + '<span class="muted">&#9675; first divergence &#9670; first beyond tolerance</span></div>'
+           f'<svg id="plot" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="max ULP per tensor">']
+    _axis(out, top_dec, lambda k: xy(0, k)[1], True, left, w - right)
+    rough = max(1, (n - 1) // 8)
+    mag = 10 ** (len(str(rough)) - 1)
+    step = next(k * mag for k in (1, 2, 5, 10) if k * mag >= rough)  # 1-2-5 ticks: 0, 250, 500...
+    out += [f'<text x="{xy(i, 0)[0]:.1f}" y="{h - bottom + 16}" text-anchor="middle">{i}</text>'
+            for i in range(0, n, step)]
+    out.append(f'<text x="{(left + w) / 2}" y="{h - 6}" text-anchor="middle">tensor (topological order)</text>'
+               f'<text transform="translate(14,{(h - bottom) / 2}) rotate(-90)" text-anchor="middle">'
+               'max ULP + 1 (log)</text>')
+    for i, t in enumerate(tensors):  # hover bands: one tooltip per tensor listing every variant, a link to its row
+        tip = "\n".join([f"#{t.index} {t.name} ({t.op_type})"] + [
+            f"{v}: " + (m["error"] if "error" in m else f"max_ulp {_num(m.get('max_ulp'))}, max_abs "
+                        f"{_num(m.get('max_abs'))}") for v in compared if (m := t.metrics.get(v)) is not None])
+        out.append(f'<a href="#t{i}"><rect class="b" x="{max(left - 2, xy(i, 0)[0] - span / 2):.1f}" y="{top}" '
+                   f'width="{max(span, 1):.2f}" height="{h - top - bottom}"><title>{esc(tip)}</title></rect></a>')
+    index = {t.name: i for i, t in enumerate(tensors)}
+    for v in compared:
+        c = PALETTE[colors[v]]
+        pts = " ".join("%.1f,%.1f" % xy(i, y) for i, y in enumerate(vals[v]) if y is not None)
+        out.append(f'<polyline class="series" points="{pts}" fill="none" stroke="{c}" stroke-width="1.6" '
+                   f'stroke-linejoin="round"><title>{esc(v)}</title></polyline>')
+        if n <= 80:  # dots only while they stay apart
+            out += ['<circle cx="%.1f" cy="%.1f" r="2.2" fill="%s"/>' % (*xy(i, y), c)
+                    for i, y in enumerate(vals[v]) if y is not None]
+        for kind, found in (("first divergence", report.first_divergence),
+                            ("first beyond tolerance", report.first_beyond_tolerance)):
+            if (i := index.get(found.get(v) or "")) is None:
+                continue
+            x, y = xy(i, vals[v][i] or 0)
+            tip = f"<title>{esc(f'{v}: {kind} at #{tensors[i].index} {tensors[i].name}')}</title>"
+            out.append(f'<circle class="marker" cx="{x:.1f}" cy="{y:.1f}" r="5.5" fill="#fff" fill-opacity=".4" '
+                       f'stroke="{c}" stroke-width="2">{tip}</circle>' if kind == "first divergence" else
+                       f'<path class="marker" d="M{x:.1f} {y - 6:.1f}l6 6l-6 6l-6-6z" fill="{c}" stroke="#fff">'
+                       f'{tip}</path>')
+    return "".join(out) + "</svg>"
+
+
+def cluster(dist: list[list[float]]) -> Any:
+    """Average-linkage agglomerative clustering: a leaf is an int, a merge is (left, right, height)."""
+    groups: list[tuple[list[int], Any]] = [([i], i) for i in range(len(dist))]
+    while len(groups) > 1:
+        d, a, b = min((sum(dist[i][j] for i in ga for j in gb) / (len(ga) * len(gb)), a, b)
+                      for a, (ga, _) in enumerate(groups) for b, (gb, _) in enumerate(groups) if a < b)
+        merged = (groups[a][0] + groups[b][0], (groups[a][1], groups[b][1], d))
+        groups = [g for k, g in enumerate(groups) if k not in (a, b)] + [merged]
+    return groups[0][1] if groups else None
+
+
+def _leaves(node: Any) -> list[int]:
+    return [node] if isinstance(node, int) else _leaves(node[0]) + _leaves(node[1])
+
+
+def _heights(node: Any) -> list[float]:
+    return [] if isinstance(node, int) else _heights(node[0]) + _heights(node[1]) + [node[2]]
+
+
+def _dendrogram(report: Report, colors: dict[str, int]) -> str:
+    head, pw = "<h2>Variant clustering</h2>", report.pairwise
+    names = list(pw.get("variants", []))
+    if len(names) < 2 or not pw.get("max_ulp"):
+        return head + '<p class="muted" id="dendrogram-empty">Clustering needs 2+ variants that ran.</p>'
+    tree = cluster([[math.inf if u is None else float(u) for u in row] for row in pw["max_ulp"]])
+    row, top, width = 26, 14, 760
+    h, x0, x1 = top + row * len(names) + 34, min(320, 84 + 7 * max(len(n) for n in names)), width - 40
+    top_dec = max(1, math.ceil(max((math.log10(x + 1) for x in _heights(tree) if math.isfinite(x)), default=1)))
+
+    def hx(d: float) -> float:  # an incomparable pair (shape mismatch) merges past the axis end
+        return x1 + 24 if not math.isfinite(d) else x0 + 10 + (x1 - x0 - 10) * math.log10(d + 1) / top_dec
+
+    ys = {leaf: top + row * k + row / 2 for k, leaf in enumerate(_leaves(tree))}
+    out = [head, '<p class="muted">Average-linkage clustering of the variants by the max ULP distance between '
+           'their final outputs (bit-identical variants merge at 0).</p>'
+           f'<svg id="dendrogram" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" '
+           'aria-label="dendrogram of variants">']
+    _axis(out, top_dec, lambda k: hx(10 ** k - 1), False, top, h - 30)
+    out.append(f'<text x="{(x0 + x1) / 2:.0f}" y="{h - 3}" text-anchor="middle">max ULP + 1 between final '
+               'outputs (log)</text>')
+    for leaf, y in ys.items():
+        name = names[leaf] + (" (ref)" if names[leaf] == report.reference else "")
+        out.append(f'<rect x="{x0 - 16}" y="{y - 5:.1f}" width="10" height="10" rx="2" fill="'
+                   f'{PALETTE[colors.get(names[leaf], 0)]}"/><text class="leaf" x="{x0 - 22}" y="{y + 4:.1f}" '
+                   f'text-anchor="end">{esc(name)}</text>')
+
+    def draw(node: Any) -> tuple[float, float]:
+        if isinstance(node, int):
+            return x0, ys[node]
+        (lx, ly), (rx, ry) = draw(node[0]), draw(node[1])
+        x, label = hx(node[2]), "∞" if not math.isfinite(node[2]) else f"{node[2]:.3g}"
+        out.append(f'<path class="link" d="M{lx:.1f} {ly:.1f}H{x:.1f}V{ry:.1f}H{rx:.1f}" fill="none" stroke="#444" '
+                   f'stroke-width="1.4"><title>average max ULP {label}</title></path>'
+                   f'<text x="{x + 3:.1f}" y="{(ly + ry) / 2 - 3:.1f}">{label}</text>')
+        return x, (ly + ry) / 2
+
+    draw(tree)
+    return "".join(out) + "</svg>"
+
+
+def _findings(report: Report) -> str:
+    out = []
+    if report.label_flips:
+        out.append("<h2>Label flips (top-1 vs the reference)</h2>")
+    for name, outputs in report.label_flips.items():
+        for o, info in outputs.items():
+            flips = info.get("flips", [])
+            text = (f"{name}: {o} top-1 agreement {100 * info['agreement']:.2f}% "
+                    f"({info['flip_count']} of {info['rows']} rows flip)"
+                    + (f", first {len(flips)} listed" if info["flip_count"] > len(flips) else ""))
+            rows = [[str(f["sample"]), str(f["row"]), str(f["reference"]), str(f["variant"])] for f in flips]
+            out.append(f'<details class="flips"><summary>{esc(text)}</summary>'
+                       + _grid(["sample", "row", "reference label", "variant label"], rows) + "</details>"
+                       if flips else f"<p>{esc(text)}</p>")
+    if report.origins:
+        out.append("<h2>Origins: nodes that add error themselves (isolated replay)</h2>")
+    for name, nodes in report.origins.items():
+        rows = [[str(k + 1), f"<code>{esc(n.get('tensor'))}</code>", esc(n.get("op_type")),
+                 f"<code>{esc(n.get('node'))}</code>", *(esc(_num(n.get(x))) for x in ORIGIN_FIGURES)]
+                for k, n in enumerate(nodes)]
+        out.append(f"<h3>{esc(name)}</h3>" + _grid(["#", "<tensor", "<op", "<node", "local max_ulp", "max_rel",
+                                                     "max_abs"], rows) if nodes else
+                   f"<p>{esc(name)}: no node adds error on its own (every deviation is fusion or propagation)</p>")
+    if report.determinism:
+        rows = []
+        for name, d in report.determinism.items():
+            tol = d.get("suggested_tolerance")
+            worst = max(((s.get("max_ulp") or 0, s.get("max_abs") or 0.0, t.name) for t in report.tensors
+                         if (s := t.spread.get(name))), default=None)
+            rows.append([esc(name), esc(d.get("runs")), esc(d.get("distinct_outputs")),
+                         "deterministic" if d.get("distinct_outputs", 1) <= 1 else "<b>NOT deterministic</b>",
+                         esc(f"atol {tol.get('atol', 0):.3g}, max_ulp {tol.get('max_ulp')}" if tol else "-"),
+                         f"<code>{esc(f'{_num(worst[0])} ulp, {_num(worst[1])} at {worst[2]}')}</code>"
+                         if worst and worst[0] else "none"])
+        out.append("<h2>Determinism (repeated runs)</h2>" + _grid(
+            ["<variant", "runs", "distinct outputs", "<verdict", "<suggested tolerance", "<largest run-to-run spread"],
+            rows, ' id="determinism"'))
+    return "".join(out)
+
+
+def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
+    head = "<h2>Per-tensor comparison</h2>"
+    if not report.tensors or not compared:
+        return head + '<p class="muted">No tensors were compared.</p>'
+    from ..isolate import role
+
+    local = any(t.local for t in report.tensors)
+    spread = any(t.spread for t in report.tensors)
+    classes = any(t.classes for t in report.tensors)
+    cols = ["#", "tensor / op", "variant", *COLUMNS] + (["local ulp", "local abs", "role"] if local else []) \
+        + (["spread"] if spread else []) + (["classes"] if classes else [])
+    left = {"tensor / op", "variant", "role", "classes"}
+    out = [head, '<div class="tools"><input id="q" type="search" placeholder="filter by tensor, op or node name" '
+           'aria-label="filter"> <label><input id="same" type="checkbox"> hide tensors bit-identical in every '
+           'variant</label> <span id="count" class="muted"></span></div><div class="pane">'
+           '<table id="tensors" class="grid"><thead><tr>'
+           + "".join(f'<th{" class=l" if c in left else ""} title="{esc(TIPS.get(c, ""))}">{esc(c)}</th>' for c in cols)
+           + "</tr></thead>"]
+    for i, t in enumerate(report.tensors):
+        rows = [(v, t.metrics[v]) for v in compared if v in t.metrics]
+        same = bool(rows) and all("error" not in m and m.get("bit_identical") for _, m in rows)
+        key = f"{t.name} {t.op_type} {t.node}".lower()
+        out.append(f'<tbody id="t{i}" data-k="{esc(key)}"{" class=same" if same else ""}>')
+        span = max(1, len(rows))
+        lead = (f'<td rowspan={span}>{t.index}<td rowspan={span} class="l t">{esc(t.name).replace("/", "/<wbr>")}'
+                f'<br><span class=op>{esc(t.op_type)}</span>' + (" <small>output</small>" if t.is_output else ""))
+        groups = [c for c in t.classes if len(c) > 1]  # singletons are implied
+        tail = (f'<td rowspan={span} class="l m cls">' + ("<br>".join(esc(" = ".join(c)) for c in groups)
+                or ("<small>all distinct</small>" if t.classes else "-")) if classes else "")
+        if not rows:
+            out.append(f"<tr>{lead}<td class=l colspan={len(cols) - 2}>not compared{tail}")
+        for k, (v, m) in enumerate(rows):
+            cls = "bad" if ("error" in m or m.get("violations", 0)) else ("eq" if m.get("bit_identical") else "")
+            cells = [f"<tr{' class=' + cls if cls else ''}>{lead if k == 0 else ''}<td class=l>"
+                     f"<i class='sw c{colors.get(v, 0)}'></i>{esc(v)}"]
+            cells += ([f"<td class='l err' colspan={len(COLUMNS)}>{esc(m['error'])}"] if "error" in m
+                      else [f"<td>{esc(c)}" for c in metric_cells(m)])
+            if local:
+                lm = t.local.get(v)
+                if lm is None or "error" in lm:
+                    cells.append(f"<td>{esc(lm['error']) if lm else '-'}<td><td class=l>")
+                else:
+                    cells.append(f"<td>{'==' if lm.get('bit_identical') else esc(_num(lm.get('max_ulp')))}"
+                                 f"<td>{esc(_num(lm.get('max_abs')))}<td class=l>{esc(role(t, v))}")
+            if spread:
+                sm = t.spread.get(v)
+                cells.append(f"<td>{esc(_num(sm.get('max_ulp'))) if sm else '-'}")
+            out.append("".join(cells) + (tail if k == 0 else ""))
+    return "".join(out) + "</table></div>"

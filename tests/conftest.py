@@ -1,0 +1,201 @@
+"""Shared fixtures: small ONNX models built with onnx.helper, and helpers to drive the CLI and find workers.
+
+Every model is tiny and built once per session; tests that run workers share reports through module-scoped
+fixtures, because each worker process costs a Python start and a framework import.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+
+
+def vi(name: str, elem: int, shape: Sequence[Any] | None) -> Any:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def make_model(nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: Sequence[Any] = (),
+               opset: int = 17, ir_version: int = 8) -> Any:
+    """A checked model; IR 8 by default because onnxruntime rejects what onnx 1.23 stamps (14)."""
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
+    model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def const(name: str, array: Any) -> Any:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def small_model(ir_version: int = 8) -> Any:
+    """x[1,4] -> MatMul(w) -> Relu -> y: the cheapest model with one intermediate tensor and one initializer."""
+    w = np.arange(16, dtype=np.float32).reshape(4, 4) / 7
+    return make_model([helper.make_node("MatMul", ["x", "w"], ["mm"], name="mm"),
+                       helper.make_node("Relu", ["mm"], ["y"], name="relu")],
+                      [vi("x", T.FLOAT, [1, 4])], [vi("y", T.FLOAT, [1, 4])], [const("w", w)],
+                      ir_version=ir_version)
+
+
+def conv_bn_relu_model(seed: int = 0, c: int = 3, k: int = 8, hw: int = 8) -> Any:
+    """Conv -> BatchNormalization -> Relu with random BN statistics, so folding BN into Conv changes
+    the Conv weights and hence the rounding of the final output."""
+    rng = np.random.default_rng(seed)
+    inits = [const("W", rng.standard_normal((k, c, 3, 3)).astype(np.float32)),
+             const("B", rng.standard_normal(k).astype(np.float32)),
+             const("scale", (rng.random(k) * 2 + 0.5).astype(np.float32)),
+             const("bias", rng.standard_normal(k).astype(np.float32)),
+             const("mean", rng.standard_normal(k).astype(np.float32)),
+             const("var", (rng.random(k) * 2 + 0.1).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["conv", "scale", "bias", "mean", "var"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["y"], name="relu")]
+    return make_model(nodes, [vi("x", T.FLOAT, [1, c, hw, hw])], [vi("y", T.FLOAT, [1, k, hw, hw])], inits)
+
+
+def dynamic_model() -> Any:
+    """x has a named dynamic dim `batch`; z has an unnamed dynamic dim."""
+    return make_model([helper.make_node("Relu", ["x"], ["rx"], name="relu"),
+                       helper.make_node("Neg", ["z"], ["nz"], name="neg")],
+                      [vi("x", T.FLOAT, ["batch", 4]), vi("z", T.FLOAT, [2, None])],
+                      [vi("rx", T.FLOAT, ["batch", 4]), vi("nz", T.FLOAT, [2, None])])
+
+
+def tan_float64_model() -> Any:
+    """Tan on float64: onnx.reference runs it, onnxruntime 1.31's CPU provider has no kernel for it."""
+    return make_model([helper.make_node("Abs", ["x"], ["a"], name="abs"),
+                       helper.make_node("Tan", ["a"], ["y"], name="tan")],
+                      [vi("x", T.DOUBLE, [2, 3])], [vi("y", T.DOUBLE, [2, 3])])
+
+
+def exp_chain_model() -> Any:
+    """Correctly rounded ops (Mul, Add, Relu) then Exp and Tanh: backends agree bit for bit until Exp."""
+    nodes = [helper.make_node("Mul", ["x", "half"], ["mul"], name="mul"),
+             helper.make_node("Add", ["mul", "shift"], ["add"], name="add"),
+             helper.make_node("Relu", ["add"], ["relu"], name="relu"),
+             helper.make_node("Exp", ["relu"], ["exp"], name="exp"),
+             helper.make_node("Tanh", ["exp"], ["y"], name="tanh")]
+    return make_model(nodes, [vi("x", T.FLOAT, [16, 64])], [vi("y", T.FLOAT, [16, 64])],
+                      [const("half", np.float32(0.5)), const("shift", np.float32(0.25))])
+
+
+def tied_classifier_model(rows: int = 64, k: int = 256) -> Any:
+    """logits = [ReduceSum(x * w), x @ w]: the two classes tie in exact arithmetic, so which one wins depends
+    only on each backend's summation order, a deliberate source of top-1 flips."""
+    w = np.random.default_rng(3).standard_normal(k).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["x", "w"], ["prod"], name="mul"),
+             helper.make_node("ReduceSum", ["prod", "axes"], ["summed"], keepdims=1, name="sum"),
+             helper.make_node("MatMul", ["x", "wc"], ["dot"], name="dot"),
+             helper.make_node("Concat", ["summed", "dot"], ["logits"], axis=1, name="concat")]
+    return make_model(nodes, [vi("x", T.FLOAT, [rows, k])], [vi("logits", T.FLOAT, [rows, 2])],
+                      [const("w", w), const("wc", w[:, None]), const("axes", np.array([1], np.int64))])
+
+
+def loop_model(trips: int) -> Any:
+    """A Loop adding 1 `trips` times, then Relu: about 25 us per trip in onnx.reference, 1 us in onnxruntime."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [vi("i", T.INT64, []), vi("cond_in", T.BOOL, []), vi("acc_in", T.FLOAT, [4])],
+        [vi("cond_out", T.BOOL, []), vi("acc_out", T.FLOAT, [4])], [const("one", np.ones(4, np.float32))])
+    return make_model([helper.make_node("Loop", ["trips", "cond", "x"], ["loop"], body=body, name="loop"),
+                       helper.make_node("Relu", ["loop"], ["y"], name="relu")],
+                      [vi("x", T.FLOAT, [4])], [vi("y", T.FLOAT, [4])],
+                      [const("trips", np.array(trips, np.int64)), const("cond", np.array(True))])
+
+
+DTYPES = {"f16": T.FLOAT16, "bf16": T.BFLOAT16, "f32": T.FLOAT, "f64": T.DOUBLE, "i8": T.INT8,
+          "i32": T.INT32, "i64": T.INT64, "u8": T.UINT8, "b": T.BOOL}
+
+
+def dtypes_model() -> Any:
+    """One Identity per common element type, each input [3, 5]."""
+    return make_model([helper.make_node("Identity", [f"in_{k}"], [f"out_{k}"], name=k) for k in DTYPES],
+                      [vi(f"in_{k}", t, [3, 5]) for k, t in DTYPES.items()],
+                      [vi(f"out_{k}", t, [3, 5]) for k, t in DTYPES.items()])
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Paths of every hand-built model, written once per session (each in its own folder)."""
+    root = tmp_path_factory.mktemp("models")
+    built = {"small": small_model(), "conv_bn": conv_bn_relu_model(), "dynamic": dynamic_model(),
+             "unsupported": tan_float64_model(), "exp_chain": exp_chain_model(),
+             "tied": tied_classifier_model(), "slow": loop_model(100_000_000), "dtypes": dtypes_model(),
+             "ir14": small_model(ir_version=14)}
+    paths = {}
+    for name, proto in built.items():
+        folder = root / name
+        folder.mkdir()
+        paths[name] = folder / f"{name}.onnx"
+        onnx.save(proto, str(paths[name]))
+    paths["cnn"] = MODELS / "cnn.onnx"
+    paths["digits"] = MODELS / "digits_cnn.onnx"
+    paths["digits_npz"] = MODELS / "digits_test.npz"
+    return SimpleNamespace(**paths)
+
+
+def worker_pid(marker: str, timeout: float = 30.0) -> int:
+    """The pid of the live `comparator.worker` process whose command line contains `marker` (a path)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().decode("utf-8", "replace").split("\0")
+            except OSError:
+                continue
+            if "comparator.worker" in args and any(marker in a for a in args):
+                return int(entry)
+        time.sleep(0.005)
+    raise AssertionError(f"no worker process for {marker} appeared within {timeout} s")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run `infercmp ARGS` in process through comparator.cli.main; return (exit code, stdout, stderr)."""
+    from comparator import cli as cli_mod
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["infercmp", *map(str, args)])
+        code: Any = 0
+        try:
+            cli_mod.main()
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return (0 if code is None else int(code)), out.out, out.err
+
+    return run
+
+
+def assert_clean_error(err: str, *needles: str) -> None:
+    """stderr holds one `error:` line (plus an optional hint line) naming each needle, and no traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert lines and lines[0].startswith("error: "), err
+    assert len(lines) <= 2 and all(line.startswith("  hint: ") for line in lines[1:]), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)

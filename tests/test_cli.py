@@ -1,0 +1,145 @@
+"""The `infercmp` command through typer's CliRunner and through real subprocesses: exit codes 0/1/2/3, the
+table and the JSON report, `backends`, and errors as one line plus a hint (a traceback only when debugging)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from comparator.cli import app
+from comparator.errors import UsageError
+from comparator.report import json as json_report
+from conftest import ROOT, assert_clean_error
+
+SCRIPT = Path(sys.executable).parent / "infercmp"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def run(*args, debug=False, script=False):
+    """A real process: `python -m comparator.cli ARGS`, or the installed `infercmp` script."""
+    env = dict(os.environ)
+    env.pop("INFERCMP_DEBUG", None)
+    if debug:
+        env["INFERCMP_DEBUG"] = "1"
+    command = [str(SCRIPT)] if script else [sys.executable, "-m", "comparator.cli"]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+
+
+# ---- CliRunner
+
+def test_compare_happy_path(models, tmp_path):
+    result = invoke("compare", models.small, "--backends", "ort,ort:opt=disable", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "mm" in result.output and "y (output)" in result.output
+    assert "PASS: final outputs within tolerance" in result.output
+    assert f"JSON report: {tmp_path / 'r.json'}" in result.output
+    report = json_report.read(tmp_path / "r.json")
+    assert [v.name for v in report.variants] == ["ort", "ort:opt=disable"] and report.passed
+
+
+def test_tolerance_flags_set_the_exit_code(models):
+    strict = invoke("compare", models.exp_chain, "-b", "ort", "-b", "ref", "--atol", "0", "--rtol", "0", "-q")
+    assert strict.exit_code == 1, strict.output
+    assert "FAIL: final outputs beyond tolerance (atol 0, rtol 0)" in strict.output
+    assert "┃" not in strict.output  # --quiet: no table
+    loose = invoke("compare", models.exp_chain, "-b", "ort,ref", "--atol", "0", "--rtol", "0", "--max-ulp", "1000")
+    assert loose.exit_code == 0, loose.output
+    assert "max_ulp 1000" in loose.output
+
+
+def test_failed_variant_exit_3(models):
+    result = invoke("compare", models.unsupported, "--backends", "ref,ort", "--tap", "outputs")
+    assert result.exit_code == 3, result.output
+    assert "ort: unsupported" in result.output and "Tan" in result.output
+    assert "FAIL: a variant could not run" in result.output
+
+
+def test_backends_listing():
+    result = invoke("backends")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert any(line.startswith("ort: ONNX Runtime") for line in lines)
+    assert any(line.startswith("ref: onnx.reference") for line in lines)
+    text = result.output
+    assert "disable|basic|extended|layout|all" in text and "model|float64" in text
+    assert "integer >= 0" in text and "on|off" in text
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "compare" in result.output and "backends" in result.output
+
+
+def test_runner_surfaces_the_typed_error():
+    # CliRunner bypasses main(): the exception itself comes back, main() is what turns it into exit 2
+    result = invoke("compare", "missing.onnx", "--backends", "ort:opt=fast")
+    assert isinstance(result.exception, UsageError)
+
+
+# ---- real processes
+
+def test_subprocess_happy_path(models, tmp_path):
+    proc = run("compare", models.small, "--backends", "ort,ref", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "y (output)" in proc.stdout and "PASS" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert json_report.read(tmp_path / "r.json").reference == "ort"
+
+
+def test_script_backends():
+    proc = run("backends", script=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "ort:" in proc.stdout and "ref:" in proc.stdout
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--backends", "ort:opt=fast"], ["opt='fast'", "not a valid value"]),
+    (["--backends", "ort:nothing=1"], ["no option 'nothing'"]),
+    (["--backends", "nosuch"], ["unknown backend 'nosuch'"]),
+    (["--backends", "ort,ort"], ["given twice"]),
+    (["--shape", "x"], ["is not NAME=DIMS"]),
+    (["--tap", "zzz*"], ["matches no tensor"]),
+    (["--inputs", "gone.npz"], ["does not exist"]),
+])
+def test_usage_errors_exit_2_with_a_hint(models, args, needles):
+    proc = run("compare", models.small, *args)
+    assert proc.returncode == 2
+    assert_clean_error(proc.stderr, *needles)
+    assert proc.stdout == ""
+
+
+def test_hint_is_printed(models):
+    proc = run("compare", models.small, "--backends", "ort:opt=fast", script=True)
+    assert proc.returncode == 2
+    assert "  hint: valid values: disable|basic|extended|layout|all" in proc.stderr
+
+
+# Usage errors raised by click (vendored by typer 0.29 as typer._click) exit 2 without a traceback.
+@pytest.mark.parametrize("args, needle", [(["compare"], "Missing argument"),
+                                          (["compare", "m.onnx", "--jobs", "many"], "Invalid value"),
+                                          (["compare", "m.onnx", "--bogus"], "No such option"),
+                                          (["frobnicate"], "No such command")])
+def test_click_usage_errors_exit_2(args, needle):
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback(models):
+    proc = run("compare", models.small, "--backends", "ort:opt=fast", debug=True)
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr and "UsageError" in proc.stderr
+
+
+def test_model_error_through_the_script(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"\x00not onnx")
+    proc = run("compare", tmp_path / "m.onnx", script=True)
+    assert proc.returncode == 2
+    assert_clean_error(proc.stderr, "m.onnx")

@@ -1,0 +1,127 @@
+"""float64 promotion: every float tensor, type and Cast target becomes double; integers and quantization
+scales stay; the ref backend with dtype=float64 really computes and returns float64."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import comparator
+from comparator.backends.reference import ReferenceBackend
+from comparator.promote import promote_float64
+from conftest import const, loop_model, make_model, vi
+
+
+def mixed_model():
+    """Float initializer, float input, int input, Constant (tensor/value_float/value_floats),
+    ConstantOfShape, a Cast through float16 and a Cast to int64."""
+    nodes = [
+        helper.make_node("Mul", ["x", "w"], ["a"]),
+        helper.make_node("Constant", [], ["c1"], value=numpy_helper.from_array(np.full(3, 0.1, np.float32))),
+        helper.make_node("Add", ["a", "c1"], ["b"]),
+        helper.make_node("Constant", [], ["c2"], value_float=0.3),
+        helper.make_node("Mul", ["b", "c2"], ["d"]),
+        helper.make_node("Constant", [], ["c3"], value_floats=[0.1, 0.2, 0.7]),
+        helper.make_node("Add", ["d", "c3"], ["e"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["f"],
+                         value=numpy_helper.from_array(np.array([1 / 3], np.float32))),
+        helper.make_node("Add", ["e", "f"], ["g"]),
+        helper.make_node("Cast", ["g"], ["h"], to=T.FLOAT16),
+        helper.make_node("Cast", ["h"], ["y"], to=T.FLOAT),
+        helper.make_node("Cast", ["y"], ["yi"], to=T.INT64),
+        helper.make_node("Add", ["yi", "n"], ["z"]),
+    ]
+    return make_model(nodes, [vi("x", T.FLOAT, [2, 3]), vi("n", T.INT64, [2, 3])],
+                      [vi("y", T.FLOAT, [2, 3]), vi("z", T.INT64, [2, 3])],
+                      [const("w", np.array([0.1, 1 / 3, 1e-3], np.float32)),
+                       const("shape", np.array([2, 3], np.int64))])
+
+
+@pytest.fixture(scope="module")
+def promoted():
+    original = mixed_model()
+    return original, promote_float64(original)
+
+
+def attrs(model):
+    return {(n.output[0], a.name): a for n in model.graph.node for a in n.attribute}
+
+
+def test_initializers_inputs_and_outputs(promoted):
+    original, out = promoted
+    inits = {t.name: t for t in out.graph.initializer}
+    assert inits["w"].data_type == T.DOUBLE
+    assert np.array_equal(numpy_helper.to_array(inits["w"]),
+                          np.array([0.1, 1 / 3, 1e-3], np.float32).astype(np.float64))
+    assert inits["shape"].data_type == T.INT64
+    assert [i.type.tensor_type.elem_type for i in out.graph.input] == [T.DOUBLE, T.INT64]
+    assert [o.type.tensor_type.elem_type for o in out.graph.output] == [T.DOUBLE, T.INT64]
+    assert original.graph.initializer[0].data_type == T.FLOAT  # the input model is not modified
+
+
+def test_cast_targets_and_constants(promoted):
+    _, out = promoted
+    a = attrs(out)
+    assert a[("h", "to")].i == T.DOUBLE and a[("y", "to")].i == T.DOUBLE
+    assert a[("yi", "to")].i == T.INT64
+    assert a[("c1", "value")].t.data_type == T.DOUBLE
+    assert a[("f", "value")].t.data_type == T.DOUBLE
+    # value_float / value_floats have no double form: they become a double tensor
+    assert ("c2", "value_float") not in a and a[("c2", "value")].t.data_type == T.DOUBLE
+    assert numpy_helper.to_array(a[("c2", "value")].t) == np.float64(np.float32(0.3))
+    assert numpy_helper.to_array(a[("c3", "value")].t).dtype == np.float64
+
+
+def test_promoted_model_is_valid_and_computes_in_float64(promoted):
+    original, out = promoted
+    onnx.checker.check_model(out)
+    onnx.shape_inference.infer_shapes(out, strict_mode=True)
+    x = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    n = np.ones((2, 3), np.int64)
+    y32, _ = ReferenceEvaluator(original).run(None, {"x": x, "n": n})
+    y64, z64 = ReferenceEvaluator(out).run(None, {"x": x.astype(np.float64), "n": n})
+    assert y32.dtype == np.float32 and y64.dtype == np.float64 and z64.dtype == np.int64
+    w = np.array([0.1, 1 / 3, 1e-3], np.float32).astype(np.float64)
+    exact = (x * w + np.float32(0.1)) * np.float32(0.3) + np.array([0.1, 0.2, 0.7], np.float32) + np.float32(1 / 3)
+    assert np.abs(y64 - exact).max() < 1e-12   # no float16 rounding left on the way
+    assert np.abs(y32 - exact).max() > 1e-4    # the float16 Cast in the original really rounds
+
+
+def test_subgraphs_are_promoted():
+    out = promote_float64(loop_model(3))
+    body = out.graph.node[0].attribute[0].g
+    assert body.initializer[0].data_type == T.DOUBLE
+    assert [i.type.tensor_type.elem_type for i in body.input] == [T.INT64, T.BOOL, T.DOUBLE]
+    (y,) = ReferenceEvaluator(out).run(None, {"x": np.zeros(4)})
+    assert y.dtype == np.float64 and y.tolist() == [3.0] * 4
+
+
+def test_quantization_scales_stay_float32():
+    model = make_model([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+                        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])],
+                       [vi("x", T.FLOAT, [4])], [vi("y", T.FLOAT, [4])],
+                       [const("s", np.float32(0.1)), const("zp", np.uint8(3))])
+    inits = {t.name: t.data_type for t in promote_float64(model).graph.initializer}
+    assert inits == {"s": T.FLOAT, "zp": T.UINT8}
+
+
+def test_ref_backend_float64(models):
+    session = ReferenceBackend().open(str(models.exp_chain), {"dtype": "float64"})
+    x = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
+    (y64,) = session.run({"x": x}).values()
+    (y32,) = ReferenceBackend().open(str(models.exp_chain), {"dtype": "model"}).run({"x": x}).values()
+    assert y64.dtype == np.float64 and y32.dtype == np.float32
+    exact = np.tanh(np.exp(np.maximum(x.astype(np.float64) * 0.5 + 0.25, 0)))
+    assert np.abs(y64 - exact).max() < 1e-15 < np.abs(y32 - exact).max()
+    assert session.provenance()["dtype"] == "float64"
+
+
+def test_float64_variant_writes_float64_tensors(tmp_path, models):
+    report = comparator.compare(models.small, ["ref", "ref:dtype=float64"], workdir=tmp_path)
+    assert [v.status for v in report.variants] == ["ok", "ok"]
+    files = sorted((tmp_path / "01-ref__dtype=float64").rglob("*.npy"))
+    assert len(files) == 3  # untapped y; tapped y and mm
+    assert {np.load(f, allow_pickle=False).dtype for f in files} == {np.dtype(np.float64)}
+    assert {np.load(f, allow_pickle=False).dtype for f in (tmp_path / "00-ref").rglob("*.npy")} == {
+        np.dtype(np.float32)}

@@ -1,0 +1,154 @@
+"""Crash isolation with real worker processes: a worker killed by a signal, one that hangs past the timeout,
+one whose interpreter cannot start, and a backend lacking an op; the other variants finish and are compared."""
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnx
+import pytest
+
+import comparator
+from comparator import model as model_mod
+from comparator import tap
+from comparator.runner import run_all, run_variant
+from comparator.variant import Variant
+from conftest import loop_model, pid_alive, worker_pid
+
+
+def prepare(model_path, folder):
+    """What compare() hands the runner: the two model copies and the feeds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded = model_mod.load(model_path)
+    plan = tap.plan(loaded, "all")
+    untapped, tapped = tap.write_copies(loaded, plan, folder)
+    feeds = {i.name: np.zeros(i.shape, np.float32)[None] for i in loaded.inputs}
+    np.savez(folder / "feeds.npz", **feeds)
+    return {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(folder / "feeds.npz"),
+            "outputs": {"untapped": loaded.outputs,
+                        "tapped": loaded.outputs + [n for n in plan.names if n not in loaded.outputs]}}
+
+
+def test_healthy_run_writes_record_and_tensors(tmp_path, models):
+    run = run_variant(Variant.parse("ort:opt=disable"), {}, prepare(models.small, tmp_path), tmp_path / "v", 60)
+    assert run.ok and run.error is None
+    assert set(run.tensors) == {"untapped", "tapped"}
+    assert set(run.tensors["tapped"]) == {"mm", "y"} and set(run.tensors["untapped"]) == {"y"}
+    y = np.load(run.path("untapped", "y"), allow_pickle=False)
+    assert y.shape == (1, 1, 4) and y.dtype == np.float32
+    assert run.provenance["options"]["opt"] == "disable" and "onnxruntime" in run.provenance
+    assert run.provenance["environment"]["cores"] == os.cpu_count()
+    assert run.timings["untapped"]["run_s"] >= 0
+
+
+def test_crash_by_signal(tmp_path, models):
+    folder = tmp_path / "crash"
+    request = prepare(models.slow, tmp_path)
+    with ThreadPoolExecutor(1) as pool:
+        # faulthandler makes the dying interpreter print where it was: the stderr tail must carry it
+        future = pool.submit(run_variant, Variant.parse("ref"), {"PYTHONFAULTHANDLER": "1"}, request, folder, 120)
+        pid = worker_pid(str(folder))
+        time.sleep(1.0)  # let it get into the model
+        os.kill(pid, signal.SIGABRT)
+        run = future.result(timeout=60)
+    assert run.status == "crashed"
+    assert run.error == "the worker died from SIGABRT"
+    assert "Fatal Python error: Aborted" in run.stderr_tail
+    assert not (folder / "record.json").exists()
+    assert run.wall_s < 30
+
+
+def test_hang_past_timeout_is_killed_fast(tmp_path, models):
+    folder = tmp_path / "hang"
+    request = prepare(models.slow, tmp_path)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run_variant, Variant.parse("ref"), {}, request, folder, 1.5)
+        pid = worker_pid(str(folder))
+        run = future.result(timeout=60)
+    assert run.status == "timeout"
+    assert "no result after 1.5 s" in run.error and "killed" in run.error
+    assert "--timeout" in run.hint
+    assert 1.5 <= run.wall_s < 10
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid)
+
+
+def test_worker_that_cannot_start(tmp_path, models):
+    # A broken environment (here: no standard library) ends the interpreter before any record is written.
+    run = run_variant(Variant.parse("ort"), {"PYTHONHOME": str(tmp_path / "nowhere")},
+                      prepare(models.small, tmp_path), tmp_path / "v", 60)
+    assert run.status == "crashed"
+    assert run.error.startswith("the worker exited with code ") and run.error.endswith("without a result")
+    assert run.stderr_tail  # what Python said on its way out
+
+
+def test_run_all_keeps_order_and_reports_progress(tmp_path, models):
+    request = prepare(models.small, tmp_path)
+    jobs = [(Variant.parse(s), {}, request, tmp_path / s.replace(":", "_")) for s in ["ort", "ref", "ort:opt=basic"]]
+    seen = []
+    runs = run_all(jobs, timeout=60, parallel=2, on_done=lambda r: seen.append(str(r.variant)))
+    assert [str(r.variant) for r in runs] == ["ort", "ref", "ort:opt=basic"]
+    assert sorted(seen) == ["ort", "ort:opt=basic", "ref"]
+    assert all(r.ok for r in runs)
+
+
+@pytest.fixture(scope="module")
+def killed_report(tmp_path_factory):
+    """compare() with three variants, the middle one's worker SIGKILLed while it runs."""
+    folder = tmp_path_factory.mktemp("killed")
+    path = folder / "loop.onnx"
+    onnx.save(loop_model(200_000), str(path))  # ~5 s in onnx.reference, ~0.2 s in onnxruntime
+    seen = []
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(comparator.compare, path, ["ort", "ref", "ort:opt=disable"], workdir=folder / "work",
+                             jobs=2, progress=lambda r: seen.append(str(r.variant)))
+        os.kill(worker_pid(str(folder / "work" / "01-ref")), signal.SIGKILL)
+        report = future.result(timeout=120)
+    return report, seen
+
+
+def test_killed_variant_is_reported_and_the_others_compared(killed_report):
+    report, seen = killed_report
+    statuses = {v.name: v.status for v in report.variants}
+    assert statuses == {"ort": "ok", "ref": "crashed", "ort:opt=disable": "ok"}
+    ref = report.variant("ref")
+    assert ref.error == "the worker died from SIGKILL" and "out-of-memory" in ref.hint
+    assert report.exit_code == 3 and report.passed is False
+    assert sorted(seen) == ["ort", "ort:opt=disable", "ref"]
+    # the healthy variant is still compared, tensor by tensor
+    assert [t.name for t in report.tensors] == ["loop", "y"]
+    for t in report.tensors:
+        assert set(t.metrics) == {"ort:opt=disable"}
+        assert t.metrics["ort:opt=disable"]["bit_identical"] is True
+    assert report.first_divergence == {"ort:opt=disable": None}
+    assert report.equivalence_classes == [["ort", "ort:opt=disable"]]
+    assert "ref" not in report.observer_effect
+
+
+@pytest.fixture(scope="module")
+def unsupported_report(models):
+    return comparator.compare(models.unsupported, ["ref", "ort", "ref:dtype=float64"], jobs=2)
+
+
+def test_op_the_backend_lacks(unsupported_report):
+    report = unsupported_report
+    ort = report.variant("ort")
+    assert ort.status == "unsupported"
+    assert "Tan" in ort.error and "\n" not in ort.error
+    assert report.variant("ref").status == "ok" and report.variant("ref:dtype=float64").status == "ok"
+    assert report.exit_code == 3 and not report.passed
+    for t in report.tensors:
+        assert set(t.metrics) == {"ref:dtype=float64"}
+        assert t.metrics["ref:dtype=float64"]["bit_identical"] is True  # a float64 model already
+    assert report.first_divergence == {"ref:dtype=float64": None}
+
+
+def test_failed_reference_leaves_nothing_to_compare(models):
+    # the reference itself cannot run: no tensors to compare, still a report with exit code 3
+    report = comparator.compare(models.unsupported, ["ort", "ref"])
+    assert [v.status for v in report.variants] == ["unsupported", "ok"]
+    assert report.tensors == [] and report.exit_code == 3
+    assert report.equivalence_classes == [["ref"]]

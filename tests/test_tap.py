@@ -1,0 +1,126 @@
+"""Tap plans (all / outputs / names and globs) and the model copies the workers run."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+from onnx import helper
+
+from comparator import model as model_mod
+from comparator import tap
+from comparator.errors import UsageError
+from conftest import vi
+
+
+@pytest.fixture(scope="module")
+def cnn(models):
+    return model_mod.load(models.cnn)
+
+
+@pytest.fixture(scope="module")
+def conv_bn(models):
+    return model_mod.load(models.conv_bn)
+
+
+def test_all_and_outputs(cnn):
+    everything = tap.plan(cnn, "all")
+    assert everything.names == [t.name for t in cnn.tensors] and len(everything.names) == 17
+    assert not everything.skipped
+    assert tap.plan(cnn, "outputs").names == ["probs"]
+    assert tap.plan(cnn).names == everything.names
+
+
+def test_globs_keep_topological_order_and_always_include_outputs(cnn):
+    got = tap.plan(cnn, "/block2/*,/block1/bn/*").names
+    assert got == ["/block1/bn/BatchNormalization_output_0", "/block2/conv/Conv_output_0",
+                   "/block2/bn/BatchNormalization_output_0", "/block2/relu/Relu_output_0", "probs"]
+    assert tap.plan(cnn, ["/fc/Gemm_output_0", "/fc/*"]).names == ["/fc/Gemm_output_0", "probs"]
+    assert tap.plan(cnn, "*/Relu_*").names == [t.name for t in cnn.tensors
+                                               if t.op_type == "Relu" or t.is_output]
+
+
+@pytest.mark.parametrize("spec", ["/block9/*", "conv", "/block1/bn/BatchNormalization_output_0,nope"])
+def test_unknown_glob(cnn, spec):
+    with pytest.raises(UsageError) as info:
+        tap.plan(cnn, spec)
+    assert "matches no tensor" in info.value.message
+    assert "/block1/conv/Conv_output_0" in info.value.hint
+
+
+@pytest.mark.parametrize("spec", ["", " , ", []])
+def test_empty_tap(cnn, spec):
+    with pytest.raises(UsageError, match="--tap is empty"):
+        tap.plan(cnn, spec)
+
+
+def test_tapped_copy_is_typed_and_runs(tmp_path, cnn):
+    plan = tap.plan(cnn, "all")
+    untapped, tapped = tap.write_copies(cnn, plan, tmp_path)
+    base, copy = onnx.load(str(untapped)), onnx.load(str(tapped))
+    assert [o.name for o in base.graph.output] == ["probs"]
+    assert [o.name for o in copy.graph.output] == ["probs"] + [n for n in plan.names if n != "probs"]
+    for out in copy.graph.output:
+        assert out.type.tensor_type.elem_type == T.FLOAT, out.name
+    onnx.checker.check_model(copy)
+    session = ort.InferenceSession(str(tapped), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x})))
+    assert set(values) == set(plan.names)
+    assert values["/block1/conv/Conv_output_0"].shape == (1, 16, 32, 32)
+
+
+def test_untyped_tensor_is_skipped_not_given_a_made_up_type(tmp_path):
+    # shape inference cannot type the output of an op from an unknown domain (Cast types its own)
+    graph = helper.make_graph([helper.make_node("Foo", ["x"], ["f"], domain="com.example"),
+                               helper.make_node("Cast", ["f"], ["r"], to=T.FLOAT),
+                               helper.make_node("Neg", ["r"], ["y"])],
+                              "g", [vi("x", T.FLOAT, [2])], [vi("y", T.FLOAT, [2])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.example", 1)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "custom.onnx"))
+    m = model_mod.load(tmp_path / "custom.onnx")
+    plan = tap.plan(m, "all")
+    assert plan.skipped == [("f", "shape inference gave no element type")]
+    assert plan.names == ["r", "y"]
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    _, tapped = tap.write_copies(m, plan, folder)
+    outputs = {o.name: o.type.tensor_type.elem_type for o in onnx.load(str(tapped)).graph.output}
+    assert outputs == {"y": T.FLOAT, "r": T.FLOAT}
+
+
+def test_ir_version_14_is_lowered_for_the_runtime(tmp_path, models):
+    original = onnx.load(str(models.ir14))
+    assert original.ir_version == 14
+    with pytest.raises(Exception, match="(?i)ir.?version|unsupported model"):
+        ort.InferenceSession(str(models.ir14), providers=["CPUExecutionProvider"])
+    m = model_mod.load(models.ir14)
+    untapped, tapped = tap.write_copies(m, tap.plan(m, "all"), tmp_path)
+    for path in (untapped, tapped):
+        copy = onnx.load(str(path))
+        assert copy.ir_version == 8  # what opset 17 needs
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = session.run(["y"], {"x": np.ones((1, 4), np.float32)})[0]
+        assert np.allclose(out, np.ones((1, 4)) @ (np.arange(16).reshape(4, 4) / 7))
+    assert any("IR version 14 written as 8" in note for note in m.notes)
+    assert m.summary()["ir_version"] == 14  # the report still describes the model as given
+
+
+def test_runtime_ir_version_follows_the_opset():
+    def proto(opset, ir):
+        p = helper.make_model(helper.make_graph([], "g", [], []), opset_imports=[helper.make_opsetid("", opset)])
+        p.ir_version = ir
+        return p
+
+    assert tap.runtime_ir_version(proto(17, 14)) == 8
+    assert tap.runtime_ir_version(proto(21, 14)) == 10
+    assert tap.runtime_ir_version(proto(9, 14)) == 7  # never below 7
+    assert tap.runtime_ir_version(proto(17, 7)) == 7  # never raised
+
+
+def test_copies_leave_the_original_untouched(tmp_path, conv_bn):
+    before = conv_bn.proto.SerializeToString()
+    tap.write_copies(conv_bn, tap.plan(conv_bn, "all"), tmp_path)
+    assert conv_bn.proto.SerializeToString() == before
+    assert [o.name for o in conv_bn.proto.graph.output] == ["y"]
