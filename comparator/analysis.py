@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -41,16 +41,19 @@ def compare_pair(ref_path: Path | None, got_path: Path | None, tolerance: metric
 
 
 def compare_tensors(catalogue: Iterable[TensorInfo], reference: VariantRun, others: list[VariantRun],
-                    tolerance: metrics.Tolerance) -> list[TensorReport]:
+                    tolerance: metrics.Tolerance,
+                    tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None) -> list[TensorReport]:
+    """`tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules)."""
     reports = []
     for info in catalogue:
         kind = kind_for(info)
+        tol = tolerance if tolerance_for is None else tolerance_for(info)
         entry = TensorReport(info.name, info.op_type, info.node, info.index,
                              None if info.shape is None else list(info.shape), info.dtype, info.is_output)
         ref_path = reference.path(kind, info.name)
         for run in others:
             if run.ok:
-                entry.metrics[str(run.variant)] = compare_pair(ref_path, run.path(kind, info.name), tolerance)
+                entry.metrics[str(run.variant)] = compare_pair(ref_path, run.path(kind, info.name), tol)
         reports.append(entry)
     return reports
 

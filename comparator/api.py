@@ -12,6 +12,7 @@ import numpy as np
 
 from . import analysis, backends, inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
+from .fileio import save_npz
 from .metrics import Tolerance
 from .result import Report, VariantReport
 from .runner import VariantRun, run_all
@@ -81,7 +82,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     folder.mkdir(parents=True, exist_ok=True)
     untapped, tapped = tap.write_copies(loaded, plan, folder)
     feeds_path = folder / "feeds.npz"
-    np.savez(feeds_path, **feeds)
+    save_npz(feeds_path, feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
                "runs": list(kinds),
                "outputs": {"untapped": list(loaded.outputs),
@@ -179,7 +180,8 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
 
 
 def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
-            tolerance: Tolerance, feed_info: dict[str, Any]) -> Report:
+            tolerance: Tolerance, feed_info: dict[str, Any],
+            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None) -> Report:
     reference = next(r for r in runs if r.variant == ref)
     others = [r for r in runs if r.variant != ref]
     report = Report(
@@ -189,7 +191,7 @@ def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantR
                   for r in runs],
         tensors=[], skipped_taps=[list(s) for s in plan.skipped], inputs=feed_info)
     if reference.ok:
-        report.tensors = analysis.compare_tensors(plan.tapped, reference, others, tolerance)
+        report.tensors = analysis.compare_tensors(plan.tapped, reference, others, tolerance, tolerance_for)
         for run in others:
             if run.ok:
                 name = str(run.variant)

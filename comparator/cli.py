@@ -162,7 +162,9 @@ def conformance(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except InfercmpError as exc:
         if os.environ.get("INFERCMP_DEBUG") == "1":
             raise
@@ -173,13 +175,12 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        errors = _click_exceptions()
+        if isinstance(exc, errors.Abort if hasattr(errors, "Abort") else typer.Abort):
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, errors.ClickException):
             exc.show()
-            sys.exit(2)
+            sys.exit(exc.exit_code or 2)
         if os.environ.get("INFERCMP_DEBUG") == "1":
             raise
         _err(f"error: {type(exc).__name__}: {exc}")
@@ -187,5 +188,19 @@ def main() -> None:
         sys.exit(2)
 
 
+def _click_exceptions():  # noqa: ANN202
+    """typer >= 0.24 vendors click as typer._click; older releases depend on click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        import click.exceptions as exceptions
+    return exceptions
+
+
+from . import cli_gate  # noqa: E402,F401  (registers capture, inspect, diff, check on `app`)
+
 if __name__ == "__main__":
-    main()
+    # Run the package module's main, not this __main__ copy: cli_gate registers its commands on the former.
+    from comparator.cli import main as package_main
+
+    package_main()

@@ -143,3 +143,12 @@ def test_model_error_through_the_script(tmp_path):
     proc = run("compare", tmp_path / "m.onnx", script=True)
     assert proc.returncode == 2
     assert_clean_error(proc.stderr, "m.onnx")
+
+
+@pytest.mark.parametrize("script", [False, True])
+def test_exit_codes_survive_a_real_process(models, script):
+    # CliRunner runs click in standalone mode; the installed script does not, and must still return the code.
+    strict = run("compare", models.exp_chain, "-b", "ort,ref", "--atol", "0", "--rtol", "0", "-q", script=script)
+    assert strict.returncode == 1, strict.stderr
+    failed = run("compare", models.unsupported, "-b", "ref,ort", "--tap", "outputs", "-q", script=script)
+    assert failed.returncode == 3, failed.stderr
