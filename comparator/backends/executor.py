@@ -26,9 +26,11 @@ class OpContext:
     opset: int
     executor: "GraphExecutor"
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The values visible where the node runs: a subgraph (If/Loop/Scan body) may read any of them by name.
+    scope: Mapping[str, Any] = field(default_factory=dict)
 
     def run_subgraph(self, graph: Any, feeds: Mapping[str, Any]) -> list[Any]:
-        return self.executor.run_graph(graph, feeds)
+        return self.executor.run_graph(graph, {**self.scope, **feeds})
 
 
 class OpTable:
@@ -62,25 +64,28 @@ def _attributes(node: Any, opset: int, domain: str) -> dict[str, Any]:
     import onnx
     from onnx import numpy_helper
 
+    def value(a: Any) -> Any:
+        v = onnx.helper.get_attribute_value(a)
+        if a.type == onnx.AttributeProto.TENSOR:
+            return numpy_helper.to_array(v)
+        if a.type == onnx.AttributeProto.TENSORS:
+            return [numpy_helper.to_array(t) for t in v]
+        if isinstance(v, bytes):
+            return v.decode("utf-8")
+        if isinstance(v, list) and v and isinstance(v[0], bytes):
+            return [x.decode("utf-8") for x in v]
+        return v
+
     attrs: dict[str, Any] = {}
     try:
         schema = onnx.defs.get_schema(node.op_type, opset, domain)
         for name, a in schema.attributes.items():
             if a.default_value is not None and a.default_value.type != 0:
-                attrs[name] = onnx.helper.get_attribute_value(a.default_value)
+                attrs[name] = value(a.default_value)  # defaults get the same conversion as given values
     except Exception:  # noqa: BLE001 - unknown schema: no defaults to fill in
         pass
     for a in node.attribute:
-        value = onnx.helper.get_attribute_value(a)
-        if a.type == onnx.AttributeProto.TENSOR:
-            value = numpy_helper.to_array(value)
-        elif a.type == onnx.AttributeProto.TENSORS:
-            value = [numpy_helper.to_array(t) for t in value]
-        elif isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode("utf-8") for v in value]
-        attrs[a.name] = value
+        attrs[a.name] = value(a)
     return attrs
 
 
@@ -90,6 +95,9 @@ class _Step:
     fn: OpFn
     attrs: dict[str, Any]
     opset: int
+    # Names copied out of the protobuf once: reading node.input on every run costs more than most kernels.
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
 
 class GraphExecutor:
@@ -106,7 +114,8 @@ class GraphExecutor:
         self.opsets = {_domain(o.domain): o.version for o in model.opset_import}
         self.model = model
         self.constants = {t.name: to_tensor(numpy_helper.to_array(t)) for t in model.graph.initializer}
-        self._plans: dict[int, list[_Step]] = {}
+        self.graph = model.graph  # one wrapper object for the whole run: plans are cached by its id
+        self._plans: dict[int, tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]] = {}
         missing = sorted(self._missing(model.graph))
         if missing:
             listed = "; ".join(f"op {op} (opset {v})" for op, v in missing)
@@ -128,7 +137,9 @@ class GraphExecutor:
                     missing |= self._missing(g)
         return missing
 
-    def _plan(self, graph: Any) -> list[_Step]:
+    def _plan(self, graph: Any) -> tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]:
+        # protobuf hands out a new wrapper object per attribute access: the cache keeps the graph it was
+        # keyed on alive, so an id is never reused by another graph.
         key = id(graph)
         if key not in self._plans:
             steps = []
@@ -137,29 +148,32 @@ class GraphExecutor:
                 opset = self.opsets.get(domain, 1)
                 fn = self.table.lookup(node.op_type, opset, domain)
                 assert fn is not None  # checked in __init__
-                steps.append(_Step(node, fn, _attributes(node, opset, domain), opset))
-            self._plans[key] = steps
+                steps.append(_Step(node, fn, _attributes(node, opset, domain), opset, tuple(node.input),
+                                   tuple(node.output)))
+            self._plans[key] = (graph, steps, tuple((t.name, t) for t in graph.initializer),
+                                tuple(o.name for o in graph.output))
         return self._plans[key]
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        values = self.run_graph(self.model.graph, feeds, keep_all=False)
+        values = self.run_graph(self.graph, feeds, keep_all=False)
         return dict(zip(self.outputs, values))
 
     def run_graph(self, graph: Any, feeds: Mapping[str, Any], keep_all: bool = False) -> list[Any]:
         """Run `graph` (the main graph or a subgraph, which also sees the enclosing scope through feeds)."""
         from onnx import numpy_helper
 
+        _, steps, initializers, outputs = self._plan(graph)
         env: dict[str, Any] = dict(self.constants)
         env.update(feeds)
-        for t in graph.initializer:
-            if t.name not in env:
-                env[t.name] = self.to_tensor(numpy_helper.to_array(t))
-        for step in self._plan(graph):
-            args = [env[name] if name else None for name in step.node.input]
-            ctx = OpContext(step.node, step.opset, self, self.options)
+        for name, t in initializers:
+            if name not in env:
+                env[name] = self.to_tensor(numpy_helper.to_array(t))
+        for step in steps:
+            args = [env[name] if name else None for name in step.inputs]
+            ctx = OpContext(step.node, step.opset, self, self.options, env)
             result = step.fn(ctx, args, step.attrs)
             results: Sequence[Any] = result if isinstance(result, (list, tuple)) else [result]
-            for name, value in zip(step.node.output, results):
+            for name, value in zip(step.outputs, results):
                 if name:
                     env[name] = value
-        return [env[o.name] for o in graph.output]
+        return [env[name] for name in outputs]
