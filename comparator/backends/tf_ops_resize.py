@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from .executor import OpContext
+from .resize_coords import source_coordinates
 from .tf_ops import axis_of, const, fail, op, rank, to_first, to_last
 
 
@@ -26,33 +27,6 @@ def _nearest_pick(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         "ceil": lambda x, f: np.ceil(x),
     }
     return rules[mode]
-
-
-def _source(mode: str, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None) -> tuple[
-        np.ndarray, np.ndarray | None]:
-    """Source coordinate of every output position along one axis, and which ones fall outside (crop mode)."""
-    y = np.arange(n_out, dtype=np.float64)
-    width = scale * n_in
-    outside = None
-    if mode == "align_corners":
-        x = np.zeros(n_out) if width == 1 else y * (n_in - 1) / (width - 1)
-    elif mode == "asymmetric":
-        x = y / scale
-    elif mode == "tf_crop_and_resize":
-        lo, hi = roi if roi is not None else (0.0, 1.0)
-        x = np.full(n_out, (hi - lo) * (n_in - 1) / 2) if width == 1 else y * (hi - lo) * (n_in - 1) / (width - 1)
-        x = x + lo * (n_in - 1)
-        outside = (x < 0) | (x > n_in - 1)
-    elif mode == "pytorch_half_pixel":
-        x = np.full(n_out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel_symmetric":
-        offset = n_in / 2 * (1 - n_out / width)
-        x = offset + (y + 0.5) / scale - 0.5
-    else:
-        raise ValueError(mode)
-    return x, outside
 
 
 def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -89,7 +63,7 @@ def _resize_axis(v: Any, axis: int, n_out: int, scale: float, attrs: dict[str, A
                  roi: tuple[float, float] | None) -> Any:
     n_in = v.shape[axis]
     coord_mode = attrs["coordinate_transformation_mode"]
-    x, outside = _source(coord_mode, n_in, n_out, scale, roi)
+    x, outside = source_coordinates(coord_mode, n_in, n_out, scale, roi)
     if attrs["mode"] == "nearest":
         pick = _nearest_pick(attrs["nearest_mode"])(x, np.floor(x)) if np.any(x != np.floor(x)) else x
         out = tf.gather(v, np.clip(pick, 0, n_in - 1).astype(np.int64), axis=axis)

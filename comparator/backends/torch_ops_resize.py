@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .resize_coords import source_coordinates
 from .torch_ops import TABLE, arg, axis, unsupported
 
 reg = TABLE.register
@@ -38,29 +39,6 @@ def _geometry(x: torch.Tensor, scales, sizes, axes, policy: str) -> tuple[list[f
     for i, d in enumerate(axes):
         sc[d] = float(scales[i])
     return sc, [int(math.floor(shape[i] * sc[i])) for i in range(r)]
-
-
-def _source(mode: str, y: np.ndarray, scale: float, n_in: int, n_out: int, roi) -> tuple[np.ndarray, np.ndarray | None]:
-    width = scale * n_in
-    outside = None
-    if mode == "align_corners":
-        x = np.zeros(n_out) if width == 1 else y * (n_in - 1) / (width - 1)
-    elif mode == "asymmetric":
-        x = y / scale
-    elif mode == "tf_crop_and_resize":
-        x = np.full(n_out, (roi[1] - roi[0]) * (n_in - 1) / 2) if width == 1 else \
-            y * (roi[1] - roi[0]) * (n_in - 1) / (width - 1)
-        x = x + roi[0] * (n_in - 1)
-        outside = (x < 0) | (x > n_in - 1)
-    elif mode == "pytorch_half_pixel":
-        x = np.full(n_out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel_symmetric":
-        x = n_in / 2 * (1 - n_out / width) + (y + 0.5) / scale - 0.5
-    else:
-        raise ValueError(mode)
-    return x, outside
 
 
 def _coeffs(a: dict, ratio: float, scale: float) -> np.ndarray:
@@ -90,8 +68,7 @@ def _coeffs(a: dict, ratio: float, scale: float) -> np.ndarray:
 
 def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, a: dict, roi) -> torch.Tensor:
     n_in = x.shape[ax]
-    src, outside = _source(a["coordinate_transformation_mode"], np.arange(n_out, dtype=np.float64), scale,
-                           n_in, n_out, roi)
+    src, outside = source_coordinates(a["coordinate_transformation_mode"], n_in, n_out, scale, roi)
     base = np.floor(src).astype(np.int64)
     ratios = np.where(src == base, 1.0, src - base)
     coeffs = np.stack([_coeffs(a, float(r), scale) for r in ratios]) if n_out else np.zeros((0, 2))

@@ -1,0 +1,35 @@
+"""ONNX Resize's coordinate transformation, shared by the framework executors.
+
+Where along an input axis each output position samples from: pure NumPy on index vectors (no tensor data), so
+torch and TensorFlow build the same gather positions and weights from one definition of the spec.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def source_coordinates(mode: str, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None) -> tuple[
+        np.ndarray, np.ndarray | None]:
+    """Source coordinate of every output position along one axis, and which ones fall outside (crop mode)."""
+    y = np.arange(n_out, dtype=np.float64)
+    width = scale * n_in
+    outside = None
+    if mode == "align_corners":
+        x = np.zeros(n_out) if width == 1 else y * (n_in - 1) / (width - 1)
+    elif mode == "asymmetric":
+        x = y / scale
+    elif mode == "tf_crop_and_resize":
+        lo, hi = roi if roi is not None else (0.0, 1.0)
+        x = np.full(n_out, (hi - lo) * (n_in - 1) / 2) if width == 1 else y * (hi - lo) * (n_in - 1) / (width - 1)
+        x = x + lo * (n_in - 1)
+        outside = (x < 0) | (x > n_in - 1)
+    elif mode == "pytorch_half_pixel":
+        x = np.full(n_out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
+    elif mode == "half_pixel":
+        x = (y + 0.5) / scale - 0.5
+    elif mode == "half_pixel_symmetric":
+        offset = n_in / 2 * (1 - n_out / width)
+        x = offset + (y + 0.5) / scale - 0.5
+    else:
+        raise ValueError(mode)
+    return x, outside
