@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -111,19 +111,8 @@ def rank(x: Any) -> int:
     return len(x.shape)
 
 
-def shape_of(x: Any) -> list[int | None]:
-    return list(x.shape)
-
-
 def axis_of(axis: int, r: int) -> int:
     return axis + r if axis < 0 else axis
-
-
-def dims(x: Any) -> Any:
-    """x's shape as Python ints where static, else the int64 run-time shape."""
-    if x.shape.is_fully_defined():
-        return tf.constant(x.shape.as_list(), tf.int64)
-    return tf.shape(x, out_type=tf.int64)
 
 
 _PERMS: dict[tuple[int, ...], Any] = {}
@@ -150,27 +139,3 @@ def to_first(x: Any) -> Any:
     """N...C -> NC...: back to ONNX layout."""
     r = rank(x)
     return tf.transpose(x, _perm((0, r - 1, *range(1, r - 1))))
-
-
-def broadcast_shapes(*xs: Any) -> Any:
-    out = tf.shape(xs[0], out_type=tf.int64)
-    for x in xs[1:]:
-        out = tf.broadcast_dynamic_shape(out, tf.shape(x, out_type=tf.int64))
-    return out
-
-
-def is_float(x: Any) -> bool:
-    return x.dtype.is_floating
-
-
-def is_int(x: Any) -> bool:
-    return x.dtype.is_integer
-
-
-def to_float_like(x: Any) -> Any:
-    """A float dtype wide enough to hold x's values (for kernels TF has only for floats)."""
-    return tf.float64 if x.dtype in (tf.int32, tf.int64, tf.uint32, tf.uint64) else tf.float32
-
-
-def unstack_or(values: Sequence[Any]) -> list[Any]:
-    return [v for v in values if v is not None]
