@@ -14,13 +14,10 @@ of any process in the command's tree (getrusage of waited-for children). The mac
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

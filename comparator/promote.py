@@ -28,7 +28,6 @@ def _float_types() -> set[int]:
 
 def _tensor(t: Any) -> None:
     import numpy as np
-    import onnx
     from onnx import numpy_helper
 
     if t.data_type in _float_types():

@@ -283,24 +283,13 @@ def _onednn_isa(tf: Any) -> str:
             return ("not readable with onednn=off: TF's Eigen matmul/conv still call oneDNN's sgemm, which "
                     "honours the cap without printing it")
         return "not probed (set onednn_isa to verify a cap)"
-    import sys
-    import tempfile
+    from .onednn import isa_from_verbose
 
-    saved = os.dup(1)
-    with tempfile.TemporaryFile() as tmp:
-        sys.stdout.flush()
-        os.dup2(tmp.fileno(), 1)
-        try:
-            with tf.device("/CPU:0"):
-                tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, "SAME").numpy()
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    isa = next((line.split("isa:", 1)[1].strip() for line in text.splitlines() if ",isa:" in line),
-               "unknown (oneDNN printed no ISA line: a oneDNN primitive ran before the probe)")
+    def probe() -> None:
+        with tf.device("/CPU:0"):
+            tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, "SAME").numpy()
+
+    isa = isa_from_verbose(probe, "unknown (oneDNN printed no ISA line: a oneDNN primitive ran before the probe)")
     _ISA_SEEN.append(isa)
     return isa
 

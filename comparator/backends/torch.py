@@ -8,8 +8,6 @@ torch.compile (inductor), and the CUDA/cuDNN switches. torch is imported only in
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -181,11 +179,9 @@ def _probe_onednn_isa() -> str:
         return _ONEDNN_PROBE[0]
     if not torch.backends.mkldnn.is_available():
         return "oneDNN not built into this torch"
-    saved = os.dup(1)
-    text = ""
-    with tempfile.TemporaryFile() as tmp:
-        sys.stdout.flush()
-        os.dup2(tmp.fileno(), 1)
+    from .onednn import isa_from_verbose
+
+    def probe() -> None:
         enabled = torch.backends.mkldnn.enabled
         try:
             torch.backends.mkldnn.enabled = True
@@ -194,13 +190,8 @@ def _probe_onednn_isa() -> str:
                 torch.nn.functional.conv2d(torch.ones(1, 32, 32, 32), torch.ones(32, 32, 3, 3))
         finally:
             torch.backends.mkldnn.enabled = enabled
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    isa = next((line.split("isa:", 1)[1].strip() for line in text.splitlines() if ",isa:" in line),
-               "unknown (oneDNN printed no ISA line)")
+
+    isa = isa_from_verbose(probe, "unknown (oneDNN printed no ISA line)")
     _ONEDNN_PROBE.append(isa)
     return isa
 
