@@ -115,7 +115,8 @@ class CompileCache:
 
             module = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:  # noqa: BLE001 - any defect means: throw the entry away and recompile
-            self.discard(key, f"{type(exc).__name__}: {exc}")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.discard(key, f"{type(exc).__name__}: {first}"[:300])
             return None
         return module, meta
 

@@ -106,13 +106,10 @@ def shapes_as_tensors(graph: Any) -> None:
     from onnx import TensorProto, helper
 
     shaped: set[str] = set()
-    constants = {t.name for t in graph.initializer}
     casts: dict[str, Any] = {}
     nodes = []
     for node in graph.node:
         takes = node.op_type in _TAKES_SHAPE
-        if node.op_type == "Concat" and not all(x in shaped or x in constants for x in node.input):
-            takes = False  # Concat joins shape values with constants only; with a computed tensor it fails
         if node.domain in ("", "ai.onnx") and not takes:
             for i, name in enumerate(node.input):
                 if name in shaped:
@@ -121,8 +118,6 @@ def shapes_as_tensors(graph: Any) -> None:
                         nodes.append(casts[name])
                     node.input[i] = f"{name}::tensor"
         nodes.append(node)
-        if node.op_type == "Constant":
-            constants.update(node.output)
         if node.op_type == "Shape" or (takes and node.op_type in _PASSES_SHAPE and any(x in shaped for x in node.input)):
             shaped.update(node.output)
     if casts:
