@@ -301,7 +301,7 @@ class Bundle:
         self._headers[member] = h
         if h.dtype.hasobject:
             raise _fail(p, f"member {member} holds Python objects (a pickle); refused",
-                        "bundles hold plain arrays only; never load this file with allow_pickle=True")
+                        "bundles hold plain arrays only; do not load this file with pickling enabled")
         if list(h.shape) != entry.get("shape"):
             raise _fail(p, f"member {member} has shape {list(h.shape)}, meta.json says {entry.get('shape')}")
         if h.length + h.nbytes != zr.infos[member].file_size:

@@ -16,51 +16,13 @@ from typing import Any
 from ..fileio import write_text
 from ..result import Report
 from .console import COLUMNS, _num, metric_cells
+from .html_assets import CSS, JS, PALETTE
 
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
-           "#bab0ac")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
 _CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in HTML text
 VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
             3: "FAIL: a variant could not run"}
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0 auto;max-width:1500px;
-padding:12px 16px 40px}
-h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd;padding-bottom:3px}
-h3{font-size:14px;margin:12px 0 4px}table{border-collapse:collapse;margin:4px 0}
-th,td{padding:2px 8px;text-align:right;white-space:nowrap;vertical-align:top}th{background:#eef0f3;font-weight:600}
-#tensors th{position:sticky;top:0;z-index:1}.pane{overflow:auto;max-height:88vh;border:1px solid #e3e5e8}
-td.cls{white-space:normal;min-width:110px;font-size:11px}
-.op{font:12px system-ui,sans-serif;color:#555}.l{text-align:left}#tensors tbody{border-top:1px solid #d8dbe0}
-.grid td,.grid th{border-bottom:1px solid #eceef1}tr.eq{color:#2e7d32}tr.bad{background:#fdecea}
-td.t{white-space:normal;overflow-wrap:anywhere;min-width:160px;max-width:340px}
-#tensors{font-size:12.5px}#tensors td,#tensors th{padding:1px 4px}#tensors td[rowspan]{background:#fff;color:#222}
-code,pre,td.t,td.m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
-pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:320px;margin:4px 0;white-space:pre-wrap}
-.badge{display:inline-block;padding:1px 9px;border-radius:10px;font-weight:600;color:#fff;font-size:13px}
-.ok,.pass{background:#2e7d32}.fail{background:#c62828}
-i.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
-.muted,small{color:#6b7280}.facts td{text-align:left;padding:1px 12px 1px 0;white-space:normal}
-.facts td:first-child{color:#6b7280}
-details{margin:4px 0;border:1px solid #e3e5e8;border-radius:5px;padding:4px 10px}summary{cursor:pointer}
-.legend span{margin-right:16px;white-space:nowrap}.err{color:#c62828}
-svg{max-width:100%;height:auto;background:#fff}svg text{font:11px system-ui,sans-serif;fill:#444}
-rect.b{fill:transparent}rect.b:hover{fill:rgba(0,0,0,.07)}.tools{margin:6px 0}
-#q{font-size:14px;padding:4px 8px;width:320px}
-""" + "".join(f".c{i}{{background:{c}}}" for i, c in enumerate(PALETTE))
-
-JS = """(function(){var q=document.getElementById('q');if(!q)return;var same=document.getElementById('same'),
-count=document.getElementById('count'),bodies=[].slice.call(document.querySelectorAll('#tensors tbody')),timer=0;
-function apply(){var s=q.value.trim().toLowerCase(),n=0;bodies.forEach(function(b){
-var show=(!s||b.getAttribute('data-k').indexOf(s)>=0)&&!(same.checked&&b.classList.contains('same'));
-if(b.hidden===show)b.hidden=!show;if(show)n++;});count.textContent=n+' of '+bodies.length+' tensors shown';}
-function fromHash(){var h=location.hash,m=/(?:^#|&)filter=([^&]*)/.exec(h),row=/^#t[0-9]+$/.test(h)&&
-document.getElementById(h.slice(1));if(m){try{q.value=decodeURIComponent(m[1]);}catch(e){q.value=m[1];}}
-if(row&&row.hidden){q.value='';same.checked=false;}apply();if(row)row.scrollIntoView();}
-q.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(function(){apply();try{
-history.replaceState(null,'','#filter='+encodeURIComponent(q.value));}catch(e){}},bodies.length>300?250:0);});
-same.addEventListener('change',apply);window.addEventListener('hashchange',fromHash);fromHash();})();"""
 
 ORIGIN_FIGURES = ("max_ulp", "max_rel", "max_abs")
 TIPS = {"local ulp": "max ULP of the node replayed alone on the reference's inputs (error it adds itself)",
