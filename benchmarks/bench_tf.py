@@ -13,27 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
+from timing import interleaved_medians
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def interleaved_medians(fns: list[Callable[[], object]], runs: int, warmup: int = 10) -> list[float]:
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def sessions(name: str, threads: int, folder: Path) -> tuple[dict[str, Callable[[], dict]], str]:

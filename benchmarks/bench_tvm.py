@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from timing import median_time
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,16 +35,6 @@ def timed_compare(model: str, variant: str) -> tuple[float, float, bool]:
         raise SystemExit(f"{variant} failed: {run.error}\n{run.stderr_tail}")
     opened = sum(t["open_s"] for t in run.timings.values())
     return wall, opened, bool(run.provenance["cache"]["hit"])
-
-
-def median_run(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -92,10 +83,10 @@ def main() -> None:
         vm = sessions["untapped"].vm
         device = tvm.cpu(0)
         raw_args = [tvm.runtime.tensor(feeds[n], device=device) for n in sessions["untapped"].input_names]
-        direct = median_run(lambda: vm["main"](*raw_args).numpy() if len(loaded.outputs) == 1
+        direct = median_time(lambda: vm["main"](*raw_args).numpy() if len(loaded.outputs) == 1
                             else [v.numpy() for v in vm["main"](*raw_args)], args.runs)
-        plain = median_run(lambda: sessions["untapped"].run(feeds), args.runs)
-        full = median_run(lambda: sessions["tapped"].run(feeds), args.runs)
+        plain = median_time(lambda: sessions["untapped"].run(feeds), args.runs)
+        full = median_time(lambda: sessions["tapped"].run(feeds), args.runs)
         print(f"(c) run time per inference, median of {args.runs}")
         print(f"    compiled untapped module on the VM directly {direct * 1000:8.3f} ms")
         print(f"    backend session, untapped                   {plain * 1000:8.3f} ms  ({plain / direct:.2f}x)")
