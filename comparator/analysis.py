@@ -24,7 +24,8 @@ def load(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
-def kind_for(info: TensorInfo) -> str:
+def kind_for(info: TensorInfo | TensorReport) -> str:
+    """Final outputs are read from the untapped run (what a deployment gets), the rest from the tapped one."""
     return "untapped" if info.is_output else "tapped"
 
 
@@ -103,7 +104,7 @@ def tensor_classes(reports: list[TensorReport], runs: list[VariantRun]) -> None:
     ok = [r for r in runs if r.ok]
     for t in reports:
         groups: dict[str, list[str]] = {}
-        kind = "untapped" if t.is_output else "tapped"
+        kind = kind_for(t)
         for run in ok:
             path = run.path(kind, t.name)
             if path is not None:
@@ -149,7 +150,7 @@ def determinism(reports: list[TensorReport], runs: list[VariantRun], outputs: li
         distinct = len({outputs_digest(run, outputs, k) for k in kinds})
         worst_abs, worst_ulp = 0.0, 0
         for t in reports:
-            base = "untapped" if t.is_output else "tapped"
+            base = kind_for(t)
             spread_abs, spread_ulp = 0.0, 0
             for k in repeats(run, base):
                 m = compare_pair(run.path(base, t.name), run.path(k, t.name), zero)

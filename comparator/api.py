@@ -58,6 +58,7 @@ class RunSet:
 
     model: model_mod.Model
     plan: tap.TapPlan
+    feeds: dict[str, np.ndarray]
     feed_info: dict[str, Any]
     runs: list[VariantRun]
     folder: Path
@@ -92,7 +93,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         backend, options = resolved[v]
         jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
     runs = _run(jobs_list, resolved, timeout, jobs, progress)
-    return RunSet(loaded, plan, feed_info, runs, folder)
+    return RunSet(loaded, plan, feeds, feed_info, runs, folder)
 
 
 def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,
@@ -144,9 +145,7 @@ def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, tim
     folder.mkdir(exist_ok=True)
     path, fed, unfed = isolate.write(rs.model, folder)
     iso_model = model_mod.load(path)
-    with np.load(rs.folder / "feeds.npz", allow_pickle=False) as npz:
-        base = {k: npz[k] for k in npz.files}
-    feeds = isolate.feeds(reference, fed, base)
+    feeds = isolate.feeds(reference, fed, rs.feeds)
     for spec in iso_model.inputs:  # a float64 reference feeds the model's own types, correctly rounded
         want = feeds_mod.np_dtype(spec)
         if feeds[spec.name].dtype != want:

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from . import npyzip
+from . import analysis, npyzip
 from .errors import InfercmpError, InputError, ReportError, UsageError
 from .fileio import atomic_path, dumps
 from .model import TensorInfo
@@ -340,7 +340,7 @@ class Bundle:
         """Catalogue entries with values in every run (outputs from the untapped runs, the rest tapped)."""
         keep = []
         for t in self.catalogue:
-            kind = "untapped" if t.is_output else "tapped"
+            kind = analysis.kind_for(t)
             if all(t.name in r["tensors"].get(kind, {}) for r in self.meta["runs"]):
                 keep.append(t)
         return keep

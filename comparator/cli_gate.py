@@ -60,8 +60,6 @@ def capture(
     """Run MODEL and save inputs, outputs, tapped tensors and the machine's fingerprint in one .icmp file.
 
     Diff it or gate against it later, here or on another machine."""
-    import numpy as np
-
     from . import api, bundle
     from .inputs import parse_shapes
     from .variant import parse_list
@@ -77,10 +75,8 @@ def capture(
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap, shapes=parse_shapes(shape),
                               seed=seed, samples=samples, timeout=timeout, jobs=jobs,
                               kinds=("untapped",) if tap == "outputs" else ("untapped", "tapped"))
-        with np.load(folder / "feeds.npz", allow_pickle=False) as npz:
-            feeds = {k: npz[k] for k in npz.files}
         meta = bundle.write(out, rs.model, {"spec": tap, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
-                            rs.runs, feeds, rs.feed_info, labels=label_values, labels_key=label_key, force=force,
+                            rs.runs, rs.feeds, rs.feed_info, labels=label_values, labels_key=label_key, force=force,
                             compression=compression)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -73,8 +73,10 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, P
     base.CopyFrom(model.proto)
     ir = runtime_ir_version(base)
     if ir != base.ir_version:
-        model.notes.append(f"IR version {base.ir_version} written as {ir} for the runtimes "
-                           f"(onnxruntime 1.31 accepts at most 13; the opset needs {ir})")
+        note = (f"IR version {base.ir_version} written as {ir} for the runtimes "
+                f"(onnxruntime 1.31 accepts at most 13; the opset needs {ir})")
+        if note not in model.notes:  # the same Model may be compared more than once
+            model.notes.append(note)
         base.ir_version = ir
     untapped = folder / "model.onnx"
     _save(base, untapped)

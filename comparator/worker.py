@@ -48,8 +48,7 @@ def environment_fingerprint() -> dict[str, Any]:
     }
 
 
-def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path,
-              prefix: str) -> dict[str, Any]:
+def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path) -> dict[str, Any]:
     """Run every sample; write each output as one .npy with a leading sample axis; return the manifest."""
     samples = next(iter(feeds.values())).shape[0] if feeds else 1
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +64,7 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
         for i, name in enumerate(expected):
             value = np.asarray(out[name])
             if s == 0:
-                path = folder / f"{prefix}{i:05d}.npy"
+                path = folder / f"{i:05d}.npy"
                 arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
                                                          shape=(samples, *value.shape))
                 files[name] = {"file": str(path.relative_to(folder.parent)), "dtype": str(value.dtype),
@@ -104,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 session = backend.open(path, options)
                 t1 = time.perf_counter()
-                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, "")
+                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag)
                 t2 = time.perf_counter()
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
                 # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
                 for k in range(1, repeat if r == 0 else 1):
                     record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
-                                                                     out_dir / f"{kind}.same{k}", "")
+                                                                     out_dir / f"{kind}.same{k}")
                 del session
     except InfercmpError as exc:
         record.update(status=getattr(exc, "status", "failed"), error=exc.message, hint=exc.hint)
