@@ -21,7 +21,9 @@ from .variant import Variant, parse_list
 EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
 
 
-def _variants(variants: Sequence[str | Variant] | str, reference: str | Variant | None) -> tuple[list[Variant], Variant]:
+def resolve_variants(variants: Sequence[str | Variant] | str,
+                     reference: str | Variant | None) -> tuple[list[Variant], Variant]:
+    """Parse and expand the variants; the reference is the first unless named (and added if not listed)."""
     if isinstance(variants, str):
         variants = [variants]
     specs = [str(v) for v in variants]
@@ -35,8 +37,9 @@ def _variants(variants: Sequence[str | Variant] | str, reference: str | Variant 
     return parsed, ref
 
 
-def _feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
-           samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
+                  samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Feeds (leading sample axis) from random data, a .npz/.npy path or arrays, and where they came from."""
     if given is None:
         feeds = feeds_mod.make_feeds(model, shapes, seed=seed, samples=samples)
         source = {"source": "random", "seed": seed, "samples": samples}
@@ -74,7 +77,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
     plan = tap.plan(loaded, tap_spec)
-    feeds, feed_info = _feeds(loaded, inputs, shapes or {}, seed, samples)
+    feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
     if jobs < 0:
         raise UsageError("--jobs must be >= 0 (0: one per core)")
     if repeat < 1:
@@ -117,7 +120,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
-    variant_list, ref = _variants(variants, reference)
+    variant_list, ref = resolve_variants(variants, reference)
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
     try:

@@ -211,7 +211,7 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     old_plan, new_plan = tap_plan(old_m, tap_spec), tap_plan(new_m, tap_spec)
     matches, old_un, new_un = match_tensors(old_plan.tapped, new_plan.tapped, old_m.outputs, new_m.outputs)
     pol.bind(new_m.tensors, new_m.outputs, chosen, classifiers(new_m.tensors))
-    feeds, feed_info = api._feeds(new_m, inputs, shapes or {}, seed, samples)
+    feeds, feed_info = api.resolve_feeds(new_m, inputs, shapes or {}, seed, samples)
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-models-"))
     try:
@@ -235,7 +235,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     """Gate variants against the first one (the reference) on one model, every tensor tapped."""
     pol = _policy(policy, tolerance)
     loaded = model if isinstance(model, Model) else model_mod.load(model)
-    variant_list, ref = api._variants(variants, None)
+    variant_list, ref = api.resolve_variants(variants, None)
     pol.bind(loaded.tensors, loaded.outputs, variant_list, classifiers(loaded.tensors))
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-agree-"))
