@@ -19,6 +19,7 @@ from .fileio import read_json, write_json
 from .variant import Variant
 
 STDERR_TAIL_LINES = 20
+FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 
 
 @dataclass
@@ -44,6 +45,8 @@ class VariantRun:
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last `lines` lines of stderr; when the interpreter's fatal-error report (faulthandler) is among them
+    or cut off above them, the report's head instead: its header and innermost frames come first."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -51,7 +54,14 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    all_lines = text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(all_lines) if line.startswith(FATAL_HEADER)]
+    if not starts:
+        return "\n".join(all_lines[-lines:])
+    report = all_lines[starts[-1]:]
+    if len(report) > lines:
+        report = report[:lines - 1] + [f"... ({len(report) - lines + 1} more lines)"]
+    return "\n".join(report)
 
 
 def _signal_name(code: int) -> str:

@@ -12,6 +12,7 @@ import pytest
 import comparator
 from comparator import model as model_mod
 from comparator import tap
+from comparator import runner
 from comparator.runner import run_all, run_variant
 from comparator.variant import Variant
 from conftest import loop_model, pid_alive, worker_pid
@@ -42,21 +43,40 @@ def test_healthy_run_writes_record_and_tensors(tmp_path, models):
     assert run.timings["untapped"]["run_s"] >= 0
 
 
-def test_crash_by_signal(tmp_path, models):
+@pytest.mark.parametrize("signum, faulthandler", [(signal.SIGSEGV, True), (signal.SIGTERM, False)])
+def test_crash_by_signal(tmp_path, models, signum, faulthandler):
     folder = tmp_path / "crash"
     request = prepare(models.slow, tmp_path)
+    # faulthandler makes the dying interpreter print where it was, then re-raise the same signal
+    environment = {"PYTHONFAULTHANDLER": "1"} if faulthandler else {}
     with ThreadPoolExecutor(1) as pool:
-        # faulthandler makes the dying interpreter print where it was: the stderr tail must carry it
-        future = pool.submit(run_variant, Variant.parse("ref"), {"PYTHONFAULTHANDLER": "1"}, request, folder, 120)
+        future = pool.submit(run_variant, Variant.parse("ref"), environment, request, folder, 120)
         pid = worker_pid(str(folder))
         time.sleep(1.0)  # let it get into the model
-        os.kill(pid, signal.SIGABRT)
+        os.kill(pid, signum)
         run = future.result(timeout=60)
     assert run.status == "crashed"
-    assert run.error == "the worker died from SIGABRT"
-    assert "Fatal Python error: Aborted" in run.stderr_tail
+    assert run.error == f"the worker died from {signal.Signals(signum).name}"
+    if faulthandler:  # the report's head survives however deep the stack: header first, innermost frames next
+        tail = run.stderr_tail.splitlines()
+        assert tail[0] == "Fatal Python error: Segmentation fault"
+        assert len(tail) <= runner.STDERR_TAIL_LINES
     assert not (folder / "record.json").exists()
     assert run.wall_s < 30
+
+
+def test_stderr_tail_keeps_the_fatal_error_header(tmp_path):
+    frames = [f'  File "deep.py", line {i} in f{i}' for i in range(60)]
+    noise = [f"log line {i}" for i in range(30)]
+    path = tmp_path / "stderr.txt"
+    path.write_text("\n".join(noise + ["Fatal Python error: Aborted", "",
+                                       "Current thread 0x1 (most recent call first):"] + frames) + "\n")
+    tail = runner._tail(path, lines=10).splitlines()
+    assert tail[:4] == ["Fatal Python error: Aborted", "", "Current thread 0x1 (most recent call first):",
+                        '  File "deep.py", line 0 in f0']
+    assert tail[-1] == "... (54 more lines)" and len(tail) == 10
+    path.write_text("\n".join(noise) + "\n")  # no fatal error: the plain last lines
+    assert runner._tail(path, lines=3).splitlines() == ["log line 27", "log line 28", "log line 29"]
 
 
 def test_hang_past_timeout_is_killed_fast(tmp_path, models):
