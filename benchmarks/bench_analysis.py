@@ -7,6 +7,8 @@
    files and compares in chunks, so its peak should not grow with the model (target: < 500 MB above the
    backends' own use).
 2. Wall time of `compare --isolate` relative to the plain compare, on the shipped CNN and transformer.
+3. Time to write the HTML report of a large comparison (2,000 tensors x 5 variants) relative to writing its JSON
+   report, the cost the page adds over the machine-readable record.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import interleaved_medians  # noqa: E402
 
 CHILD = """
 import resource, sys, comparator
@@ -89,6 +93,22 @@ def main() -> None:
         base = [infercmp, "compare", m, "-b", "ort,ort:opt=disable,ref", "-q"]
         plain, iso = timed(base, args.repeat), timed(base + ["--isolate"], args.repeat)
         print(f"isolate on {model}: plain {plain:.2f} s, --isolate {iso:.2f} s, ratio {iso / plain:.2f}x")
+    report_writing(args.repeat)
+
+
+def report_writing(repeat: int) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_report_html import synthetic  # the suite's large synthetic report
+
+    from comparator.report import html, json as json_report
+    report = synthetic(2000, 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / "r.json", Path(tmp) / "r.html"]
+        walls = interleaved_medians([lambda: json_report.write(report, paths[0]),
+                                     lambda: html.write(report, paths[1])], repeat, warmup=1)
+        mib = [p.stat().st_size / 2**20 for p in paths]
+    print(f"report of 2,000 tensors x 5 variants: JSON {walls[0]:.2f} s ({mib[0]:.1f} MiB), "
+          f"HTML {walls[1]:.2f} s ({mib[1]:.1f} MiB), HTML/JSON ratio {walls[1] / walls[0]:.2f}x")
 
 
 if __name__ == "__main__":

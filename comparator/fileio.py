@@ -49,8 +49,22 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(_encode(obj), indent=1, allow_nan=False)
+def dumps(obj: Any, open_levels: int = 3) -> str:
+    """JSON with the outer `open_levels` levels of objects and arrays one member a line (readable, diffable per
+    tensor) and everything deeper on one line, written by json's C encoder: an indented dump would run the pure
+    Python one, 10x slower on a report of thousands of tensors."""
+    return _layout(_encode(obj), open_levels, "\n")
+
+
+def _layout(obj: Any, levels: int, newline: str) -> str:
+    if levels <= 0 or not isinstance(obj, (dict, list)) or not obj:
+        return json.dumps(obj, allow_nan=False, separators=(", ", ": "))
+    inner = newline + " "
+    if isinstance(obj, dict):
+        members = [f"{json.dumps(k)}: {_layout(v, levels - 1, inner)}" for k, v in obj.items()]
+        return "{" + inner + ("," + inner).join(members) + newline + "}"
+    members = [_layout(v, levels - 1, inner) for v in obj]
+    return "[" + inner + ("," + inner).join(members) + newline + "]"
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -1,4 +1,4 @@
-"""The HTML report: sections present, strings escaped, self-contained, fast on large models, and what headless
+"""The HTML report: sections present, strings escaped, self-contained, small on large models, and what headless
 Chromium shows after the page's script ran (plot, dendrogram, table rows, the #filter= fragment, a screenshot)."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 import re
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -159,12 +158,8 @@ def test_cluster_uses_average_linkage() -> None:
     assert html.cluster([[0]]) == 0
 
 
-def test_large_report_is_fast_and_small() -> None:
-    report = synthetic(2000, 5)
-    start = time.perf_counter()
-    page = html.render(report)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, elapsed
+def test_large_report_is_small() -> None:  # its render time is measured in benchmarks/bench_analysis.py
+    page = html.render(synthetic(2000, 5))
     assert len(page.encode()) < 5 * 2**20, len(page.encode())
     assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5
 
