@@ -2,13 +2,18 @@
 
 Float initializers, graph inputs/outputs/value_info, Constant and ConstantOfShape values, Cast targets and
 `dtype` attributes of float type (float32, float16, bfloat16) become float64, in subgraphs too. Integer and
-boolean tensors are untouched. Quantization ops keep their float scales (the spec requires float32 there).
+boolean tensors are untouched. Quantization ops keep their float scales (the spec allows no float64 there) and
+compute as the model says: a Cast to the scale's type feeds each quantizer, and a Cast to float64 follows each
+DequantizeLinear, so the float64 part of the graph meets them at well-typed borders.
 """
 from __future__ import annotations
 
 from typing import Any
 
-_KEEP_FLOAT = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul"}
+# quantization ops and the positions of their float scales (x_scale, w_scale, y_scale...)
+_SCALES = {"QuantizeLinear": (1,), "DequantizeLinear": (1,), "DynamicQuantizeLinear": (),
+           "QLinearConv": (1, 4, 6), "QLinearMatMul": (1, 4, 6)}
+_QUANTIZERS = ("QuantizeLinear", "DynamicQuantizeLinear")  # their input 0 is the float tensor to quantize
 
 
 def promote_float64(model: Any) -> Any:
@@ -45,15 +50,17 @@ def _value_info(vi: Any) -> None:
 def _graph(graph: Any) -> None:
     import onnx
 
-    keep = {i for n in graph.node if n.op_type in _KEEP_FLOAT for i in n.input}
+    keep = {n.input[i] for n in graph.node for i in _SCALES.get(n.op_type, ()) if i < len(n.input)}
     for t in graph.initializer:
         if t.name not in keep:
             _tensor(t)
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
         if vi.name not in keep:
             _value_info(vi)
+    _quantization_borders(graph)
     for node in graph.node:
-        if node.op_type in _KEEP_FLOAT:
+        if (node.op_type in _SCALES or node.op_type == "Cast" and node.name.startswith(_BORDER)
+                or node.op_type == "Constant" and node.output[0] in keep):
             continue
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
@@ -73,3 +80,43 @@ def _graph(graph: Any) -> None:
             arr = np.array(a.f if a.name == "value_float" else list(a.floats), dtype=np.float64)
             del node.attribute[:]
             node.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(arr)))
+
+
+_BORDER = "infercmp_float64_border"
+
+
+def _quantization_borders(graph: Any) -> None:
+    """Casts around the quantization ops: float64 -> the scale's type into quantizers, and the dequantized
+    result (the scale's type) -> float64."""
+    import onnx
+    from onnx import helper
+
+    scale_types = {t.name: t.data_type for t in graph.initializer}
+    scale_types.update({n.output[0]: a.t.data_type for n in graph.node if n.op_type == "Constant"
+                        for a in n.attribute if a.name == "value"})
+    taken = {v for n in graph.node for v in list(n.input) + list(n.output)} | {i.name for i in graph.input}
+
+    def fresh(base: str) -> str:
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        return name
+
+    nodes = []
+    for node in graph.node:
+        if node.op_type in _QUANTIZERS and node.input and node.input[0]:
+            scale = node.input[1] if node.op_type == "QuantizeLinear" and len(node.input) > 1 else ""
+            to = scale_types.get(scale, onnx.TensorProto.FLOAT)
+            narrow = fresh(f"{node.input[0]}_{helper.tensor_dtype_to_np_dtype(to).name}")
+            nodes.append(helper.make_node("Cast", [node.input[0]], [narrow], to=to, name=fresh(_BORDER)))
+            node.input[0] = narrow
+        nodes.append(node)
+        if node.op_type == "DequantizeLinear" and node.output and node.output[0]:
+            wide = node.output[0]
+            node.output[0] = fresh(f"{wide}_dequantized")
+            nodes.append(helper.make_node("Cast", [node.output[0]], [wide], to=onnx.TensorProto.DOUBLE,
+                                          name=fresh(_BORDER)))
+    del graph.node[:]
+    graph.node.extend(nodes)

@@ -97,13 +97,62 @@ def test_subgraphs_are_promoted():
     assert y.dtype == np.float64 and y.tolist() == [3.0] * 4
 
 
-def test_quantization_scales_stay_float32():
-    model = make_model([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
-                        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])],
-                       [vi("x", T.FLOAT, [4])], [vi("y", T.FLOAT, [4])],
-                       [const("s", np.float32(0.1)), const("zp", np.uint8(3))])
-    inits = {t.name: t.data_type for t in promote_float64(model).graph.initializer}
-    assert inits == {"s": T.FLOAT, "zp": T.UINT8}
+def qdq_model():
+    """Relu -> QuantizeLinear (initializer scale) -> DequantizeLinear (Constant scale) -> Mul by a float weight."""
+    return make_model([helper.make_node("Relu", ["x"], ["r"]),
+                       helper.make_node("Constant", [], ["s2"], value=numpy_helper.from_array(np.float32(0.05))),
+                       helper.make_node("QuantizeLinear", ["r", "s", "zp"], ["q"]),
+                       helper.make_node("DequantizeLinear", ["q", "s2", "zp"], ["d"]),
+                       helper.make_node("Mul", ["d", "w"], ["y"])],
+                      [vi("x", T.FLOAT, [5])], [vi("y", T.FLOAT, [5])],
+                      [const("s", np.float32(0.1)), const("zp", np.uint8(3)),
+                       const("w", np.full(5, 1 / 3, np.float32))], opset=21)
+
+
+def open_ref(model, folder, dtype):
+    path = folder / f"m{len(list(folder.iterdir()))}.onnx"
+    onnx.save(model, str(path))
+    return ReferenceBackend().open(str(path), {"dtype": dtype})
+
+
+def test_quantization_keeps_float32_scales_behind_casts():
+    out = promote_float64(qdq_model())
+    onnx.checker.check_model(out, full_check=True)  # every node well typed
+    inits = {t.name: t.data_type for t in out.graph.initializer}
+    assert inits == {"s": T.FLOAT, "zp": T.UINT8, "w": T.DOUBLE}
+    assert attrs(out)[("s2", "value")].t.data_type == T.FLOAT
+    ops = [(n.op_type, list(n.input), list(n.output)) for n in out.graph.node]
+    assert ops[2:6] == [("Cast", ["r"], ["r_float32"]), ("QuantizeLinear", ["r_float32", "s", "zp"], ["q"]),
+                        ("DequantizeLinear", ["q", "s2", "zp"], ["d_dequantized"]),
+                        ("Cast", ["d_dequantized"], ["d"])]
+    assert attrs(out)[("r_float32", "to")].i == T.FLOAT and attrs(out)[("d", "to")].i == T.DOUBLE
+
+
+def test_quantized_model_in_float64_quantizes_as_the_model_does(tmp_path):
+    # 0.26 / 0.1 = 2.6 rounds to 3 (+3) -> 6; dequantized (6 - 3) * 0.05 = 0.15 exactly in float32's grid
+    x = np.array([-1, 0.26, 0.5, 7, 30], np.float32)
+    y32 = ReferenceEvaluator(qdq_model()).run(None, {"x": x})[0]
+    session = open_ref(qdq_model(), tmp_path, "float64")
+    y64 = session.run({"x": x})["y"]
+    q = np.clip(np.rint(np.maximum(x, 0) / np.float32(0.1)) + 3, 0, 255)
+    d = ((q - 3) * np.float32(0.05)).astype(np.float32)  # DequantizeLinear computes in its scale's type
+    assert y64.dtype == np.float64 and np.array_equal(y64, d.astype(np.float64) * np.float64(np.float32(1 / 3)))
+    assert y32.dtype == np.float32 and np.abs(y32 - y64).max() < 1e-6
+
+
+def test_float64_erf_is_exact(tmp_path):
+    # onnx.reference's own Erf returns float32 values even for float64 tensors; the ref backend replaces it
+    import math
+
+    x = np.linspace(-3, 3, 101)
+    model = make_model([helper.make_node("Erf", ["x"], ["y"])], [vi("x", T.DOUBLE, [101])],
+                       [vi("y", T.DOUBLE, [101])])
+    y = open_ref(model, tmp_path, "model").run({"x": x})["y"]
+    assert np.abs(y - np.array([math.erf(v) for v in x])).max() == 0
+    x32 = x.astype(np.float32)  # float32 stays bit-identical to onnx.reference's own kernel
+    model32 = make_model([helper.make_node("Erf", ["x"], ["y"])], [vi("x", T.FLOAT, [101])], [vi("y", T.FLOAT, [101])])
+    assert np.array_equal(open_ref(model32, tmp_path, "model").run({"x": x32})["y"],
+                          ReferenceEvaluator(model32).run(None, {"x": x32})[0])
 
 
 def test_ref_backend_float64(models):
@@ -125,3 +174,30 @@ def test_float64_variant_writes_float64_tensors(tmp_path, models):
     assert {np.load(f, allow_pickle=False).dtype for f in files} == {np.dtype(np.float64)}
     assert {np.load(f, allow_pickle=False).dtype for f in (tmp_path / "00-ref").rglob("*.npy")} == {
         np.dtype(np.float32)}
+
+
+def test_qdq_conv_runs_on_every_float64_oracle(tmp_path):
+    """An opset-13 Q/DQ Conv (per-channel int8 weights, uint8 activations), as quantization tools export: the
+    float64 oracles run it and agree bit for bit, since the model's quantization steps are the same in each."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (4, 3, 3, 3), dtype=np.int8)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    model = make_model(nodes, [vi("x", T.FLOAT, [1, 3, 8, 8])], [vi("y", T.FLOAT, [1, 4, 8, 8])],
+                       [const("sx", np.float32(0.02)), const("zx", np.uint8(128)), const("wq", w),
+                        const("sw", np.array([0.01, 0.02, 0.015, 0.005], np.float32)),
+                        const("zw", np.zeros(4, np.int8)), const("b", rng.standard_normal(4).astype(np.float32)),
+                        const("sy", np.float32(0.05)), const("zy", np.uint8(0))], opset=13)
+    path = tmp_path / "qdq.onnx"
+    onnx.save(model, str(path))
+    report = comparator.compare(path, ["ref:dtype=float64", "torch:dtype=float64", "ref", "ort:opt=disable"],
+                                workdir=tmp_path / "work")
+    assert [(v.name, v.status) for v in report.variants] == [
+        ("ref:dtype=float64", "ok"), ("torch:dtype=float64", "ok"), ("ref", "ok"), ("ort:opt=disable", "ok")]
+    assert ["ref:dtype=float64", "torch:dtype=float64"] in report.equivalence_classes
+    assert report.tensor("y").metrics["torch:dtype=float64"]["bit_identical"]

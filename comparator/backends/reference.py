@@ -27,12 +27,44 @@ class ReferenceBackend(BackendBase):
 
             model = promote_float64(model)
         try:
-            evaluator = ReferenceEvaluator(model)
+            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+            evaluator = ReferenceEvaluator(model, new_ops=_kernels(opset))
         except NotImplementedError as exc:
             raise UnsupportedError(f"the onnx reference evaluator lacks an op: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnx.reference could not load the model: {type(exc).__name__}: {exc}") from None
         return ReferenceSession(evaluator, model, options, onnx.__version__)
+
+
+def _kernels(opset: int) -> list[type]:
+    """Kernels replacing or completing onnx.reference's.
+
+    - Erf: onnx.reference stores math.erf's double result as float32 whatever the input type, so a float64 model
+      (and Gelu, whose function body calls Erf) is only good to ~3e-8 there; this one keeps the double and rounds
+      once to the input's type (bit-identical for float32).
+    - DequantizeLinear before opset 19: onnx.reference's kernels start at opset 19; the newest one takes every
+      attribute the evaluator passes and computes the older opsets' cases (int8, uint8, int32 with float32
+      scales, per-tensor or per-axis) the same way.
+    """
+    import math
+
+    from onnx.reference.ops._op import OpRunUnaryNum
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+
+    class Erf(OpRunUnaryNum):
+        op_domain = ""
+
+        def _run(self, x):  # noqa: ANN001, ANN202
+            return (erf(x).astype(x.dtype, copy=False),)
+
+    kernels: list[type] = [Erf]
+    if opset < 19:
+        from onnx.reference.ops import op_dequantize_linear as dq
+
+        newest = max((k for k in vars(dq) if k.startswith("DequantizeLinear_")), key=lambda k: int(k.split("_")[1]))
+        kernels.append(type("DequantizeLinear", (getattr(dq, newest),), {"op_domain": ""}))
+    return kernels
 
 
 class ReferenceSession:
