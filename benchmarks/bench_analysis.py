@@ -8,7 +8,8 @@
    backends' own use).
 2. Wall time of `compare --isolate` relative to the plain compare, on the shipped CNN and transformer.
 3. Time to write the HTML report of a large comparison (2,000 tensors x 5 variants) relative to writing its JSON
-   report, the cost the page adds over the machine-readable record.
+   report, the cost the page adds over the machine-readable record; and, where Debian's chromium is installed,
+   the time headless Chromium takes to load and draw that page relative to a 20-tensor one.
 """
 from __future__ import annotations
 
@@ -107,8 +108,23 @@ def report_writing(repeat: int) -> None:
         walls = interleaved_medians([lambda: json_report.write(report, paths[0]),
                                      lambda: html.write(report, paths[1])], repeat, warmup=1)
         mib = [p.stat().st_size / 2**20 for p in paths]
-    print(f"report of 2,000 tensors x 5 variants: JSON {walls[0]:.2f} s ({mib[0]:.1f} MiB), "
-          f"HTML {walls[1]:.2f} s ({mib[1]:.1f} MiB), HTML/JSON ratio {walls[1] / walls[0]:.2f}x")
+        print(f"report of 2,000 tensors x 5 variants: JSON {walls[0]:.2f} s ({mib[0]:.1f} MiB), "
+              f"HTML {walls[1]:.2f} s ({mib[1]:.1f} MiB), HTML/JSON ratio {walls[1] / walls[0]:.2f}x")
+        if Path(CHROMIUM).exists():
+            small = Path(tmp) / "small.html"
+            html.write(synthetic(20, 5), small)
+            loads = interleaved_medians([lambda: _draw(small, tmp), lambda: _draw(paths[1], tmp)], repeat, warmup=1)
+            print(f"headless Chromium, load and draw: 20 tensors {loads[0]:.2f} s, 2,000 tensors {loads[1]:.2f} s, "
+                  f"ratio {loads[1] / loads[0]:.2f}x")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _draw(page: Path, tmp: str) -> None:
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp}/profile",
+                    f"--screenshot={tmp}/shot.png", "--window-size=1400,900", page.as_uri()],
+                   check=True, capture_output=True)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ def test_large_report_is_small() -> None:  # its render time is measured in benc
     page = html.render(synthetic(2000, 5))
     assert len(page.encode()) < 5 * 2**20, len(page.encode())
     assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5
+    assert len(re.findall(r'<tbody id="t\d+" [^>]* hidden>', page)) == 2000 - html.PAGE  # even before scripts run
 
 
 @needs_chromium
@@ -193,7 +194,14 @@ def test_chromium_filters_a_large_table(tmp_path: Path) -> None:
     path = tmp_path / "big.html"
     html.write(synthetic(2000, 5), path)
     dom = chromium(path.as_uri() + "#filter=relu", tmp_path, "--dump-dom")
-    assert "400 of 2000 tensors shown" in dom and len(visible_rows(dom)) == 400
+    # a page of matches is laid out, the rest on request: browsers take seconds over thousands of rows
+    assert "400 of 2000 tensors match, the first 250 shown" in dom
+    keys = visible_rows(dom)
+    assert len(keys) == html.PAGE == 250 and all("relu" in k for k in keys)
+    assert '<button id="more">show 150 more</button>' in dom and '<button id="all">show all</button>' in dom
+    linked = chromium(path.as_uri() + "#t1999", tmp_path, "--dump-dom")  # a link to a row past the page
+    assert re.search(r'<tbody id="t1999" data-k="[^"]*">', linked)
+    assert '<button id="more" hidden="">' in linked
 
 
 @needs_chromium

@@ -25,6 +25,7 @@ VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs b
 
 
 ORIGIN_FIGURES = ("max_ulp", "max_rel", "max_abs")
+PAGE = 250  # tensors laid out at once: a browser takes seconds to lay out thousands; the rest come on request
 TIPS = {"local ulp": "max ULP of the node replayed alone on the reference's inputs (error it adds itself)",
         "role": "origin: the node adds error itself; propagated: it only inherits it",
         "spread": "run-to-run max ULP of this tensor within the variant (--repeat)",
@@ -320,14 +321,15 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     out = [head, '<div class="tools"><input id="q" type="search" placeholder="filter by tensor, op or node name" '
            'aria-label="filter"> <label><input id="same" type="checkbox"> hide tensors bit-identical in every '
            'variant</label> <span id="count" class="muted"></span></div><div class="pane">'
-           '<table id="tensors" class="grid"><thead><tr>'
+           f'<table id="tensors" class="grid" data-page="{PAGE}"><thead><tr>'
            + "".join(f'<th{" class=l" if c in left else ""} title="{esc(TIPS.get(c, ""))}">{esc(c)}</th>' for c in cols)
            + "</tr></thead>"]
     for i, t in enumerate(report.tensors):
         rows = [(v, t.metrics[v]) for v in compared if v in t.metrics]
         same = bool(rows) and all("error" not in m and m.get("bit_identical") for _, m in rows)
         key = f"{t.name} {t.op_type} {t.node}".lower()
-        out.append(f'<tbody id="t{i}" data-k="{esc(key)}"{" class=same" if same else ""}>')
+        out.append(f'<tbody id="t{i}" data-k="{esc(key)}"{" class=same" if same else ""}'
+                   f'{" hidden" if i >= PAGE else ""}>')
         span = max(1, len(rows))
         lead = (f'<td rowspan={span}>{t.index}<td rowspan={span} class="l t">{esc(t.name).replace("/", "/<wbr>")}'
                 f'<br><span class=op>{esc(t.op_type)}</span>' + (" <small>output</small>" if t.is_output else ""))
@@ -353,4 +355,5 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
                 sm = t.spread.get(v)
                 cells.append(f"<td>{esc(_num(sm.get('max_ulp'))) if sm else '-'}")
             out.append("".join(cells) + (tail if k == 0 else ""))
-    return "".join(out) + "</table></div>"
+    return "".join(out) + ('</table></div><div class="tools"><button id="more" hidden></button> '
+                            '<button id="all" hidden>show all</button></div>')

@@ -30,13 +30,21 @@ rect.b{fill:transparent}rect.b:hover{fill:rgba(0,0,0,.07)}.tools{margin:6px 0}
 """ + "".join(f".c{i}{{background:{c}}}" for i, c in enumerate(PALETTE))
 
 JS = """(function(){var q=document.getElementById('q');if(!q)return;var same=document.getElementById('same'),
-count=document.getElementById('count'),bodies=[].slice.call(document.querySelectorAll('#tensors tbody')),timer=0;
-function apply(){var s=q.value.trim().toLowerCase(),n=0;bodies.forEach(function(b){
-var show=(!s||b.getAttribute('data-k').indexOf(s)>=0)&&!(same.checked&&b.classList.contains('same'));
-if(b.hidden===show)b.hidden=!show;if(show)n++;});count.textContent=n+' of '+bodies.length+' tensors shown';}
+count=document.getElementById('count'),bodies=[].slice.call(document.querySelectorAll('#tensors tbody')),timer=0,
+more=document.getElementById('more'),all=document.getElementById('all'),
+page=+document.getElementById('tensors').getAttribute('data-page')||Infinity,limit=page;
+function apply(){var s=q.value.trim().toLowerCase(),n=0,k=0;bodies.forEach(function(b){
+var match=(!s||b.getAttribute('data-k').indexOf(s)>=0)&&!(same.checked&&b.classList.contains('same')),
+show=match&&k<limit;if(match)n++;if(show)k++;if(b.hidden===show)b.hidden=!show;});
+count.textContent=n+' of '+bodies.length+' tensors '+(k<n?'match, the first '+k+' shown':'shown');
+more.hidden=all.hidden=k>=n;more.textContent='show '+Math.min(page,n-k)+' more';}
 function fromHash(){var h=location.hash,m=/(?:^#|&)filter=([^&]*)/.exec(h),row=/^#t[0-9]+$/.test(h)&&
 document.getElementById(h.slice(1));if(m){try{q.value=decodeURIComponent(m[1]);}catch(e){q.value=m[1];}}
-if(row&&row.hidden){q.value='';same.checked=false;}apply();if(row)row.scrollIntoView();}
-q.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(function(){apply();try{
+if(row&&row.hidden){q.value='';same.checked=false;limit=Math.max(limit,bodies.indexOf(row)+1);}apply();
+if(row)row.scrollIntoView();}
+function refilter(){limit=page;apply();}
+q.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(function(){refilter();try{
 history.replaceState(null,'','#filter='+encodeURIComponent(q.value));}catch(e){}},bodies.length>300?250:0);});
-same.addEventListener('change',apply);window.addEventListener('hashchange',fromHash);fromHash();})();"""
+more.addEventListener('click',function(){limit+=page;apply();});
+all.addEventListener('click',function(){limit=Infinity;apply();});
+same.addEventListener('change',refilter);window.addEventListener('hashchange',fromHash);fromHash();})();"""
