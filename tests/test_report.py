@@ -168,6 +168,9 @@ def test_table_and_findings(report):
     for needle in ("conv", "bn", "y (output)", "BatchNormalization", "ort:opt=disable", "max_ulp", "snr_dB"):
         assert needle in text, needle
     assert "ort: observer effect" in text and "ort:opt=disable: observer effect" not in text
+    detail = report.observer_detail["ort"]["y"]
+    assert (f"tapping changed its final outputs y (max ULP {detail['max_ulp']:,}, "
+            f"max abs {console_report._num(detail['max_abs'])});") in text
     assert f"ort: first divergence {report.first_divergence['ort']}" in text
     assert "bit-identical final outputs:" in text
     verdict = text.strip().splitlines()[-1]
@@ -196,3 +199,9 @@ def test_failed_variant_rendered_with_hint_and_stderr(report):
     assert "hint: try fewer taps" in text
     assert "Fatal Python error: Segmentation fault" in text and "[bold]not markup[/bold]" in text
     assert "FAIL: a variant could not run" in text
+
+
+def test_observer_text_names_each_changed_output():
+    r = Report(model={}, reference="a", tolerance={}, variants=[], tensors=[])
+    r.observer_detail = {"v": {"y": {"max_ulp": 526344, "max_abs": 0.0039215684}, "z": {"max_ulp": 1, "max_abs": math.inf}}}
+    assert console_report.observer_text(r, "v") == "y (max ULP 526,344, max abs 0.003922), z (max ULP 1, max abs inf)"

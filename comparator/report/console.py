@@ -37,6 +37,13 @@ def metric_cells(m: dict[str, Any]) -> list[str]:
             _num(m["p99_ulp"]), cos_text, _num(m["snr_db"], 1), f"{m['nan_mismatch']}/{m['inf_mismatch']}"]
 
 
+def observer_text(report: Report, variant: str) -> str:
+    """What tapping changed in a variant's final outputs, e.g. 'probs (max ULP 526,344, max abs 3.92e-03)'."""
+    detail = report.observer_detail.get(variant, {})
+    return ", ".join(f"{name} (max ULP {_num(d.get('max_ulp'))}, max abs {_num(d.get('max_abs'))})"
+                     for name, d in detail.items()) or "?"
+
+
 def _all_identical(t: TensorReport) -> bool:
     return bool(t.metrics) and all("error" not in m and m["bit_identical"] for m in t.metrics.values())
 
@@ -119,7 +126,7 @@ def render_findings(report: Report, console: Any) -> None:
     for name, effect in report.observer_effect.items():
         if effect:
             console.print(f"[yellow]{name}: observer effect[/]: tapping changed its final outputs "
-                          f"{report.observer_detail.get(name, {})}; its intermediate tensors come from a "
+                          f"{observer_text(report, name)}; its intermediate tensors come from a "
                           "differently fused graph")
     for name, outputs in report.label_flips.items():
         for out, info in outputs.items():

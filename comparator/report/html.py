@@ -15,7 +15,7 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .console import COLUMNS, _num, metric_cells
+from .console import COLUMNS, _num, metric_cells, observer_text
 from .html_assets import CSS, JS, PALETTE
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
@@ -134,7 +134,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     if report.equivalence_classes:
         classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
         out.append(f"<p>Bit-identical final outputs: <code>{esc(classes)}</code></p>")
-    effects = [f"{n}: tapping changed its final outputs {report.observer_detail.get(n, {})}; its intermediate "
+    effects = [f"{n}: tapping changed its final outputs {observer_text(report, n)}; its intermediate "
                "tensors come from a differently fused graph" for n, e in report.observer_effect.items() if e]
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
     for head, items in (("Observer effects", effects), ("Notes", notes)):

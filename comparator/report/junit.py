@@ -13,7 +13,7 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report, VariantReport
-from .console import _num
+from .console import _num, observer_text
 
 # Characters XML 1.0 cannot carry at all (not even escaped): C0 controls such as ANSI colour codes in stderr.
 _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -56,7 +56,7 @@ def _system_out(report: Report, v: VariantReport) -> str:
         lines.append(f"{out}: top-1 agreement {100 * info['agreement']:.2f}% "
                      f"({info['flip_count']} of {info['rows']} rows flip)")
     if report.observer_effect.get(v.name):
-        lines.append(f"observer effect: tapping changed the final outputs {report.observer_detail.get(v.name, {})}")
+        lines.append(f"observer effect: tapping changed the final outputs {observer_text(report, v.name)}")
     d = report.determinism.get(v.name)
     if d:
         lines.append(f"{d.get('runs')} runs, {d.get('distinct_outputs')} distinct final output(s)")
