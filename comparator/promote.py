@@ -57,10 +57,8 @@ def _graph(graph: Any) -> None:
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
         if vi.name not in keep:
             _value_info(vi)
-    _quantization_borders(graph)
     for node in graph.node:
-        if (node.op_type in _SCALES or node.op_type == "Cast" and node.name.startswith(_BORDER)
-                or node.op_type == "Constant" and node.output[0] in keep):
+        if node.op_type in _SCALES or node.op_type == "Constant" and node.output[0] in keep:
             continue
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
@@ -80,9 +78,7 @@ def _graph(graph: Any) -> None:
             arr = np.array(a.f if a.name == "value_float" else list(a.floats), dtype=np.float64)
             del node.attribute[:]
             node.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(arr)))
-
-
-_BORDER = "infercmp_float64_border"
+    _quantization_borders(graph)  # after the rewrite above, which would widen the Casts into the quantizers
 
 
 def _quantization_borders(graph: Any) -> None:
@@ -110,13 +106,13 @@ def _quantization_borders(graph: Any) -> None:
             scale = node.input[1] if node.op_type == "QuantizeLinear" and len(node.input) > 1 else ""
             to = scale_types.get(scale, onnx.TensorProto.FLOAT)
             narrow = fresh(f"{node.input[0]}_{helper.tensor_dtype_to_np_dtype(to).name}")
-            nodes.append(helper.make_node("Cast", [node.input[0]], [narrow], to=to, name=fresh(_BORDER)))
+            nodes.append(helper.make_node("Cast", [node.input[0]], [narrow], to=to, name=fresh("infercmp_float64_border")))
             node.input[0] = narrow
         nodes.append(node)
         if node.op_type == "DequantizeLinear" and node.output and node.output[0]:
             wide = node.output[0]
             node.output[0] = fresh(f"{wide}_dequantized")
             nodes.append(helper.make_node("Cast", [node.output[0]], [wide], to=onnx.TensorProto.DOUBLE,
-                                          name=fresh(_BORDER)))
+                                          name=fresh("infercmp_float64_border")))
     del graph.node[:]
     graph.node.extend(nodes)
