@@ -68,7 +68,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from comparator import inputs, model as model_mod, tap
+    from comparator.graph import inputs, model as model_mod, tap
 
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)

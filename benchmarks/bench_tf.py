@@ -27,7 +27,7 @@ def sessions(name: str, threads: int, folder: Path) -> tuple[dict[str, Callable[
     import numpy as np
     import onnxruntime as ort
 
-    from comparator import model as model_mod, tap
+    from comparator.graph import model as model_mod, tap
     from comparator.backends.options import resolve
     from comparator.backends.tf import TfBackend
     from models import zoo

@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:  # lazy, so `import comparator` stays cheap
 
         return Report
     if name == "Tolerance":
-        from .metrics import Tolerance
+        from .measure.metrics import Tolerance
 
         return Tolerance
     if name == "InfercmpError":

@@ -10,12 +10,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import analysis, backends, inputs as feeds_mod, model as model_mod, tap
+from .measure import analysis
+from . import backends
+from .graph import inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
 from .fileio import save_npz
-from .metrics import Tolerance
+from .measure.metrics import Tolerance
 from .result import Report, VariantReport
-from .runner import VariantRun, run_all
+from .run.record import VariantRun
+from .run.runner import run_all
 from .variant import Variant, parse_list
 
 EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
@@ -138,7 +141,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
 
 def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, timeout: float | None, jobs: int,
              progress: Callable[[VariantRun], None] | None) -> None:
-    from . import isolate
+    from .measure import origins
+    from .graph import isolate
 
     reference = next(r for r in rs.runs if r.variant == ref)
     others = [r.variant for r in rs.runs if r.variant != ref and r.ok]
@@ -148,14 +152,14 @@ def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, tim
     folder.mkdir(exist_ok=True)
     path, fed, unfed = isolate.write(rs.model, folder)
     iso_model = model_mod.load(path)
-    feeds = isolate.feeds(reference, fed, rs.feeds)
+    feeds = origins.feeds(reference, fed, rs.feeds)
     for spec in iso_model.inputs:  # a float64 reference feeds the model's own types, correctly rounded
         want = feeds_mod.np_dtype(spec)
         if feeds[spec.name].dtype != want:
             feeds[spec.name] = feeds[spec.name].astype(want)
     iso = run_variants(iso_model, others, folder, feeds, tap_spec="all", timeout=timeout, jobs=jobs,
                        kinds=("tapped",), progress=progress)
-    report.origins = isolate.attach(report.tensors, reference, iso.runs, tolerance)
+    report.origins = origins.attach(report.tensors, reference, iso.runs, tolerance)
     notes = report.model.setdefault("notes", [])
     notes.append(f"--isolate fed {len(fed)} tensors from {ref}"
                  + (f"; {len(unfed)} untyped tensors could not be fed: {', '.join(unfed[:5])}" if unfed else ""))

@@ -41,6 +41,16 @@ class TensorReport:
     # Variants (the reference included) grouped by bit-identical values of this tensor.
     classes: list[list[str]] = field(default_factory=list)
 
+    def role(self, variant: str) -> str:
+        """With --isolate: origin (the node itself adds error), propagated (it only inherits error), identical
+        (no deviation); n/a where the variant has no metrics for this tensor."""
+        acc, local = self.metrics.get(variant), self.local.get(variant)
+        if acc is None:
+            return "n/a"
+        if local is not None and "error" not in local and not local["bit_identical"]:
+            return "origin"
+        return "identical" if ("error" not in acc and acc["bit_identical"]) else "propagated"
+
 
 @dataclass
 class Report:

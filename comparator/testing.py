@@ -20,11 +20,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import gate
-from .bundle import Bundle
-from .metrics import Tolerance
-from .model import Model
-from .policy import Policy
+from .gate import check as gate
+from .gate.bundle import Bundle
+from .measure.metrics import Tolerance
+from .graph.model import Model
+from .gate.policy import Policy
 
 __all__ = ["assert_agrees", "assert_matches_baseline"]
 

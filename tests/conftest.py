@@ -148,7 +148,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 
 def worker_pid(marker: str, timeout: float = 30.0) -> int:
-    """The pid of the live `comparator.worker` process whose command line contains `marker` (a path)."""
+    """The pid of the live `comparator.run.worker` process whose command line contains `marker` (a path)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in os.listdir("/proc"):
@@ -159,7 +159,7 @@ def worker_pid(marker: str, timeout: float = 30.0) -> int:
                     args = fh.read().decode("utf-8", "replace").split("\0")
             except OSError:
                 continue
-            if "comparator.worker" in args and any(marker in a for a in args):
+            if "comparator.run.worker" in args and any(marker in a for a in args):
                 return int(entry)
         time.sleep(0.005)
     raise AssertionError(f"no worker process for {marker} appeared within {timeout} s")

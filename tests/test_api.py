@@ -8,9 +8,10 @@ import onnxruntime as ort
 import pytest
 
 import comparator
-from comparator import api, inputs as feeds_mod, model as model_mod
+from comparator import api
+from comparator.graph import inputs as feeds_mod, model as model_mod
 from comparator.errors import UsageError
-from comparator.metrics import Tolerance
+from comparator.measure.metrics import Tolerance
 from comparator.variant import Variant
 from conftest import make_model, vi
 

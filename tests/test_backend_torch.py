@@ -382,7 +382,7 @@ def test_import_does_not_import_torch():
 def test_float64_outputs_are_float64_and_closer_to_exact_math():
     model = onnx.load(str(ROOT / "models" / "cnn.onnx"))
     x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    from comparator.promote import promote_float64
+    from comparator.graph.promote import promote_float64
 
     exact = ReferenceEvaluator(promote_float64(model)).run(None, {"image": x.astype(np.float64)})[0]
     f64 = run_torch(model, {"image": x}, dtype="float64")["probs"]

@@ -89,7 +89,7 @@ FEED = {"x": np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.fl
 
 
 def test_import_does_not_import_tvm():
-    modules = ", ".join(f"comparator.backends.{m}" for m in ("tvm", "tvm_cache", "tvm_model", "tvm_target"))
+    modules = ", ".join(f"comparator.backends.{m}" for m in ("tvm", "tvm.cache", "tvm.model", "tvm.target"))
     code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tvm', 'tvm_ffi', 'torch')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -192,7 +192,7 @@ def test_shape_values_reach_ops_that_take_tensors(env, tmp_path):
 
 
 def test_mattr_is_split_into_llvm_features():
-    from comparator.backends.tvm_target import split_mattr
+    from comparator.backends.tvm.target import split_mattr
 
     known = {"avx2", "fma", "avx512f", "amx-tile", "amx", "sse4.1"}
     assert split_mattr("+avx2+fma-avx512f", known, "cpu", known) == ["+avx2", "+fma", "-avx512f"]

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from comparator import bundle, npyzip
+from comparator.gate import bundle, npyzip
 from comparator.errors import ReportError
 from comparator.report import json as json_report
 
@@ -264,7 +264,7 @@ def test_diff_labels_every_run_by_its_file(captured, tmp_path):
 
 
 def test_diff_of_two_tapped_bundles_compares_every_tensor(captured):
-    from comparator import gate
+    from comparator.gate import check as gate
 
     report = gate.diff([captured["a"], captured["b"]])
     assert len(report.tensors) == 9
@@ -273,7 +273,7 @@ def test_diff_of_two_tapped_bundles_compares_every_tensor(captured):
 
 
 def test_diff_of_one_file_twice_keeps_both_runs(captured):
-    from comparator import gate
+    from comparator.gate import check as gate
 
     report = gate.diff([captured["a2"], captured["a2"]])
     assert [v.name for v in report.variants] == ["ort@a2", "ort@a2-2"]

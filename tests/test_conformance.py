@@ -4,7 +4,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from comparator import conformance
+from comparator.run import conformance
 from comparator.variant import Variant
 
 

@@ -10,10 +10,11 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-from comparator import bundle, gate, policy
+from comparator.gate import bundle, policy
+from comparator.gate import check as gate
 from comparator.errors import UsageError
-from comparator.metrics import Tolerance
-from comparator.model import TensorInfo
+from comparator.measure.metrics import Tolerance
+from comparator.graph.model import TensorInfo
 from comparator.testing import assert_agrees, assert_matches_baseline
 from comparator.variant import Variant
 

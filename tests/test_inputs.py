@@ -7,8 +7,8 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper
 
-from comparator import inputs as feeds_mod
-from comparator import model as model_mod
+from comparator.graph import inputs as feeds_mod
+from comparator.graph import model as model_mod
 from comparator.errors import InputError, UsageError
 from conftest import assert_clean_error, make_model, vi
 

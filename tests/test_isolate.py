@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import comparator
-from comparator import isolate
+from comparator.graph import isolate
 
 BEFORE = ["relu_out", "scaled", "pooled", "centred"]
 AFTER = ["doubled", "swapped", "y"]
@@ -81,13 +81,13 @@ def test_exp_is_the_first_divergence_and_the_top_origin(report):
 
 def test_tensors_after_it_are_propagated(report):
     for variant in VARIANTS[1:]:
-        assert isolate.role(report.tensor("expd"), variant) == "origin"
+        assert report.tensor("expd").role(variant) == "origin"
         for name in AFTER:
             t = report.tensor(name)
             assert not t.metrics[variant]["bit_identical"], (name, variant)
-            assert isolate.role(t, variant) == "propagated", (name, variant)
+            assert t.role(variant) == "propagated", (name, variant)
         for name in BEFORE:
-            assert isolate.role(report.tensor(name), variant) == "identical"
+            assert report.tensor(name).role(variant) == "identical"
 
 
 def test_deterministic_cpu_variants_give_one_distinct_output(report):
@@ -111,7 +111,7 @@ def test_per_tensor_classes_and_pairwise(report):
 
 
 def test_isolated_model_feeds_every_typed_intermediate(tmp_path):
-    from comparator import model as model_mod
+    from comparator.graph import model as model_mod
 
     model = model_mod.load(build(tmp_path))
     proto, fed, unfed = isolate.isolated_model(model)

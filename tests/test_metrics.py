@@ -1,4 +1,4 @@
-"""Tests for comparator.metrics; every expected number is worked out by hand in a comment."""
+"""Tests for comparator.measure.metrics; every expected number is worked out by hand in a comment."""
 import json
 import math
 
@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from comparator.metrics import (FIELDS, Accumulator, ShapeMismatch, Tolerance, compare,
+from comparator.measure.metrics import (FIELDS, Accumulator, ShapeMismatch, Tolerance, compare,
                                 ordered_int, ulp_distance)
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

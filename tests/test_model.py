@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-from comparator import model as model_mod
+from comparator.graph import model as model_mod
 from comparator.errors import ModelError
 from conftest import assert_clean_error, small_model, vi
 

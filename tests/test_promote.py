@@ -9,7 +9,7 @@ from onnx.reference import ReferenceEvaluator
 
 import comparator
 from comparator.backends.reference import ReferenceBackend
-from comparator.promote import promote_float64
+from comparator.graph.promote import promote_float64
 from conftest import const, loop_model, make_model, vi
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 
 import comparator
 from comparator.errors import ReportError
-from comparator.metrics import FIELDS
+from comparator.measure.metrics import FIELDS
 from comparator.report import console as console_report
 from comparator.report import json as json_report
 from comparator.result import SCHEMA_VERSION, Report

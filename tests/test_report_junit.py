@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import comparator
-from comparator.metrics import Tolerance
+from comparator.measure.metrics import Tolerance
 from comparator.report import junit
 from comparator.result import Report, TensorReport, VariantReport
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 
 import comparator
-from comparator import model as model_mod
-from comparator import tap
-from comparator import runner
-from comparator.runner import run_all, run_variant
+from comparator.graph import model as model_mod
+from comparator.graph import tap
+from comparator.run import runner
+from comparator.run.runner import run_all, run_variant
 from comparator.variant import Variant
 from conftest import loop_model, pid_alive, worker_pid
 

@@ -6,8 +6,8 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper
 
-from comparator import model as model_mod
-from comparator import tap
+from comparator.graph import model as model_mod
+from comparator.graph import tap
 from comparator.errors import UsageError
 from conftest import vi
 

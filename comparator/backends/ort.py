@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import BackendError, UnsupportedError, UsageError
-from .base import BackendBase
+from .contract import BackendBase
 from .options import Option
 
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",

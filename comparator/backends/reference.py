@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import BackendError, UnsupportedError
-from .base import BackendBase
+from .contract import BackendBase
 from .options import Option
 
 
@@ -23,7 +23,7 @@ class ReferenceBackend(BackendBase):
 
         model = onnx.load(model_path)
         if options["dtype"] == "float64":
-            from ..promote import promote_float64
+            from ..graph.promote import promote_float64
 
             model = promote_float64(model)
         try:

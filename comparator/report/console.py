@@ -92,7 +92,6 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
 
 
 def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = False) -> None:
-    from ..isolate import role
 
     for i, v in enumerate(variants):
         m = t.metrics.get(v)
@@ -105,7 +104,7 @@ def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = F
             if local is None or "error" in local:
                 extra = ["-", ""]
             else:
-                extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", role(t, v)]
+                extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", t.role(v)]
         table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra)
 
 

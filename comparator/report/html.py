@@ -310,7 +310,6 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     head = "<h2>Per-tensor comparison</h2>"
     if not report.tensors or not compared:
         return head + '<p class="muted">No tensors were compared.</p>'
-    from ..isolate import role
 
     local = any(t.local for t in report.tensors)
     spread = any(t.spread for t in report.tensors)
@@ -350,7 +349,7 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
                     cells.append(f"<td>{esc(lm['error']) if lm else '-'}<td><td class=l>")
                 else:
                     cells.append(f"<td>{'==' if lm.get('bit_identical') else esc(_num(lm.get('max_ulp')))}"
-                                 f"<td>{esc(_num(lm.get('max_abs')))}<td class=l>{esc(role(t, v))}")
+                                 f"<td>{esc(_num(lm.get('max_abs')))}<td class=l>{esc(t.role(v))}")
             if spread:
                 sm = t.spread.get(v)
                 cells.append(f"<td>{esc(_num(sm.get('max_ulp'))) if sm else '-'}")

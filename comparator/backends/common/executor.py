@@ -1,0 +1,179 @@
+"""One ONNX graph walker for the framework executors (torch, TensorFlow).
+
+An `OpTable` maps (domain, op_type) and an opset range to a plain function `fn(ctx, inputs, attrs) -> outputs`:
+`inputs` are framework tensors (None for an omitted optional input), `attrs` holds every attribute of the node,
+with the schema's defaults filled in (so op functions never repeat ONNX's defaults), and the function returns
+a list (or a single tensor). `GraphExecutor` checks that every op of the model is in the table before running
+anything, then walks the main graph in topological order keeping every tensor by its ONNX name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ...errors import UnsupportedError
+
+OpFn = Callable[["OpContext", list[Any], dict[str, Any]], Any]
+
+
+@dataclass
+class OpContext:
+    """What an op function may need beyond its inputs: its node, opset, and the executor (for subgraphs)."""
+
+    node: Any
+    opset: int
+    executor: "GraphExecutor"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # The values visible where the node runs: a subgraph (If/Loop/Scan body) may read any of them by name.
+    scope: Mapping[str, Any] = field(default_factory=dict)
+
+    def run_subgraph(self, graph: Any, feeds: Mapping[str, Any]) -> list[Any]:
+        return self.executor.run_graph(graph, {**self.scope, **feeds})
+
+
+class OpTable:
+    def __init__(self, framework: str):
+        self.framework = framework
+        self._ops: dict[tuple[str, str], list[tuple[int, int, OpFn]]] = {}
+
+    def register(self, *op_types: str, since: int = 1, until: int = 10**6, domain: str = "") -> Callable[[OpFn], OpFn]:
+        """Decorator: the function implements `op_types` for opsets since..until (inclusive)."""
+        def wrap(fn: OpFn) -> OpFn:
+            for op in op_types:
+                self._ops.setdefault((domain, op), []).append((since, until, fn))
+            return fn
+        return wrap
+
+    def lookup(self, op_type: str, opset: int, domain: str = "") -> OpFn | None:
+        for since, until, fn in self._ops.get((_domain(domain), op_type), []):
+            if since <= opset <= until:
+                return fn
+        return None
+
+    def op_types(self) -> list[str]:
+        return sorted(op for _, op in self._ops)
+
+
+def _domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+def _attributes(node: Any, opset: int, domain: str) -> dict[str, Any]:
+    import onnx
+    from onnx import numpy_helper
+
+    def value(a: Any) -> Any:
+        v = onnx.helper.get_attribute_value(a)
+        if a.type == onnx.AttributeProto.TENSOR:
+            return numpy_helper.to_array(v)
+        if a.type == onnx.AttributeProto.TENSORS:
+            return [numpy_helper.to_array(t) for t in v]
+        if isinstance(v, bytes):
+            return v.decode("utf-8")
+        if isinstance(v, list) and v and isinstance(v[0], bytes):
+            return [x.decode("utf-8") for x in v]
+        return v
+
+    attrs: dict[str, Any] = {}
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+        for name, a in schema.attributes.items():
+            if a.default_value is not None and a.default_value.type != 0:
+                attrs[name] = value(a.default_value)  # defaults get the same conversion as given values
+    except Exception:  # noqa: BLE001 - unknown schema: no defaults to fill in
+        pass
+    for a in node.attribute:
+        attrs[a.name] = value(a)
+    return attrs
+
+
+@dataclass
+class _Step:
+    node: Any
+    fn: OpFn
+    attrs: dict[str, Any]
+    opset: int
+    # Names copied out of the protobuf once: reading node.input on every run costs more than most kernels.
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+class GraphExecutor:
+    """Runs an ONNX model with a framework's kernels. `to_tensor` turns NumPy arrays (initializers, feeds)
+    into framework tensors; every value produced stays a framework tensor until the caller converts it."""
+
+    def __init__(self, model: Any, table: OpTable, to_tensor: Callable[[np.ndarray], Any],
+                 options: Mapping[str, Any] | None = None):
+        from onnx import numpy_helper
+
+        self.table = table
+        self.to_tensor = to_tensor
+        self.options = dict(options or {})
+        self.opsets = {_domain(o.domain): o.version for o in model.opset_import}
+        self.model = model
+        self.constants = {t.name: to_tensor(numpy_helper.to_array(t)) for t in model.graph.initializer}
+        self.graph = model.graph  # one wrapper object for the whole run: plans are cached by its id
+        self._plans: dict[int, tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]] = {}
+        missing = sorted(self._missing(model.graph))
+        if missing:
+            listed = "; ".join(f"op {op} (opset {v})" for op, v in missing)
+            raise UnsupportedError(f"{listed} {'is' if len(missing) == 1 else 'are'} not supported by the "
+                                   f"{table.framework} backend",
+                                   "compare with the ort or ref backends, or add the op to the op table")
+        self.outputs = [o.name for o in model.graph.output]
+        self.inputs = [i.name for i in model.graph.input if i.name not in self.constants]
+
+    def _missing(self, graph: Any) -> set[tuple[str, int]]:
+        missing = set()
+        for node in graph.node:
+            domain = _domain(node.domain)
+            opset = self.opsets.get(domain, 1)
+            if self.table.lookup(node.op_type, opset, domain) is None:
+                missing.add(((f"{domain}." if domain else "") + node.op_type, opset))
+            for a in node.attribute:
+                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    missing |= self._missing(g)
+        return missing
+
+    def _plan(self, graph: Any) -> tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]:
+        # protobuf hands out a new wrapper object per attribute access: the cache keeps the graph it was
+        # keyed on alive, so an id is never reused by another graph.
+        key = id(graph)
+        if key not in self._plans:
+            steps = []
+            for node in graph.node:
+                domain = _domain(node.domain)
+                opset = self.opsets.get(domain, 1)
+                fn = self.table.lookup(node.op_type, opset, domain)
+                assert fn is not None  # checked in __init__
+                steps.append(_Step(node, fn, _attributes(node, opset, domain), opset, tuple(node.input),
+                                   tuple(node.output)))
+            self._plans[key] = (graph, steps, tuple((t.name, t) for t in graph.initializer),
+                                tuple(o.name for o in graph.output))
+        return self._plans[key]
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        values = self.run_graph(self.graph, feeds, keep_all=False)
+        return dict(zip(self.outputs, values))
+
+    def run_graph(self, graph: Any, feeds: Mapping[str, Any], keep_all: bool = False) -> list[Any]:
+        """Run `graph` (the main graph or a subgraph, which also sees the enclosing scope through feeds)."""
+        from onnx import numpy_helper
+
+        _, steps, initializers, outputs = self._plan(graph)
+        env: dict[str, Any] = dict(self.constants)
+        env.update(feeds)
+        for name, t in initializers:
+            if name not in env:
+                env[name] = self.to_tensor(numpy_helper.to_array(t))
+        for step in steps:
+            args = [env[name] if name else None for name in step.inputs]
+            ctx = OpContext(step.node, step.opset, self, self.options, env)
+            result = step.fn(ctx, args, step.attrs)
+            results: Sequence[Any] = result if isinstance(result, (list, tuple)) else [result]
+            for name, value in zip(step.outputs, results):
+                if name:
+                    env[name] = value
+        return [env[name] for name in outputs]

@@ -1,0 +1,264 @@
+"""Pooling and normalisation on TensorFlow's kernels.
+
+TF's CPU pooling kernels take channels-last tensors only: each op function transposes NC... to N...C, calls
+the kernel, and transposes back, so every tensor the walker keeps is in ONNX layout.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ..common.executor import OpContext
+from .table import axis_of, op, rank, to_first, to_last
+from .conv import _geometry, _pad_last
+
+
+def _pool_attrs(ctx: OpContext, x: Any, attrs: dict[str, Any]) -> tuple[list[int], list[int], list[int],
+                                                                        list[tuple[int, int]]]:
+    kernel = list(attrs["kernel_shape"])
+    strides, dilations, pads = _geometry(ctx, x, kernel, attrs, bool(attrs.get("ceil_mode", 0)))
+    return kernel, strides, dilations, pads
+
+
+def _windows(xl: Any, kernel: list[int], strides: list[int], dilations: list[int]) -> list[Any]:
+    """Every kernel tap of a padded channels-last tensor as a strided slice: pooling without TF's pool
+    kernels, for dilated windows (which those kernels do not take)."""
+    spatial = xl.shape.as_list()[1:-1]
+    outs = [(spatial[i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(len(kernel))]
+    taps = []
+    for offset in np.ndindex(*kernel):
+        index = [slice(None)]
+        for i, o in enumerate(offset):
+            start = o * dilations[i]
+            index.append(slice(start, start + (outs[i] - 1) * strides[i] + 1, strides[i]))
+        taps.append(xl[tuple(index + [slice(None)])])
+    return taps
+
+
+def _lowest(dtype: Any) -> Any:
+    return -np.inf if dtype.is_floating else dtype.min
+
+
+@op("MaxPool")
+def max_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    kernel, strides, dilations, pads = _pool_attrs(ctx, x, attrs)
+    want_indices = len(ctx.node.output) > 1 and ctx.node.output[1]
+    xl = _pad_last(to_last(x), pads, _lowest(x.dtype))
+    if want_indices:
+        return _max_pool_indices(ctx, x, xl, kernel, strides, dilations, pads, attrs.get("storage_order", 0))
+    if any(d > 1 for d in dilations):
+        taps = _windows(xl, kernel, strides, dilations)
+        return to_first(tf.reduce_max(tf.stack(taps), 0))
+    return to_first(tf.nn.max_pool(xl, kernel, strides, "VALID"))
+
+
+def _max_pool_indices(ctx: OpContext, x: Any, xl: Any, kernel: list[int], strides: list[int],
+                      dilations: list[int], pads: list[tuple[int, int]], storage_order: int) -> list[Any]:
+    """MaxPool's second output: the flat NC... index of each maximum (first one on ties)."""
+    shape = x.shape.as_list()
+    spatial = shape[2:]
+    # Flat index of every padded position (-1 in the padding), laid out channels-last like xl.
+    grids = np.meshgrid(*[np.arange(-b, s + e) for s, (b, e) in zip(spatial, pads)], indexing="ij")
+    inside = np.all([(g >= 0) & (g < s) for g, s in zip(grids, spatial)], axis=0)
+    if storage_order:
+        flat = sum(g * int(np.prod(spatial[:i])) for i, g in enumerate(grids))
+    else:
+        flat = sum(g * int(np.prod(spatial[i + 1:])) for i, g in enumerate(grids))
+    flat = np.where(inside, flat, -1)[None, ..., None].astype(np.int64)
+    taps = tf.stack(_windows(xl, kernel, strides, dilations), -1)
+    where = tf.stack(_windows(tf.constant(flat), kernel, strides, dilations), -1)
+    best = tf.math.argmax(taps, axis=-1, output_type=tf.int64)
+    values = tf.reduce_max(taps, -1)
+    index = tf.squeeze(tf.gather(tf.broadcast_to(where, tf.shape(taps, out_type=tf.int64)), best[..., None],
+                                 batch_dims=rank(taps) - 1), -1)
+    plane = int(np.prod(spatial))
+    n, c = tf.shape(x, out_type=tf.int64)[0], shape[1]
+    base = (tf.range(n)[:, None] * c + tf.range(c, dtype=tf.int64)[None, :]) * plane
+    base = tf.reshape(base, [-1, *([1] * len(spatial)), c])
+    return [to_first(values), to_first(index + base)]
+
+
+def _count_mask(spatial: list[int], pads: list[tuple[int, int]], include_pad: bool, extra: list[int]) -> Any:
+    """1 where a window position counts toward an average, as a [1, ..., 1] channels-last constant."""
+    if include_pad:
+        ones = np.ones([s + b + e - x for s, (b, e), x in zip(spatial, pads, extra)], np.float32)
+        mask = np.pad(ones, [(0, x) for x in extra])
+    else:
+        mask = np.pad(np.ones(spatial, np.float32), pads)
+    return mask[None, ..., None]
+
+
+@op("AveragePool")
+def average_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    kernel, strides, dilations, pads = _pool_attrs(ctx, x, attrs)
+    plain = _geometry(ctx, x, kernel, attrs)[2]
+    extra = [p[1] - q[1] for p, q in zip(pads, plain)]  # ceil_mode's padding never counts
+    xl = _pad_last(to_last(x), pads)
+    spatial = x.shape.as_list()[2:]
+    mask = _count_mask(spatial, pads, bool(attrs["count_include_pad"]), extra)
+    dilated = any(d > 1 for d in dilations)
+    if dilated:
+        taps = _windows(xl, kernel, strides, dilations)
+        counts = _windows(tf.constant(mask, x.dtype), kernel, strides, dilations)
+        return to_first(tf.add_n(taps) / tf.add_n(counts))
+    y = tf.nn.avg_pool(xl, kernel, strides, "VALID")
+    if np.all(mask == 1):
+        return to_first(y)
+    # TF averages over the whole window; rescale to the positions that count.
+    share = tf.nn.avg_pool(tf.constant(mask, x.dtype), kernel, strides, "VALID")
+    return to_first(y / share)
+
+
+@op("LpPool")
+def lp_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    kernel, strides, dilations, pads = _pool_attrs(ctx, x, attrs)
+    p = attrs["p"]
+    xl = _pad_last(to_last(tf.math.pow(tf.math.abs(x), tf.cast(p, x.dtype))), pads)
+    total = tf.add_n(_windows(xl, kernel, strides, dilations))
+    return to_first(tf.math.pow(total, tf.cast(1.0 / p, x.dtype)))
+
+
+@op("GlobalAveragePool")
+def global_average_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    return tf.reduce_mean(x, axis=list(range(2, rank(x))), keepdims=True)
+
+
+@op("GlobalMaxPool")
+def global_max_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    return tf.reduce_max(x, axis=list(range(2, rank(x))), keepdims=True)
+
+
+@op("GlobalLpPool")
+def global_lp_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    p = tf.cast(attrs["p"], x.dtype)
+    total = tf.reduce_sum(tf.math.pow(tf.math.abs(x), p), axis=list(range(2, rank(x))), keepdims=True)
+    return tf.math.pow(total, 1 / p)
+
+
+def _per_channel(v: Any, r: int) -> Any:
+    return tf.reshape(v, [-1, *([1] * (r - 2))])
+
+
+@op("BatchNormalization")
+def batch_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias, mean, var = inputs[:5]
+    r = rank(x)
+    eps = attrs["epsilon"]
+    if attrs.get("training_mode", 0):
+        axes = [0, *range(2, r)]
+        batch_mean, batch_var = tf.nn.moments(x, axes)
+        m = tf.cast(attrs["momentum"], x.dtype)
+        y = tf.nn.batch_normalization(x, _per_channel(batch_mean, r), _per_channel(batch_var, r),
+                                      _per_channel(bias, r), _per_channel(scale, r), eps)
+        return [y, mean * m + batch_mean * (1 - m), var * m + batch_var * (1 - m)]
+    if r in (4, 5) and x.dtype in (tf.float32, tf.float16, tf.bfloat16):
+        # TF's inference batch-norm kernel (what a Keras BatchNormalization layer runs), channels-last.
+        f32 = [tf.cast(v, tf.float32) for v in (scale, bias, mean, var)]
+        y = tf.raw_ops.FusedBatchNormV3(x=to_last(x), scale=f32[0], offset=f32[1], mean=f32[2], variance=f32[3],
+                                        epsilon=eps, is_training=False,
+                                        data_format="NHWC" if r == 4 else "NDHWC")[0]
+        return to_first(y)
+    if r == 2:
+        return tf.nn.batch_normalization(x, mean, var, bias, scale, eps)
+    return tf.nn.batch_normalization(x, _per_channel(mean, r), _per_channel(var, r), _per_channel(bias, r),
+                                     _per_channel(scale, r), eps)
+
+
+@op("InstanceNormalization")
+def instance_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias = inputs
+    r = rank(x)
+    mean, var = tf.nn.moments(x, list(range(2, r)), keepdims=True)
+    return tf.nn.batch_normalization(x, mean, var, _per_channel(bias, r), _per_channel(scale, r), attrs["epsilon"])
+
+
+def _stash(x: Any, attrs: dict[str, Any]) -> Any:
+    """stash_type=1 computes mean and variance in float32 for narrower inputs."""
+    if attrs.get("stash_type", 1) == 1 and x.dtype in (tf.float16, tf.bfloat16):
+        return tf.float32
+    return x.dtype
+
+
+@op("LayerNormalization")
+def layer_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    r = rank(x)
+    axes = list(range(axis_of(attrs["axis"], r), r))
+    xs = tf.cast(x, _stash(x, attrs))
+    mean, var = tf.nn.moments(xs, axes, keepdims=True)
+    inv = tf.math.rsqrt(var + tf.cast(attrs["epsilon"], xs.dtype))
+    y = tf.cast((xs - mean) * inv, x.dtype) * scale
+    if bias is not None:
+        y = y + bias
+    return [y, mean, inv]
+
+
+@op("RMSNormalization")
+def rms_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale = inputs
+    r = rank(x)
+    axes = list(range(axis_of(attrs["axis"], r), r))
+    xs = tf.cast(x, _stash(x, attrs))
+    inv = tf.math.rsqrt(tf.reduce_mean(tf.math.square(xs), axes, keepdims=True) + tf.cast(attrs["epsilon"], xs.dtype))
+    return tf.cast(xs * inv, x.dtype) * scale
+
+
+@op("GroupNormalization")
+def group_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias = inputs
+    g = attrs["num_groups"]
+    shape = tf.shape(x)
+    c = x.shape[1]
+    r = rank(x)
+    xs = tf.cast(x, _stash(x, attrs))
+    grouped = tf.reshape(xs, tf.concat([shape[:1], [g, -1]], 0))
+    mean, var = tf.nn.moments(grouped, [2], keepdims=True)
+    y = tf.reshape((grouped - mean) * tf.math.rsqrt(var + tf.cast(attrs["epsilon"], xs.dtype)), shape)
+    y = tf.cast(y, x.dtype)
+    if ctx.opset < 21:  # scale and bias were per group before opset 21
+        scale, bias = tf.repeat(scale, c // g), tf.repeat(bias, c // g)
+    return y * _per_channel(scale, r) + _per_channel(bias, r)
+
+
+@op("LRN")
+def lrn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    size, alpha, beta, bias = attrs["size"], attrs["alpha"], attrs["beta"], attrs["bias"]
+    if size % 2 == 1 and x.dtype in (tf.float32, tf.float16, tf.bfloat16) and rank(x) == 4:
+        y = tf.nn.local_response_normalization(to_last(x), depth_radius=(size - 1) // 2, bias=bias,
+                                               alpha=alpha / size, beta=beta)
+        return to_first(y)
+    # An even window is lopsided (ONNX puts the extra channel after), which TF's kernel cannot express.
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    sq = tf.pad(tf.math.square(x), [[0, 0], [lo, hi]] + [[0, 0]] * (rank(x) - 2))
+    c = x.shape[1]
+    total = tf.add_n([sq[:, i:i + c] for i in range(size)])
+    return x / tf.math.pow(tf.cast(bias, x.dtype) + tf.cast(alpha / size, x.dtype) * total, tf.cast(beta, x.dtype))
+
+
+@op("LpNormalization")
+def lp_normalization(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    axis = axis_of(attrs["axis"], rank(x))
+    if attrs["p"] == 1:
+        norm = tf.reduce_sum(tf.math.abs(x), axis, keepdims=True)
+    else:
+        norm = tf.norm(x, axis=axis, keepdims=True)
+    return tf.where(norm == 0, tf.zeros_like(x), x / norm)
+
+
+@op("MeanVarianceNormalization")
+def mean_variance_normalization(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    axes = [axis_of(a, rank(x)) for a in attrs["axes"]]
+    mean, var = tf.nn.moments(x, axes, keepdims=True)
+    return (x - mean) / (tf.math.sqrt(var) + tf.cast(1e-9, x.dtype))

@@ -1,0 +1,193 @@
+"""Resize and Upsample.
+
+Where TF's own resize kernels compute exactly what ONNX asks (4-D images resized in height and width with the
+coordinate conventions those kernels implement), they run, channels-last. Every other combination of ONNX's
+modes samples per axis with TF gathers and weighted sums, from a sampling plan that follows the ONNX
+specification (indices and weights are computed while tracing: shapes are static by then).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from ..common.executor import OpContext
+from ..common.resize import source_coordinates
+from .table import axis_of, const, fail, op, rank, to_first, to_last
+
+
+def _nearest_pick(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """ONNX nearest_mode as a rounding of source coordinates (ties resolved as the spec says)."""
+    rules: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+        "round_prefer_floor": lambda x, f: np.where(x - f <= 0.5, f, f + 1),
+        "round_prefer_ceil": lambda x, f: np.where(x - f < 0.5, f, f + 1),
+        "floor": lambda x, f: f,
+        "ceil": lambda x, f: np.ceil(x),
+    }
+    return rules[mode]
+
+
+def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
+    def w(d: np.ndarray) -> np.ndarray:
+        d = np.abs(d)
+        near = ((a + 2) * d - (a + 3)) * d * d + 1
+        far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+        return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+    return w
+
+
+def _plan(x: np.ndarray, n_in: int, attrs: dict[str, Any], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour indices [out, taps] (clamped into the input) and their weights, for linear/cubic."""
+    antialias = bool(attrs.get("antialias", 0)) and scale < 1
+    support = 1.0 if attrs["mode"] == "linear" else 2.0
+    kernel = (lambda d: np.clip(1 - np.abs(d), 0, 1)) if attrs["mode"] == "linear" else _cubic(attrs["cubic_coeff_a"])
+    s = scale if antialias else 1.0
+    floor = np.floor(x)
+    ratio = np.where(x == floor, 1.0, x - floor)  # an integer coordinate counts as the right end of its cell
+    left = np.where(x == floor, floor - 1, floor)
+    start = int(np.floor(-support / s) + 1)
+    taps = np.arange(start, 1 - start + 1)
+    idx = left[:, None] + taps[None, :]
+    weights = kernel((taps[None, :] - ratio[:, None]) * s)
+    if antialias or attrs.get("exclude_outside", 0):
+        if attrs.get("exclude_outside", 0):
+            weights = np.where((idx < 0) | (idx >= n_in), 0.0, weights)
+        total = weights.sum(1, keepdims=True)
+        weights = weights / np.where(total == 0, 1.0, total)
+    return np.clip(idx, 0, n_in - 1).astype(np.int64), weights
+
+
+def _resize_axis(v: Any, axis: int, n_out: int, scale: float, attrs: dict[str, Any],
+                 roi: tuple[float, float] | None) -> Any:
+    n_in = v.shape[axis]
+    coord_mode = attrs["coordinate_transformation_mode"]
+    x, outside = source_coordinates(coord_mode, n_in, n_out, scale, roi)
+    if attrs["mode"] == "nearest":
+        pick = _nearest_pick(attrs["nearest_mode"])(x, np.floor(x)) if np.any(x != np.floor(x)) else x
+        out = tf.gather(v, np.clip(pick, 0, n_in - 1).astype(np.int64), axis=axis)
+    else:
+        idx, weights = _plan(x, n_in, attrs, scale)
+        wshape = [1] * rank(v)
+        wshape[axis] = n_out
+        out = tf.add_n([tf.gather(v, idx[:, t], axis=axis) * tf.constant(weights[:, t].reshape(wshape), v.dtype)
+                        for t in range(idx.shape[1])])
+    if outside is not None and outside.any():
+        mshape = [1] * rank(v)
+        mshape[axis] = n_out
+        fill = tf.cast(attrs.get("extrapolation_value", 0.0), v.dtype)
+        out = tf.where(tf.constant(outside.reshape(mshape)), fill, out)
+    return out
+
+
+def _tf_kernel(x: Any, axes: list[int], sizes: list[int], scales: list[float], attrs: dict[str, Any]) -> Any:
+    """TF's ResizeBilinear/ResizeBicubic where they compute exactly the ONNX result, else None."""
+    r = rank(x)
+    moved = [a for a in range(r) if x.shape[a] != sizes[a] or scales[a] != 1.0]
+    if r != 4 or not set(moved) <= {2, 3} or x.dtype != tf.float32 or attrs.get("antialias", 0):
+        return None
+    mode, coord = attrs["mode"], attrs["coordinate_transformation_mode"]
+    # TF's kernels derive their scale from the sizes: only equal to ONNX's when out/in is the given scale.
+    if any(sizes[a] / x.shape[a] != scales[a] for a in (2, 3)):
+        return None
+    if coord == "pytorch_half_pixel" and min(sizes[2], sizes[3]) > 1:
+        coord = "half_pixel"
+    flags = {"half_pixel": (False, True), "align_corners": (True, False), "asymmetric": (False, False)}
+    if coord not in flags:
+        return None
+    align, half = flags[coord]
+    if mode == "linear":
+        fn = tf.raw_ops.ResizeBilinear
+    elif mode == "cubic":
+        # TF's bicubic kernel: Keys a=-0.5 renormalised inside the image with half-pixel centres,
+        # the legacy a=-0.75 with edge clamping otherwise.
+        a, exclude = attrs["cubic_coeff_a"], attrs.get("exclude_outside", 0)
+        if not ((half and a == -0.5 and exclude) or (not half and a == -0.75 and not exclude)):
+            return None
+        fn = tf.raw_ops.ResizeBicubic
+    else:
+        return None
+    y = fn(images=to_last(x), size=[sizes[2], sizes[3]], align_corners=align, half_pixel_centers=half)
+    return to_first(y)
+
+
+def _resize(ctx: OpContext, x: Any, roi: Any, scales: Any, sizes: Any, attrs: dict[str, Any]) -> Any:
+    r = rank(x)
+    in_shape = x.shape.as_list()
+    if any(d is None for d in in_shape):
+        raise fail(ctx, "input dimensions unknown while tracing")
+    axes = [axis_of(a, r) for a in attrs["axes"]] if attrs.get("axes") else list(range(r))
+    full_scales = [1.0] * r
+    out = list(in_shape)
+    if sizes is not None and np.asarray(sizes).size:
+        for a, n in zip(axes, np.asarray(sizes).reshape(-1)):
+            out[a] = int(n)
+        full_scales = [out[a] / in_shape[a] for a in range(r)]
+        policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            chosen = [full_scales[a] for a in axes]
+            s = min(chosen) if policy == "not_larger" else max(chosen)
+            full_scales = [s if a in axes else 1.0 for a in range(r)]
+            out = [int(s * in_shape[a] + 0.5) if a in axes else in_shape[a] for a in range(r)]
+    else:
+        for a, s in zip(axes, np.asarray(scales).reshape(-1)):
+            full_scales[a] = float(s)
+            out[a] = int(math.floor(float(s) * in_shape[a]))
+    roi_pairs = None
+    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and roi is not None and np.size(roi):
+        flat = np.asarray(roi, dtype=np.float64).reshape(-1)
+        k = len(flat) // 2
+        roi_pairs = {a: (flat[i], flat[i + k]) for i, a in enumerate(axes)}
+    if attrs["mode"] != "nearest" and roi_pairs is None:
+        y = _tf_kernel(x, axes, out, full_scales, attrs)
+        if y is not None:
+            return y
+    y = x
+    for a in range(r):
+        pair = roi_pairs.get(a) if roi_pairs else None
+        if out[a] == in_shape[a] and full_scales[a] == 1.0 and (pair is None or tuple(pair) == (0.0, 1.0)):
+            continue
+        y = _resize_axis(y, a, out[a], full_scales[a], attrs, pair)
+    return y
+
+
+def _float_input(ctx: OpContext, x: Any, fn: Callable[[Any], Any]) -> Any:
+    """Interpolate integer images in float64 and round back, as ONNX's reference does."""
+    if x.dtype.is_floating:
+        return fn(x)
+    y = fn(tf.cast(x, tf.float64))
+    return tf.cast(tf.clip_by_value(tf.round(y), x.dtype.min, x.dtype.max), x.dtype)
+
+
+@op("Resize", since=11)
+def resize(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    opt = [const(ctx, inputs[i], name) if len(inputs) > i and inputs[i] is not None else None
+           for i, name in ((1, "roi"), (2, "scales"), (3, "sizes"))]
+    if attrs["mode"] == "nearest" and attrs.get("antialias", 0):
+        raise fail(ctx, "antialias with mode=nearest")
+    return _float_input(ctx, x, lambda v: _resize(ctx, v, *opt, attrs))
+
+
+def _legacy(ctx: OpContext, x: Any, scales: Any, attrs: dict[str, Any]) -> Any:
+    """Resize-10 and Upsample: asymmetric coordinates, nearest rounds down."""
+    mode = "linear" if attrs["mode"] in ("linear", "bilinear") else attrs["mode"]
+    full = {"mode": mode, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor",
+            "cubic_coeff_a": -0.75}
+    return _float_input(ctx, x, lambda v: _resize(ctx, v, None, scales, None, full))
+
+
+@op("Resize", since=10, until=10)
+def resize_10(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _legacy(ctx, inputs[0], const(ctx, inputs[1], "scales"), attrs)
+
+
+@op("Upsample", until=8)
+def upsample_attr(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _legacy(ctx, inputs[0], np.asarray(attrs["scales"]), attrs)
+
+
+@op("Upsample", since=9)
+def upsample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _legacy(ctx, inputs[0], const(ctx, inputs[1], "scales"), attrs)

@@ -1,0 +1,4 @@
+"""`python -m comparator.cli`."""
+from comparator.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""`infercmp compare` and `infercmp backends`."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import InfercmpError
+from .app import app
+
+
+@app.command()
+def compare(
+    model: Path = typer.Argument(..., help="the .onnx model"),
+    backends: List[str] = typer.Option(["ort,ref"], "--backends", "-b",
+                                       help="variants, comma separated: ort,ort:opt=disable,ref:dtype=float64; "
+                                            "sweeps: ort:opt=basic|all"),
+    reference: Optional[str] = typer.Option(None, help="variant the others are compared with (default: first)"),
+    tap: str = typer.Option("all", help="all | outputs | comma-separated tensor names or globs"),
+    inputs: Optional[Path] = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
+    shape: List[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
+    seed: int = typer.Option(0, help="seed of the random feeds"),
+    samples: int = typer.Option(1, help="number of random samples (each a separate run)"),
+    atol: float = typer.Option(1e-5, help="absolute tolerance on final outputs"),
+    rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs"),
+    max_ulp: Optional[int] = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
+    timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
+    jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
+    workdir: Optional[Path] = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
+    repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
+    isolate: bool = typer.Option(False, "--isolate", help="replay each node on the reference's inputs: "
+                                                          "local error, origin vs propagation"),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML report here"),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML report here"),
+) -> None:
+    """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
+    if no_cache:
+        os.environ["INFERCMP_NO_CACHE"] = "1"  # inherited by the workers
+    from .. import api
+    from ..graph.inputs import parse_shapes
+    from ..measure.metrics import Tolerance
+    from ..report import console as console_report
+    from ..variant import parse_list
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    variants = parse_list(backends)
+    err_console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("running variants", total=len(variants) + (1 if reference else 0))
+
+        def done(run: object) -> None:
+            progress.update(task, advance=1, description=f"done: {getattr(run, 'variant', '')}")
+
+        report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
+                             shapes=parse_shapes(shape), seed=seed, samples=samples,
+                             tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
+                             repeat=repeat, isolate=isolate, workdir=workdir, progress=done)
+    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
+    out = Console() if sys.stdout.isatty() else Console(width=200)
+    if quiet:
+        console_report.render_findings(report, out)
+    else:
+        console_report.render(report, out)
+    if json_out is not None:
+        from ..report.json import write
+
+        write(report, json_out)
+        out.print(f"JSON report: {json_out}")
+    if html_out is not None:
+        from ..report import html
+
+        html.write(report, html_out)
+        out.print(f"HTML report: {html_out}")
+    if junit_out is not None:
+        from ..report import junit
+
+        junit.write(report, junit_out)
+        out.print(f"JUnit report: {junit_out}")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("backends")
+def list_backends() -> None:
+    """List the installed backends and every option: type, default, valid values. Imports no framework."""
+    from .. import backends as registry
+
+    for name in registry.names():
+        try:
+            backend = registry.get(name)
+        except InfercmpError as exc:
+            typer.echo(f"{name}: cannot load ({exc.message})")
+            continue
+        ok, why = backend.available()
+        typer.echo(f"{name}: {backend.description}" + ("" if ok else f"  [unavailable: {why}]"))
+        for opt in backend.options:
+            typer.echo(f"    {opt.name:<18} {opt.type.__name__:<5} default {opt.format(opt.default):<11} "
+                       f"{opt.describe_values():<30} {opt.help}")

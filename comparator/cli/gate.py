@@ -1,0 +1,231 @@
+"""`infercmp capture | inspect | diff | check`: bundles and release gates on the command line.
+
+Registered on the app of comparator.cli.app. Exit codes: 0 pass, 1 regression (or deviation beyond tolerance),
+2 usage, configuration or bad-file error, 3 a variant could not run.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from .app import app
+from ..errors import UsageError
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _exit(code: int) -> None:
+    # SystemExit, not typer.Exit: main() runs the app with standalone_mode=False, where click turns typer.Exit
+    # into a return value that main() does not pass on.
+    sys.exit(code)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+@app.command()
+def capture(
+    model: Path = typer.Argument(..., help="the .onnx model"),
+    backend: List[str] = typer.Option(..., "--backend", "--backends", "-b",
+                                      help="variant(s) to run: ort, ort:opt=disable (comma separated for several)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the bundle to write (.icmp)"),
+    tap: str = typer.Option("outputs", help="outputs (default) | all | comma-separated tensor names or globs"),
+    inputs: Optional[Path] = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
+    labels: Optional[str] = typer.Option(None, help="class labels in the --inputs .npz (default: `label` "
+                                                    "when present); gates score accuracy with them"),
+    shape: List[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
+    seed: int = typer.Option(0, help="seed of the random feeds"),
+    samples: int = typer.Option(1, help="number of random samples (each a separate run)"),
+    timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
+    jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing bundle"),
+    compression: str = typer.Option("auto", help="auto (deflate only members that are at least half zero "
+                                                 "bytes) | stored | deflate"),
+) -> None:
+    """Run MODEL and save inputs, outputs, tapped tensors and the machine's fingerprint in one .icmp file.
+
+    Diff it or gate against it later, here or on another machine."""
+    from .. import api
+    from ..gate import bundle
+    from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; refusing to overwrite it", "pass --force to replace it")
+    variants = parse_list(backend)
+    label_values, label_key = bundle.read_labels(inputs, labels)
+    if labels is not None and label_values is None:
+        raise UsageError("--labels needs --inputs FILE.npz holding that array")
+    folder = Path(tempfile.mkdtemp(prefix="infercmp-capture-"))
+    try:
+        rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap, shapes=parse_shapes(shape),
+                              seed=seed, samples=samples, timeout=timeout, jobs=jobs,
+                              kinds=("untapped",) if tap == "outputs" else ("untapped", "tapped"))
+        meta = bundle.write(out, rs.model, {"spec": tap, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
+                            rs.runs, rs.feeds, rs.feed_info, labels=label_values, labels_key=label_key, force=force,
+                            compression=compression)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    count = sum(len(v) for r in meta["runs"] for v in r["tensors"].values())
+    typer.echo(f"captured {', '.join(str(v) for v in variants)} on {meta['environment']['host']}: "
+               f"{count} tensor{'s' if count != 1 else ''}, {_size(out.stat().st_size)} -> {out}")
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="an .icmp bundle"),
+    tensors: bool = typer.Option(False, "--tensors", help="also list every stored tensor"),
+) -> None:
+    """Summarise a bundle: model, variants, machine, inputs, tensors."""
+    from ..gate.bundle import Bundle
+
+    b = Bundle.open(path)
+    m, env, inputs = b.meta["model"], b.meta["environment"], b.meta["inputs"]
+    arrays = [size for member, size in b.sizes.items() if member.endswith(".npy")]
+    raw, stored = sum(s[1] for s in arrays), sum(s[0] for s in arrays)
+    gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
+    lines = [
+        f"{path}: infercmp bundle, schema {b.meta['schema_version']}, created {b.created}",
+        f"model     {m.get('path')} sha256 {b.model_sha256}",
+        f"          opsets {m.get('opsets')}, {m.get('nodes')} nodes, producer {m.get('producer') or '-'}, "
+        f"outputs {', '.join(m.get('outputs', []))}",
+        f"machine   {env.get('host')}: {env.get('cpu')}, {env.get('cores')} cores, {env.get('os')}",
+        f"          ISA {' '.join(env.get('cpu_flags', [])) or '-'}",
+        f"          GPU {gpus}",
+        "software  " + ", ".join(f"{k} {v}" for k, v in {"python": env.get("python"),
+                                                         **env.get("packages", {})}.items()),
+    ]
+    for r in b.meta["runs"]:
+        prov = r.get("provenance", {})
+        extra = "; ".join(f"{k}: {v}" for k, v in prov.items() if k not in ("environment", "options"))
+        lines.append(f"variant   {r['variant']}  ({extra})")
+    shapes = ", ".join(f"{k} {e['dtype']} {e['shape']}" for k, e in b.meta["feeds"].items())
+    lines.append(f"inputs    {shapes} from {inputs.get('source')}, sha256 {b.feeds_sha256[:16]}")
+    if b.meta.get("labels"):
+        lines.append(f"labels    {b.meta['labels'].get('key')} {b.meta['labels']['shape']}")
+    count = sum(len(v) for r in b.meta["runs"] for v in r["tensors"].values())
+    lines.append(f"tensors   {count} in {len(b.meta['runs'])} run(s) (tap: {b.meta['tap'].get('spec')}), "
+                 f"{len(b.sizes) - 1} members, {_size(raw)} of arrays, {_size(stored)} in the zip, "
+                 f"file {_size(Path(path).stat().st_size)}")
+    for line in lines:
+        typer.echo(line)
+    if tensors:
+        for r in b.meta["runs"]:
+            for kind, entries in r["tensors"].items():
+                for name, e in entries.items():
+                    typer.echo(f"  {r['variant']:<20} {kind:<9} {name:<40} {e['dtype']:<8} {e['shape']} "
+                               f"{e['file']}")
+
+
+def _render(report: Any, quiet: bool, out: Any) -> None:
+    from ..report import console as console_report
+
+    if quiet:
+        console_report.render_findings(report, out)
+    else:
+        console_report.render(report, out)
+
+
+@app.command()
+def diff(
+    bundles: List[Path] = typer.Argument(..., help="two or more .icmp bundles; the first is the reference"),
+    atol: float = typer.Option(1e-5, help="absolute tolerance on final outputs"),
+    rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs"),
+    max_ulp: Optional[int] = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
+    allow_model_change: bool = typer.Option(False, "--allow-model-change",
+                                            help="compare bundles of different models (tensors matched by name, "
+                                                 "then structure)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+) -> None:
+    """Compare bundles captured on different machines or days (runs named VARIANT@FILE-STEM)."""
+    from ..gate import check as gate
+    from ..measure.metrics import Tolerance
+
+    report = gate.diff(bundles, Tolerance(atol, rtol, max_ulp), allow_model_change)
+    out = _console()
+    for v in report.variants:
+        env, prov = v.provenance.get("environment", {}), v.provenance
+        gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "no GPU"
+        versions = ", ".join(f"{k} {val}" for k, val in env.get("packages", {}).items() if k != "infercmp")
+        out.print(f"{v.name}: captured {prov.get('captured')} on {env.get('host')} ({env.get('cpu')}, "
+                  f"{env.get('cores')} cores, {gpus}); {versions}", markup=False, highlight=False)
+    _render(report, quiet, out)
+    if json_out is not None:
+        from ..report.json import write
+
+        write(report, json_out)
+        out.print(f"JSON report: {json_out}")
+    _exit(report.exit_code)
+
+
+@app.command()
+def check(
+    model: Path = typer.Argument(..., help="the model to release (.onnx)"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="bundle captured from the released model"),
+    against: Optional[Path] = typer.Option(None, "--against", help="an earlier export (.onnx) to compare with"),
+    backends: List[str] = typer.Option([], "--backends", "-b", help="variants (default: the baseline's; "
+                                                                    "with --against: ort)"),
+    policy: Optional[Path] = typer.Option(None, help="policy file (TOML): tolerances, label budget, "
+                                                     "required variants"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the gate result (with its reports) here"),
+    update_baseline: bool = typer.Option(False, "--update-baseline",
+                                         help="rewrite the baseline with this run (previous kept as .prev)"),
+    inputs: Optional[Path] = typer.Option(None, help="with --against: feeds from .npz or .npy"),
+    labels: Optional[str] = typer.Option(None, help="with --against: labels array in the --inputs .npz"),
+    shape: List[str] = typer.Option([], help="with --against: bind dynamic dims (repeatable)"),
+    seed: int = typer.Option(0, help="with --against: seed of the random feeds"),
+    samples: int = typer.Option(1, help="with --against: number of random samples"),
+    tap: str = typer.Option("all", help="with --against: tensors to compare (all | outputs | names/globs)"),
+    timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
+    jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the gate's verdict, not the reports"),
+) -> None:
+    """Gate MODEL against a baseline bundle, or against an earlier export (--against).
+
+    With --baseline, MODEL runs now on the baseline's variants and inputs. Exit 0 pass, 1 regression,
+    2 usage or configuration error, 3 a variant could not run."""
+    from ..gate import check as gate
+    from ..fileio import write_json
+    from ..graph.inputs import parse_shapes
+
+    if (baseline is None) == (against is None):
+        raise UsageError("give exactly one of --baseline BUNDLE and --against OLD.onnx",
+                         "--baseline gates against a captured run; --against runs two exports side by side")
+    if baseline is not None:
+        if inputs is not None or shape or labels is not None:
+            raise UsageError("--inputs, --labels and --shape apply to --against only",
+                             "the baseline bundle carries its own inputs")
+        result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout, jobs=jobs,
+                            update_baseline=update_baseline)
+    else:
+        if update_baseline:
+            raise UsageError("--update-baseline applies to --baseline only")
+        result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,
+                                     shapes=parse_shapes(shape), seed=seed, samples=samples, labels_key=labels,
+                                     tap_spec=tap, timeout=timeout, jobs=jobs)
+    out = _console()
+    if not quiet:
+        for report in result.reports:
+            _render(report, False, out)
+    for line in result.lines():
+        out.print(line, markup=False, highlight=False)
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+        out.print(f"JSON: {json_out}")
+    _exit(result.exit_code)

@@ -1,0 +1,422 @@
+"""The `.icmp` bundle: one captured run in one file, to compare across machines and days.
+
+A zip of `.npy` members and a `meta.json`, read without pickle and written atomically:
+
+    meta.json                    what was run, where, on what (see docs/gate.md for every key)
+    feeds/00000.npy              one per model input, leading sample axis
+    labels.npy                   optional ground-truth labels (from the inputs file)
+    runs/<i>/untapped/<j>.npy    final outputs of variant i, untapped (the numbers a deployment gets)
+    runs/<i>/tapped/<j>.npy      tapped tensors of variant i (only when capture tapped more than the outputs)
+
+Members with identical bytes are stored once, and each is deflated only where that pays (comparator.npyzip;
+benchmarks/bench_bundle.py measures the choice). Opening a bundle checks the whole structure and every member's
+`.npy` header (no object dtype, shapes and sizes as declared) before any data is read; the zip CRC catches
+corrupted bytes when a member is read. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from ..measure import analysis
+from . import npyzip
+from ..errors import InfercmpError, InputError, ReportError, UsageError
+from ..fileio import atomic_path, dumps
+from ..graph.model import TensorInfo
+from ..run.record import VariantRun
+from ..variant import Variant
+
+FORMAT = "infercmp-bundle"
+SCHEMA_VERSION = 1
+SUFFIX = ".icmp"
+KINDS = ("untapped", "tapped")
+_MEMBER = re.compile(r"^(?:feeds|runs/\d+/(?:untapped|tapped))/\d{5,}\.npy$|^labels\.npy$")
+# Where a backend's numbers come from: the distributions whose versions a bundle records per backend.
+_PACKAGES = {"ort": ("onnxruntime", "onnxruntime-gpu"), "ref": ("onnx",), "torch": ("torch",),
+             "tf": ("tensorflow", "tensorflow-cpu"), "tvm": ("apache-tvm",)}
+
+
+class RunFailedError(InfercmpError):
+    """A variant could not run, so there is nothing to capture (exit code 3)."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True, order=True)
+class LabeledVariant(Variant):
+    """A variant plus where its numbers come from (`ort@machine-a`): one variant captured twice stays two runs."""
+
+    label: str = ""
+
+    def __str__(self) -> str:
+        base = Variant.__str__(self)
+        return f"{base}@{self.label}" if self.label else base
+
+    @property
+    def plain(self) -> Variant:
+        return Variant(self.backend, self.options)
+
+
+def feeds_digest(feeds: Mapping[str, np.ndarray]) -> str:
+    """sha256 over every input's name, dtype, shape and bytes: equal digests = the same inputs."""
+    h = hashlib.sha256()
+    for name in sorted(feeds):
+        arr = np.ascontiguousarray(feeds[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def gpus() -> list[dict[str, str]]:
+    """GPU name and driver from nvidia-smi, when there is one; [] otherwise."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=15, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return [{"name": "unknown (nvidia-smi failed)", "driver": ""}]
+    found = []
+    for line in out.strip().splitlines():
+        name, _, driver = line.rpartition(",")
+        found.append({"name": name.strip(), "driver": driver.strip()})
+    return found
+
+
+@lru_cache(maxsize=None)
+def _package_versions(backends: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of infercmp, onnx, NumPy and each backend's framework (read without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["infercmp", "numpy", "onnx", "ml_dtypes"]
+    for b in backends:
+        names.extend(p for p in _PACKAGES.get(b, (b,)) if p not in names)
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def package_versions(backends: list[str]) -> dict[str, str]:
+    """Installed versions of infercmp, NumPy, onnx and each backend's framework (read without importing it)."""
+    return dict(_package_versions(tuple(sorted(backends))))
+
+
+@lru_cache(maxsize=None)
+def _machine() -> dict[str, Any]:
+    from ..run.machine import environment_fingerprint
+
+    return dict(environment_fingerprint(), host=platform.node(), gpus=gpus())
+
+
+def environment(backends: list[str]) -> dict[str, Any]:
+    """The machine fingerprint stored in a bundle: CPU, ISA flags, cores, OS, host, GPUs, package versions.
+    Read once per process: the machine does not change under a running program."""
+    return copy.deepcopy(dict(_machine(), packages=package_versions(backends)))
+
+
+def _entry(member: str, array_dtype: str, shape: list[Any]) -> dict[str, Any]:
+    return {"file": member, "dtype": array_dtype, "shape": list(shape)}
+
+
+def write(path: str | os.PathLike[str], model: Any, tap: dict[str, Any], runs: list[VariantRun],
+          feeds: Mapping[str, np.ndarray], inputs_info: Mapping[str, Any], *, labels: np.ndarray | None = None,
+          labels_key: str | None = None, force: bool = False, keep_previous: bool = False,
+          compression: str = "auto") -> dict[str, Any]:
+    """Write a bundle of `runs` (all must be ok) of `model` (a loaded Model) fed `feeds`; return its meta.
+
+    tap: {"spec": what was asked, "tapped": names, "skipped": [[name, why]]}. An existing file is replaced only
+    with `force`; `keep_previous` first copies it to `<path>.prev`. On any error nothing is written.
+    """
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; refusing to overwrite it", "pass --force to replace it")
+    if compression not in ("auto", "stored", "deflate"):
+        raise UsageError(f"unknown compression {compression!r}", "use auto, stored or deflate")
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        r = failed[0]
+        raise RunFailedError(f"{r.variant} could not run ({r.status}): {r.error}", r.hint)
+    meta: dict[str, Any] = {
+        "format": FORMAT, "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": dict(model.summary(), file=Path(model.path).name),
+        "catalogue": [{"name": t.name, "op_type": t.op_type, "node": t.node, "index": t.index,
+                       "shape": None if t.shape is None else list(t.shape), "elem_type": t.elem_type,
+                       "is_output": t.is_output} for t in model.tensors],
+        "tap": dict(tap),
+        "environment": environment(sorted({r.variant.backend for r in runs})),
+        "inputs": dict(inputs_info, sha256=feeds_digest(feeds)),
+    }
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+            w = npyzip.Writer(zf, compression)
+            meta["feeds"] = {name: _entry(w.add_array(f"feeds/{i:05d}.npy", np.asarray(arr)), str(arr.dtype),
+                                          list(arr.shape)) for i, (name, arr) in enumerate(feeds.items())}
+            meta["labels"] = None
+            if labels is not None:
+                meta["labels"] = dict(_entry(w.add_array("labels.npy", labels), str(labels.dtype),
+                                             list(labels.shape)), key=labels_key)
+            meta["runs"] = [_run_meta(w, i, r) for i, r in enumerate(runs)]
+            zf.writestr("meta.json", _meta_json(meta), compress_type=zipfile.ZIP_DEFLATED)
+        if keep_previous and target.exists():
+            with atomic_path(target.with_name(target.name + ".prev")) as prev:
+                shutil.copyfile(target, prev)
+    return meta
+
+
+def _meta_json(meta: dict[str, Any]) -> str:
+    # Compact: the C encoder is several times faster than the indented one. Non-finite floats (JSON has none)
+    # are rare in provenance; fileio.dumps writes them as strings.
+    try:
+        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return dumps(meta)
+
+
+def _run_meta(w: npyzip.Writer, i: int, run: VariantRun) -> dict[str, Any]:
+    tensors: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        for j, (name, info) in enumerate(run.tensors.get(kind, {}).items()):
+            src = run.folder / info["file"]
+            with src.open("rb") as fh:
+                shape = npyzip.parse_header(fh.read(1 << 16)).shape
+            member = w.add_file(f"runs/{i}/{kind}/{j:05d}.npy", src)
+            tensors.setdefault(kind, {})[name] = _entry(member, info["dtype"], list(shape))
+    variant = getattr(run.variant, "plain", run.variant)
+    return {"variant": str(variant), "backend": variant.backend, "options": variant.option_dict,
+            "provenance": run.provenance, "timings": run.timings, "wall_s": run.wall_s, "tensors": tensors}
+
+
+def _fail(path: Path, what: str, hint: str | None = None) -> ReportError:
+    return ReportError(f"{path} is not a usable {SUFFIX} bundle: {what}",
+                       hint or "it is truncated or corrupt; capture it again")
+
+
+def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(value, kind):
+        raise _fail(path, f"meta.json has no valid {key!r}")
+    return value
+
+
+_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error)
+
+
+@dataclass
+class Bundle:
+    """An opened, validated bundle. Arrays are read on demand (each read reopens the file)."""
+
+    path: Path
+    meta: dict[str, Any]
+    sizes: dict[str, tuple[int, int]]  # member -> (bytes in the zip, bytes uncompressed)
+    _offsets: dict[str, int] = field(default_factory=dict, repr=False)  # found while validating
+    _headers: dict[str, npyzip.Header] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Bundle":
+        """Open and validate: readable zip, known format, supported schema, every member present and sane."""
+        p = Path(path)
+        if not p.is_file():
+            raise ReportError(f"bundle {str(p)!r} does not exist", "check the path")
+        try:
+            with npyzip.Reader(p) as zr:
+                if "meta.json" not in zr.infos:
+                    raise _fail(p, "it has no meta.json")
+                meta = json.loads(zr.zf.read("meta.json").decode("utf-8"))
+                bundle = cls(p, meta, {n: (i.compress_size, i.file_size) for n, i in zr.infos.items()})
+                bundle._validate(zr)
+                bundle._offsets = dict(zr.offsets)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _fail(p, f"meta.json is not valid JSON ({exc})") from None
+        except _READ_ERRORS as exc:
+            raise _fail(p, f"the zip cannot be read ({exc})") from None
+        return bundle
+
+    def _validate(self, zr: npyzip.Reader) -> None:
+        meta, p = self.meta, self.path
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise _fail(p, "meta.json does not describe an infercmp bundle")
+        version = meta.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise _fail(p, f"invalid schema_version {version!r}")
+        if version > SCHEMA_VERSION:
+            raise ReportError(f"{p} has bundle schema version {version}, newer than this infercmp reads "
+                              f"({SCHEMA_VERSION})", "upgrade infercmp to read it")
+        for key, kind in (("created", str), ("model", dict), ("catalogue", list), ("tap", dict),
+                          ("environment", dict), ("inputs", dict), ("feeds", dict), ("runs", list)):
+            _need(meta, key, kind, p)
+        _need(meta["model"], "sha256", str, p)
+        _need(meta["inputs"], "sha256", str, p)
+        if not meta["runs"]:
+            raise _fail(p, "it holds no run")
+        try:
+            _ = (self.catalogue, self.variants)
+        except (KeyError, TypeError, ValueError, InfercmpError) as exc:
+            raise _fail(p, f"meta.json is malformed ({exc})") from None
+        for entry in self._entries():
+            self._check_member(zr, entry)
+
+    def _entries(self) -> Iterator[dict[str, Any]]:
+        p = self.path
+        yield from self.meta["feeds"].values()
+        if self.meta.get("labels") is not None:
+            yield self.meta["labels"]
+        for run in self.meta["runs"]:
+            tensors = _need(run, "tensors", dict, p)
+            for kind, entries in tensors.items():
+                if kind not in KINDS or not isinstance(entries, dict):
+                    raise _fail(p, f"unknown run kind {kind!r}")
+                yield from entries.values()
+
+    def _check_member(self, zr: npyzip.Reader, entry: Any) -> None:
+        p = self.path
+        member = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(member, str) or not _MEMBER.match(member):
+            raise _fail(p, f"bad member name {member!r}")
+        if member not in zr.infos:
+            raise _fail(p, f"member {member} is missing")
+        try:
+            h = zr.header(member)
+        except ValueError as exc:
+            raise _fail(p, f"member {member} is not a .npy array ({exc})") from None
+        self._headers[member] = h
+        if h.dtype.hasobject:
+            raise _fail(p, f"member {member} holds Python objects (a pickle); refused",
+                        "bundles hold plain arrays only; do not load this file with pickling enabled")
+        if list(h.shape) != entry.get("shape"):
+            raise _fail(p, f"member {member} has shape {list(h.shape)}, meta.json says {entry.get('shape')}")
+        if h.length + h.nbytes != zr.infos[member].file_size:
+            raise _fail(p, f"member {member} has {zr.infos[member].file_size} bytes, not the "
+                           f"{h.length + h.nbytes} its header declares")
+
+    # -- what the bundle holds ------------------------------------------------------------------------------------
+    @property
+    def created(self) -> str:
+        return self.meta["created"]
+
+    @property
+    def model_sha256(self) -> str:
+        return self.meta["model"]["sha256"]
+
+    @property
+    def feeds_sha256(self) -> str:
+        return self.meta["inputs"]["sha256"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.meta["model"].get("outputs", []))
+
+    @property
+    def variants(self) -> list[Variant]:
+        return [Variant(str(r["backend"]), tuple(sorted((str(k), str(v)) for k, v in r["options"].items())))
+                for r in self.meta["runs"]]
+
+    @property
+    def catalogue(self) -> list[TensorInfo]:
+        return [TensorInfo(str(t["name"]), str(t["op_type"]), str(t["node"]), int(t["index"]),
+                           None if t["shape"] is None else tuple(t["shape"]), t["elem_type"], bool(t["is_output"]))
+                for t in self.meta["catalogue"]]
+
+    def stored(self) -> list[TensorInfo]:
+        """Catalogue entries with values in every run (outputs from the untapped runs, the rest tapped)."""
+        keep = []
+        for t in self.catalogue:
+            kind = analysis.kind_for(t)
+            if all(t.name in r["tensors"].get(kind, {}) for r in self.meta["runs"]):
+                keep.append(t)
+        return keep
+
+    def summary(self) -> dict[str, Any]:
+        """The model summary as a report shows it (path: the file the bundle was captured from)."""
+        return dict(self.meta["model"])
+
+    def read(self, member: str) -> np.ndarray:
+        """One member as an in-memory array, without pickle."""
+        return self.arrays([member])[member]
+
+    def arrays(self, members: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Members (default: every array) in memory, by member name, in one pass over the file."""
+        names = members if members is not None else [m for m in self.sizes if m.endswith(".npy")]
+        try:
+            with npyzip.Reader(self.path, self._offsets) as zr:
+                return {m: zr.array(m, self._headers.get(m)) for m in names}
+        except _READ_ERRORS as exc:
+            raise _fail(self.path, f"a member cannot be read ({exc})") from None
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        entries = self.meta["feeds"]
+        arrays = self.arrays([e["file"] for e in entries.values()])
+        feeds = {name: arrays[e["file"]] for name, e in entries.items()}
+        if feeds_digest(feeds) != self.feeds_sha256:
+            raise _fail(self.path, "its feeds do not match the digest in meta.json")
+        return feeds
+
+    def labels(self) -> np.ndarray | None:
+        entry = self.meta.get("labels")
+        return None if entry is None else self.read(entry["file"])
+
+    def extract(self, folder: Path, label: str = "") -> list[VariantRun]:
+        """Unpack every run's arrays into `folder`, laid out like workers' output; one ok VariantRun per run,
+        its variant labelled `label` and its provenance completed with the bundle's machine fingerprint."""
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with npyzip.Reader(self.path) as zr:
+                for member in sorted({e["file"] for e in self._entries()}):
+                    (folder / member).parent.mkdir(parents=True, exist_ok=True)
+                    zr.copy_to(member, folder / member)
+        except _READ_ERRORS as exc:
+            raise _fail(self.path, f"a member cannot be read ({exc})") from None
+        machine = {k: self.meta["environment"][k] for k in ("host", "gpus", "packages")
+                   if k in self.meta["environment"]}
+        runs = []
+        for variant, r in zip(self.variants, self.meta["runs"]):
+            provenance = dict(r.get("provenance") or {})
+            provenance["environment"] = dict(provenance.get("environment") or {}, **machine)
+            provenance.update(bundle=self.path.name, captured=self.created)
+            runs.append(VariantRun(LabeledVariant(variant.backend, variant.options, label), folder, status="ok",
+                                   provenance=provenance, timings=dict(r.get("timings") or {}),
+                                   tensors={k: dict(v) for k, v in r["tensors"].items()},
+                                   wall_s=float(r.get("wall_s") or 0.0)))
+        return runs
+
+
+def read_labels(path: str | os.PathLike[str] | None, key: str | None) -> tuple[np.ndarray | None, str | None]:
+    """Labels stored next to the feeds in an .npz (`key`, default `label` when present); (None, None) if none."""
+    if path is None or Path(path).suffix != ".npz" or not Path(path).is_file():
+        return None, None  # no labels; a missing inputs file is reported where the feeds are read
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            name = key or ("label" if "label" in npz.files else None)
+            if name is None:
+                return None, None
+            if name not in npz.files:
+                raise UsageError(f"--labels {name!r}: {Path(path).name} has no such array",
+                                 f"its arrays: {', '.join(npz.files)}")
+            labels = npz[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read labels from {str(path)!r} without pickle ({exc})",
+                         "save arrays with numpy (np.savez), not object arrays") from None
+    if labels.dtype.kind not in "iub":
+        raise UsageError(f"labels {name!r} in {Path(path).name} are {labels.dtype}, not class indices",
+                         "store integer class indices")
+    return labels, name

@@ -1,0 +1,56 @@
+"""Origin vs propagation: replay every node alone, fed the reference's values of its inputs.
+
+One rewritten model does it for all nodes at once (one worker per variant, not one per node): every node input
+that another node produces is cut loose and becomes a graph input `NAME::ref`, fed with the reference's tapped
+value. So each node computes from exact copies of the reference's inputs, and its output's error against the
+reference is the error the node *adds* (local error). Initializers stay initializers; multi-output nodes keep all
+outputs. Limits: only main-graph nodes are isolated (a subgraph of If/Loop/Scan still reads the values computed in
+this run); a tensor without an inferred type cannot be fed, so its consumers read the locally computed value;
+and nodes no longer fuse with each other, so an error that only a fusion causes shows as accumulated, not local.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .model import Model
+
+FED = "::ref"
+
+
+def isolated_model(model: Model) -> tuple[Any, list[str], list[str]]:
+    """(model proto, tensors fed from the reference, tensors that could not be fed)."""
+    import onnx
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    graph = proto.graph
+    produced = {name for node in graph.node for name in node.output if name}
+    typed = {vi.name: vi for vi in list(graph.value_info) + list(graph.output)
+             if vi.type.WhichOneof("value") == "tensor_type" and vi.type.tensor_type.elem_type}
+    fed: list[str] = []
+    unfed: list[str] = []
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name not in produced:
+                continue
+            if name not in typed:
+                if name not in unfed:
+                    unfed.append(name)
+                continue
+            node.input[i] = name + FED
+            if name not in fed:
+                fed.append(name)
+                vi = graph.input.add()
+                vi.CopyFrom(typed[name])
+                vi.name = name + FED
+    return proto, fed, unfed
+
+
+def write(model: Model, folder: Path) -> tuple[Path, list[str], list[str]]:
+    import onnx
+
+    proto, fed, unfed = isolated_model(model)
+    path = folder / "isolated.onnx"
+    onnx.save(proto, str(path))
+    return path, fed, unfed

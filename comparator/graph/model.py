@@ -1,0 +1,231 @@
+"""Load and validate an ONNX model; build its tensor catalogue.
+
+Rules enforced here, each with an error that says what to do:
+- the file exists, parses as a ModelProto and passes onnx.checker;
+- external data stays inside the model's folder (no absolute paths, no `..` escape, no symlink escape);
+- the catalogue lists every node output of the main graph in topological order, typed by shape inference.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of the main graph: a node output (or a graph input passed straight to the outputs)."""
+
+    name: str
+    op_type: str
+    node: str
+    index: int
+    shape: tuple[Any, ...] | None  # ints, dim names (str) or None per axis; None when rank is unknown
+    elem_type: int | None  # onnx TensorProto element type; None when shape inference could not type it
+    is_output: bool = False
+
+    @property
+    def dtype(self) -> str | None:
+        return _elem_name(self.elem_type)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    elem_type: int
+    shape: tuple[Any, ...] | None
+
+    @property
+    def dtype(self) -> str:
+        return _elem_name(self.elem_type) or "unknown"
+
+
+@dataclass
+class Model:
+    path: Path
+    proto: Any  # onnx.ModelProto with external data loaded, shapes inferred
+    sha256: str
+    inputs: list[InputSpec]
+    outputs: list[str]
+    tensors: list[TensorInfo]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def opsets(self) -> dict[str, int]:
+        return {(o.domain or "ai.onnx"): o.version for o in self.proto.opset_import}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "ir_version": self.proto.ir_version,
+            "opsets": self.opsets,
+            "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
+            "inputs": [{"name": i.name, "dtype": i.dtype, "shape": _jsonable(i.shape)} for i in self.inputs],
+            "outputs": list(self.outputs),
+            "nodes": len(self.proto.graph.node),
+            "notes": list(self.notes),
+        }
+
+
+def _jsonable(shape: tuple[Any, ...] | None) -> list[Any] | None:
+    return None if shape is None else list(shape)
+
+
+def _elem_name(elem_type: int | None) -> str | None:
+    if not elem_type:
+        return None
+    import onnx
+
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _shape_of(type_proto: Any) -> tuple[tuple[Any, ...] | None, int | None]:
+    if type_proto is None or type_proto.WhichOneof("value") != "tensor_type":
+        return None, None
+    tt = type_proto.tensor_type
+    if not tt.HasField("shape"):
+        return None, tt.elem_type or None
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tuple(dims), tt.elem_type or None
+
+
+def _all_graphs(graph: Any):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.g is not None and attr.HasField("g"):
+                yield from _all_graphs(attr.g)
+            for g in attr.graphs:
+                yield from _all_graphs(g)
+
+
+def _external_tensors(model: Any):
+    for graph in _all_graphs(model.graph):
+        yield from graph.initializer
+        yield from (s.values for s in graph.sparse_initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+
+
+def check_external_data(model: Any, base_dir: Path) -> list[Path]:
+    """Refuse external data outside the model's folder; return the data files used."""
+    import onnx
+
+    base = base_dir.resolve()
+    files: list[Path] = []
+    for tensor in _external_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        if not location or os.path.isabs(location) or location.startswith(("\\", "/")):
+            raise ModelError(f"tensor {tensor.name!r} has external data at {location!r}: absolute or empty "
+                             "paths are refused", "external data files must sit in the model's folder")
+        target = (base / location).resolve()
+        if base not in target.parents and target != base:
+            raise ModelError(f"tensor {tensor.name!r} points its external data outside the model's folder "
+                             f"({location!r}); refused", "keep the data files next to the .onnx file")
+        if not target.is_file():
+            raise ModelError(f"external data file {location!r} of tensor {tensor.name!r} is missing",
+                             f"expected it at {target}")
+        if target not in files:
+            files.append(target)
+    return files
+
+
+def load(path: str | os.PathLike[str]) -> Model:
+    """Load, validate and catalogue a model. Raises ModelError with a hint on every bad input."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file {str(p)!r} does not exist", "check the path")
+    if not p.is_file():
+        raise ModelError(f"{str(p)!r} is not a file", "pass the path of a .onnx file")
+    data = p.read_bytes()
+    if not data:
+        raise ModelError(f"{str(p)!r} is empty", "re-export the model")
+    try:
+        proto = onnx.load_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{str(p)!r} is not a readable ONNX model ({type(exc).__name__}: {exc})",
+                         "the file is truncated or not ONNX; re-export or re-download it") from None
+    if not proto.HasField("graph") or not proto.opset_import:
+        raise ModelError(f"{str(p)!r} parsed, but holds no graph or no opset import: truncated or not ONNX",
+                         "re-export or re-download the model")
+    digest = hashlib.sha256(data)
+    for f in check_external_data(proto, p.parent):
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    try:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(proto, str(p.parent))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the external data of {str(p)!r}: {exc}") from None
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{str(p)!r} fails the ONNX checker: {first}",
+                         "fix the exporter or the graph; onnx.checker.check_model shows the full message") from None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - inference is best effort; the model itself is valid
+        inferred = proto
+        note = f"shape inference failed ({type(exc).__name__}); only annotated tensors can be tapped"
+    else:
+        note = ""
+    model = Model(path=p, proto=inferred, sha256=digest.hexdigest(), inputs=[], outputs=[], tensors=[])
+    if note:
+        model.notes.append(note)
+    _catalogue(model)
+    return model
+
+
+def _catalogue(model: Model) -> None:
+    graph = model.proto.graph
+    init_names = {i.name for i in graph.initializer} | {s.values.name for s in graph.sparse_initializer}
+    types: dict[str, Any] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        types[vi.name] = vi.type
+    for vi in graph.input:
+        if vi.name in init_names:
+            continue
+        shape, elem = _shape_of(vi.type)
+        model.inputs.append(InputSpec(vi.name, elem or 0, shape))
+    model.outputs = [o.name for o in graph.output]
+    outputs = set(model.outputs)
+    seen: set[str] = set()
+    for node in graph.node:
+        for name in node.output:
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            shape, elem = _shape_of(types.get(name))
+            model.tensors.append(TensorInfo(name, node.op_type, node.name, len(model.tensors), shape, elem,
+                                            name in outputs))
+    for name in model.outputs:  # a graph input or initializer passed straight through
+        if name not in seen:
+            shape, elem = _shape_of(types.get(name))
+            model.tensors.append(TensorInfo(name, "(input)", "", len(model.tensors), shape, elem, True))

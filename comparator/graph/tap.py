@@ -1,0 +1,107 @@
+"""Which tensors to tap, and the model copies the workers run.
+
+Every variant runs two copies of the model: the untapped one (the numbers a deployment gets) and the tapped
+one, whose graph outputs are extended with every tapped tensor, each typed from shape inference. A tensor that
+shape inference could not type is not tapped (never given a made-up type) and the report says so.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UsageError
+from .model import Model, TensorInfo
+
+# Runtimes lag behind the onnx package: onnxruntime 1.31 rejects IR version 14, written by onnx 1.23.
+# Copies are written with the lowest IR version that the model's default-domain opset needs.
+_MIN_IR = 7
+
+
+@dataclass
+class TapPlan:
+    tapped: list[TensorInfo]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (tensor, reason)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tapped]
+
+
+def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
+    """`all` | `outputs` | names and globs (a list, or one comma-separated string)."""
+    patterns = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+    if not patterns:
+        raise UsageError("--tap is empty", "use all, outputs, or tensor names/globs")
+    if patterns == ["outputs"]:
+        chosen = [t for t in model.tensors if t.is_output]
+    elif patterns == ["all"]:
+        chosen = list(model.tensors)
+    else:
+        chosen = []
+        for pat in patterns:
+            hits = [t for t in model.tensors if fnmatch.fnmatchcase(t.name, pat)]
+            if not hits:
+                raise UsageError(f"--tap {pat!r} matches no tensor of the model",
+                                 f"tensor names look like {', '.join(t.name for t in model.tensors[:3])}")
+            chosen.extend(h for h in hits if h not in chosen)
+        chosen.extend(t for t in model.tensors if t.is_output and t not in chosen)
+        chosen.sort(key=lambda t: t.index)
+    result = TapPlan([])
+    for t in chosen:
+        if t.is_output or t.elem_type:
+            result.tapped.append(t)
+        else:
+            result.skipped.append((t.name, "shape inference gave no element type"))
+    return result
+
+
+def runtime_ir_version(model_proto: Any) -> int:
+    import onnx
+
+    opset = next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    needed = min((row[1] for row in onnx.helper.VERSION_TABLE if row[2] >= opset), default=model_proto.ir_version)
+    return max(_MIN_IR, min(model_proto.ir_version, needed))
+
+
+def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, Path]:
+    """Write `model.onnx` (untapped) and `tapped.onnx` into folder; return both paths."""
+    import onnx
+
+    base = onnx.ModelProto()
+    base.CopyFrom(model.proto)
+    ir = runtime_ir_version(base)
+    if ir != base.ir_version:
+        note = (f"IR version {base.ir_version} written as {ir} for the runtimes "
+                f"(onnxruntime 1.31 accepts at most 13; the opset needs {ir})")
+        if note not in model.notes:  # the same Model may be compared more than once
+            model.notes.append(note)
+        base.ir_version = ir
+    untapped = folder / "model.onnx"
+    _save(base, untapped)
+    tapped_proto = onnx.ModelProto()
+    tapped_proto.CopyFrom(base)
+    graph = tapped_proto.graph
+    existing = {o.name for o in graph.output}
+    types = {vi.name: vi for vi in graph.value_info}
+    for t in tap_plan.tapped:
+        if t.name in existing:
+            continue
+        vi = graph.output.add()
+        vi.CopyFrom(types[t.name]) if t.name in types else vi.CopyFrom(
+            onnx.helper.make_tensor_value_info(t.name, t.elem_type, None))
+    tapped = folder / "tapped.onnx"
+    _save(tapped_proto, tapped)
+    return untapped, tapped
+
+
+def _save(proto: Any, path: Path) -> None:
+    import onnx
+
+    big = sum(len(t.raw_data) for t in proto.graph.initializer) > (1 << 30)
+    if big:
+        onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.stem + ".data")
+    else:
+        onnx.save(proto, str(path))

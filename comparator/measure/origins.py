@@ -1,0 +1,45 @@
+"""Origin vs propagation, the analysis half of `--isolate`: feed the isolated model (graph/isolate.py) the
+reference's tensors, then rank the nodes by the error each adds on its own (local error)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..graph.isolate import FED
+from ..result import TensorReport
+from ..run.record import VariantRun
+from . import analysis, metrics
+
+TOP = 5
+
+
+def feeds(reference: VariantRun, fed: list[str], base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The original feeds plus the reference's tapped value of every fed tensor (leading sample axis kept)."""
+    out = dict(base)
+    for name in fed:
+        path = reference.path("tapped", name)
+        if path is None:
+            raise KeyError(f"the reference run has no value for {name!r}")
+        out[name + FED] = np.asarray(analysis.load(path))
+    return out
+
+
+def attach(tensors: list[TensorReport], reference: VariantRun, isolated: list[VariantRun],
+           tolerance: metrics.Tolerance) -> dict[str, list[dict[str, Any]]]:
+    """Fill `tensor.local` for every isolated variant; return the top nodes by local error per variant."""
+    origins: dict[str, list[dict[str, Any]]] = {}
+    for run in isolated:
+        name = str(run.variant)
+        if not run.ok:
+            continue
+        ranked = []
+        for t in tensors:
+            m = analysis.compare_pair(reference.path("tapped", t.name), run.path("tapped", t.name), tolerance)
+            t.local[name] = m
+            if "error" not in m and not m["bit_identical"]:
+                ranked.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "max_ulp": m["max_ulp"],
+                               "max_rel": m["max_rel"], "max_abs": m["max_abs"]})
+        ranked.sort(key=lambda r: (-(r["max_ulp"] or 0), -r["max_rel"], r["tensor"]))
+        origins[name] = ranked[:TOP]
+    return origins

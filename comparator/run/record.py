@@ -1,0 +1,30 @@
+"""What one variant's worker left behind: status, provenance, timings and where its tensors are."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..variant import Variant
+
+
+@dataclass
+class VariantRun:
+    variant: Variant
+    folder: Path
+    status: str = "pending"  # ok | failed | unsupported | crashed | timeout
+    error: str | None = None
+    hint: str | None = None
+    stderr_tail: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)  # run kind -> name -> file info
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def path(self, kind: str, name: str) -> Path | None:
+        info = self.tensors.get(kind, {}).get(name)
+        return None if info is None else self.folder / info["file"]

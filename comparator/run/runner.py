@@ -1,0 +1,110 @@
+"""Run variants in worker processes: one process per variant, its environment set before any import.
+
+A worker that crashes (signal, abort, OOM kill), exits without a record, or runs past the timeout is reported
+with its reason and the tail of its stderr; the other variants are unaffected.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..fileio import read_json, write_json
+from ..variant import Variant
+from .record import VariantRun
+
+STDERR_TAIL_LINES = 20
+FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last `lines` lines of stderr; when the interpreter's fatal-error report (faulthandler) is among them
+    or cut off above them, the report's head instead: its header and innermost frames come first."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    all_lines = text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(all_lines) if line.startswith(FATAL_HEADER)]
+    if not starts:
+        return "\n".join(all_lines[-lines:])
+    report = all_lines[starts[-1]:]
+    if len(report) > lines:
+        report = report[:lines - 1] + [f"... ({len(report) - lines + 1} more lines)"]
+    return "\n".join(report)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[str, Any], folder: Path,
+                timeout: float | None) -> VariantRun:
+    folder.mkdir(parents=True, exist_ok=True)
+    run = VariantRun(variant, folder)
+    request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder))
+    write_json(folder / "request.json", request)
+    env = dict(os.environ)
+    env.update(environment)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    started = time.perf_counter()
+    with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            code = None
+    run.wall_s = time.perf_counter() - started
+    run.stderr_tail = _tail(folder / "stderr.txt")
+    record_path = folder / "record.json"
+    if code is None:
+        run.status, run.error = "timeout", f"no result after {timeout:g} s (--timeout); the worker was killed"
+        run.hint = "raise --timeout if the model is just slow"
+    elif record_path.exists():
+        record = read_json(record_path)
+        run.status, run.error, run.hint = record["status"], record.get("error"), record.get("hint")
+        run.provenance, run.timings, run.tensors = record["provenance"], record["timings"], record["tensors"]
+    elif code < 0:
+        run.status = "crashed"
+        run.error = f"the worker died from {_signal_name(code)}"
+        if -code == signal.SIGKILL:
+            run.hint = "SIGKILL usually means the out-of-memory killer: try fewer taps or --samples"
+    else:
+        run.status, run.error = "crashed", f"the worker exited with code {code} without a result"
+    return run
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]], timeout: float | None,
+            parallel: int = 1, on_done: Callable[[VariantRun], None] | None = None) -> list[VariantRun]:
+    """Run every job; results in the order given. `on_done` is called as each finishes (progress)."""
+    def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
+        result = run_variant(job[0], job[1], job[2], job[3], timeout)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+    if parallel <= 1 or len(jobs) <= 1:
+        return [one(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(one, jobs))

@@ -1,0 +1,108 @@
+"""`python -m comparator.run.worker REQUEST.json`: run one variant, write its tensors and a record.
+
+The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
+import. Tensors go to `.npy` files (one per tensor, leading sample axis); the record (`record.json`, written
+atomically, last) says what happened. A worker that dies leaves no record: the parent reports the crash.
+
+Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
+[...]}: the graph outputs of each file), feeds, out_dir, runs ("untapped", "tapped" or both, in that order),
+repeat (sessions per run kind, default 1).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import BackendError, InfercmpError
+from ..fileio import read_json, write_json
+from .machine import environment_fingerprint
+
+
+def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path) -> dict[str, Any]:
+    """Run every sample; write each output as one .npy with a leading sample axis; return the manifest."""
+    samples = next(iter(feeds.values())).shape[0] if feeds else 1
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for s in range(samples):
+        # `v[s, ...]` keeps a 0-d array for scalar inputs; `v[s]` would give a NumPy scalar, which ORT refuses.
+        out = session.run({k: v[s, ...] for k, v in feeds.items()})
+        missing = [n for n in expected if n not in out]
+        if missing:
+            raise BackendError(f"the backend returned no value for {missing[0]!r} "
+                               f"({len(missing)} of {len(expected)} outputs missing)")
+        for i, name in enumerate(expected):
+            value = np.asarray(out[name])
+            if s == 0:
+                path = folder / f"{i:05d}.npy"
+                arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
+                                                         shape=(samples, *value.shape))
+                files[name] = {"file": str(path.relative_to(folder.parent)), "dtype": str(value.dtype),
+                               "shape": list(value.shape)}
+            elif value.shape != arrays[name].shape[1:] or value.dtype != arrays[name].dtype:
+                raise BackendError(f"output {name!r} changed shape or type between samples "
+                                   f"({arrays[name].shape[1:]} -> {value.shape})")
+            arrays[name][s] = value
+        del out
+    for arr in arrays.values():
+        arr.flush()
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    request = read_json(args[0])
+    out_dir = Path(request["out_dir"])
+    record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
+                              "tensors": {}}
+    try:
+        from .. import backends
+        from ..variant import Variant
+
+        variant = Variant(request["backend"], tuple(sorted(request["options"].items())))
+        backend, options = backends.resolve_variant(variant)
+        with np.load(request["feeds"], allow_pickle=False) as npz:
+            feeds = {k: npz[k] for k in npz.files}
+        record["provenance"] = {"environment": environment_fingerprint(), "options": dict(options)}
+        repeat = int(request.get("repeat", 1))
+        for kind in request.get("runs", ["untapped", "tapped"]):
+            path = request["model"] if kind == "untapped" else request["tapped_model"]
+            expected = request["outputs"][kind]
+            for r in range(repeat):
+                tag = kind if r == 0 else f"{kind}.{r}"
+                t0 = time.perf_counter()
+                session = backend.open(path, options)
+                t1 = time.perf_counter()
+                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag)
+                t2 = time.perf_counter()
+                record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
+                record["provenance"].update(session.provenance())
+                # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
+                for k in range(1, repeat if r == 0 else 1):
+                    record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
+                                                                     out_dir / f"{kind}.same{k}")
+                del session
+    except InfercmpError as exc:
+        record.update(status=getattr(exc, "status", "failed"), error=exc.message, hint=exc.hint)
+    except MemoryError:
+        record.update(status="failed", error="out of memory")
+    except Exception as exc:  # noqa: BLE001 - any backend failure becomes this variant's status
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        record.update(status="failed", error=f"{type(exc).__name__}: {first}"[:2000])
+        traceback.print_exc(file=sys.stderr)
+    write_json(out_dir / "record.json", record)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The record is written: skip interpreter teardown, which for some frameworks takes seconds or hangs.
+    os._exit(code)
