@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def interleaved_medians(fns: list[Callable[[], object]], runs: int, warmup: int = 10) -> list[float]:

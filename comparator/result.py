@@ -95,7 +95,7 @@ class Report:
         return _plain(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         if not isinstance(data, dict) or "schema_version" not in data:
             raise ReportError("not an infercmp report (no schema_version)")
         version = data["schema_version"]

@@ -16,7 +16,7 @@ is not mistaken for a numerical regression.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

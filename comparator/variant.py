@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from .errors import UsageError
 
@@ -23,7 +23,7 @@ class Variant:
     options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, spec: str) -> "Variant":
+    def parse(cls, spec: str) -> Variant:
         variants = expand(spec)
         if len(variants) != 1:
             raise UsageError(f"{spec!r} is a sweep of {len(variants)} variants, not one variant",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from functools import lru_cache
+from functools import lru_cache, cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -27,7 +27,7 @@ def _load(target: str) -> Any:
     return obj() if isinstance(obj, type) else obj
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plugins() -> dict[str, Any]:
     found = {}
     for ep in entry_points(group="infercmp.backends"):
@@ -40,7 +40,7 @@ def names() -> list[str]:
     return known + sorted(n for n in _plugins() if n not in BUILTIN)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get(name: str) -> Any:
     if name in BUILTIN:
         try:

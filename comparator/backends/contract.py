@@ -11,7 +11,8 @@ include every tapped tensor, and `Session.run` returns every graph output by nam
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping
 
 import numpy as np
 

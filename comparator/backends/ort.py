@@ -1,7 +1,8 @@
 """ONNX Runtime, any execution provider, with its kernel-selection knobs as options."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class OrtBackend(BackendBase):
     def _default(self, key: str) -> Any:
         return next(o.default for o in self.options if o.name == key)
 
-    def open(self, model_path: str, options: Mapping[str, Any]) -> "OrtSession":
+    def open(self, model_path: str, options: Mapping[str, Any]) -> OrtSession:
         import onnxruntime as ort
 
         so = ort.SessionOptions()

@@ -1,7 +1,8 @@
 """The ONNX reference evaluator (onnx.reference), optionally computing the whole model in float64."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -17,7 +18,7 @@ class ReferenceBackend(BackendBase):
     options = (Option("dtype", str, "model", "compute in the model's own types, or promote floats to float64",
                       ("model", "float64")),)
 
-    def open(self, model_path: str, options: Mapping[str, Any]) -> "ReferenceSession":
+    def open(self, model_path: str, options: Mapping[str, Any]) -> ReferenceSession:
         import onnx
         from onnx.reference import ReferenceEvaluator
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -15,29 +14,29 @@ from .app import app
 @app.command()
 def compare(
     model: Path = typer.Argument(..., help="the .onnx model"),
-    backends: List[str] = typer.Option(["ort,ref"], "--backends", "-b",
+    backends: list[str] = typer.Option(["ort,ref"], "--backends", "-b",
                                        help="variants, comma separated: ort,ort:opt=disable,ref:dtype=float64; "
                                             "sweeps: ort:opt=basic|all"),
-    reference: Optional[str] = typer.Option(None, help="variant the others are compared with (default: first)"),
+    reference: str | None = typer.Option(None, help="variant the others are compared with (default: first)"),
     tap: str = typer.Option("all", help="all | outputs | comma-separated tensor names or globs"),
-    inputs: Optional[Path] = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
-    shape: List[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
+    inputs: Path | None = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
+    shape: list[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
     seed: int = typer.Option(0, help="seed of the random feeds"),
     samples: int = typer.Option(1, help="number of random samples (each a separate run)"),
     atol: float = typer.Option(1e-5, help="absolute tolerance on final outputs"),
     rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs"),
-    max_ulp: Optional[int] = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
+    max_ulp: int | None = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
     jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
-    workdir: Optional[Path] = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
+    workdir: Path | None = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
     isolate: bool = typer.Option(False, "--isolate", help="replay each node on the reference's inputs: "
                                                           "local error, origin vs propagation"),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML report here"),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", help="write a JUnit XML report here"),
+    html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
+    junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
     if no_cache:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -13,10 +12,10 @@ from .app import app
 @app.command()
 def conformance(
     backend: str = typer.Option(..., "--backend", "-b", help="one variant, e.g. torch or ort:opt=disable"),
-    op: List[str] = typer.Option([], "--op", help="only cases of this op type (repeatable)"),
-    name: Optional[str] = typer.Option(None, "--filter", help="only cases whose name contains this"),
+    op: list[str] = typer.Option([], "--op", help="only cases of this op type (repeatable)"),
+    name: str | None = typer.Option(None, "--filter", help="only cases whose name contains this"),
     case_timeout: float = typer.Option(60.0, help="seconds one case may take before it counts as a hang"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write per-case results here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write per-case results here"),
     failures: bool = typer.Option(False, "--failures", help="list every case that did not pass"),
 ) -> None:
     """Run the ONNX backend node test suite through one variant; count passed/failed/unsupported per op."""

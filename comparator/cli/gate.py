@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -41,14 +41,14 @@ def _size(n: float) -> str:
 @app.command()
 def capture(
     model: Path = typer.Argument(..., help="the .onnx model"),
-    backend: List[str] = typer.Option(..., "--backend", "--backends", "-b",
+    backend: list[str] = typer.Option(..., "--backend", "--backends", "-b",
                                       help="variant(s) to run: ort, ort:opt=disable (comma separated for several)"),
     out: Path = typer.Option(..., "--out", "-o", help="the bundle to write (.icmp)"),
     tap: str = typer.Option("outputs", help="outputs (default) | all | comma-separated tensor names or globs"),
-    inputs: Optional[Path] = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
-    labels: Optional[str] = typer.Option(None, help="class labels in the --inputs .npz (default: `label` "
+    inputs: Path | None = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
+    labels: str | None = typer.Option(None, help="class labels in the --inputs .npz (default: `label` "
                                                     "when present); gates score accuracy with them"),
-    shape: List[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
+    shape: list[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
     seed: int = typer.Option(0, help="seed of the random feeds"),
     samples: int = typer.Option(1, help="number of random samples (each a separate run)"),
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
@@ -143,14 +143,14 @@ def _render(report: Any, quiet: bool, out: Any) -> None:
 
 @app.command()
 def diff(
-    bundles: List[Path] = typer.Argument(..., help="two or more .icmp bundles; the first is the reference"),
+    bundles: list[Path] = typer.Argument(..., help="two or more .icmp bundles; the first is the reference"),
     atol: float = typer.Option(1e-5, help="absolute tolerance on final outputs"),
     rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs"),
-    max_ulp: Optional[int] = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
+    max_ulp: int | None = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
     allow_model_change: bool = typer.Option(False, "--allow-model-change",
                                             help="compare bundles of different models (tensors matched by name, "
                                                  "then structure)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
 ) -> None:
     """Compare bundles captured on different machines or days (runs named VARIANT@FILE-STEM)."""
@@ -177,18 +177,18 @@ def diff(
 @app.command()
 def check(
     model: Path = typer.Argument(..., help="the model to release (.onnx)"),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="bundle captured from the released model"),
-    against: Optional[Path] = typer.Option(None, "--against", help="an earlier export (.onnx) to compare with"),
-    backends: List[str] = typer.Option([], "--backends", "-b", help="variants (default: the baseline's; "
+    baseline: Path | None = typer.Option(None, "--baseline", help="bundle captured from the released model"),
+    against: Path | None = typer.Option(None, "--against", help="an earlier export (.onnx) to compare with"),
+    backends: list[str] = typer.Option([], "--backends", "-b", help="variants (default: the baseline's; "
                                                                     "with --against: ort)"),
-    policy: Optional[Path] = typer.Option(None, help="policy file (TOML): tolerances, label budget, "
+    policy: Path | None = typer.Option(None, help="policy file (TOML): tolerances, label budget, "
                                                      "required variants"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the gate result (with its reports) here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the gate result (with its reports) here"),
     update_baseline: bool = typer.Option(False, "--update-baseline",
                                          help="rewrite the baseline with this run (previous kept as .prev)"),
-    inputs: Optional[Path] = typer.Option(None, help="with --against: feeds from .npz or .npy"),
-    labels: Optional[str] = typer.Option(None, help="with --against: labels array in the --inputs .npz"),
-    shape: List[str] = typer.Option([], help="with --against: bind dynamic dims (repeatable)"),
+    inputs: Path | None = typer.Option(None, help="with --against: feeds from .npz or .npy"),
+    labels: str | None = typer.Option(None, help="with --against: labels array in the --inputs .npz"),
+    shape: list[str] = typer.Option([], help="with --against: bind dynamic dims (repeatable)"),
     seed: int = typer.Option(0, help="with --against: seed of the random feeds"),
     samples: int = typer.Option(1, help="with --against: number of random samples"),
     tap: str = typer.Option("all", help="with --against: tensors to compare (all | outputs | names/globs)"),

@@ -27,9 +27,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def gpus() -> list[dict[str, str]]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _package_versions(backends: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of infercmp, onnx, NumPy and each backend's framework (read without importing it)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -121,7 +122,7 @@ def package_versions(backends: list[str]) -> dict[str, str]:
     return dict(_package_versions(tuple(sorted(backends))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _machine() -> dict[str, Any]:
     from ..run.machine import environment_fingerprint
 
@@ -233,7 +234,7 @@ class Bundle:
     _headers: dict[str, npyzip.Header] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "Bundle":
+    def open(cls, path: str | os.PathLike[str]) -> Bundle:
         """Open and validate: readable zip, known format, supported schema, every member present and sane."""
         p = Path(path)
         if not p.is_file():

@@ -139,7 +139,7 @@ class Reader:
             raise
         self.infos = {i.filename: i for i in self.zf.infolist()}
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -33,7 +33,8 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from ..errors import InfercmpError, UsageError
 from ..measure.metrics import Tolerance
@@ -85,7 +86,7 @@ class Policy:
     _cache: dict[str, Resolved] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_tolerance(cls, tolerance: Tolerance) -> "Policy":
+    def from_tolerance(cls, tolerance: Tolerance) -> Policy:
         return cls(source="tolerance", defaults=Rule("[defaults]", 0, tolerance.atol, tolerance.rtol,
                                                      tolerance.max_ulp))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class GateResult:
     def model_changed(self) -> bool:
         return self.reference.get("sha256") != self.candidate.get("sha256")
 
-    def finish(self) -> "GateResult":
+    def finish(self) -> GateResult:
         required = [v for v in self.verdicts.values() if v["required"]]
         if any(v["status"] == "error" for v in required):
             self.exit_code = EXIT_FAILED

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

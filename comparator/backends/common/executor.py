@@ -9,7 +9,8 @@ anything, then walks the main graph in topological order keeping every tensor by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class OpContext:
 
     node: Any
     opset: int
-    executor: "GraphExecutor"
+    executor: GraphExecutor
     options: Mapping[str, Any] = field(default_factory=dict)
     # The values visible where the node runs: a subgraph (If/Loop/Scan body) may read any of them by name.
     scope: Mapping[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 
 def isa_from_verbose(probe: Callable[[], None], missing: str) -> str:

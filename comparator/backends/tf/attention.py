@@ -4,7 +4,8 @@ over Q and K, softcap before the mask, softmax of the masked scores, fully maske
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class TfBackend(BackendBase):
             env["XLA_FLAGS"] = f"{flags} --xla_cpu_max_isa={options['xla_isa']}".strip()
         return env
 
-    def open(self, model_path: str, options: Mapping[str, Any]) -> "TfSession":
+    def open(self, model_path: str, options: Mapping[str, Any]) -> TfSession:
         import onnx
 
         try:
@@ -81,7 +82,7 @@ class TfBackend(BackendBase):
         return open_model(model, options)
 
 
-def open_model(model: Any, options: Mapping[str, Any]) -> "TfSession":
+def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
     """Open an in-memory ModelProto (what `TfBackend.open` does after loading the file)."""
     _check_types(model, options["mode"])
     if options["dtype"] == "float64":

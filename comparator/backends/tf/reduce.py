@@ -1,7 +1,8 @@
 """Reductions, soft/hard max, matrix products, cumulative and top-k ops on TensorFlow kernels."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf

@@ -8,7 +8,8 @@ specification (indices and weights are computed while tracing: shapes are static
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf

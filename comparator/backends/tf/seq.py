@@ -5,7 +5,8 @@ over time steps is what tf.function and XLA see: the same kernels as a Keras cel
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import tensorflow as tf
 

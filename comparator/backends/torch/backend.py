@@ -8,7 +8,8 @@ torch.compile (inductor), and the CUDA/cuDNN switches. torch is imported only in
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class TorchBackend(BackendBase):
             env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS refuses deterministic mode without it
         return env
 
-    def open(self, model_path: str, options: Mapping[str, Any]) -> "TorchSession":
+    def open(self, model_path: str, options: Mapping[str, Any]) -> TorchSession:
         import onnx
 
         try:
@@ -72,7 +73,7 @@ class TorchBackend(BackendBase):
         return open_model(model, options)
 
 
-def open_model(model: Any, options: Mapping[str, Any]) -> "TorchSession":
+def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
     """Open an in-memory ModelProto (the backend's open() after loading the file)."""
     from . import table as torch_ops
     from ..common.executor import GraphExecutor

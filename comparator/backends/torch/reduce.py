@@ -1,7 +1,7 @@
 """Reductions, Einsum and the loss ops."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

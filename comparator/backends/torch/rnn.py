@@ -2,7 +2,7 @@
 (activations, clip, peepholes, input_forget, linear_before_reset, sequence_lens, layout, directions)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -6,7 +6,8 @@ torch, so only the backend's `open()` does it.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch

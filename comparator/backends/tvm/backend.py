@@ -15,7 +15,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class TvmBackend(BackendBase):
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         return {"TVM_NUM_THREADS": str(options["threads"])} if options["threads"] else {}
 
-    def open(self, model_path: str, options: Mapping[str, Any]) -> "TvmSession":
+    def open(self, model_path: str, options: Mapping[str, Any]) -> TvmSession:
         import onnx
 
         tvm = import_tvm()

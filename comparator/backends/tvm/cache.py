@@ -19,7 +19,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 FORMAT = 1  # bump when the entry layout or the key's ingredients change
 
