@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from functools import lru_cache, cache
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
