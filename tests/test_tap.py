@@ -90,33 +90,66 @@ def test_untyped_tensor_is_skipped_not_given_a_made_up_type(tmp_path):
     assert outputs == {"y": T.FLOAT, "r": T.FLOAT}
 
 
-def test_ir_version_14_is_lowered_for_the_runtime(tmp_path, models):
-    original = onnx.load(str(models.ir14))
-    assert original.ir_version == 14
-    with pytest.raises(Exception, match="(?i)ir.?version|unsupported model"):
-        ort.InferenceSession(str(models.ir14), providers=["CPUExecutionProvider"])
-    m = model_mod.load(models.ir14)
-    untapped, tapped = tap.write_copies(m, tap.plan(m, "all"), tmp_path)
-    for path in (untapped, tapped):
-        copy = onnx.load(str(path))
-        assert copy.ir_version == 8  # what opset 17 needs
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        out = session.run(["y"], {"x": np.ones((1, 4), np.float32)})[0]
+def _ort_session(path):
+    from comparator.backends.ort import OrtBackend
+    from comparator.backends.options import resolve
+
+    backend = OrtBackend()
+    return backend.open(str(path), resolve("ort", backend.options, {}))
+
+
+def test_a_copy_is_lowered_only_when_the_installed_runtime_refuses_the_ir_version(tmp_path, models):
+    # Decided by trying the installed onnxruntime, not by a version number: IR 99 is refused by every release,
+    # the onnx package's own IR 14 only by those older than 1.32.
+    proto = onnx.load(str(models.ir14))
+    proto.ir_version = 99
+    onnx.save(proto, str(tmp_path / "ir99.onnx"))
+    for path, ir in ((tmp_path / "ir99.onnx", 99), (models.ir14, 14)):
+        try:
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            refused = False
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            assert "IR version" in str(exc)
+            refused = True
+        assert refused or ir != 99
+        session = _ort_session(path)
+        out = session.run({"x": np.ones((1, 4), np.float32)})["y"]
         assert np.allclose(out, np.ones((1, 4)) @ (np.arange(16).reshape(4, 4) / 7))
-    assert any("IR version 14 written as 8" in note for note in m.notes)
-    assert m.summary()["ir_version"] == 14  # the report still describes the model as given
+        lowered = session.provenance().get("ir_version_lowered")
+        if refused:
+            assert lowered["from"] == ir and lowered["to"] == 8  # what opset 17 needs
+            assert lowered["runtime_max"] >= 8
+            assert onnx.load(str(path)).ir_version == ir  # the copy is a new file beside the model
+        else:
+            assert lowered is None
 
 
-def test_runtime_ir_version_follows_the_opset():
+def test_copies_keep_the_model_ir_version(tmp_path, models):
+    m = model_mod.load(models.ir14)
+    for path in tap.write_copies(m, tap.plan(m, "all"), tmp_path):
+        assert onnx.load(str(path)).ir_version == 14
+    assert m.summary()["ir_version"] == 14
+
+
+def test_needed_ir_version_follows_the_opset():
+    from comparator.graph.irversion import needed_ir_version
+
     def proto(opset, ir):
         p = helper.make_model(helper.make_graph([], "g", [], []), opset_imports=[helper.make_opsetid("", opset)])
         p.ir_version = ir
         return p
 
-    assert tap.runtime_ir_version(proto(17, 14)) == 8
-    assert tap.runtime_ir_version(proto(21, 14)) == 10
-    assert tap.runtime_ir_version(proto(9, 14)) == 7  # never below 7
-    assert tap.runtime_ir_version(proto(17, 7)) == 7  # never raised
+    assert needed_ir_version(proto(17, 14)) == 8
+    assert needed_ir_version(proto(21, 14)) == 10
+    assert needed_ir_version(proto(9, 14)) == 7  # never below 7
+    assert needed_ir_version(proto(17, 7)) == 7  # never raised
+
+
+def test_a_runtime_too_old_for_the_opset_is_named(tmp_path, models):
+    from comparator.graph.irversion import write_lowered
+
+    with pytest.raises(ValueError, match="needs IR version 8; the runtime reads at most 7"):
+        write_lowered(models.ir14, 7)
 
 
 def test_copies_leave_the_original_untouched(tmp_path, conv_bn):

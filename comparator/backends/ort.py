@@ -1,6 +1,7 @@
 """ONNX Runtime, any execution provider, with its kernel-selection knobs as options."""
 from __future__ import annotations
 
+import re
 from typing import Any
 from collections.abc import Mapping
 
@@ -74,14 +75,44 @@ class OrtBackend(BackendBase):
         providers: list[Any] = [(provider, provider_options)]
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
+        lowered: dict[str, int] = {}
         try:
-            session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            try:
+                session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+                limit = _ir_limit(str(exc))
+                if limit is None:
+                    raise
+                path, old, new = _lowered(model_path, limit, ort.__version__)
+                lowered = {"from": old, "to": new, "runtime_max": limit}
+                session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001
             text = str(exc)
             if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
                 raise UnsupportedError(f"onnxruntime cannot run this model: {_first(text)}") from None
             raise BackendError(f"onnxruntime could not load the model: {_first(text)}") from None
-        return OrtSession(session, options, ort.__version__)
+        return OrtSession(session, options, ort.__version__, lowered)
+
+
+_IR_REFUSAL = re.compile(r"Unsupported model IR version: \d+, max supported IR version: (\d+)")
+
+
+def _ir_limit(text: str) -> int | None:
+    """The highest IR version this onnxruntime reads, from its refusal of a newer one (None: another error)."""
+    match = _IR_REFUSAL.search(text)
+    return int(match.group(1)) if match else None
+
+
+def _lowered(model_path: str, limit: int, version: str) -> tuple[Any, int, int]:
+    from ..graph.irversion import write_lowered
+
+    try:
+        return write_lowered(model_path, limit)
+    except ValueError as exc:
+        raise BackendError(f"onnxruntime {version} cannot read this model: {exc}",
+                           "upgrade onnxruntime, or export the model with a lower opset") from None
 
 
 def _first(text: str) -> str:
@@ -90,12 +121,14 @@ def _first(text: str) -> str:
 
 
 class OrtSession:
-    def __init__(self, session: Any, options: Mapping[str, Any], version: str):
+    def __init__(self, session: Any, options: Mapping[str, Any], version: str, lowered: Mapping[str, int]):
         self._session = session
         self._names = [o.name for o in session.get_outputs()]
         self._info = {"backend": "onnxruntime", "onnxruntime": version,
                       "providers_used": session.get_providers(),
                       "provider_options": {k: dict(v) for k, v in session.get_provider_options().items()}}
+        if lowered:  # this onnxruntime refused the model's IR version: it ran a copy with the lowest one needed
+            self._info["ir_version_lowered"] = dict(lowered)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self._names, dict(feeds))

@@ -15,10 +15,6 @@ from collections.abc import Sequence
 from ..errors import UsageError
 from .model import Model, TensorInfo
 
-# Runtimes lag behind the onnx package: onnxruntime 1.31 rejects IR version 14, written by onnx 1.23.
-# Copies are written with the lowest IR version that the model's default-domain opset needs.
-_MIN_IR = 7
-
 
 @dataclass
 class TapPlan:
@@ -58,27 +54,12 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
     return result
 
 
-def runtime_ir_version(model_proto: Any) -> int:
-    import onnx
-
-    opset = next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    needed = min((row[1] for row in onnx.helper.VERSION_TABLE if row[2] >= opset), default=model_proto.ir_version)
-    return max(_MIN_IR, min(model_proto.ir_version, needed))
-
-
 def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, Path]:
     """Write `model.onnx` (untapped) and `tapped.onnx` into folder; return both paths."""
     import onnx
 
     base = onnx.ModelProto()
     base.CopyFrom(model.proto)
-    ir = runtime_ir_version(base)
-    if ir != base.ir_version:
-        note = (f"IR version {base.ir_version} written as {ir} for the runtimes "
-                f"(onnxruntime 1.31 accepts at most 13; the opset needs {ir})")
-        if note not in model.notes:  # the same Model may be compared more than once
-            model.notes.append(note)
-        base.ir_version = ir
     untapped = folder / "model.onnx"
     _save(base, untapped)
     tapped_proto = onnx.ModelProto()

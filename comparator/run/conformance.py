@@ -90,11 +90,9 @@ def run_case(backend: Any, options: dict[str, Any], case: Any, folder: Path) -> 
     import onnx
 
     from ..errors import InfercmpError, UnsupportedError
-    from ..graph.tap import runtime_ir_version
 
     model = onnx.ModelProto()
     model.CopyFrom(case.model)
-    model.ir_version = runtime_ir_version(model)
     path = folder / "case.onnx"
     onnx.save(model, str(path))
     init = {i.name for i in model.graph.initializer}
