@@ -141,7 +141,7 @@ def test_capture_refuses_to_overwrite_without_force(captured, models, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.icmp"]  # no temporary files left
 
 
-def test_capture_of_a_variant_that_cannot_run_writes_nothing(models, tmp_path):
+def test_capture_of_a_variant_that_cannot_run_writes_nothing(models, tmp_path, ort_lacks_tan_float64):
     target = tmp_path / "tan.icmp"
     code, _, err = run_cli("capture", models.unsupported, "-b", "ort", "-o", target)
     assert code == 3

@@ -53,7 +53,7 @@ def test_tolerance_flags_set_the_exit_code(models):
     assert "max_ulp 1000" in loose.output
 
 
-def test_failed_variant_exit_3(models):
+def test_failed_variant_exit_3(models, ort_lacks_tan_float64):
     result = invoke("compare", models.unsupported, "--backends", "ref,ort", "--tap", "outputs")
     assert result.exit_code == 3, result.output
     assert "ort: unsupported" in result.output and "Tan" in result.output
@@ -146,7 +146,7 @@ def test_model_error_through_the_script(tmp_path):
 
 
 @pytest.mark.parametrize("script", [False, True])
-def test_exit_codes_survive_a_real_process(models, script):
+def test_exit_codes_survive_a_real_process(models, script, ort_lacks_tan_float64):
     # CliRunner runs click in standalone mode; the installed script does not, and must still return the code.
     strict = run("compare", models.exp_chain, "-b", "ort,ref", "--atol", "0", "--rtol", "0", "-q", script=script)
     assert strict.returncode == 1, strict.stderr

@@ -149,7 +149,7 @@ def test_killed_variant_is_reported_and_the_others_compared(killed_report):
 
 
 @pytest.fixture(scope="module")
-def unsupported_report(models):
+def unsupported_report(models, ort_lacks_tan_float64):
     return comparator.compare(models.unsupported, ["ref", "ort", "ref:dtype=float64"], jobs=2)
 
 
@@ -166,7 +166,7 @@ def test_op_the_backend_lacks(unsupported_report):
     assert report.first_divergence == {"ref:dtype=float64": None}
 
 
-def test_failed_reference_leaves_nothing_to_compare(models):
+def test_failed_reference_leaves_nothing_to_compare(models, ort_lacks_tan_float64):
     # the reference itself cannot run: no tensors to compare, still a report with exit code 3
     report = comparator.compare(models.unsupported, ["ort", "ref"])
     assert [v.status for v in report.variants] == ["unsupported", "ok"]
