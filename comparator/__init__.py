@@ -4,35 +4,34 @@
     report = comparator.compare("model.onnx", ["ort", "ort:opt=disable", "ref:dtype=float64"])
     report.first_divergence, report.passed
 
-Importing this package imports no inference framework.
+Importing this package imports no inference framework: the public names below load on first use.
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what checkers and IDEs see; at run time each name is imported on first access
+    from .api import compare
+    from .errors import InfercmpError
+    from .measure.metrics import Tolerance
+    from .result import Report
+    from .variant import Variant
 
 __all__ = ["compare", "Variant", "Report", "Tolerance", "InfercmpError"]
 __version__ = "0.1.0"
 
+_LAZY = {"compare": ".api", "Variant": ".variant", "Report": ".result", "Tolerance": ".measure.metrics",
+         "InfercmpError": ".errors"}
 
-def __getattr__(name: str) -> Any:  # lazy, so `import comparator` stays cheap
-    if name == "compare":
-        from .api import compare
 
-        return compare
-    if name == "Variant":
-        from .variant import Variant
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return Variant
-    if name == "Report":
-        from .result import Report
 
-        return Report
-    if name == "Tolerance":
-        from .measure.metrics import Tolerance
-
-        return Tolerance
-    if name == "InfercmpError":
-        from .errors import InfercmpError
-
-        return InfercmpError
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]
