@@ -214,6 +214,7 @@ def check(
         result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout, jobs=jobs,
                             update_baseline=update_baseline)
     else:
+        assert against is not None  # exactly one of the two, checked above
         if update_baseline:
             raise UsageError("--update-baseline applies to --baseline only")
         result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,

@@ -93,7 +93,7 @@ def _shape_of(type_proto: Any) -> tuple[tuple[Any, ...] | None, int | None]:
     tt = type_proto.tensor_type
     if not tt.HasField("shape"):
         return None, tt.elem_type or None
-    dims = []
+    dims: list[int | str | None] = []
     for d in tt.shape.dim:
         if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
@@ -154,7 +154,7 @@ def check_external_data(model: Any, base_dir: Path) -> list[Path]:
 def load(path: str | os.PathLike[str]) -> Model:
     """Load, validate and catalogue a model. Raises ModelError with a hint on every bad input."""
     import onnx
-    from google.protobuf.message import DecodeError
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
     p = Path(path)
     if not p.exists():

@@ -106,7 +106,8 @@ def _quantization_borders(graph: Any) -> None:
             scale = node.input[1] if node.op_type == "QuantizeLinear" and len(node.input) > 1 else ""
             to = scale_types.get(scale, onnx.TensorProto.FLOAT)
             narrow = fresh(f"{node.input[0]}_{helper.tensor_dtype_to_np_dtype(to).name}")
-            nodes.append(helper.make_node("Cast", [node.input[0]], [narrow], to=to, name=fresh("infercmp_float64_border")))
+            nodes.append(helper.make_node("Cast", [node.input[0]], [narrow], to=to,
+                                          name=fresh("infercmp_float64_border")))
             node.input[0] = narrow
         nodes.append(node)
         if node.op_type == "DequantizeLinear" and node.output and node.output[0]:

@@ -71,8 +71,10 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, P
         if t.name in existing:
             continue
         vi = graph.output.add()
-        vi.CopyFrom(types[t.name]) if t.name in types else vi.CopyFrom(
-            onnx.helper.make_tensor_value_info(t.name, t.elem_type, None))
+        if t.name in types:
+            vi.CopyFrom(types[t.name])
+        else:  # planned taps always have an element type (plan() skips the others)
+            vi.CopyFrom(onnx.helper.make_tensor_value_info(t.name, t.elem_type or 0, None))
     tapped = folder / "tapped.onnx"
     _save(tapped_proto, tapped)
     return untapped, tapped

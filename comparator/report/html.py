@@ -187,18 +187,18 @@ def _plot(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     index = {t.name: i for i, t in enumerate(tensors)}
     for v in compared:
         c = PALETTE[colors[v]]
-        pts = " ".join("%.1f,%.1f" % xy(i, y) for i, y in enumerate(vals[v]) if y is not None)
+        points = [xy(i, y) for i, y in enumerate(vals[v]) if y is not None]
+        pts = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
         out.append(f'<polyline class="series" points="{pts}" fill="none" stroke="{c}" stroke-width="1.6" '
                    f'stroke-linejoin="round"><title>{esc(v)}</title></polyline>')
         if n <= 80:  # dots only while they stay apart
-            out += ['<circle cx="%.1f" cy="%.1f" r="2.2" fill="%s"/>' % (*xy(i, y), c)
-                    for i, y in enumerate(vals[v]) if y is not None]
+            out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.2" fill="{c}"/>' for px, py in points]
         for kind, found in (("first divergence", report.first_divergence),
                             ("first beyond tolerance", report.first_beyond_tolerance)):
-            if (i := index.get(found.get(v) or "")) is None:
+            if (at := index.get(found.get(v) or "")) is None:
                 continue
-            x, y = xy(i, vals[v][i] or 0)
-            tip = f"<title>{esc(f'{v}: {kind} at #{tensors[i].index} {tensors[i].name}')}</title>"
+            x, y = xy(at, vals[v][at] or 0)
+            tip = f"<title>{esc(f'{v}: {kind} at #{tensors[at].index} {tensors[at].name}')}</title>"
             out.append(f'<circle class="marker" cx="{x:.1f}" cy="{y:.1f}" r="5.5" fill="#fff" fill-opacity=".4" '
                        f'stroke="{c}" stroke-width="2">{tip}</circle>' if kind == "first divergence" else
                        f'<path class="marker" d="M{x:.1f} {y - 6:.1f}l6 6l-6 6l-6-6z" fill="{c}" stroke="#fff">'

@@ -52,7 +52,7 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
             arrays[name][s] = value
         del out
     for arr in arrays.values():
-        arr.flush()
+        arr.flush()  # type: ignore[attr-defined]  # open_memmap returns a np.memmap
     return files
 
 

@@ -88,7 +88,9 @@ class TvmBackend(BackendBase):
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"tvm backend could not read {model_path}: {_first(exc)}") from None
         if proto.functions:
-            proto = onnx.inliner.inline_local_functions(proto)
+            from onnx import inliner
+
+            proto = inliner.inline_local_functions(proto)
         check_model(proto)
         shapes_as_tensors(proto.graph)
         target, info = (cuda_target() if options["target"] == "cuda" else llvm_target(options))
@@ -246,7 +248,8 @@ def _import(proto: Any, shapes: dict[str, list[int]] | None) -> Any:
         if re.search(r"'Var' object has no attribute", text):
             # A converter read the value of an input that, in this model, is a graph input, not a constant.
             raise UnsupportedError(f"TVM's ONNX frontend cannot convert the model{where}: it needs a constant "
-                                   "where the model has a run-time input", "compare with the ort or ref backends")
+                                   "where the model has a run-time input",
+                                   "compare with the ort or ref backends") from None
         raise BackendError(f"TVM's ONNX frontend failed{where}: {type(exc).__name__}: {text}") from None
 
 

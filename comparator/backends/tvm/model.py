@@ -118,7 +118,8 @@ def shapes_as_tensors(graph: Any) -> None:
                         nodes.append(casts[name])
                     node.input[i] = f"{name}::tensor"
         nodes.append(node)
-        if node.op_type == "Shape" or (takes and node.op_type in _PASSES_SHAPE and any(x in shaped for x in node.input)):
+        passes = takes and node.op_type in _PASSES_SHAPE and any(x in shaped for x in node.input)
+        if node.op_type == "Shape" or passes:
             shaped.update(node.output)
     if casts:
         del graph.node[:]

@@ -132,9 +132,10 @@ def cuda_target() -> tuple[Any, dict[str, Any]]:
         raise BackendError(f"target=cuda: TVM compiles CUDA kernels with {mode}, which is not installed",
                            "pip install cuda-bindings (NVRTC), or put nvcc on PATH and set TVM_CUDA_COMPILE_MODE=nvcc")
     cg = tvm.target.codegen
-    spec = {"kind": "cuda", "arch": "sm_" + str(dev.compute_version).replace(".", ""),
-            "host": {"kind": "llvm", "mcpu": str(cg.llvm_get_system_cpu())}}
+    host_cpu = str(cg.llvm_get_system_cpu())
+    spec: dict[str, Any] = {"kind": "cuda", "arch": "sm_" + str(dev.compute_version).replace(".", ""),
+            "host": {"kind": "llvm", "mcpu": host_cpu}}
     target = tvm.target.Target(spec)
     return target, {"target": str(target), "target_spec": spec, "device": str(dev.device_name),
-                    "host_cpu": spec["host"]["mcpu"], "cuda_compiler": mode,
+                    "host_cpu": host_cpu, "cuda_compiler": mode,
                     "fast_math": "on: TVM compiles every CUDA kernel with --use_fast_math"}
