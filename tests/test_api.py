@@ -149,8 +149,10 @@ def test_observer_effect_is_flagged_when_taps_change_the_outputs(models, observe
     untapped = ort_outputs(models.conv_bn, level, feeds)
     tapped = ort_outputs(models.conv_bn, level, feeds, extra=["conv", "bn"])
     differ = not np.array_equal(untapped, tapped)
-    assert differ, "folding BN into Conv should change the rounding of this model's output"
     assert observer_report.observer_effect["ort"] is differ
+    if not differ:
+        pytest.skip("assumes onnxruntime folds BatchNormalization into Conv only when nothing is tapped, which "
+                    "changes this model's rounding; this onnxruntime's outputs are the same either way")
     detail = observer_report.observer_detail["ort"]["y"]
     assert detail["max_abs"] == pytest.approx(float(np.abs(untapped - tapped).max()))
     assert detail["max_ulp"] > 0
