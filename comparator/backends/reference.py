@@ -46,6 +46,13 @@ def _kernels(opset: int) -> list[type]:
     - DequantizeLinear before opset 19: onnx.reference's kernels start at opset 19; the newest one takes every
       attribute the evaluator passes and computes the older opsets' cases (int8, uint8, int32 with float32
       scales, per-tensor or per-axis) the same way.
+    - BatchNormalization at opsets 7-13: onnx.reference normalises with the batch's own statistics whenever
+      `momentum` has a value, and the schema's default fills it in even when the node has none; a node with one
+      output is in inference mode (as ONNX Runtime and the spec read it) and uses the running mean and variance.
+    - GlobalMaxPool: onnx.reference reduces the wrong axes of a rank-3 input ([N, C, L] -> [N, 1]); the pooled
+      axes are every axis after the channel axis, whatever the rank.
+    - GatherElements: onnx.reference's np.choose fails once the gathered axis is longer than 64 (NumPy's limit
+      of choices); take_along_axis has no such limit.
     """
     import math
 
@@ -59,13 +66,60 @@ def _kernels(opset: int) -> list[type]:
         def _run(self, x):  # noqa: ANN001, ANN202
             return (erf(x).astype(x.dtype, copy=False),)
 
-    kernels: list[type] = [Erf]
+    kernels: list[type] = [Erf, _global_max_pool(), _gather_elements()]
+    if 7 <= opset < 14:
+        kernels.append(_batch_normalization())
     if opset < 19:
         from onnx.reference.ops import op_dequantize_linear as dq
 
         newest = max((k for k in vars(dq) if k.startswith("DequantizeLinear_")), key=lambda k: int(k.split("_")[1]))
         kernels.append(type("DequantizeLinear", (getattr(dq, newest),), {"op_domain": ""}))
     return kernels
+
+
+def _batch_normalization() -> type:
+    from onnx.reference.ops import op_batch_normalization as bn
+
+    base = bn.BatchNormalization_9
+
+    class BatchNormalization(base):  # type: ignore[misc, valid-type]
+        op_domain = ""
+
+        def _run(self, x, scale, bias, mean, var, epsilon=None, momentum=None, **_):  # noqa: ANN001, ANN003, ANN202
+            if sum(1 for o in self.onnx_node.output if o) == 1:  # inference mode: the running statistics
+                return (bn._batchnorm_test_mode(x, scale, bias, mean, var, epsilon=1e-5 if epsilon is None
+                                                else epsilon),)
+            return super()._run(x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum)
+
+    return BatchNormalization
+
+
+def _global_max_pool() -> type:
+    from onnx.reference.op_run import OpRun
+
+    class GlobalMaxPool(OpRun):
+        op_domain = ""
+
+        def _run(self, x):  # noqa: ANN001, ANN202
+            return (x.max(axis=tuple(range(2, x.ndim)), keepdims=True),)
+
+    return GlobalMaxPool
+
+
+def _gather_elements() -> type:
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=0):  # noqa: ANN001, ANN202
+            axis = axis % data.ndim
+            # Output has the indices' shape; off the gathered axis it may be shorter than the data.
+            data = data[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(indices.shape))]
+            indices = np.where(indices < 0, indices + data.shape[axis], indices).astype(np.int64)
+            return (np.take_along_axis(data, indices, axis=axis),)
+
+    return GatherElements
 
 
 class ReferenceSession:
