@@ -85,14 +85,42 @@ def test_shape_binds_named_dim_and_whole_input(dynamic):
     assert feeds["x"].shape == (2, 5, 4) and feeds["z"].shape == (2, 2, 1)
 
 
-def test_unbound_named_dim_is_named(dynamic, cli, models):
+def test_dynamic_batch_defaults_to_one(dynamic):
+    # x is [batch, 4]: an unbound first axis is the batch, one sample per run (inputs.DEFAULT_BATCH).
+    feeds = feeds_mod.make_feeds(dynamic, {"z": (2, 1)})
+    assert feeds["x"].shape == (1, feeds_mod.DEFAULT_BATCH, 4)
+
+
+def test_unbound_named_dim_is_named(tmp_path, cli):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", T.FLOAT, ["batch", "seq"])],
+                       [vi("y", T.FLOAT, ["batch", "seq"])])
+    onnx.save(model, str(tmp_path / "seq.onnx"))
     with pytest.raises(InputError) as info:
-        feeds_mod.make_feeds(dynamic, {"z": (2, 1)})
-    assert "'x'" in info.value.message and "'batch'" in info.value.message
-    assert info.value.hint == "bind it: --shape batch=N"
-    code, _, err = cli("compare", models.dynamic, "--backends", "ort", "--shape", "z=2x1")
+        feeds_mod.make_feeds(model_mod.load(tmp_path / "seq.onnx"), {})
+    assert "'x'" in info.value.message and "'seq'" in info.value.message
+    assert info.value.hint == "bind it: --shape seq=N"
+    code, _, err = cli("compare", tmp_path / "seq.onnx", "--backends", "ort", "--shape", "batch=2")
     assert code == 2
-    assert_clean_error(err, "unbound dimension 'batch'")
+    assert_clean_error(err, "unbound dimension 'seq'")
+
+
+@pytest.mark.parametrize("dims", [[-1, 3, 8, -1], [0, 3, 8, 0], ["?", 3, 8, "?"], [None, 3, 8, None]],
+                         ids=["minus-one", "zero", "question-mark", "missing"])
+def test_non_positive_missing_and_unnamed_dims_are_dynamic(tmp_path, dims):
+    # Paddle exports dims as -1; ORT and Polygraphy read any non-positive or missing dim as dynamic.
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", T.FLOAT, dims)],
+                       [vi("y", T.FLOAT, dims)])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    m = model_mod.load(tmp_path / "m.onnx")
+    assert m.inputs[0].shape == (None, 3, 8, None)
+    with pytest.raises(InputError, match="unbound dimension #3") as info:
+        feeds_mod.make_feeds(m, {})
+    assert info.value.hint == "bind it: --shape x=Nx3x8xN"
+    assert feeds_mod.make_feeds(m, {"x": (1, 3, 8, 20)})["x"].shape == (1, 1, 3, 8, 20)
+    np.savez(tmp_path / "f.npz", x=np.ones((2, 3, 8, 7), np.float32))
+    assert feeds_mod.load_feeds(m, tmp_path / "f.npz")["x"].shape == (1, 2, 3, 8, 7)
+    with pytest.raises(InputError, match="contradicts"):
+        feeds_mod.make_feeds(m, {"x": (1, 4, 8, 20)})
 
 
 def test_unbound_unnamed_dim(dynamic):

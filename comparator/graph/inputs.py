@@ -16,6 +16,8 @@ import numpy as np
 from ..errors import InputError, UsageError
 from .model import InputSpec, Model
 
+# What an unbound dynamic first axis of an input (of rank 2 or more) is set to in random feeds: the batch.
+DEFAULT_BATCH = 1
 _SHAPE = re.compile(r"^\s*([^=]+?)\s*=\s*(\d+(?:[x,]\d+)*)\s*$")
 
 
@@ -51,6 +53,8 @@ def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tup
             dims.append(d)
         elif isinstance(d, str) and d in shapes and len(shapes[d]) == 1:
             dims.append(shapes[d][0])
+        elif i == 0 and len(spec.shape) > 1:
+            dims.append(DEFAULT_BATCH)  # a dynamic batch axis: one sample per run unless bound
         else:
             label = repr(d) if d else f"#{i}"
             hint = f"--shape {d}=N" if d else f"--shape {spec.name}=" + "x".join(

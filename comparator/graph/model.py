@@ -95,9 +95,11 @@ def _shape_of(type_proto: Any) -> tuple[tuple[Any, ...] | None, int | None]:
         return None, tt.elem_type or None
     dims: list[int | str | None] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        # As ONNX Runtime reads them: a positive dim_value is fixed; a non-positive one (exporters write -1), a
+        # missing one and an unnamed or "?" dim_param are dynamic and unnamed; any other dim_param is a name.
+        if d.HasField("dim_value") and d.dim_value > 0:
             dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
+        elif d.HasField("dim_param") and d.dim_param.strip() not in ("", "?"):
             dims.append(d.dim_param)
         else:
             dims.append(None)
