@@ -34,6 +34,12 @@ class OpContext:
         return self.executor.run_graph(graph, {**self.scope, **feeds})
 
 
+def unsupported_op(ctx: OpContext, framework: str, what: str) -> UnsupportedError:
+    """The error for a node a framework's table cannot compute as asked (raised by the caller)."""
+    return UnsupportedError(f"op {ctx.node.op_type} (opset {ctx.opset}) with {what} is not supported by the "
+                            f"{framework} backend", "compare with the ort or ref backends")
+
+
 class OpTable:
     def __init__(self, framework: str):
         self.framework = framework

@@ -1,4 +1,4 @@
 """The TensorFlow backend: an ONNX executor on TF kernels. Importing this package does not import TensorFlow."""
-from .backend import TfBackend, open_model
+from .backend import open_model, TfBackend
 
 __all__ = ["TfBackend", "open_model"]

@@ -4,14 +4,14 @@ over Q and K, softcap before the mask, softmax of the masked scores, fully maske
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, fail, ints, op, rank, tf_dtype
+from .table import arg, axis_of, dtype, ints, op, rank, unsupported
 
 
 def _heads(x: Any, n: int) -> Any:
@@ -87,7 +87,7 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     mode = attrs.get("qk_matmul_output_mode", 0)
     exposed = scores if mode == 2 else qk
     if attrs.get("softmax_precision"):
-        scores = tf.cast(scores, tf_dtype(ctx, attrs["softmax_precision"]))
+        scores = tf.cast(scores, dtype(ctx, attrs["softmax_precision"]))
     probs = tf.nn.softmax(scores, axis=-1)
     # A row whose bias is -inf everywhere attends to nothing: zeros, not softmax's NaN.
     masked_row = tf.equal(tf.reduce_max(bias, axis=-1, keepdims=True), ninf)
@@ -104,7 +104,7 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 @op("RotaryEmbedding", since=23)
 def rotary_embedding(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, cos, sin = inputs[:3]
-    pos = inputs[3] if len(inputs) > 3 else None
+    pos = arg(inputs, 3)
     shape = tf.shape(x)
     r = rank(x)
     if r == 4:
@@ -133,7 +133,7 @@ def swiglu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 @op("TensorScatter", since=24)
 def tensor_scatter(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     cache, update = inputs[:2]
-    where = inputs[2] if len(inputs) > 2 else None
+    where = arg(inputs, 2)
     ax = axis_of(attrs.get("axis", -2), rank(cache))
     batch, n, size = cache.shape[0], update.shape[ax], cache.shape[ax]
     starts = [0] * batch if where is None else ints(ctx, where, "write_indices")
@@ -152,8 +152,8 @@ def tensor_scatter(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
 @op("CausalConvWithState", since=27)
 def causal_conv_with_state(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, w = inputs[:2]
-    b = inputs[2] if len(inputs) > 2 else None
-    past = inputs[3] if len(inputs) > 3 else None
+    b = arg(inputs, 2)
+    past = arg(inputs, 3)
     k = w.shape[2]
     if past is None:
         past = tf.zeros(tf.stack([tf.shape(x)[0], tf.shape(x)[1], k - 1]), x.dtype)
@@ -168,7 +168,7 @@ def causal_conv_with_state(ctx: OpContext, inputs: list[Any], attrs: dict[str, A
     if act in ("silu", "swish"):
         y = tf.cast(tf.nn.silu(tf.cast(y, tf.float32)), x.dtype)
     elif act != "none":
-        raise fail(ctx, f"activation={act}")
+        raise unsupported(ctx, f"activation={act}")
     return [y, padded[:, :, padded.shape[2] - (k - 1):]]
 
 
@@ -204,33 +204,3 @@ def linear_attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -
         outs.append(scale * tf.einsum("bhd,bhdm->bhm", q4[:, :, i], read))
     y = tf.reshape(tf.transpose(tf.stack(outs, 2), [0, 2, 1, 3]), [b, t, hq * dv])
     return [tf.cast(y, q.dtype), tf.cast(state, past.dtype if past is not None else q.dtype)]
-
-
-def _nll(x: Any, target: Any, weight: Any, attrs: dict[str, Any]) -> Any:
-    """-x[n, target[n, ...], ...], weighted, ignore_index skipped, then reduced."""
-    ignore = attrs.get("ignore_index")
-    target = tf.cast(target, tf.int64)
-    valid = tf.ones_like(target, tf.bool) if ignore is None else tf.not_equal(target, ignore)
-    safe = tf.where(valid, target, tf.zeros_like(target))
-    picked = tf.squeeze(tf.experimental.numpy.take_along_axis(x, tf.expand_dims(safe, 1), axis=1), 1)
-    w = tf.cast(valid, x.dtype)
-    if weight is not None:
-        w = w * tf.gather(weight, safe)
-    loss = -picked * w
-    reduction = attrs.get("reduction", "mean")
-    if reduction == "sum":
-        return tf.reduce_sum(loss)
-    if reduction == "mean":
-        return tf.reduce_sum(loss) / tf.reduce_sum(w)
-    return loss
-
-
-@op("NegativeLogLikelihoodLoss", since=12)
-def negative_log_likelihood_loss(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return _nll(inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else None, attrs)
-
-
-@op("SoftmaxCrossEntropyLoss", since=12)
-def softmax_cross_entropy_loss(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    log_prob = tf.nn.log_softmax(inputs[0], axis=1)
-    return [_nll(log_prob, inputs[1], inputs[2] if len(inputs) > 2 else None, attrs), log_prob]

@@ -6,12 +6,12 @@ environment variables that TensorFlow reads when it is imported, so they reach i
 """
 from __future__ import annotations
 
-import logging
 import os
 import warnings
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
+import logging
 import numpy as np
 
 from ...errors import BackendError, UnsupportedError, UsageError
@@ -92,11 +92,11 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
     tf = _import_tf()
     _configure(tf, options)
     from ..common.executor import GraphExecutor
-    from .table import load_table
+    from .table import load
 
     device = _device(tf, options)
     with tf.device(device):
-        executor = GraphExecutor(model, load_table(), tf.constant, options)
+        executor = GraphExecutor(model, load(), tf.constant, options)
     return TfSession(tf, executor, model, options, device)
 
 

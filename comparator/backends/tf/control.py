@@ -12,13 +12,13 @@ from typing import Any
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, fail, ints, op, rank, static
+from .table import arg, axis_of, ints, op, rank, static, unsupported
 
 
 def _flag(ctx: OpContext, x: Any, what: str) -> bool:
     value = static(x)
     if value is None:
-        raise fail(ctx, f"a {what} computed at run time (loops are unrolled while tracing)")
+        raise unsupported(ctx, f"a {what} computed at run time (loops are unrolled while tracing)")
     return bool(value.reshape(-1)[0])
 
 
@@ -35,7 +35,7 @@ def if_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 @op("Loop")
 def loop(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     body = attrs["body"]
-    trip, cond = inputs[0], inputs[1] if len(inputs) > 1 else None
+    trip, cond = inputs[0], arg(inputs, 1)
     carried = list(inputs[2:])
     names = [i.name for i in body.input]
     n_scan = len(body.output) - 1 - len(carried)
@@ -115,7 +115,7 @@ def sequence_at(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any
 @op("SequenceInsert")
 def sequence_insert(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     seq = list(inputs[0])
-    where = _position(ctx, [seq, inputs[2] if len(inputs) > 2 else None], len(seq), len(seq))
+    where = _position(ctx, [seq, arg(inputs, 2)], len(seq), len(seq))
     return [seq[:where] + [inputs[1]] + seq[where:]]
 
 
@@ -143,7 +143,7 @@ def concat_from_sequence(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any
 def split_to_sequence(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
     axis = axis_of(attrs["axis"], rank(x))
-    split = inputs[1] if len(inputs) > 1 else None
+    split = arg(inputs, 1)
     if split is None:
         parts = tf.split(x, x.shape[axis], axis=axis)
         return [parts if attrs.get("keepdims", 1) else [tf.squeeze(p, axis) for p in parts]]
@@ -180,5 +180,5 @@ def optional_has_element(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any
 @op("OptionalGetElement")
 def optional_get_element(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if inputs[0] is None:
-        raise fail(ctx, "an empty optional")
+        raise unsupported(ctx, "an empty optional")
     return [inputs[0]]

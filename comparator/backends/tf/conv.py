@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import fail, op, to_first, to_last
+from .table import arg, op, to_first, to_last, unsupported
 
 
 def _geometry(ctx: OpContext, x: Any, kernel: list[int], attrs: dict[str, Any],
@@ -21,7 +21,7 @@ def _geometry(ctx: OpContext, x: Any, kernel: list[int], attrs: dict[str, Any],
     nd = len(kernel)
     spatial = x.shape.as_list()[2:]
     if any(d is None for d in spatial):
-        raise fail(ctx, "spatial dimensions unknown while tracing")
+        raise unsupported(ctx, "spatial dimensions unknown while tracing")
     strides = list(attrs.get("strides") or [1] * nd)
     dilations = list(attrs.get("dilations") or [1] * nd)
     auto_pad = attrs.get("auto_pad", "NOTSET")
@@ -79,7 +79,8 @@ def _conv_nd(x: Any, w: Any, strides: list[int], dilations: list[int], pads: lis
     if nd == 3:
         filt = tf.transpose(w, [2, 3, 4, 1, 0])
         xp = _pad_last(x, pads)
-        conv = lambda xi, fi: tf.nn.conv3d(xi, fi, [1, *strides, 1], "VALID", dilations=[1, *dilations, 1])
+        def conv(xi, fi):
+            return tf.nn.conv3d(xi, fi, [1, *strides, 1], "VALID", dilations=[1, *dilations, 1])
         return conv(xp, filt) if group == 1 else _per_group(conv, xp, filt, group)
     raise ValueError(f"{nd}-D convolution")
 
@@ -108,10 +109,10 @@ def _per_group(fn: Any, x: Any, filt: Any, group: int) -> Any:
 @op("Conv")
 def conv(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, w = inputs[0], inputs[1]
-    b = inputs[2] if len(inputs) > 2 else None
+    b = arg(inputs, 2)
     kernel = list(attrs.get("kernel_shape") or w.shape.as_list()[2:])
     if len(kernel) > 3:
-        raise fail(ctx, f"{len(kernel)}-D kernels")
+        raise unsupported(ctx, f"{len(kernel)}-D kernels")
     strides, dilations, pads = _geometry(ctx, x, kernel, attrs)
     y = _conv_nd(to_last(x), w, strides, dilations, pads, attrs["group"])
     if b is not None:
@@ -122,11 +123,11 @@ def conv(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 @op("ConvTranspose")
 def conv_transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, w = inputs[0], inputs[1]
-    b = inputs[2] if len(inputs) > 2 else None
+    b = arg(inputs, 2)
     kernel = list(attrs.get("kernel_shape") or w.shape.as_list()[2:])
     nd = len(kernel)
     if nd not in (1, 2, 3):
-        raise fail(ctx, f"{nd}-D kernels")
+        raise unsupported(ctx, f"{nd}-D kernels")
     group = attrs["group"]
     strides = list(attrs.get("strides") or [1] * nd)
     dilations = list(attrs.get("dilations") or [1] * nd)

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, fail, ints, op, rank, static, tf_dtype
+from .table import arg, axis_of, dtype, ints, op, rank, static
 
 
 @op("NonMaxSuppression")
@@ -33,49 +33,6 @@ def non_max_suppression(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]
             ids = tf.fill(tf.shape(keep), tf.constant(0, tf.int64))
             picked.append(tf.stack([ids + b, ids + c, keep], axis=1))
     return tf.concat(picked, 0) if picked else tf.zeros([0, 3], tf.int64)
-
-
-@op("BitCast")
-def bit_cast(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    x, to = inputs[0], tf_dtype(ctx, attrs["to"])
-    if x.dtype == tf.bool or to == tf.bool:
-        return tf.cast(tf.bitcast(tf.cast(x, tf.uint8) if x.dtype == tf.bool else x, tf.uint8), to)
-    return tf.bitcast(x, to)
-
-
-@op("Unique")
-def unique(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    x = inputs[0]
-    if attrs.get("axis") is not None:
-        raise fail(ctx, "axis (unique slices)")
-    flat = tf.reshape(x, [-1])
-    y, inverse = tf.unique(flat, out_idx=tf.int64)
-    n = tf.shape(y, out_type=tf.int64)[0]
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(inverse), inverse, n)
-    first = tf.math.unsorted_segment_min(tf.range(tf.size(flat, out_type=tf.int64)), inverse, n)
-    if attrs.get("sorted", 1):
-        order = tf.argsort(y, stable=True)
-        y, first, counts = tf.gather(y, order), tf.gather(first, order), tf.gather(counts, order)
-        inverse = tf.gather(tf.cast(tf.math.invert_permutation(order), tf.int64), inverse)
-    return [y, first, inverse, counts][: len(ctx.node.output)]
-
-
-@op("CenterCropPad")
-def center_crop_pad(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    x = inputs[0]
-    r = rank(x)
-    axes = [axis_of(a, r) for a in attrs["axes"]] if attrs.get("axes") else list(range(r))
-    for a, want in zip(axes, ints(ctx, inputs[1], "shape")):
-        have = x.shape[a]
-        if want < have:
-            start = (have - want) // 2
-            x = tf.gather(x, tf.range(start, start + want), axis=a)
-        elif want > have:
-            before = (want - have) // 2
-            pads = [[0, 0]] * r
-            pads[a] = [before, want - have - before]
-            x = tf.pad(x, pads)
-    return x
 
 
 @op("Col2Im")
@@ -113,7 +70,7 @@ def _complex(x: Any) -> Any:
 @op("DFT", since=17)
 def dft(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
-    length_in = inputs[1] if len(inputs) > 1 else None
+    length_in = arg(inputs, 1)
     if ctx.opset >= 20:
         axis = ints(ctx, inputs[2], "axis")[0] if len(inputs) > 2 and inputs[2] is not None else -2
     else:
@@ -146,112 +103,13 @@ def _window(coefficients: list[float]) -> Any:
         period = size if attrs.get("periodic", 1) else size - 1
         k = tf.range(size, dtype=tf.float64) * (2 * math.pi / period)
         w = tf.add_n([tf.cast(a, tf.float64) * tf.math.cos(k * i) * (-1) ** i for i, a in enumerate(coefficients)])
-        return tf.cast(w, tf_dtype(ctx, attrs.get("output_datatype", 1)))
+        return tf.cast(w, dtype(ctx, attrs.get("output_datatype", 1)))
     return run
 
 
 op("HannWindow")(_window([0.5, 0.5]))
 op("HammingWindow")(_window([25 / 46, 21 / 46]))
 op("BlackmanWindow")(_window([0.42, 0.5, 0.08]))
-
-
-def _unnormalize(g: Any, size: int, align: bool) -> Any:
-    return (g + 1) / 2 * (size - 1) if align else ((g + 1) * size - 1) / 2
-
-
-def _reflect(v: Any, size: int, align: bool) -> Any:
-    """Reflect a source coordinate into the image, as grid_sample's reflection padding does."""
-    lo, hi = (0.0, 2.0 * (size - 1)) if align else (-1.0, 2.0 * size - 1)
-    if hi <= lo:
-        return tf.zeros_like(v)
-    span = (hi - lo) / 2
-    v = tf.math.abs(v - lo / 2)
-    flips = tf.math.floor(v / span)
-    extra = v - flips * span
-    v = tf.where(tf.math.floormod(flips, 2) == 0, extra + lo / 2, span - extra + lo / 2)
-    return tf.clip_by_value(v, 0.0, size - 1.0)
-
-
-@op("GridSample", since=16)
-def grid_sample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    x, grid = inputs
-    nd = rank(x) - 2
-    spatial = x.shape.as_list()[2:]
-    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs["mode"], attrs["mode"])
-    pad, align = attrs["padding_mode"], bool(attrs["align_corners"])
-    if mode == "cubic" and nd != 2:
-        raise fail(ctx, "cubic sampling of a volume")
-    g = tf.cast(grid, tf.float64)
-    coords = [_unnormalize(g[..., nd - 1 - d], spatial[d], align) for d in range(nd)]
-    if mode != "cubic" and pad == "border":
-        coords = [tf.clip_by_value(c, 0.0, s - 1.0) for c, s in zip(coords, spatial)]
-    elif mode != "cubic" and pad == "reflection":
-        coords = [_reflect(c, s, align) for c, s in zip(coords, spatial)]
-    n, ch = tf.shape(x)[0], x.shape[1]
-    flat = tf.reshape(tf.cast(x, tf.float64), tf.stack([n, ch, -1]))
-    out_shape = tf.shape(grid)[1:-1]
-
-    def tap(index: list[Any]) -> Any:
-        """x at integer positions (zeros outside for zeros padding), [N, C, *out]."""
-        inside = tf.ones_like(index[0], tf.bool)
-        if pad == "zeros":
-            for i, s in zip(index, spatial):
-                inside = tf.logical_and(inside, tf.logical_and(i >= 0, i < s))
-        if mode == "cubic" and pad == "reflection":
-            index = [tf.cast(_reflect(tf.cast(i, tf.float64), s, align), tf.int64) for i, s in zip(index, spatial)]
-        index = [tf.clip_by_value(i, 0, s - 1) for i, s in zip(index, spatial)]
-        lin = index[0]
-        for i, s in zip(index[1:], spatial[1:]):
-            lin = lin * s + i
-        vals = tf.gather(flat, tf.reshape(lin, tf.stack([n, -1])), axis=2, batch_dims=1)
-        vals = tf.reshape(vals, tf.concat([[n, ch], out_shape], 0))
-        return vals * tf.cast(inside, tf.float64)[:, None]
-
-    if mode == "nearest":
-        y = tap([tf.cast(tf.math.round(c), tf.int64) for c in coords])
-    elif mode == "linear":
-        base = [tf.math.floor(c) for c in coords]
-        frac = [c - b for c, b in zip(coords, base)]
-        y = 0.0
-        for corner in np.ndindex(*([2] * nd)):
-            w = 1.0
-            for d, o in enumerate(corner):
-                w = w * (frac[d] if o else 1 - frac[d])
-            y = y + tap([tf.cast(b, tf.int64) + o for b, o in zip(base, corner)]) * w[:, None]
-    else:
-        a = -0.75
-        base = [tf.math.floor(c) for c in coords]
-        ws = []
-        for c, b in zip(coords, base):
-            t = c - b
-            ws.append([((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
-                       ((a + 2) * t - (a + 3)) * t * t + 1,
-                       ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
-                       ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a])
-        y = 0.0
-        for i in range(4):
-            for j in range(4):
-                idx = [tf.cast(base[0], tf.int64) + i - 1, tf.cast(base[1], tf.int64) + j - 1]
-                y = y + tap(idx) * (ws[0][i] * ws[1][j])[:, None]
-    return tf.cast(y, x.dtype)
-
-
-@op("AffineGrid", since=20)
-def affine_grid(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    theta = inputs[0]
-    size = ints(ctx, inputs[1], "size")
-    spatial = size[2:]
-    align = bool(attrs.get("align_corners", 0))
-
-    def axis_points(s: int) -> np.ndarray:
-        p = np.linspace(-1, 1, s) if s > 1 else np.zeros(1)
-        return p if align else p * (s - 1) / s
-
-    mesh = np.meshgrid(*[axis_points(s) for s in spatial], indexing="ij")
-    # Homogeneous base grid, coordinates ordered x (last axis) first.
-    base = np.stack([*mesh[::-1], np.ones_like(mesh[0])], -1).reshape(-1, len(spatial) + 1)
-    out = tf.einsum("pk,nik->npi", tf.constant(base, theta.dtype), theta)
-    return tf.reshape(out, [size[0], *spatial, len(spatial)])
 
 
 @op("StringConcat")

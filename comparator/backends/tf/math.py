@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import fail, op
+from .table import arg, dtype, op, unsupported
 
 _WIDE = {tf.uint8: tf.int32, tf.uint16: tf.int32, tf.int8: tf.int32, tf.int16: tf.int32, tf.uint32: tf.int64,
          tf.uint64: tf.int64}
@@ -141,8 +141,8 @@ def clip_attrs(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 @op("Clip", since=11)
 def clip(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
-    lo = inputs[1] if len(inputs) > 1 else None
-    hi = inputs[2] if len(inputs) > 2 else None
+    lo = arg(inputs, 1)
+    hi = arg(inputs, 2)
     if lo is not None:
         x = tf.maximum(x, lo)
     if hi is not None:
@@ -229,9 +229,9 @@ def swish(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 
 @op("Cast")
 def cast(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    from .table import tf_dtype
+    from .table import dtype
 
-    return _cast(ctx, inputs[0], tf_dtype(ctx, attrs["to"]))
+    return _cast(ctx, inputs[0], dtype(ctx, attrs["to"]))
 
 
 @op("CastLike")
@@ -243,9 +243,22 @@ def _cast(ctx: OpContext, x: Any, dtype: Any) -> Any:
     if x.dtype == dtype:
         return tf.identity(x)
     if tf.string in (x.dtype, dtype):
-        raise fail(ctx, "string conversion (TensorFlow formats numbers differently from ONNX)")
+        raise unsupported(ctx, "string conversion (TensorFlow formats numbers differently from ONNX)")
     if x.dtype == tf.bfloat16 and dtype not in (tf.float32, tf.float64):
         return tf.cast(tf.cast(x, tf.float32), dtype)
     if dtype == tf.bfloat16 and x.dtype not in (tf.float32, tf.float64):
         return tf.cast(tf.cast(x, tf.float32), dtype)
     return tf.cast(x, dtype)
+
+
+@op("BitCast")
+def bit_cast(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, to = inputs[0], dtype(ctx, attrs["to"])
+    if x.dtype == tf.bool or to == tf.bool:
+        return tf.cast(tf.bitcast(tf.cast(x, tf.uint8) if x.dtype == tf.bool else x, tf.uint8), to)
+    return tf.bitcast(x, to)
+
+
+@op("Det")
+def det(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return tf.linalg.det(inputs[0])

@@ -5,14 +5,15 @@ the kernel, and transposes back, so every tensor the walker keeps is in ONNX lay
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, op, rank, to_first, to_last
 from .conv import _geometry, _pad_last
+from .table import arg, axis_of, known, op, rank, to_first, to_last, unsupported, wants
 
 
 def _pool_attrs(ctx: OpContext, x: Any, attrs: dict[str, Any]) -> tuple[list[int], list[int], list[int],
@@ -45,7 +46,7 @@ def _lowest(dtype: Any) -> Any:
 def max_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
     kernel, strides, dilations, pads = _pool_attrs(ctx, x, attrs)
-    want_indices = len(ctx.node.output) > 1 and ctx.node.output[1]
+    want_indices = wants(ctx, 1)
     xl = _pad_last(to_last(x), pads, _lowest(x.dtype))
     if want_indices:
         return _max_pool_indices(ctx, x, xl, kernel, strides, dilations, pads, attrs.get("storage_order", 0))
@@ -190,7 +191,7 @@ def _stash(x: Any, attrs: dict[str, Any]) -> Any:
 @op("LayerNormalization")
 def layer_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, scale = inputs[0], inputs[1]
-    bias = inputs[2] if len(inputs) > 2 else None
+    bias = arg(inputs, 2)
     r = rank(x)
     axes = list(range(axis_of(attrs["axis"], r), r))
     xs = tf.cast(x, _stash(x, attrs))
@@ -262,3 +263,84 @@ def mean_variance_normalization(ctx: OpContext, inputs: list[Any], attrs: dict[s
     axes = [axis_of(a, rank(x)) for a in attrs["axes"]]
     mean, var = tf.nn.moments(x, axes, keepdims=True)
     return (x - mean) / (tf.math.sqrt(var) + tf.cast(1e-9, x.dtype))
+
+
+@op("Dropout")
+def dropout(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    training = known(ctx, inputs[2], "training_mode") if len(inputs) > 2 and inputs[2] is not None else False
+    if bool(training):
+        ratio = known(ctx, inputs[1], "ratio") if len(inputs) > 1 and inputs[1] is not None else 0.5
+        if float(ratio) != 0.0:
+            raise unsupported(ctx, "training_mode=True (random masks cannot be compared)")
+    return [tf.identity(x), tf.ones_like(x, dtype=tf.bool)]
+
+
+def _flat2d(fn: Callable[[Any, int], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
+    """Before opset 13 the soft/hard max ops treat the input as 2-D: [prod(dims < axis), prod(dims >= axis)]."""
+    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        x = inputs[0]
+        axis = axis_of(attrs["axis"], rank(x))
+        shape = tf.shape(x)
+        flat = tf.reshape(x, tf.stack([tf.reduce_prod(shape[:axis]), tf.reduce_prod(shape[axis:])]))
+        return tf.reshape(fn(flat, 1), shape)
+    return run
+
+
+def _on_axis(fn: Callable[[Any, int], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
+    return lambda ctx, inputs, attrs: fn(inputs[0], axis_of(attrs["axis"], rank(inputs[0])))
+
+
+def _hardmax(x: Any, axis: int) -> Any:
+    depth = tf.shape(x)[axis]
+    return tf.one_hot(tf.math.argmax(x, axis=axis), depth, axis=axis, dtype=x.dtype)
+
+
+for _name, _fn in {"Softmax": lambda x, a: tf.nn.softmax(x, axis=a),
+                   "LogSoftmax": lambda x, a: tf.nn.log_softmax(x, axis=a), "Hardmax": _hardmax}.items():
+    op(_name, until=12)(_flat2d(_fn))
+    op(_name, since=13)(_on_axis(_fn))
+
+
+def _matmul(a: Any, b: Any) -> Any:
+    if a.dtype in (tf.int8, tf.uint8, tf.int16, tf.uint16, tf.uint32, tf.uint64):
+        wide = tf.int64 if a.dtype in (tf.uint32, tf.uint64) else tf.int32
+        return tf.cast(tf.linalg.matmul(tf.cast(a, wide), tf.cast(b, wide)), a.dtype)
+    return tf.linalg.matmul(a, b)
+
+
+@op("MatMul")
+def matmul(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    a, b = inputs
+    # NumPy semantics for 1-D operands: promote to a matrix, then drop the added axis.
+    if rank(a) == 1 and rank(b) == 1:
+        return tf.reduce_sum(a * b)
+    if rank(a) == 1:
+        return tf.squeeze(_matmul(a[None, :], b), -2)
+    if rank(b) == 1:
+        return tf.squeeze(_matmul(a, b[:, None]), -1)
+    return _matmul(a, b)
+
+
+@op("Gemm")
+def gemm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    a, b = inputs[0], inputs[1]
+    c = arg(inputs, 2)
+    if a.dtype.is_integer:
+        y = _matmul(tf.transpose(a) if attrs["transA"] else a, tf.transpose(b) if attrs["transB"] else b)
+    else:
+        y = tf.linalg.matmul(a, b, transpose_a=bool(attrs["transA"]), transpose_b=bool(attrs["transB"]))
+    if attrs["alpha"] != 1.0:
+        y = y * tf.cast(attrs["alpha"], y.dtype)
+    if c is None:
+        return y
+    if attrs["beta"] != 1.0:
+        c = c * tf.cast(attrs["beta"], c.dtype)
+    if rank(c) == 2 and c.shape[0] == 1:
+        # One bias row is a per-column bias. As [1, N] it also trips TF 2.21's oneDNN MatMul+Add fusion in
+        # graph mode ("bias must be 1-dimensional") when A is transposed.
+        c = tf.reshape(c, [-1])
+    # A per-column bias as BiasAdd: the form grappler's remapper fuses with MatMul (the deployed path).
+    if rank(c) == 1 and c.shape[0] is not None and c.shape[0] == y.shape[-1] and y.dtype.is_floating:
+        return tf.nn.bias_add(y, c)
+    return y + c

@@ -10,8 +10,8 @@ from typing import Any
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, op, rank, tf_dtype
 from .conv import conv
+from .table import arg, axis_of, dtype, op, rank
 
 
 def _per_axis(v: Any, x: Any, axis: int, block: int) -> Any:
@@ -37,28 +37,28 @@ def _quantize(x: Any, scale: Any, zero: Any, dtype: Any) -> Any:
 @op("QuantizeLinear", since=10)
 def quantize_linear(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, scale = inputs[0], inputs[1]
-    zero = inputs[2] if len(inputs) > 2 else None
-    dtype = zero.dtype if zero is not None else (
-        tf_dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else tf.uint8)
+    zero = arg(inputs, 2)
+    out = zero.dtype if zero is not None else (
+        dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else tf.uint8)
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     work = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
     if attrs.get("precision"):
-        work = tf_dtype(ctx, attrs["precision"])
+        work = dtype(ctx, attrs["precision"])
     s = tf.cast(_per_axis(scale, x, axis, block), work)
     z = _per_axis(zero, x, axis, block) if zero is not None else None
-    return _quantize(tf.cast(x, work), s, z, dtype)
+    return _quantize(tf.cast(x, work), s, z, out)
 
 
 @op("DequantizeLinear", since=10)
 def dequantize_linear(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, scale = inputs[0], inputs[1]
-    zero = inputs[2] if len(inputs) > 2 else None
+    zero = arg(inputs, 2)
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     dx = tf.cast(x, tf.float32)
     if zero is not None:
         dx = dx - tf.cast(_per_axis(zero, x, axis, block), tf.float32)
     y = dx * tf.cast(_per_axis(scale, x, axis, block), tf.float32)
-    out = tf_dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else scale.dtype
+    out = dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else scale.dtype
     return tf.cast(y, out)
 
 
@@ -84,16 +84,16 @@ def _centred(x: Any, zero: Any, axis_len: int | None = None) -> Any:
 @op("MatMulInteger")
 def matmul_integer(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     a, b = inputs[0], inputs[1]
-    za = inputs[2] if len(inputs) > 2 else None
-    zb = inputs[3] if len(inputs) > 3 else None
+    za = arg(inputs, 2)
+    zb = arg(inputs, 3)
     return tf.linalg.matmul(_centred(a, za, a.shape[-2]), _centred(b, zb))
 
 
 @op("ConvInteger")
 def conv_integer(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, w = inputs[0], inputs[1]
-    zx = inputs[2] if len(inputs) > 2 else None
-    zw = inputs[3] if len(inputs) > 3 else None
+    zx = arg(inputs, 2)
+    zw = arg(inputs, 3)
     xc = tf.cast(_centred(x, zx), tf.float64)
     wc = tf.cast(_centred(w, tf.reshape(zw, [-1, *([1] * (rank(w) - 1))]) if zw is not None and
                           zw.shape.num_elements() > 1 else zw), tf.float64)
@@ -118,7 +118,7 @@ def qlinear_matmul(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
 @op("QLinearConv")
 def qlinear_conv(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, sx, zx, w, sw, zw, sy, zy = inputs[:8]
-    bias = inputs[8] if len(inputs) > 8 else None
+    bias = arg(inputs, 8)
     zw_b = tf.reshape(zw, [-1, *([1] * (rank(w) - 1))]) if zw.shape.num_elements() > 1 else zw
     acc = conv(ctx, [tf.cast(_centred(x, zx), tf.float64), tf.cast(_centred(w, zw_b), tf.float64)], attrs)
     if bias is not None:

@@ -1,25 +1,25 @@
 """Reductions, soft/hard max, matrix products, cumulative and top-k ops on TensorFlow kernels."""
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, fail, ints, op, rank, static
 from .math import widened
+from .table import arg, axis_of, ints, op, rank, static, unsupported
 
 
 def _axes(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], from_input: bool) -> Any:
     """The reduced axes, or None for 'all'; [] means no reduction (noop_with_empty_axes). Axes fed at run
     time stay a tensor (TF's reductions take one); only their count must be known."""
     if from_input:
-        given = inputs[1] if len(inputs) > 1 else None
+        given = arg(inputs, 1)
         if given is not None and static(given) is None:
             if given.shape.num_elements() is None:
-                raise fail(ctx, "'axes' of unknown length")
+                raise unsupported(ctx, "'axes' of unknown length")
             if given.shape.num_elements():
                 return given
             given = None  # an empty list, whatever its values
@@ -93,76 +93,6 @@ op("ArgMax")(_arg(tf.math.argmax))
 op("ArgMin")(_arg(tf.math.argmin))
 
 
-def _flat2d(fn: Callable[[Any, int], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
-    """Before opset 13 the soft/hard max ops treat the input as 2-D: [prod(dims < axis), prod(dims >= axis)]."""
-    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-        x = inputs[0]
-        axis = axis_of(attrs["axis"], rank(x))
-        shape = tf.shape(x)
-        flat = tf.reshape(x, tf.stack([tf.reduce_prod(shape[:axis]), tf.reduce_prod(shape[axis:])]))
-        return tf.reshape(fn(flat, 1), shape)
-    return run
-
-
-def _on_axis(fn: Callable[[Any, int], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
-    return lambda ctx, inputs, attrs: fn(inputs[0], axis_of(attrs["axis"], rank(inputs[0])))
-
-
-def _hardmax(x: Any, axis: int) -> Any:
-    depth = tf.shape(x)[axis]
-    return tf.one_hot(tf.math.argmax(x, axis=axis), depth, axis=axis, dtype=x.dtype)
-
-
-for _name, _fn in {"Softmax": lambda x, a: tf.nn.softmax(x, axis=a),
-                   "LogSoftmax": lambda x, a: tf.nn.log_softmax(x, axis=a), "Hardmax": _hardmax}.items():
-    op(_name, until=12)(_flat2d(_fn))
-    op(_name, since=13)(_on_axis(_fn))
-
-
-def _matmul(a: Any, b: Any) -> Any:
-    if a.dtype in (tf.int8, tf.uint8, tf.int16, tf.uint16, tf.uint32, tf.uint64):
-        wide = tf.int64 if a.dtype in (tf.uint32, tf.uint64) else tf.int32
-        return tf.cast(tf.linalg.matmul(tf.cast(a, wide), tf.cast(b, wide)), a.dtype)
-    return tf.linalg.matmul(a, b)
-
-
-@op("MatMul")
-def matmul(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    a, b = inputs
-    # NumPy semantics for 1-D operands: promote to a matrix, then drop the added axis.
-    if rank(a) == 1 and rank(b) == 1:
-        return tf.reduce_sum(a * b)
-    if rank(a) == 1:
-        return tf.squeeze(_matmul(a[None, :], b), -2)
-    if rank(b) == 1:
-        return tf.squeeze(_matmul(a, b[:, None]), -1)
-    return _matmul(a, b)
-
-
-@op("Gemm")
-def gemm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    a, b = inputs[0], inputs[1]
-    c = inputs[2] if len(inputs) > 2 else None
-    if a.dtype.is_integer:
-        y = _matmul(tf.transpose(a) if attrs["transA"] else a, tf.transpose(b) if attrs["transB"] else b)
-    else:
-        y = tf.linalg.matmul(a, b, transpose_a=bool(attrs["transA"]), transpose_b=bool(attrs["transB"]))
-    if attrs["alpha"] != 1.0:
-        y = y * tf.cast(attrs["alpha"], y.dtype)
-    if c is None:
-        return y
-    if attrs["beta"] != 1.0:
-        c = c * tf.cast(attrs["beta"], c.dtype)
-    if rank(c) == 2 and c.shape[0] == 1:
-        # One bias row is a per-column bias. As [1, N] it also trips TF 2.21's oneDNN MatMul+Add fusion in
-        # graph mode ("bias must be 1-dimensional") when A is transposed.
-        c = tf.reshape(c, [-1])
-    # A per-column bias as BiasAdd: the form grappler's remapper fuses with MatMul (the deployed path).
-    if rank(c) == 1 and c.shape[0] is not None and c.shape[0] == y.shape[-1] and y.dtype.is_floating:
-        return tf.nn.bias_add(y, c)
-    return y + c
-
-
 @op("Einsum")
 def einsum(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     return tf.einsum(attrs["equation"].replace(" ", ""), *inputs)
@@ -192,7 +122,7 @@ def top_k(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     moved = tf.transpose(x, perm) if axis != r - 1 else x
     if not attrs.get("largest", 1):
         if x.dtype.is_unsigned:
-            raise fail(ctx, "largest=0 on unsigned integers")
+            raise unsupported(ctx, "largest=0 on unsigned integers")
         values, idx = tf.math.top_k(-moved, k, sorted=True)
         values = -values
     else:
@@ -204,6 +134,31 @@ def top_k(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     return [values, idx]
 
 
-@op("Det")
-def det(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return tf.linalg.det(inputs[0])
+def _nll(x: Any, target: Any, weight: Any, attrs: dict[str, Any]) -> Any:
+    """-x[n, target[n, ...], ...], weighted, ignore_index skipped, then reduced."""
+    ignore = attrs.get("ignore_index")
+    target = tf.cast(target, tf.int64)
+    valid = tf.ones_like(target, tf.bool) if ignore is None else tf.not_equal(target, ignore)
+    safe = tf.where(valid, target, tf.zeros_like(target))
+    picked = tf.squeeze(tf.experimental.numpy.take_along_axis(x, tf.expand_dims(safe, 1), axis=1), 1)
+    w = tf.cast(valid, x.dtype)
+    if weight is not None:
+        w = w * tf.gather(weight, safe)
+    loss = -picked * w
+    reduction = attrs.get("reduction", "mean")
+    if reduction == "sum":
+        return tf.reduce_sum(loss)
+    if reduction == "mean":
+        return tf.reduce_sum(loss) / tf.reduce_sum(w)
+    return loss
+
+
+@op("NegativeLogLikelihoodLoss", since=12)
+def negative_log_likelihood_loss(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _nll(inputs[0], inputs[1], arg(inputs, 2), attrs)
+
+
+@op("SoftmaxCrossEntropyLoss", since=12)
+def softmax_cross_entropy_loss(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    log_prob = tf.nn.log_softmax(inputs[0], axis=1)
+    return [_nll(log_prob, inputs[1], arg(inputs, 2), attrs), log_prob]

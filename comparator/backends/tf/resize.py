@@ -8,15 +8,15 @@ specification (indices and weights are computed while tracing: shapes are static
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
 from ..common.resize import source_coordinates
-from .table import axis_of, const, fail, op, rank, to_first, to_last
+from .table import axis_of, ints, known, op, rank, to_first, to_last, unsupported
 
 
 def _nearest_pick(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -117,7 +117,7 @@ def _resize(ctx: OpContext, x: Any, roi: Any, scales: Any, sizes: Any, attrs: di
     r = rank(x)
     in_shape = x.shape.as_list()
     if any(d is None for d in in_shape):
-        raise fail(ctx, "input dimensions unknown while tracing")
+        raise unsupported(ctx, "input dimensions unknown while tracing")
     axes = [axis_of(a, r) for a in attrs["axes"]] if attrs.get("axes") else list(range(r))
     full_scales = [1.0] * r
     out = list(in_shape)
@@ -164,10 +164,10 @@ def _float_input(ctx: OpContext, x: Any, fn: Callable[[Any], Any]) -> Any:
 @op("Resize", since=11)
 def resize(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
-    opt = [const(ctx, inputs[i], name) if len(inputs) > i and inputs[i] is not None else None
+    opt = [known(ctx, inputs[i], name) if len(inputs) > i and inputs[i] is not None else None
            for i, name in ((1, "roi"), (2, "scales"), (3, "sizes"))]
     if attrs["mode"] == "nearest" and attrs.get("antialias", 0):
-        raise fail(ctx, "antialias with mode=nearest")
+        raise unsupported(ctx, "antialias with mode=nearest")
     return _float_input(ctx, x, lambda v: _resize(ctx, v, *opt, attrs))
 
 
@@ -181,7 +181,7 @@ def _legacy(ctx: OpContext, x: Any, scales: Any, attrs: dict[str, Any]) -> Any:
 
 @op("Resize", since=10, until=10)
 def resize_10(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return _legacy(ctx, inputs[0], const(ctx, inputs[1], "scales"), attrs)
+    return _legacy(ctx, inputs[0], known(ctx, inputs[1], "scales"), attrs)
 
 
 @op("Upsample", until=8)
@@ -191,4 +191,103 @@ def upsample_attr(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> A
 
 @op("Upsample", since=9)
 def upsample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return _legacy(ctx, inputs[0], const(ctx, inputs[1], "scales"), attrs)
+    return _legacy(ctx, inputs[0], known(ctx, inputs[1], "scales"), attrs)
+
+
+def _unnormalize(g: Any, size: int, align: bool) -> Any:
+    return (g + 1) / 2 * (size - 1) if align else ((g + 1) * size - 1) / 2
+
+
+def _reflect(v: Any, size: int, align: bool) -> Any:
+    """Reflect a source coordinate into the image, as grid_sample's reflection padding does."""
+    lo, hi = (0.0, 2.0 * (size - 1)) if align else (-1.0, 2.0 * size - 1)
+    if hi <= lo:
+        return tf.zeros_like(v)
+    span = (hi - lo) / 2
+    v = tf.math.abs(v - lo / 2)
+    flips = tf.math.floor(v / span)
+    extra = v - flips * span
+    v = tf.where(tf.math.floormod(flips, 2) == 0, extra + lo / 2, span - extra + lo / 2)
+    return tf.clip_by_value(v, 0.0, size - 1.0)
+
+
+@op("GridSample", since=16)
+def grid_sample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, grid = inputs
+    nd = rank(x) - 2
+    spatial = x.shape.as_list()[2:]
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs["mode"], attrs["mode"])
+    pad, align = attrs["padding_mode"], bool(attrs["align_corners"])
+    if mode == "cubic" and nd != 2:
+        raise unsupported(ctx, "cubic sampling of a volume")
+    g = tf.cast(grid, tf.float64)
+    coords = [_unnormalize(g[..., nd - 1 - d], spatial[d], align) for d in range(nd)]
+    if mode != "cubic" and pad == "border":
+        coords = [tf.clip_by_value(c, 0.0, s - 1.0) for c, s in zip(coords, spatial)]
+    elif mode != "cubic" and pad == "reflection":
+        coords = [_reflect(c, s, align) for c, s in zip(coords, spatial)]
+    n, ch = tf.shape(x)[0], x.shape[1]
+    flat = tf.reshape(tf.cast(x, tf.float64), tf.stack([n, ch, -1]))
+    out_shape = tf.shape(grid)[1:-1]
+
+    def tap(index: list[Any]) -> Any:
+        """x at integer positions (zeros outside for zeros padding), [N, C, *out]."""
+        inside = tf.ones_like(index[0], tf.bool)
+        if pad == "zeros":
+            for i, s in zip(index, spatial):
+                inside = tf.logical_and(inside, tf.logical_and(i >= 0, i < s))
+        if mode == "cubic" and pad == "reflection":
+            index = [tf.cast(_reflect(tf.cast(i, tf.float64), s, align), tf.int64) for i, s in zip(index, spatial)]
+        index = [tf.clip_by_value(i, 0, s - 1) for i, s in zip(index, spatial)]
+        lin = index[0]
+        for i, s in zip(index[1:], spatial[1:]):
+            lin = lin * s + i
+        vals = tf.gather(flat, tf.reshape(lin, tf.stack([n, -1])), axis=2, batch_dims=1)
+        vals = tf.reshape(vals, tf.concat([[n, ch], out_shape], 0))
+        return vals * tf.cast(inside, tf.float64)[:, None]
+
+    if mode == "nearest":
+        y = tap([tf.cast(tf.math.round(c), tf.int64) for c in coords])
+    elif mode == "linear":
+        base = [tf.math.floor(c) for c in coords]
+        frac = [c - b for c, b in zip(coords, base)]
+        y = 0.0
+        for corner in np.ndindex(*([2] * nd)):
+            w = 1.0
+            for d, o in enumerate(corner):
+                w = w * (frac[d] if o else 1 - frac[d])
+            y = y + tap([tf.cast(b, tf.int64) + o for b, o in zip(base, corner)]) * w[:, None]
+    else:
+        a = -0.75
+        base = [tf.math.floor(c) for c in coords]
+        ws = []
+        for c, b in zip(coords, base):
+            t = c - b
+            ws.append([((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+                       ((a + 2) * t - (a + 3)) * t * t + 1,
+                       ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+                       ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a])
+        y = 0.0
+        for i in range(4):
+            for j in range(4):
+                idx = [tf.cast(base[0], tf.int64) + i - 1, tf.cast(base[1], tf.int64) + j - 1]
+                y = y + tap(idx) * (ws[0][i] * ws[1][j])[:, None]
+    return tf.cast(y, x.dtype)
+
+
+@op("AffineGrid", since=20)
+def affine_grid(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    theta = inputs[0]
+    size = ints(ctx, inputs[1], "size")
+    spatial = size[2:]
+    align = bool(attrs.get("align_corners", 0))
+
+    def axis_points(s: int) -> np.ndarray:
+        p = np.linspace(-1, 1, s) if s > 1 else np.zeros(1)
+        return p if align else p * (s - 1) / s
+
+    mesh = np.meshgrid(*[axis_points(s) for s in spatial], indexing="ij")
+    # Homogeneous base grid, coordinates ordered x (last axis) first.
+    base = np.stack([*mesh[::-1], np.ones_like(mesh[0])], -1).reshape(-1, len(spatial) + 1)
+    out = tf.einsum("pk,nik->npi", tf.constant(base, theta.dtype), theta)
+    return tf.reshape(out, [size[0], *spatial, len(spatial)])

@@ -5,7 +5,7 @@ each registers on the one `TABLE` through `op()`. This module and the family mod
 time: only `TfBackend.open()` imports them, after the worker's environment is in place.
 
 Inputs may be eager tensors (eager mode, and initializers in every mode) or symbolic tensors (inside the traced
-tf.function). Values that steer Python code (axes, shapes, pads) must be known while tracing: `const()` reads
+tf.function). Values that steer Python code (axes, shapes, pads) must be known while tracing: `known()` reads
 them, and `op()` computes a node whose inputs are all known eagerly while tracing, which is what grappler's
 constant folding would do, so shape arithmetic exported from PyTorch (Shape -> Gather -> Concat -> Reshape)
 stays static in graph and XLA modes.
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.ops import EagerTensor
 
 from ...errors import UnsupportedError
-from ..common.executor import OpContext, OpFn, OpTable
+from ..common.executor import OpContext, OpFn, OpTable, unsupported_op
 
 TABLE = OpTable("tf")
 
@@ -32,10 +32,16 @@ _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
                "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceMap"}
 
 
-def load_table() -> OpTable:
-    """The table with every op family registered."""
-    from . import (attention, control, conv, extra, index, math, nn, quant, reduce,  # noqa: F401 - registers
-                   resize, seq, tensor)
+FAMILIES = ("math", "nn", "conv", "shape", "index", "reduce", "rnn", "control", "resize", "attention", "quant",
+            "extra")
+
+
+def load() -> OpTable:
+    """The table with every family registered (imported once)."""
+    import importlib
+
+    for family in FAMILIES:
+        importlib.import_module(f"{__package__}.{family}")
     return TABLE
 
 
@@ -57,7 +63,7 @@ def op(*op_types: str, since: int = 1, until: int = 10**6, domain: str = "") -> 
                 except (ValueError, TypeError) as exc:
                     # TF's shape inference while tracing: a tensor whose shape or rank only a run knows.
                     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                    raise fail(ctx, f"a shape known only at run time (tracing failed: {first})") from None
+                    raise unsupported(ctx, f"a shape known only at run time (tracing failed: {first})") from None
         return TABLE.register(*op_types, since=since, until=until, domain=domain)(run)
     return wrap
 
@@ -67,10 +73,9 @@ def _scope_name(node: Any) -> str:
     return name if name[0].isalnum() or name[0] == "." else f"n{name}"
 
 
-def fail(ctx: OpContext, what: str) -> UnsupportedError:
+def unsupported(ctx: OpContext, what: str) -> UnsupportedError:
     """The error for a node this table cannot compute (raised by the caller)."""
-    return UnsupportedError(f"op {ctx.node.op_type} (opset {ctx.opset}) is not supported by the tf backend "
-                            f"with {what}", "compare with the ort or ref backends")
+    return unsupported_op(ctx, "tf", what)
 
 
 def static(x: Any) -> np.ndarray | None:
@@ -85,26 +90,37 @@ def static(x: Any) -> np.ndarray | None:
     return None if value is None else np.asarray(value)
 
 
-def const(ctx: OpContext, x: Any, what: str) -> np.ndarray:
+def known(ctx: OpContext, x: Any, what: str) -> np.ndarray:
     """The value of an input that steers the computation; an error when only known at run time."""
     value = static(x)
     if value is None:
-        raise fail(ctx, f"'{what}' computed at run time (graph/xla modes need it constant)")
+        raise unsupported(ctx, f"'{what}' computed at run time (graph/xla modes need it constant)")
     return value
 
 
-def ints(ctx: OpContext, x: Any, what: str) -> list[int]:
-    return [int(v) for v in np.asarray(const(ctx, x, what)).reshape(-1)]
+def ints(ctx: OpContext, x: Any, what: str = "") -> list[int]:
+    """A shape/axes/index input as a list of Python ints; an error when only known at run time."""
+    return [int(v) for v in np.asarray(known(ctx, x, what)).reshape(-1)]
 
 
-def tf_dtype(ctx: OpContext, code: int) -> Any:
+def dtype(ctx: OpContext, code: int) -> Any:
     """The tf.DType for an ONNX TensorProto element type."""
     import onnx
 
     try:
         return tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(code))
     except (TypeError, KeyError, ValueError):
-        raise fail(ctx, f"element type {onnx.TensorProto.DataType.Name(code)}") from None
+        raise unsupported(ctx, f"element type {onnx.TensorProto.DataType.Name(code)}") from None
+
+
+def arg(inputs: Sequence[Any], i: int) -> Any:
+    """Input i, or None where it is omitted (empty name or past the end)."""
+    return inputs[i] if i < len(inputs) else None
+
+
+def wants(ctx: OpContext, i: int) -> bool:
+    """Whether the node asks for its optional output i."""
+    return i < len(ctx.node.output) and bool(ctx.node.output[i])
 
 
 def rank(x: Any) -> int:

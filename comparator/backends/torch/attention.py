@@ -4,13 +4,13 @@ softmax of masked scores, fully masked rows set to zero)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .table import TABLE, arg, axis, dtype, unsupported
-
-reg = TABLE.register
+from ..common.executor import OpContext
+from .table import arg, axis_of, dtype, op, unsupported
 
 
 def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -32,15 +32,15 @@ def _frontier(bias: torch.Tensor, offset, allowed_fn) -> torch.Tensor:
     return bias + torch.where(allowed, 0.0, float("-inf")).to(bias.dtype)
 
 
-@reg("Attention", since=23)
-def attention(ctx, xs, a):
-    q, k, v = xs[:3]
-    mask, past_k, past_v, nonpad = arg(xs, 3), arg(xs, 4), arg(xs, 5), arg(xs, 6)
+@op("Attention", since=23)
+def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    q, k, v = inputs[:3]
+    mask, past_k, past_v, nonpad = arg(inputs, 3), arg(inputs, 4), arg(inputs, 5), arg(inputs, 6)
     rank3 = q.dim() == 3
     batch = q.shape[0]
     if rank3:
-        q, k, v = _heads(q, a["q_num_heads"]), _heads(k, a["kv_num_heads"]), _heads(v, a["kv_num_heads"])
-    scale = a.get("scale")
+        q, k, v = _heads(q, attrs["q_num_heads"]), _heads(k, attrs["kv_num_heads"]), _heads(v, attrs["kv_num_heads"])
+    scale = attrs.get("scale")
     scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
     root = torch.tensor(math.sqrt(scale), dtype=q.dtype, device=q.device)
     if past_k is not None:
@@ -52,13 +52,13 @@ def attention(ctx, xs, a):
         mask = F.pad(mask, [0, S - mask.shape[-1]], value=False if mask.dtype == torch.bool else float("-inf"))
     if mask is not None and mask.dtype == torch.bool:
         mask = torch.where(mask, 0.0, float("-inf")).to(q.dtype)
-    left, right = a.get("left_window_size", -1), a.get("right_window_size", -1)
+    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
     windowed = left >= 0 or right >= 0
     if past_k is None and nonpad is not None:
         offset = nonpad.reshape(-1).to(torch.int64) - L
     else:
         offset = past_k.shape[2] if past_k is not None else 0
-    if a.get("is_causal"):
+    if attrs.get("is_causal"):
         base = zeros if mask is None else mask
         bias = _frontier(zeros + base if windowed else base, offset, lambda p, j: j <= p)
     else:
@@ -79,14 +79,14 @@ def attention(ctx, xs, a):
     if hq != hk and hq % hk == 0:
         k, v = k.repeat_interleave(hq // hk, dim=1), v.repeat_interleave(hq // hk, dim=1)
     qk = torch.matmul(q * root, k.transpose(2, 3) * root)
-    softcap = a.get("softcap", 0.0)
+    softcap = attrs.get("softcap", 0.0)
     if softcap and softcap > 0:
         qk = torch.tanh(qk / softcap) * softcap
     scores = qk + bias
-    mode = a.get("qk_matmul_output_mode", 0)
+    mode = attrs.get("qk_matmul_output_mode", 0)
     exposed = scores if mode == 2 else qk
-    if a.get("softmax_precision"):
-        scores = scores.to(dtype(a["softmax_precision"], "Attention softmax_precision"))
+    if attrs.get("softmax_precision"):
+        scores = scores.to(dtype(ctx, attrs["softmax_precision"]))
     probs = torch.softmax(scores, dim=-1)
     masked_row = torch.isneginf(bias.amax(dim=-1, keepdim=True))
     probs = torch.where(masked_row, torch.zeros((), dtype=probs.dtype, device=q.device), probs)
@@ -99,22 +99,22 @@ def attention(ctx, xs, a):
     return [y, present_k, present_v, exposed.to(q.dtype)]
 
 
-@reg("RotaryEmbedding", since=23)
-def rotary_embedding(ctx, xs, a):
-    x, cos, sin, pos = xs[0], xs[1], xs[2], arg(xs, 3)
+@op("RotaryEmbedding", since=23)
+def rotary_embedding(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, cos, sin, pos = inputs[0], inputs[1], inputs[2], arg(inputs, 3)
     shape = x.shape
-    x = x.transpose(1, 2) if x.dim() == 4 else x.reshape(shape[0], shape[1], a["num_heads"], -1)
-    dim = a.get("rotary_embedding_dim") or x.shape[3]
+    x = x.transpose(1, 2) if x.dim() == 4 else x.reshape(shape[0], shape[1], attrs["num_heads"], -1)
+    dim = attrs.get("rotary_embedding_dim") or x.shape[3]
     rot, rest = x[..., :dim], x[..., dim:]
     if pos is not None:
         cos, sin = cos[pos.to(torch.int64)], sin[pos.to(torch.int64)]
     cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
-    if a.get("interleaved"):
+    if attrs.get("interleaved"):
         x1, x2 = rot[..., 0::2], rot[..., 1::2]
     else:
         x1, x2 = rot.chunk(2, dim=-1)
     real, imag = cos * x1 - sin * x2, sin * x1 + cos * x2
-    if a.get("interleaved"):
+    if attrs.get("interleaved"):
         rot = torch.stack([real, imag], dim=-1).reshape(rot.shape)
     else:
         rot = torch.cat([real, imag], dim=-1)
@@ -122,36 +122,36 @@ def rotary_embedding(ctx, xs, a):
     return y.reshape(shape) if len(shape) == 3 else y.transpose(1, 2)
 
 
-@reg("SwiGLU", since=28)
-def swiglu(ctx, xs, a):
-    x, gate = xs
-    return x * torch.sigmoid(x * a.get("alpha", 1.0)) * gate
+@op("SwiGLU", since=28)
+def swiglu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, gate = inputs
+    return x * torch.sigmoid(x * attrs.get("alpha", 1.0)) * gate
 
 
-@reg("TensorScatter", since=24)
-def tensor_scatter(ctx, xs, a):
-    cache, update, where = xs[0], xs[1], arg(xs, 2)
-    ax = axis(a.get("axis", -2), cache.dim())
+@op("TensorScatter", since=24)
+def tensor_scatter(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    cache, update, where = inputs[0], inputs[1], arg(inputs, 2)
+    ax = axis_of(attrs.get("axis", -2), cache.dim())
     out = cache.clone()
     starts = [0] * cache.shape[0] if where is None else [int(v) for v in where.tolist()]
     n, size = update.shape[ax], cache.shape[ax]
     for b, start in enumerate(starts):
         idx = torch.arange(start, start + n, device=cache.device)
-        if a.get("mode", "linear") == "circular":
+        if attrs.get("mode", "linear") == "circular":
             idx = idx % size
         out[b].index_copy_(ax - 1, idx, update[b])
     return out
 
 
-@reg("CausalConvWithState", since=27)
-def causal_conv_with_state(ctx, xs, a):
-    x, w, b, past = xs[0], xs[1], arg(xs, 2), arg(xs, 3)
+@op("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, w, b, past = inputs[0], inputs[1], arg(inputs, 2), arg(inputs, 3)
     k = w.shape[2]
     if past is None:
         past = torch.zeros((x.shape[0], x.shape[1], k - 1), dtype=x.dtype, device=x.device)
     padded = torch.cat([past, x], dim=2)
     y = F.conv1d(padded, w, b, groups=x.shape[1])
-    act = a.get("activation", "none")
+    act = attrs.get("activation", "none")
     if act in ("silu", "swish"):
         y = F.silu(y.float()).to(x.dtype)
     elif act != "none":
@@ -159,12 +159,12 @@ def causal_conv_with_state(ctx, xs, a):
     return [y, padded[:, :, padded.shape[2] - (k - 1):]]
 
 
-@reg("LinearAttention", since=27)
-def linear_attention(ctx, xs, a):
-    q, k, v = xs[:3]
-    past, decay, beta = arg(xs, 3), arg(xs, 4), arg(xs, 5)
-    hq, hk = a["q_num_heads"], a["kv_num_heads"]
-    rule = a.get("update_rule", "gated_delta")
+@op("LinearAttention", since=27)
+def linear_attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    q, k, v = inputs[:3]
+    past, decay, beta = arg(inputs, 3), arg(inputs, 4), arg(inputs, 5)
+    hq, hk = attrs["q_num_heads"], attrs["kv_num_heads"]
+    rule = attrs.get("update_rule", "gated_delta")
     gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
     b, t = q.shape[:2]
     q4, k4, v4 = _heads(q, hq).float(), _heads(k, hk).float(), _heads(v, hk).float()
@@ -175,7 +175,7 @@ def linear_attention(ctx, xs, a):
     if beta is not None:
         b4 = beta.reshape(b, t, beta.shape[-1], 1).transpose(1, 2).float()
     state = past.float().clone() if past is not None else q4.new_zeros((b, hk, dk, dv))
-    scale = a.get("scale") or 1.0 / math.sqrt(dk)
+    scale = attrs.get("scale") or 1.0 / math.sqrt(dk)
     outs = []
     for i in range(t):
         k_t, v_t = k4[:, :, i], v4[:, :, i]

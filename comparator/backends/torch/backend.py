@@ -8,8 +8,8 @@ torch.compile (inductor), and the CUDA/cuDNN switches. torch is imported only in
 from __future__ import annotations
 
 import os
-from typing import Any
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +75,8 @@ class TorchBackend(BackendBase):
 
 def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
     """Open an in-memory ModelProto (the backend's open() after loading the file)."""
-    from . import table as torch_ops
     from ..common.executor import GraphExecutor
+    from . import table as torch_ops
 
     if options["dtype"] == "float64":
         from ...graph.promote import promote_float64
@@ -149,7 +149,7 @@ def _apply_knobs(options: Mapping[str, Any]) -> list[str]:
 
 def check_types(model: Any) -> None:
     """UnsupportedError, before anything runs, for a tensor type torch has no kernels for."""
-    from .table import dtype
+    from .table import element_type
 
     def visit(graph: Any) -> None:
         for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
@@ -157,15 +157,15 @@ def check_types(model: Any) -> None:
             while t.WhichOneof("value") in ("sequence_type", "optional_type"):
                 t = t.sequence_type.elem_type if t.HasField("sequence_type") else t.optional_type.elem_type
             if t.HasField("tensor_type") and t.tensor_type.elem_type:
-                dtype(t.tensor_type.elem_type, f"tensor {vi.name!r}")
+                element_type(t.tensor_type.elem_type, f"tensor {vi.name!r}")
         for init in graph.initializer:
-            dtype(init.data_type, f"initializer {init.name!r}")
+            element_type(init.data_type, f"initializer {init.name!r}")
         for node in graph.node:
             for a in node.attribute:
                 if a.name in ("to", "dtype", "output_dtype") and a.type == a.INT and a.i:
-                    dtype(a.i, f"{node.op_type} node {node.name!r}")
+                    element_type(a.i, f"{node.op_type} node {node.name!r}")
                 if a.type == a.TENSOR:
-                    dtype(a.t.data_type, f"{node.op_type} node {node.name!r}")
+                    element_type(a.t.data_type, f"{node.op_type} node {node.name!r}")
                 for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     visit(g)
 

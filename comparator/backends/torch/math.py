@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .table import FLOAT8, TABLE, WIDE_UNSIGNED, arg, dtype, unsupported, widen
-
-reg = TABLE.register
+from ..common.executor import OpContext
+from .table import arg, dtype, FLOAT8, op, unsupported, WIDE_UNSIGNED, widen
 
 
 def _keep(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -23,9 +23,9 @@ def _keep(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     return run
 
 
-def _unary(op: str, fn: Callable[[torch.Tensor], torch.Tensor], since: int = 1) -> None:
+def _unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor], since: int = 1) -> None:
     kept = _keep(fn)
-    reg(op, since=since)(lambda ctx, xs, a: kept(xs[0]))
+    op(name, since=since)(lambda ctx, inputs, attrs: kept(inputs[0]))
 
 
 for _op, _fn in {
@@ -40,9 +40,9 @@ for _op, _fn in {
     _unary(_op, _fn)
 
 
-def _binary(op: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+def _binary(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     kept = _keep(fn)
-    reg(op)(lambda ctx, xs, a: kept(xs[0], xs[1]))
+    op(name)(lambda ctx, inputs, attrs: kept(inputs[0], inputs[1]))
 
 
 def _div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -60,73 +60,68 @@ for _op, _fn in {
     _binary(_op, _fn)
 
 
-@reg("Pow")
-def pow_(ctx, xs, a):
-    base, exp = xs
+@op("Pow")
+def pow_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    base, exp = inputs
     # The result has the base's type whatever the exponent's (e.g. int base ** float exponent).
     return torch.pow(widen(base), widen(exp)).to(base.dtype)
 
 
-@reg("Mod")
-def mod(ctx, xs, a):
-    fn = torch.fmod if a.get("fmod", 0) else torch.remainder
-    return _keep(fn)(xs[0], xs[1])
+@op("Mod")
+def mod(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    fn = torch.fmod if attrs.get("fmod", 0) else torch.remainder
+    return _keep(fn)(inputs[0], inputs[1])
 
 
-@reg("BitShift")
-def bitshift(ctx, xs, a):
-    fn = torch.bitwise_left_shift if a["direction"] == "LEFT" else torch.bitwise_right_shift
-    return _keep(fn)(xs[0], xs[1])
+@op("BitShift")
+def bitshift(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    fn = torch.bitwise_left_shift if attrs["direction"] == "LEFT" else torch.bitwise_right_shift
+    return _keep(fn)(inputs[0], inputs[1])
 
 
 def _variadic(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
     kept = _keep(lambda *v: functools.reduce(fn, v))
-    return lambda ctx, xs, a: kept(*xs)
+    return lambda ctx, inputs, attrs: kept(*inputs)
 
 
-reg("Max")(_variadic(torch.maximum))
-reg("Min")(_variadic(torch.minimum))
-reg("Sum")(_variadic(torch.add))
+op("Max")(_variadic(torch.maximum))
+op("Min")(_variadic(torch.minimum))
+op("Sum")(_variadic(torch.add))
 
 
-@reg("Mean")
-def mean(ctx, xs, a):
-    return functools.reduce(torch.add, xs) / len(xs)
+@op("Mean")
+def mean(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return functools.reduce(torch.add, inputs) / len(inputs)
 
 
-@reg("Where")
-def where(ctx, xs, a):
-    cond, x, y = xs
+@op("Where")
+def where(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    cond, x, y = inputs
     return _keep(lambda p, q: torch.where(cond, p, q))(x, y)
 
 
-@reg("Clip", until=10)
-def clip_attr(ctx, xs, a):
-    return torch.clamp(xs[0], a.get("min"), a.get("max"))
+@op("Clip", until=10)
+def clip_attr(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return torch.clamp(inputs[0], attrs.get("min"), attrs.get("max"))
 
 
-@reg("Clip", since=11)
-def clip(ctx, xs, a):
-    x = xs[0]
-    lo, hi = arg(xs, 1), arg(xs, 2)
+@op("Clip", since=11)
+def clip(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    lo, hi = arg(inputs, 1), arg(inputs, 2)
     if lo is None and hi is None:
         return x
     return _keep(lambda v: torch.clamp(v, None if lo is None else widen(lo), None if hi is None else widen(hi)))(x)
 
 
-@reg("Identity")
-def identity(ctx, xs, a):
-    return [xs[0]]
+@op("Cast")
+def cast(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return to_type(inputs[0], dtype(ctx, attrs["to"]), attrs.get("saturate", 1))
 
 
-@reg("Cast")
-def cast(ctx, xs, a):
-    return to_type(xs[0], dtype(a["to"], "Cast"), a.get("saturate", 1))
-
-
-@reg("CastLike")
-def cast_like(ctx, xs, a):
-    return to_type(xs[0], xs[1].dtype, a.get("saturate", 1))
+@op("CastLike")
+def cast_like(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return to_type(inputs[0], inputs[1].dtype, attrs.get("saturate", 1))
 
 
 def to_type(x: torch.Tensor, to: torch.dtype, saturate: int = 1) -> torch.Tensor:
@@ -152,85 +147,85 @@ def _to_float8(x: torch.Tensor, to: torch.dtype, saturate: int) -> torch.Tensor:
     return x.to(to)
 
 
-@reg("IsInf")
-def isinf(ctx, xs, a):
-    x = xs[0]
-    pos = torch.isposinf(x) if a.get("detect_positive", 1) else torch.zeros_like(x, dtype=torch.bool)
-    neg = torch.isneginf(x) if a.get("detect_negative", 1) else torch.zeros_like(x, dtype=torch.bool)
+@op("IsInf")
+def isinf(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    pos = torch.isposinf(x) if attrs.get("detect_positive", 1) else torch.zeros_like(x, dtype=torch.bool)
+    neg = torch.isneginf(x) if attrs.get("detect_negative", 1) else torch.zeros_like(x, dtype=torch.bool)
     return pos | neg
 
 
-@reg("LeakyRelu")
-def leaky_relu(ctx, xs, a):
-    return F.leaky_relu(xs[0], a["alpha"])
+@op("LeakyRelu")
+def leaky_relu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return F.leaky_relu(inputs[0], attrs["alpha"])
 
 
-@reg("Elu")
-def elu(ctx, xs, a):
-    return F.elu(xs[0], a["alpha"])
+@op("Elu")
+def elu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return F.elu(inputs[0], attrs["alpha"])
 
 
-@reg("Selu")
-def selu(ctx, xs, a):
-    return F.elu(xs[0], a["alpha"]) * a["gamma"]
+@op("Selu")
+def selu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return F.elu(inputs[0], attrs["alpha"]) * attrs["gamma"]
 
 
-@reg("Celu")
-def celu(ctx, xs, a):
-    return F.celu(xs[0], a["alpha"])
+@op("Celu")
+def celu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return F.celu(inputs[0], attrs["alpha"])
 
 
-@reg("HardSigmoid")
-def hard_sigmoid(ctx, xs, a):
-    return torch.clamp(xs[0] * a["alpha"] + a["beta"], 0, 1)
+@op("HardSigmoid")
+def hard_sigmoid(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return torch.clamp(inputs[0] * attrs["alpha"] + attrs["beta"], 0, 1)
 
 
-@reg("ThresholdedRelu")
-def thresholded_relu(ctx, xs, a):
-    x = xs[0]
-    return torch.where(x > a["alpha"], x, torch.zeros_like(x))
+@op("ThresholdedRelu")
+def thresholded_relu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    return torch.where(x > attrs["alpha"], x, torch.zeros_like(x))
 
 
-@reg("Softplus")
-def softplus(ctx, xs, a):
-    x = xs[0]
+@op("Softplus")
+def softplus(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     # F.softplus switches to the identity above 20: ONNX's log(exp(x) + 1) has no such threshold.
     return torch.log1p(torch.exp(x)) if x.dtype == torch.float64 else F.softplus(x)
 
 
-@reg("Gelu", since=20)
-def gelu(ctx, xs, a):
-    return F.gelu(xs[0], approximate=a["approximate"])
+@op("Gelu", since=20)
+def gelu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return F.gelu(inputs[0], approximate=attrs["approximate"])
 
 
-@reg("Shrink")
-def shrink(ctx, xs, a):
-    x = xs[0]
-    lambd, bias = a["lambd"], a["bias"]
+@op("Shrink")
+def shrink(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    lambd, bias = attrs["lambd"], attrs["bias"]
     zero = torch.zeros_like(x)
     return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, zero)).to(x.dtype)
 
 
-@reg("PRelu")
-def prelu(ctx, xs, a):
-    x, slope = xs
+@op("PRelu")
+def prelu(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, slope = inputs
     return torch.where(x < 0, x * slope, x).to(x.dtype)
 
 
-@reg("Swish", since=24)
-def swish(ctx, xs, a):
-    x = xs[0]
-    return x * torch.sigmoid(x * a["alpha"])
+@op("Swish", since=24)
+def swish(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    return x * torch.sigmoid(x * attrs["alpha"])
 
 
-@reg("Det")
-def det(ctx, xs, a):
-    return torch.linalg.det(xs[0])
+@op("Det")
+def det(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return torch.linalg.det(inputs[0])
 
 
-@reg("BitCast", since=26)
-def bitcast(ctx, xs, a):
-    x, to = xs[0], dtype(a["to"], "BitCast")
+@op("BitCast", since=26)
+def bitcast(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, to = inputs[0], dtype(ctx, attrs["to"])
     if x.dtype == torch.bool or to == torch.bool:
         raise unsupported(ctx, "bool")
     return x.view(to) if x.element_size() == torch.empty((), dtype=to).element_size() else _bitcast_resize(x, to)

@@ -3,129 +3,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import UnsupportedError
-from .table import TABLE, arg, axis, unsupported, wants, widen
+from ..common.executor import OpContext
+from .conv import _CONV, _pad_input, _pads, _spatial
+from .table import arg, axis_of, op, unsupported, wants, widen
 
-reg = TABLE.register
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVGPOOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-def _spatial(a: dict, name: str, n: int, fill: int) -> list[int]:
-    return list(a.get(name) or [fill] * n)
-
-
-def _pads(a: dict, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-          dilations: Sequence[int]) -> list[tuple[int, int]]:
-    """(begin, end) padding per spatial axis, auto_pad resolved as ONNX defines it."""
-    n = len(size)
-    mode = a.get("auto_pad", "NOTSET")
-    if mode in ("SAME_UPPER", "SAME_LOWER"):
-        out = []
-        for i in range(n):
-            total = max((math.ceil(size[i] / strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
-                        - size[i], 0)
-            small = total // 2
-            out.append((small, total - small) if mode == "SAME_UPPER" else (total - small, small))
-        return out
-    if mode == "VALID":
-        return [(0, 0)] * n
-    pads = list(a.get("pads") or [0] * (2 * n))
-    return [(pads[i], pads[i + n]) for i in range(n)]
-
-
-def _pad_input(x: torch.Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0) -> torch.Tensor:
-    flat: list[int] = []
-    for begin, end in reversed(pads):
-        flat += [begin, end]
-    return F.pad(x, flat, value=value) if any(flat) else x
-
-
-@reg("Conv")
-def conv(ctx, xs, a):
-    x, w, b = xs[0], xs[1], arg(xs, 2)
-    n = x.dim() - 2
-    if n not in _CONV:
-        raise unsupported(ctx, f"{n} spatial dimensions")
-    kernel = list(a.get("kernel_shape") or w.shape[2:])
-    strides, dilations = _spatial(a, "strides", n, 1), _spatial(a, "dilations", n, 1)
-    pads = _pads(a, x.shape[2:], kernel, strides, dilations)
-    if all(p == q for p, q in pads):
-        padding = [p for p, _ in pads]
-    else:
-        x, padding = _pad_input(x, pads), [0] * n
-    return _CONV[n](x, w, b, strides, padding, dilations, a["group"])
-
-
-@reg("ConvTranspose")
-def conv_transpose(ctx, xs, a):
-    x, w, b = xs[0], xs[1], arg(xs, 2)
-    n = x.dim() - 2
-    if n not in _CONV_T:
-        raise unsupported(ctx, f"{n} spatial dimensions")
-    kernel = list(a.get("kernel_shape") or w.shape[2:])
-    strides, dilations = _spatial(a, "strides", n, 1), _spatial(a, "dilations", n, 1)
-    out_pad = _spatial(a, "output_padding", n, 0)
-    full = [strides[i] * (x.shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 for i in range(n)]
-    if a.get("output_shape") or a.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
-        target = list(a.get("output_shape") or [x.shape[2 + i] * strides[i] for i in range(n)])[-n:]
-        pads = []
-        for i in range(n):
-            total = full[i] - target[i]
-            upper = a.get("auto_pad") == "SAME_UPPER"
-            pads.append((total // 2, total - total // 2) if upper else (total - total // 2, total // 2))
-    elif a.get("auto_pad") == "VALID":
-        pads = [(0, 0)] * n
-    else:
-        p = list(a.get("pads") or [0] * 2 * n)
-        pads = [(p[i], p[i + n]) for i in range(n)]
-    if all(p == q and p >= 0 for p, q in pads) and all(o < max(s, d) for o, s, d in zip(out_pad, strides, dilations)):
-        return _CONV_T[n](x, w, b, strides, [p for p, _ in pads], out_pad, a["group"], dilations)
-    # Asymmetric padding: the full transposed convolution, then crop (or zero-extend), then the bias.
-    y = _CONV_T[n](x, w, None, strides, 0, 0, a["group"], dilations)
-    flat: list[int] = []
-    for i in reversed(range(n)):
-        flat += [-pads[i][0], -pads[i][1] + out_pad[i]]
-    y = F.pad(y, flat)
-    return y if b is None else y + b.reshape(1, -1, *([1] * n))
-
-
-def _pool_geometry(a: dict, x: torch.Tensor) -> tuple[list[int], list[int], list[int], list[tuple[int, int]],
+def _pool_geometry(attrs: dict[str, Any], x: torch.Tensor) -> tuple[list[int], list[int], list[int], list[tuple[int, int]],
                                                       list[int]]:
     n = x.dim() - 2
-    kernel = list(a["kernel_shape"])
-    strides, dilations = _spatial(a, "strides", n, 1), _spatial(a, "dilations", n, 1)
-    pads = _pads(a, x.shape[2:], kernel, strides, dilations)
+    kernel = list(attrs["kernel_shape"])
+    strides, dilations = _spatial(attrs, "strides", n, 1), _spatial(attrs, "dilations", n, 1)
+    pads = _pads(attrs, x.shape[2:], kernel, strides, dilations)
     # Ceil mode: extra room at the end for the last partial window, unless it would start in the end padding.
     extra = []
     for i in range(n):
         span = x.shape[2 + i] + pads[i][0] + pads[i][1] - (kernel[i] - 1) * dilations[i] - 1
-        out = (math.ceil(span / strides[i]) if a.get("ceil_mode") else span // strides[i]) + 1
-        if a.get("ceil_mode") and (out - 1) * strides[i] >= x.shape[2 + i] + pads[i][0]:
+        out = (math.ceil(span / strides[i]) if attrs.get("ceil_mode") else span // strides[i]) + 1
+        if attrs.get("ceil_mode") and (out - 1) * strides[i] >= x.shape[2 + i] + pads[i][0]:
             out -= 1
         extra.append(max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
                          - (x.shape[2 + i] + pads[i][0] + pads[i][1])))
     return kernel, strides, dilations, pads, extra
 
 
-@reg("MaxPool")
-def max_pool(ctx, xs, a):
-    x = xs[0]
+@op("MaxPool")
+def max_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     n = x.dim() - 2
     if n not in _MAXPOOL:
         raise unsupported(ctx, f"{n} spatial dimensions")
-    kernel, strides, dilations, pads, extra = _pool_geometry(a, x)
+    kernel, strides, dilations, pads, extra = _pool_geometry(attrs, x)
     work = x if x.is_floating_point() else x.to(torch.float64)  # torch pools floats only; exact for ints <2^53
     native = all(p == q and 2 * p <= k for (p, q), k in zip(pads, kernel))
     indices = wants(ctx, 1)
     if native:
-        out = _MAXPOOL[n](work, kernel, strides, [p for p, _ in pads], dilations, bool(a.get("ceil_mode")),
+        out = _MAXPOOL[n](work, kernel, strides, [p for p, _ in pads], dilations, bool(attrs.get("ceil_mode")),
                           indices)
     else:
         full = [(p, q + e) for (p, q), e in zip(pads, extra)]
@@ -133,7 +54,7 @@ def max_pool(ctx, xs, a):
     if not indices:
         return out.to(x.dtype)
     y, idx = out
-    return [y.to(x.dtype), _onnx_indices(idx, x.shape, None if native else pads, a.get("storage_order", 0))]
+    return [y.to(x.dtype), _onnx_indices(idx, x.shape, None if native else pads, attrs.get("storage_order", 0))]
 
 
 def _onnx_indices(idx: torch.Tensor, shape: Sequence[int], pads: Sequence[tuple[int, int]] | None,
@@ -158,15 +79,15 @@ def _onnx_indices(idx: torch.Tensor, shape: Sequence[int], pads: Sequence[tuple[
     return flat + nc * plane
 
 
-@reg("AveragePool")
-def average_pool(ctx, xs, a):
-    x = xs[0]
+@op("AveragePool")
+def average_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     n = x.dim() - 2
-    kernel, strides, dilations, pads, extra = _pool_geometry(a, x)
-    include = bool(a.get("count_include_pad"))
+    kernel, strides, dilations, pads, extra = _pool_geometry(attrs, x)
+    include = bool(attrs.get("count_include_pad"))
     if n in _AVGPOOL and all(d == 1 for d in dilations) and all(p == q and 2 * p <= k for (p, q), k in
                                                                    zip(pads, kernel)):
-        return _AVGPOOL[n](x, kernel, strides, [p for p, _ in pads], bool(a.get("ceil_mode")), include)
+        return _AVGPOOL[n](x, kernel, strides, [p for p, _ in pads], bool(attrs.get("ceil_mode")), include)
     return _window_sum(x, kernel, strides, dilations, pads, extra, include, mean=True)
 
 
@@ -191,39 +112,39 @@ def _window_sum(x: torch.Tensor, kernel, strides, dilations, pads, extra, includ
     return total / count
 
 
-@reg("LpPool")
-def lp_pool(ctx, xs, a):
-    x = xs[0]
-    kernel, strides, dilations, pads, extra = _pool_geometry(a, x)
-    p = a.get("p", 2)
+@op("LpPool")
+def lp_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    kernel, strides, dilations, pads, extra = _pool_geometry(attrs, x)
+    p = attrs.get("p", 2)
     return _window_sum(x.abs() ** p, kernel, strides, dilations, pads, extra, False, False) ** (1.0 / p)
 
 
-@reg("GlobalAveragePool")
-def global_average_pool(ctx, xs, a):
-    x = xs[0]
+@op("GlobalAveragePool")
+def global_average_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
-@reg("GlobalMaxPool")
-def global_max_pool(ctx, xs, a):
-    x = xs[0]
+@op("GlobalMaxPool")
+def global_max_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
-@reg("GlobalLpPool")
-def global_lp_pool(ctx, xs, a):
-    x = xs[0]
-    p = a.get("p", 2)
+@op("GlobalLpPool")
+def global_lp_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    p = attrs.get("p", 2)
     return (x.abs() ** p).sum(dim=tuple(range(2, x.dim())), keepdim=True) ** (1.0 / p)
 
 
-@reg("MaxUnpool")
-def max_unpool(ctx, xs, a):
-    x, idx, shape = xs[0], xs[1], arg(xs, 2)
+@op("MaxUnpool")
+def max_unpool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, idx, shape = inputs[0], inputs[1], arg(inputs, 2)
     n = x.dim() - 2
-    kernel, strides = list(a["kernel_shape"]), _spatial(a, "strides", n, 1)
-    p = list(a.get("pads") or [0] * 2 * n)
+    kernel, strides = list(attrs["kernel_shape"]), _spatial(attrs, "strides", n, 1)
+    p = list(attrs.get("pads") or [0] * 2 * n)
     inferred = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] + kernel[i] - p[i] - p[i + n]
                                     for i in range(n)]
     y = torch.zeros(math.prod(inferred), dtype=x.dtype, device=x.device)
@@ -236,24 +157,24 @@ def max_unpool(ctx, xs, a):
     return F.pad(y, [v for i in reversed(range(y.dim())) for v in (0, out[i] - inferred[i])])
 
 
-@reg("BatchNormalization")
-def batch_norm(ctx, xs, a):
-    x, scale, bias, mean, var = xs[:5]
-    eps = a["epsilon"]
-    if not a.get("training_mode", 0):
+@op("BatchNormalization")
+def batch_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias, mean, var = inputs[:5]
+    eps = attrs["epsilon"]
+    if not attrs.get("training_mode", 0):
         return F.batch_norm(x, mean, var, scale, bias, False, 0.0, eps)
     dims = [0] + list(range(2, x.dim()))
     cur_mean = x.mean(dim=dims)
     cur_var = x.var(dim=dims, unbiased=False)
     y = F.batch_norm(x, cur_mean, cur_var, scale, bias, False, 0.0, eps)
-    m = a["momentum"]
+    m = attrs["momentum"]
     return [y, mean * m + cur_mean * (1 - m), var * m + cur_var * (1 - m)]
 
 
-@reg("InstanceNormalization")
-def instance_norm(ctx, xs, a):
-    x, scale, bias = xs
-    return F.instance_norm(x, weight=scale, bias=bias, eps=a["epsilon"])
+@op("InstanceNormalization")
+def instance_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias = inputs
+    return F.instance_norm(x, weight=scale, bias=bias, eps=attrs["epsilon"])
 
 
 def _stash(x: torch.Tensor, stash_type: int) -> torch.Tensor:
@@ -261,78 +182,78 @@ def _stash(x: torch.Tensor, stash_type: int) -> torch.Tensor:
     return x.float() if stash_type == 1 and x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-@reg("LayerNormalization")
-def layer_norm(ctx, xs, a):
-    x, scale, bias = xs[0], xs[1], arg(xs, 2)
-    ax = axis(a["axis"], x.dim())
+@op("LayerNormalization")
+def layer_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias = inputs[0], inputs[1], arg(inputs, 2)
+    ax = axis_of(attrs["axis"], x.dim())
     shape = list(x.shape[ax:])
-    xf = _stash(x, a.get("stash_type", 1))
+    xf = _stash(x, attrs.get("stash_type", 1))
     if not wants(ctx, 1) and not wants(ctx, 2) and xf.dtype == x.dtype:
         w = scale.expand(shape) if list(scale.shape) != shape else scale
         b = bias.expand(shape) if bias is not None and list(bias.shape) != shape else bias
-        return F.layer_norm(x, shape, w, b, a["epsilon"])
+        return F.layer_norm(x, shape, w, b, attrs["epsilon"])
     dims = tuple(range(ax, x.dim()))
     mean = xf.mean(dim=dims, keepdim=True)
     var = ((xf - mean) ** 2).mean(dim=dims, keepdim=True)
-    inv = torch.rsqrt(var + a["epsilon"])
+    inv = torch.rsqrt(var + attrs["epsilon"])
     y = ((xf - mean) * inv).to(x.dtype) * scale
     if bias is not None:
         y = y + bias
     return [y, mean, inv]
 
 
-@reg("GroupNormalization")
-def group_norm(ctx, xs, a):
-    x, scale, bias = xs
-    groups, c = a["num_groups"], x.shape[1]
+@op("GroupNormalization")
+def group_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale, bias = inputs
+    groups, c = attrs["num_groups"], x.shape[1]
     if ctx.opset < 21 and scale.numel() == groups:  # opset 18: one scale per group
         scale, bias = scale.repeat_interleave(c // groups), bias.repeat_interleave(c // groups)
-    xf = _stash(x, a.get("stash_type", 1))
-    return F.group_norm(xf, groups, scale.to(xf.dtype), bias.to(xf.dtype), a["epsilon"]).to(x.dtype)
+    xf = _stash(x, attrs.get("stash_type", 1))
+    return F.group_norm(xf, groups, scale.to(xf.dtype), bias.to(xf.dtype), attrs["epsilon"]).to(x.dtype)
 
 
-@reg("RMSNormalization", since=23)
-def rms_norm(ctx, xs, a):
-    x, scale = xs
-    ax = axis(a["axis"], x.dim())
-    xf = _stash(x, a.get("stash_type", 1))
+@op("RMSNormalization", since=23)
+def rms_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, scale = inputs
+    ax = axis_of(attrs["axis"], x.dim())
+    xf = _stash(x, attrs.get("stash_type", 1))
     dims = tuple(range(ax, x.dim()))
-    y = xf * torch.rsqrt((xf * xf).mean(dim=dims, keepdim=True) + a["epsilon"])
+    y = xf * torch.rsqrt((xf * xf).mean(dim=dims, keepdim=True) + attrs["epsilon"])
     return y.to(x.dtype) * scale
 
 
-@reg("LRN")
-def lrn(ctx, xs, a):
-    x, size = xs[0], a["size"]
+@op("LRN")
+def lrn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, size = inputs[0], attrs["size"]
     if size % 2 == 1:
-        return F.local_response_norm(x, size, a["alpha"], a["beta"], a["bias"])
+        return F.local_response_norm(x, size, attrs["alpha"], attrs["beta"], attrs["bias"])
     # Even windows: ONNX centres them one way, torch the other.
     sq = F.pad((x * x).unsqueeze(1), [0, 0] * (x.dim() - 2) + [(size - 1) // 2, size // 2])
     total = sum(sq[:, 0, i:i + x.shape[1]] for i in range(size))
-    return x / (a["bias"] + a["alpha"] / size * total) ** a["beta"]
+    return x / (attrs["bias"] + attrs["alpha"] / size * total) ** attrs["beta"]
 
 
-@reg("MeanVarianceNormalization")
-def mvn(ctx, xs, a):
-    x = xs[0]
-    dims = tuple(a.get("axes") or [0, 2, 3])
+@op("MeanVarianceNormalization")
+def mvn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    dims = tuple(attrs.get("axes") or [0, 2, 3])
     mean = x.mean(dim=dims, keepdim=True)
     var = (x * x).mean(dim=dims, keepdim=True) - mean * mean
     return (x - mean) / (torch.sqrt(var) + 1e-9)
 
 
-@reg("LpNormalization")
-def lp_norm(ctx, xs, a):
-    x = xs[0]
-    norm = torch.linalg.vector_norm(x, ord=a["p"], dim=a["axis"], keepdim=True)
+@op("LpNormalization")
+def lp_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    norm = torch.linalg.vector_norm(x, ord=attrs["p"], dim=attrs["axis"], keepdim=True)
     return torch.where(norm == 0, torch.zeros_like(x), x / norm)
 
 
 def _coerced(fn):
     """Softmax family: before opset 13 the input is flattened to 2-D at `axis` (default 1)."""
-    def run(ctx, xs, a):
-        x = xs[0]
-        ax = axis(a.get("axis", -1 if ctx.opset >= 13 else 1), x.dim())
+    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        x = inputs[0]
+        ax = axis_of(attrs.get("axis", -1 if ctx.opset >= 13 else 1), x.dim())
         if ctx.opset >= 13:
             return fn(x, ax)
         return fn(x.reshape(math.prod(x.shape[:ax]), -1), 1).reshape(x.shape)
@@ -343,25 +264,25 @@ def _hardmax(x: torch.Tensor, dim: int) -> torch.Tensor:
     return F.one_hot(torch.argmax(x, dim=dim), x.shape[dim]).movedim(-1, dim).to(x.dtype)
 
 
-reg("Softmax")(_coerced(lambda x, d: torch.softmax(x, d)))
-reg("LogSoftmax")(_coerced(lambda x, d: torch.log_softmax(x, d)))
-reg("Hardmax")(_coerced(_hardmax))
+op("Softmax")(_coerced(lambda x, d: torch.softmax(x, d)))
+op("LogSoftmax")(_coerced(lambda x, d: torch.log_softmax(x, d)))
+op("Hardmax")(_coerced(_hardmax))
 
 
-@reg("Dropout")
-def dropout(ctx, xs, a):
-    x = xs[0]
-    ratio = a.get("ratio", 0.5) if ctx.opset < 12 else (float(xs[1]) if arg(xs, 1) is not None else 0.5)
-    training = ctx.opset >= 12 and arg(xs, 2) is not None and bool(xs[2])
+@op("Dropout")
+def dropout(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    ratio = attrs.get("ratio", 0.5) if ctx.opset < 12 else (float(inputs[1]) if arg(inputs, 1) is not None else 0.5)
+    training = ctx.opset >= 12 and arg(inputs, 2) is not None and bool(inputs[2])
     if training and ratio > 0:
         raise unsupported(ctx, "training_mode=1 (random)")
     return [x, torch.ones_like(x, dtype=torch.bool)]
 
 
-@reg("Gemm")
-def gemm(ctx, xs, a):
-    A, B, C = xs[0], xs[1], arg(xs, 2)
-    alpha, beta, ta, tb = a["alpha"], a["beta"], a["transA"], a["transB"]
+@op("Gemm")
+def gemm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    A, B, C = inputs[0], inputs[1], arg(inputs, 2)
+    alpha, beta, ta, tb = attrs["alpha"], attrs["beta"], attrs["transA"], attrs["transB"]
     if (A.is_floating_point() and tb and not ta and alpha == 1.0 and beta == 1.0
             and (C is None or (C.dim() == 1 and C.shape[0] == B.shape[0]))):
         return F.linear(A, B, C)  # nn.Linear's kernel: the common exported case
@@ -374,30 +295,7 @@ def gemm(ctx, xs, a):
     return y.to(A.dtype)
 
 
-@reg("MatMul")
-def matmul(ctx, xs, a):
-    A, B = xs
+@op("MatMul")
+def matmul(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    A, B = inputs
     return torch.matmul(widen(A), widen(B)).to(A.dtype)
-
-
-@reg("MatMulInteger")
-def matmul_integer(ctx, xs, a):
-    A, B = xs[0].to(torch.int32), xs[1].to(torch.int32)
-    za, zb = arg(xs, 2), arg(xs, 3)
-    if za is not None:
-        A = A - (za.to(torch.int32).reshape(-1, 1) if za.dim() == 1 else za.to(torch.int32))
-    if zb is not None:
-        B = B - zb.to(torch.int32)
-    return torch.matmul(A.to(torch.int64), B.to(torch.int64)).to(torch.int32)
-
-
-@reg("ConvInteger")
-def conv_integer(ctx, xs, a):
-    x, w = xs[0].to(torch.float64), xs[1].to(torch.float64)
-    zx, zw = arg(xs, 2), arg(xs, 3)
-    if zx is not None:
-        x = x - zx.to(torch.float64)
-    if zw is not None:
-        w = w - (zw.to(torch.float64).reshape(-1, *[1] * (w.dim() - 1)) if zw.dim() == 1 else zw.to(torch.float64))
-    # Padding after the zero-point shift pads with the zero point, as ONNX defines it.
-    return conv(ctx, [x, w], a).round().to(torch.int32)

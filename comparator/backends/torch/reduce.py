@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .table import TABLE, arg, axis, ints, wants, widen
+from ..common.executor import OpContext
+from .table import arg, axis_of, ints, op, wants, widen
 
-reg = TABLE.register
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -62,57 +63,57 @@ _REDUCTIONS: dict[str, tuple[Fn, Callable[..., torch.Tensor], Fn, int]] = {
 }
 
 
-def _reduction(op: str) -> None:
-    pre, fn, post, since = _REDUCTIONS[op]
+def _reduction(name: str) -> None:
+    pre, fn, post, since = _REDUCTIONS[name]
 
-    def run(ctx, xs, a):
-        x = widen(xs[0])
+    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        x = widen(inputs[0])
         if ctx.opset < since:
-            axes = a.get("axes")
+            axes = attrs.get("axes")
         else:
-            axes = ints(arg(xs, 1)) if arg(xs, 1) is not None else None
-        keep = bool(a.get("keepdims", 1))
+            axes = ints(ctx, arg(inputs, 1)) if arg(inputs, 1) is not None else None
+        keep = bool(attrs.get("keepdims", 1))
         if not axes:
-            if a.get("noop_with_empty_axes", 0):
-                return post(pre(x)).to(xs[0].dtype)
+            if attrs.get("noop_with_empty_axes", 0):
+                return post(pre(x)).to(inputs[0].dtype)
             axes = list(range(x.dim()))
-        if x.dtype == torch.bool and op in ("ReduceMax", "ReduceMin"):
-            dims = tuple(sorted(axis(v, x.dim()) for v in axes))
-            fill = 0.0 if op == "ReduceMax" else 1.0
-            return _extreme(torch.amax if op == "ReduceMax" else torch.amin, fill)(x.to(torch.uint8), dims, keep) \
+        if x.dtype == torch.bool and name in ("ReduceMax", "ReduceMin"):
+            dims = tuple(sorted(axis_of(v, x.dim()) for v in axes))
+            fill = 0.0 if name == "ReduceMax" else 1.0
+            return _extreme(torch.amax if name == "ReduceMax" else torch.amin, fill)(x.to(torch.uint8), dims, keep) \
                 .to(torch.bool)
-        dims = tuple(sorted(axis(v, x.dim()) for v in axes))
-        if op == "ReduceLogSumExp" and x.numel() == 0:
+        dims = tuple(sorted(axis_of(v, x.dim()) for v in axes))
+        if name == "ReduceLogSumExp" and x.numel() == 0:
             return _extreme(torch.amax, float("-inf"))(x, dims, keep)
-        return post(fn(pre(x), dims, keep)).to(xs[0].dtype)
+        return post(fn(pre(x), dims, keep)).to(inputs[0].dtype)
 
-    reg(op)(run)
+    op(name)(run)
 
 
 for _op in _REDUCTIONS:
     _reduction(_op)
 
 
-@reg("Einsum")
-def einsum(ctx, xs, a):
-    return torch.einsum(a["equation"].replace(" ", ""), *[widen(x) for x in xs]).to(xs[0].dtype)
+@op("Einsum")
+def einsum(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return torch.einsum(attrs["equation"].replace(" ", ""), *[widen(x) for x in inputs]).to(inputs[0].dtype)
 
 
-def _ignore(a: dict) -> int:
+def _ignore(attrs: dict[str, Any]) -> int:
     # torch needs an int; without the attribute no label is ignored, and -100 is never a valid class.
-    value = a.get("ignore_index")
+    value = attrs.get("ignore_index")
     return -100 if value is None else int(value)
 
 
-@reg("NegativeLogLikelihoodLoss")
-def nll_loss(ctx, xs, a):
-    x, target, weight = xs[0], xs[1].to(torch.int64), arg(xs, 2)
-    return _nll(x, target, weight, a)
+@op("NegativeLogLikelihoodLoss")
+def nll_loss(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, target, weight = inputs[0], inputs[1].to(torch.int64), arg(inputs, 2)
+    return _nll(x, target, weight, attrs)
 
 
-def _nll(logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, a: dict) -> torch.Tensor:
-    ignore = _ignore(a)
-    mode = a.get("reduction", "mean")
+def _nll(logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, attrs: dict[str, Any]) -> torch.Tensor:
+    ignore = _ignore(attrs)
+    mode = attrs.get("reduction", "mean")
     if logp.dim() == 2 or logp.dim() == 4 or logp.dim() == 3:
         return F.nll_loss(logp, target, weight, ignore_index=ignore, reduction=mode)
     n, c = logp.shape[:2]
@@ -120,9 +121,57 @@ def _nll(logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, 
     return flat.reshape(target.shape) if mode == "none" else flat
 
 
-@reg("SoftmaxCrossEntropyLoss")
-def softmax_cross_entropy(ctx, xs, a):
-    scores, labels, weight = xs[0], xs[1].to(torch.int64), arg(xs, 2)
+@op("SoftmaxCrossEntropyLoss")
+def softmax_cross_entropy(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    scores, labels, weight = inputs[0], inputs[1].to(torch.int64), arg(inputs, 2)
     logp = torch.log_softmax(scores, dim=1)
-    loss = _nll(logp, labels, weight, a)
+    loss = _nll(logp, labels, weight, attrs)
     return [loss, logp] if wants(ctx, 1) else loss
+
+
+def _cumulative(fn):
+    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        x, ax = widen(inputs[0]), axis_of(int(inputs[1].item()), inputs[0].dim())
+        if attrs.get("reverse"):
+            x = x.flip(ax)
+        y = fn(x, ax, dtype=x.dtype)
+        if attrs.get("exclusive"):
+            first = torch.zeros_like(y.narrow(ax, 0, 1)) if fn is torch.cumsum else torch.ones_like(y.narrow(ax, 0, 1))
+            y = torch.cat([first, y.narrow(ax, 0, y.shape[ax] - 1)], dim=ax)
+        if attrs.get("reverse"):
+            y = y.flip(ax)
+        return y.to(inputs[0].dtype)
+    return run
+
+
+op("CumSum")(_cumulative(torch.cumsum))
+
+
+op("CumProd")(_cumulative(torch.cumprod))
+
+
+@op("TopK")
+def topk(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    k = attrs["k"] if ctx.opset < 10 else int(inputs[1].reshape(-1)[0].item())
+    ax = axis_of(attrs.get("axis", -1), x.dim())
+    # A stable sort keeps the lower index first among equal values, as ONNX requires.
+    values, idx = torch.sort(widen(x), dim=ax, descending=bool(attrs.get("largest", 1)), stable=True)
+    return [values.narrow(ax, 0, k).to(x.dtype), idx.narrow(ax, 0, k)]
+
+
+def _arg(fn):
+    def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        x = widen(inputs[0])
+        ax = axis_of(attrs.get("axis", 0), x.dim())
+        keep = bool(attrs.get("keepdims", 1))
+        if attrs.get("select_last_index"):
+            return x.shape[ax] - 1 - fn(x.flip(ax), dim=ax, keepdim=keep)
+        return fn(x, dim=ax, keepdim=keep)
+    return run
+
+
+op("ArgMax")(_arg(torch.argmax))
+
+
+op("ArgMin")(_arg(torch.argmin))

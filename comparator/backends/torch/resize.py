@@ -9,15 +9,16 @@ index/weight tables computed the way the ONNX specification defines them.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common.executor import OpContext
 from ..common.resize import source_coordinates
-from .table import TABLE, arg, axis, unsupported
+from .table import arg, axis_of, op, unsupported
 
-reg = TABLE.register
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -41,12 +42,12 @@ def _geometry(x: torch.Tensor, scales, sizes, axes, policy: str) -> tuple[list[f
     return sc, [int(math.floor(shape[i] * sc[i])) for i in range(r)]
 
 
-def _coeffs(a: dict, ratio: float, scale: float) -> np.ndarray:
-    mode, aa = a["mode"], a.get("antialias", 0)
+def _coeffs(attrs: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
+    mode, aa = attrs["mode"], attrs.get("antialias", 0)
     if mode == "nearest":
         if float(ratio).is_integer():
             return np.array([0.0, 1.0])
-        rule = a.get("nearest_mode", "round_prefer_floor")
+        rule = attrs.get("nearest_mode", "round_prefer_floor")
         up = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5, "floor": False,
               "ceil": True}[rule]
         return np.array([0.0, 1.0]) if up else np.array([1.0, 0.0])
@@ -57,7 +58,7 @@ def _coeffs(a: dict, ratio: float, scale: float) -> np.ndarray:
         start = int(np.floor(-1 / s) + 1)
         c = np.clip(1 - np.abs((np.arange(start, start + 2 - 2 * start) - ratio) * s), 0, 1)
         return c / c.sum()
-    A = a.get("cubic_coeff_a", -0.75)
+    A = attrs.get("cubic_coeff_a", -0.75)
     s = min(scale, 1.0) if aa else 1.0
     start = int(np.floor(-2 / s) + 1) if aa else -1
     t = np.abs(s * (np.arange(start, 2 - start) - ratio))
@@ -66,12 +67,12 @@ def _coeffs(a: dict, ratio: float, scale: float) -> np.ndarray:
     return c / c.sum() if aa else c
 
 
-def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, a: dict, roi) -> torch.Tensor:
+def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict[str, Any], roi) -> torch.Tensor:
     n_in = x.shape[ax]
-    src, outside = source_coordinates(a["coordinate_transformation_mode"], n_in, n_out, scale, roi)
+    src, outside = source_coordinates(attrs["coordinate_transformation_mode"], n_in, n_out, scale, roi)
     base = np.floor(src).astype(np.int64)
     ratios = np.where(src == base, 1.0, src - base)
-    coeffs = np.stack([_coeffs(a, float(r), scale) for r in ratios]) if n_out else np.zeros((0, 2))
+    coeffs = np.stack([_coeffs(attrs, float(r), scale) for r in ratios]) if n_out else np.zeros((0, 2))
     k = coeffs.shape[1]
     pad = int(np.ceil(k / 2))
     padded = src + pad
@@ -82,13 +83,13 @@ def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, a: dict, ro
     else:
         offset = np.where(frac <= 0.5, -((k - 1) // 2), -((k - 1) // 2) + 1)
     idx = (p + offset)[:, None] + np.arange(k)[None, :] - pad
-    if a.get("exclude_outside"):
+    if attrs.get("exclude_outside"):
         coeffs = np.where((idx < 0) | (idx >= n_in), 0.0, coeffs)
         total = coeffs.sum(axis=-1, keepdims=True)
         coeffs = coeffs / np.where(total == 0, 1.0, total)
     idx = np.clip(idx, 0, n_in - 1)
     work = x if x.is_floating_point() else x.double()
-    if a["mode"] == "nearest":
+    if attrs["mode"] == "nearest":
         pick = idx[np.arange(n_out), np.argmax(coeffs, axis=1)] if n_out else idx[:, 0]
         y = work.index_select(ax, torch.as_tensor(pick, device=x.device))
     else:
@@ -98,17 +99,17 @@ def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, a: dict, ro
         y = (gathered * w).sum(dim=ax + 1)
     if outside is not None and outside.any():
         mask = torch.as_tensor(outside, device=x.device).reshape(n_out, *[1] * (x.dim() - ax - 1))
-        y = torch.where(mask, torch.full_like(y, a.get("extrapolation_value", 0.0)), y)
+        y = torch.where(mask, torch.full_like(y, attrs.get("extrapolation_value", 0.0)), y)
     return y if x.is_floating_point() else y.round().to(x.dtype)
 
 
-def _torch_mode(a: dict, dims: list[int], rank: int, sizes_given: bool, exact: bool) -> tuple[str, bool] | None:
+def _torch_mode(attrs: dict[str, Any], dims: list[int], rank: int, sizes_given: bool, exact: bool) -> tuple[str, bool] | None:
     """The F.interpolate mode computing exactly this ONNX resize, if there is one."""
-    if dims != list(range(rank - len(dims), rank)) or not dims or rank - len(dims) < 2 or a.get("antialias"):
+    if dims != list(range(rank - len(dims), rank)) or not dims or rank - len(dims) < 2 or attrs.get("antialias"):
         return None
-    mode, coord = a["mode"], a["coordinate_transformation_mode"]
+    mode, coord = attrs["mode"], attrs["coordinate_transformation_mode"]
     if mode == "nearest":
-        rule = a.get("nearest_mode", "round_prefer_floor")
+        rule = attrs.get("nearest_mode", "round_prefer_floor")
         if coord == "asymmetric" and rule == "floor":
             return "nearest", False
         if coord == "half_pixel" and rule == "round_prefer_ceil" and sizes_given:
@@ -119,28 +120,28 @@ def _torch_mode(a: dict, dims: list[int], rank: int, sizes_given: bool, exact: b
     if mode == "linear" and len(dims) <= 3 and coord in ("half_pixel", "align_corners"):
         return _LINEAR[len(dims)], coord == "align_corners"
     if mode == "cubic" and len(dims) == 2 and coord in ("half_pixel", "align_corners") \
-            and a.get("cubic_coeff_a", -0.75) == -0.75 and not a.get("exclude_outside"):
+            and attrs.get("cubic_coeff_a", -0.75) == -0.75 and not attrs.get("exclude_outside"):
         return "bicubic", coord == "align_corners"
     return None
 
 
-def _resize(ctx, x: torch.Tensor, roi, scales, sizes, a: dict) -> torch.Tensor:
+def _resize(ctx: OpContext, x: torch.Tensor, roi, scales, sizes, attrs: dict[str, Any]) -> torch.Tensor:
     r = x.dim()
-    axes = [axis(v, r) for v in (a.get("axes") or range(r))]
-    sc, out = _geometry(x, scales, sizes, axes, a.get("keep_aspect_ratio_policy", "stretch"))
+    axes = [axis_of(v, r) for v in (attrs.get("axes") or range(r))]
+    sc, out = _geometry(x, scales, sizes, axes, attrs.get("keep_aspect_ratio_policy", "stretch"))
     roi_full = None
     if roi is not None and len(roi):
         roi_full = [0.0] * r + [1.0] * r
         for i, d in enumerate(axes):
             roi_full[d], roi_full[r + d] = float(roi[i]), float(roi[len(axes) + i])
-    if a["mode"] not in ("nearest", "linear", "cubic"):
-        raise unsupported(ctx, f"mode={a['mode']}")
+    if attrs["mode"] not in ("nearest", "linear", "cubic"):
+        raise unsupported(ctx, f"mode={attrs['mode']}")
     changed = [d for d in range(r) if out[d] != x.shape[d] or not math.isclose(sc[d], 1.0)
                or (roi_full is not None and (roi_full[d] != 0.0 or roi_full[r + d] != 1.0))]
-    if a["coordinate_transformation_mode"] == "tf_crop_and_resize" and roi_full is None:
+    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and roi_full is None:
         raise unsupported(ctx, "tf_crop_and_resize without roi")
-    fast = None if roi_full is not None and a["coordinate_transformation_mode"] == "tf_crop_and_resize" \
-        else _torch_mode(a, changed, r, sizes is not None,
+    fast = None if roi_full is not None and attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" \
+        else _torch_mode(attrs, changed, r, sizes is not None,
                          all(out[d] == sc[d] * x.shape[d] for d in changed))
     if fast is not None and x.is_floating_point():
         mode, corners = fast
@@ -150,7 +151,7 @@ def _resize(ctx, x: torch.Tensor, roi, scales, sizes, a: dict) -> torch.Tensor:
         return F.interpolate(x, scale_factor=[sc[d] for d in changed], mode=mode, recompute_scale_factor=False,
                              **kwargs)
     for d in changed:
-        x = _resize_axis(x, d, sc[d], out[d], a, None if roi_full is None else [roi_full[d], roi_full[r + d]])
+        x = _resize_axis(x, d, sc[d], out[d], attrs, None if roi_full is None else [roi_full[d], roi_full[r + d]])
     return x
 
 
@@ -158,45 +159,45 @@ def _floats(t) -> list[float] | None:
     return None if t is None or t.numel() == 0 else [float(v) for v in t.reshape(-1).tolist()]
 
 
-@reg("Resize", since=11)
-def resize(ctx, xs, a):
-    x, roi, scales, sizes = xs[0], _floats(arg(xs, 1)), _floats(arg(xs, 2)), arg(xs, 3)
+@op("Resize", since=11)
+def resize(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, roi, scales, sizes = inputs[0], _floats(arg(inputs, 1)), _floats(arg(inputs, 2)), arg(inputs, 3)
     sizes = None if sizes is None or sizes.numel() == 0 else [int(v) for v in sizes.tolist()]
-    return _resize(ctx, x, roi, None if sizes is not None else scales, sizes, a)
+    return _resize(ctx, x, roi, None if sizes is not None else scales, sizes, attrs)
 
 
-def _legacy(ctx, x: torch.Tensor, scales: list[float], a: dict) -> torch.Tensor:
-    mode = {"bilinear": "linear"}.get(a.get("mode", "nearest"), a.get("mode", "nearest"))
-    attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-    return _resize(ctx, x, None, scales, None, attrs)
+def _legacy(ctx: OpContext, x: torch.Tensor, scales: list[float], attrs: dict[str, Any]) -> torch.Tensor:
+    mode = {"bilinear": "linear"}.get(attrs.get("mode", "nearest"), attrs.get("mode", "nearest"))
+    legacy = {"mode": mode, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return _resize(ctx, x, None, scales, None, legacy)
 
 
-@reg("Resize", since=10, until=10)
-def resize_10(ctx, xs, a):
-    return _legacy(ctx, xs[0], _floats(xs[1]) or [], a)
+@op("Resize", since=10, until=10)
+def resize_10(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _legacy(ctx, inputs[0], _floats(inputs[1]) or [], attrs)
 
 
-@reg("Upsample")
-def upsample(ctx, xs, a):
-    scales = a.get("scales") if ctx.opset < 9 else _floats(xs[1])
-    return _legacy(ctx, xs[0], list(scales or []), a)
+@op("Upsample")
+def upsample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    scales = attrs.get("scales") if ctx.opset < 9 else _floats(inputs[1])
+    return _legacy(ctx, inputs[0], list(scales or []), attrs)
 
 
 _GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic",
                "bicubic": "bicubic"}
 
 
-@reg("GridSample", since=16)
-def grid_sample(ctx, xs, a):
-    x, grid = xs
-    mode = _GRID_MODES.get(a["mode"])
+@op("GridSample", since=16)
+def grid_sample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, grid = inputs
+    mode = _GRID_MODES.get(attrs["mode"])
     if mode is None or x.dim() - 2 not in (2, 3) or (x.dim() == 5 and mode == "bicubic"):
-        raise unsupported(ctx, f"mode={a['mode']} on a {x.dim()}-D input")
-    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode=a["padding_mode"],
-                         align_corners=bool(a["align_corners"]))
+        raise unsupported(ctx, f"mode={attrs['mode']} on a {x.dim()}-D input")
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode=attrs["padding_mode"],
+                         align_corners=bool(attrs["align_corners"]))
 
 
-@reg("AffineGrid", since=20)
-def affine_grid(ctx, xs, a):
-    theta, size = xs
-    return F.affine_grid(theta, [int(v) for v in size.tolist()], align_corners=bool(a["align_corners"]))
+@op("AffineGrid", since=20)
+def affine_grid(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    theta, size = inputs
+    return F.affine_grid(theta, [int(v) for v in size.tolist()], align_corners=bool(attrs["align_corners"]))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .table import TABLE, arg, unsupported
+from ..common.executor import OpContext
+from .table import arg, op, unsupported
 
-reg = TABLE.register
 Act = Callable[[torch.Tensor], torch.Tensor]
 _TAKES = {"Affine": 2, "LeakyRelu": 1, "ThresholdedRelu": 1, "ScaledTanh": 2, "HardSigmoid": 2, "Elu": 1}
 
@@ -32,9 +33,9 @@ def _activation(name: str, alpha: float | None, beta: float | None) -> Act:
     return table[key]
 
 
-def _activations(ctx, a: dict, defaults: Sequence[str], directions: int) -> list[list[Act]]:
-    names = list(a.get("activations") or list(defaults) * directions)
-    alphas, betas = list(a.get("activation_alpha") or []), list(a.get("activation_beta") or [])
+def _activations(ctx: OpContext, attrs: dict[str, Any], defaults: Sequence[str], directions: int) -> list[list[Act]]:
+    names = list(attrs.get("activations") or list(defaults) * directions)
+    alphas, betas = list(attrs.get("activation_alpha") or []), list(attrs.get("activation_beta") or [])
     acts: list[Act] = []
     for name in names:
         takes = _TAKES.get(name, 0)
@@ -75,26 +76,26 @@ def _scan(xw: torch.Tensor, states: list[torch.Tensor], step, lens: torch.Tensor
     return (_reverse_within(y, lens) if reverse else y), states
 
 
-def _common(ctx, xs, a, gates: int, defaults: Sequence[str]):
-    x, w, r, b = xs[0], xs[1], xs[2], arg(xs, 3)
-    lens, h0 = arg(xs, 4), arg(xs, 5)
-    layout = a.get("layout", 0)
+def _common(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], gates: int, defaults: Sequence[str]) -> Any:
+    x, w, r, b = inputs[0], inputs[1], inputs[2], arg(inputs, 3)
+    lens, h0 = arg(inputs, 4), arg(inputs, 5)
+    layout = attrs.get("layout", 0)
     if layout:
         x = x.transpose(0, 1)
         h0 = None if h0 is None else h0.transpose(0, 1)
-    dirs = 2 if a["direction"] == "bidirectional" else 1
+    dirs = 2 if attrs["direction"] == "bidirectional" else 1
     hidden = r.shape[-1]
     if b is None:
         b = torch.zeros((dirs, 2 * gates * hidden), dtype=x.dtype, device=x.device)
     if h0 is None:
         h0 = torch.zeros((dirs, x.shape[1], hidden), dtype=x.dtype, device=x.device)
     lens = None if lens is None else lens.to(torch.int64)
-    acts = _activations(ctx, a, defaults, dirs)
+    acts = _activations(ctx, attrs, defaults, dirs)
     return x, w, r, b, lens, h0, layout, dirs, hidden, acts
 
 
-def _clip(a: dict) -> Act:
-    c = a.get("clip")
+def _clip(attrs: dict[str, Any]) -> Act:
+    c = attrs.get("clip")
     return (lambda v: v) if c is None else (lambda v: torch.clamp(v, -c, c))
 
 
@@ -107,15 +108,15 @@ def _outputs(ctx, ys: list[torch.Tensor], finals: list[list[torch.Tensor]], layo
     return out
 
 
-@reg("LSTM")
-def lstm(ctx, xs, a):
-    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, xs, a, 4, ("Sigmoid", "Tanh", "Tanh"))
-    c0, p = arg(xs, 6), arg(xs, 7)
+@op("LSTM")
+def lstm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, inputs, attrs, 4, ("Sigmoid", "Tanh", "Tanh"))
+    c0, p = arg(inputs, 6), arg(inputs, 7)
     if c0 is None:
         c0 = torch.zeros_like(h0)
     elif layout:
         c0 = c0.transpose(0, 1)
-    clip = _clip(a)
+    clip = _clip(attrs)
     ys, finals = [], []
     for d in range(dirs):
         f, g, h = acts[d]
@@ -127,22 +128,22 @@ def lstm(ctx, xs, a):
             h_prev, c_prev = states
             gi, go, gf, gc = (xw_t + torch.matmul(h_prev, r[d].T)).split(hidden, dim=-1)
             i = f(clip(gi + pi * c_prev if pi is not None else gi))
-            fg = 1 - i if a.get("input_forget") else f(clip(gf + pf * c_prev if pf is not None else gf))
+            fg = 1 - i if attrs.get("input_forget") else f(clip(gf + pf * c_prev if pf is not None else gf))
             c = fg * c_prev + i * g(clip(gc))
             o = f(clip(go + po * c if po is not None else go))
             return [o * h(c), c]
 
-        y, states = _scan(xw, [h0[d], c0[d]], step, lens, d == 1 or a["direction"] == "reverse")
+        y, states = _scan(xw, [h0[d], c0[d]], step, lens, d == 1 or attrs["direction"] == "reverse")
         ys.append(y)
         finals.append(states)
     return _outputs(ctx, ys, finals, layout)
 
 
-@reg("GRU")
-def gru(ctx, xs, a):
-    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, xs, a, 3, ("Sigmoid", "Tanh"))
-    clip = _clip(a)
-    before = bool(a.get("linear_before_reset", 0))
+@op("GRU")
+def gru(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, inputs, attrs, 3, ("Sigmoid", "Tanh"))
+    clip = _clip(attrs)
+    before = bool(attrs.get("linear_before_reset", 0))
     ys, finals = [], []
     for d in range(dirs):
         f, g = acts[d]
@@ -162,16 +163,16 @@ def gru(ctx, xs, a):
                 hh = g(clip(xh + torch.matmul(rg * h_prev, rh.T) + rbh))
             return [(1 - z) * hh + z * h_prev]
 
-        y, states = _scan(xw, [h0[d]], step, lens, d == 1 or a["direction"] == "reverse")
+        y, states = _scan(xw, [h0[d]], step, lens, d == 1 or attrs["direction"] == "reverse")
         ys.append(y)
         finals.append(states)
     return _outputs(ctx, ys, finals, layout)
 
 
-@reg("RNN")
-def rnn(ctx, xs, a):
-    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, xs, a, 1, ("Tanh",))
-    clip = _clip(a)
+@op("RNN")
+def rnn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, w, r, b, lens, h0, layout, dirs, hidden, acts = _common(ctx, inputs, attrs, 1, ("Tanh",))
+    clip = _clip(attrs)
     ys, finals = [], []
     for d in range(dirs):
         f = acts[d][0]
@@ -181,7 +182,7 @@ def rnn(ctx, xs, a):
         def step(xw_t, states, d=d, f=f):
             return [f(clip(xw_t + torch.matmul(states[0], r[d].T)))]
 
-        y, states = _scan(xw, [h0[d]], step, lens, d == 1 or a["direction"] == "reverse")
+        y, states = _scan(xw, [h0[d]], step, lens, d == 1 or attrs["direction"] == "reverse")
         ys.append(y)
         finals.append(states)
     return _outputs(ctx, ys, finals, layout)

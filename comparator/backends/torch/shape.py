@@ -2,101 +2,101 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .table import TABLE, arg, axis, const, dtype, ints, unsupported
+from ..common.executor import OpContext
+from .table import arg, axis_of, const, dtype, ints, op, unsupported
 
-reg = TABLE.register
 
-
-@reg("Constant")
-def constant(ctx, xs, a):
+@op("Constant")
+def constant(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     # Tensor attributes arrive as tensors (the session converts them once, see torch.tensor_attributes).
-    if "value" in a:
-        return a["value"]
+    if "value" in attrs:
+        return attrs["value"]
     device = ctx.executor.options.get("device", "cpu")
     for key, dt in (("value_float", torch.float32), ("value_floats", torch.float32), ("value_int", torch.int64),
                     ("value_ints", torch.int64)):
-        if key in a:
-            return torch.tensor(a[key], dtype=dt, device=device)
-    raise unsupported(ctx, f"attribute {next(iter(a), '?')}")
+        if key in attrs:
+            return torch.tensor(attrs[key], dtype=dt, device=device)
+    raise unsupported(ctx, f"attribute {next(iter(attrs), '?')}")
 
 
-@reg("Reshape", since=5)
-def reshape(ctx, xs, a):
-    x, shape = xs[0], ints(xs[1])
-    if not a.get("allowzero", 0):
+@op("Reshape", since=5)
+def reshape(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, shape = inputs[0], ints(ctx, inputs[1])
+    if not attrs.get("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
 
 
-@reg("Reshape", until=4)
-def reshape_attr(ctx, xs, a):
-    return reshape(ctx, [xs[0], a["shape"]], {})
+@op("Reshape", until=4)
+def reshape_attr(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return reshape(ctx, [inputs[0], attrs["shape"]], {})
 
 
-@reg("Flatten")
-def flatten(ctx, xs, a):
-    x = xs[0]
-    ax = axis(a.get("axis", 1), x.dim())
+@op("Flatten")
+def flatten(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    ax = axis_of(attrs.get("axis", 1), x.dim())
     return x.reshape(math.prod(x.shape[:ax]), math.prod(x.shape[ax:]))
 
 
-@reg("Transpose")
-def transpose(ctx, xs, a):
-    x = xs[0]
-    perm = a.get("perm") or list(reversed(range(x.dim())))
+@op("Transpose")
+def transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    perm = attrs.get("perm") or list(reversed(range(x.dim())))
     return x.permute(perm)
 
 
-def _axes(ctx, xs, a, since: int) -> list[int] | None:
+def _axes(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], since: int) -> list[int] | None:
     """Axes from the attribute (before `since`) or from input 1."""
     if ctx.opset < since:
-        return a.get("axes")
-    given = arg(xs, 1)
-    return None if given is None else ints(given)
+        return attrs.get("axes")
+    given = arg(inputs, 1)
+    return None if given is None else ints(ctx, given)
 
 
-@reg("Squeeze")
-def squeeze(ctx, xs, a):
-    x = xs[0]
-    axes = _axes(ctx, xs, a, 13)
+@op("Squeeze")
+def squeeze(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    axes = _axes(ctx, inputs, attrs, 13)
     if not axes:
         return x.reshape([s for s in x.shape if s != 1])
-    drop = {axis(i, x.dim()) for i in axes}
+    drop = {axis_of(i, x.dim()) for i in axes}
     return x.reshape([s for i, s in enumerate(x.shape) if i not in drop])
 
 
-@reg("Unsqueeze")
-def unsqueeze(ctx, xs, a):
-    x = xs[0]
-    axes = _axes(ctx, xs, a, 13) or []
+@op("Unsqueeze")
+def unsqueeze(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    axes = _axes(ctx, inputs, attrs, 13) or []
     rank = x.dim() + len(axes)
-    for i in sorted(axis(v, rank) for v in axes):
+    for i in sorted(axis_of(v, rank) for v in axes):
         x = x.unsqueeze(i)
     return x
 
 
-@reg("Concat")
-def concat(ctx, xs, a):
-    parts = [x for x in xs if x is not None]
-    return torch.cat(parts, dim=axis(a["axis"], parts[0].dim()))
+@op("Concat")
+def concat(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    parts = [x for x in inputs if x is not None]
+    return torch.cat(parts, dim=axis_of(attrs["axis"], parts[0].dim()))
 
 
-@reg("Split")
-def split(ctx, xs, a):
-    x = xs[0]
-    ax = axis(a.get("axis", 0), x.dim())
-    sizes = a.get("split") if ctx.opset < 13 else None
-    if arg(xs, 1) is not None:  # opset 1 and 13+
-        sizes = ints(xs[1])
+@op("Split")
+def split(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    ax = axis_of(attrs.get("axis", 0), x.dim())
+    sizes = attrs.get("split") if ctx.opset < 13 else None
+    if arg(inputs, 1) is not None:  # opset 1 and 13+
+        sizes = ints(ctx, inputs[1])
     n = len(ctx.node.output)
     if not sizes:
-        count = a.get("num_outputs") or n
-        chunk = math.ceil(x.shape[ax] / count) if a.get("num_outputs") else x.shape[ax] // count
+        count = attrs.get("num_outputs") or n
+        chunk = math.ceil(x.shape[ax] / count) if attrs.get("num_outputs") else x.shape[ax] // count
         sizes = [chunk] * (count - 1) + [x.shape[ax] - chunk * (count - 1)]
     return list(torch.split(x, sizes, dim=ax))
 
@@ -114,108 +114,108 @@ def _slice_axis(x: torch.Tensor, ax: int, start: int, end: int, step: int) -> to
     return x.index_select(ax, index)
 
 
-@reg("Slice", since=10)
-def slice_(ctx, xs, a):
-    x = xs[0]
-    starts, ends = ints(xs[1]), ints(xs[2])
-    axes = ints(arg(xs, 3)) if arg(xs, 3) is not None else list(range(len(starts)))
-    steps = ints(arg(xs, 4)) if arg(xs, 4) is not None else [1] * len(starts)
+@op("Slice", since=10)
+def slice_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    starts, ends = ints(ctx, inputs[1]), ints(ctx, inputs[2])
+    axes = ints(ctx, arg(inputs, 3)) if arg(inputs, 3) is not None else list(range(len(starts)))
+    steps = ints(ctx, arg(inputs, 4)) if arg(inputs, 4) is not None else [1] * len(starts)
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        x = _slice_axis(x, axis(ax, x.dim()), s, e, st)
+        x = _slice_axis(x, axis_of(ax, x.dim()), s, e, st)
     return x
 
 
-@reg("Slice", until=9)
-def slice_attr(ctx, xs, a):
-    starts, ends = a["starts"], a["ends"]
-    axes = a.get("axes") or list(range(len(starts)))
-    x = xs[0]
+@op("Slice", until=9)
+def slice_attr(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    starts, ends = attrs["starts"], attrs["ends"]
+    axes = attrs.get("axes") or list(range(len(starts)))
+    x = inputs[0]
     for s, e, ax in zip(starts, ends, axes):
-        x = _slice_axis(x, axis(ax, x.dim()), s, e, 1)
+        x = _slice_axis(x, axis_of(ax, x.dim()), s, e, 1)
     return x
 
 
-@reg("Expand")
-def expand(ctx, xs, a):
-    x, shape = xs[0], ints(xs[1])
+@op("Expand")
+def expand(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, shape = inputs[0], ints(ctx, inputs[1])
     return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(shape)))
 
 
-@reg("Tile")
-def tile(ctx, xs, a):
-    return xs[0].repeat(ints(xs[1]))
+@op("Tile")
+def tile(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return inputs[0].repeat(ints(ctx, inputs[1]))
 
 
-@reg("Shape")
-def shape(ctx, xs, a):
-    dims = list(xs[0].shape)
-    start, end = a.get("start", 0), a.get("end")
+@op("Shape")
+def shape(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    dims = list(inputs[0].shape)
+    start, end = attrs.get("start", 0), attrs.get("end")
     return const(ctx, dims[start:end], dt=torch.int64).reshape(-1)
 
 
-@reg("Size")
-def size(ctx, xs, a):
-    return const(ctx, xs[0].numel(), dt=torch.int64)
+@op("Size")
+def size(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return const(ctx, inputs[0].numel(), dt=torch.int64)
 
 
-@reg("ConstantOfShape")
-def constant_of_shape(ctx, xs, a):
-    value = a.get("value")
+@op("ConstantOfShape")
+def constant_of_shape(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    value = attrs.get("value")
     if value is None:
         value = torch.zeros(1, dtype=torch.float32, device=ctx.executor.options.get("device", "cpu"))
-    return value.reshape(-1)[0].expand(ints(xs[0])).clone()
+    return value.reshape(-1)[0].expand(ints(ctx, inputs[0])).clone()
 
 
-@reg("Range")
-def range_(ctx, xs, a):
-    start, limit, delta = xs
+@op("Range")
+def range_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    start, limit, delta = inputs
     out = torch.arange(start.item(), limit.item(), delta.item(), device=start.device)
     return out.to(start.dtype)
 
 
-@reg("EyeLike")
-def eye_like(ctx, xs, a):
-    x = xs[0]
-    dt = dtype(a["dtype"], "EyeLike") if a.get("dtype") else x.dtype
+@op("EyeLike")
+def eye_like(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    dt = dtype(ctx, attrs["dtype"]) if attrs.get("dtype") else x.dtype
     rows = torch.arange(x.shape[0], device=x.device).reshape(-1, 1)
     cols = torch.arange(x.shape[1], device=x.device).reshape(1, -1)
-    return (cols - rows == a.get("k", 0)).to(dt)
+    return (cols - rows == attrs.get("k", 0)).to(dt)
 
 
-@reg("DepthToSpace")
-def depth_to_space(ctx, xs, a):
-    x, bs = xs[0], a["blocksize"]
+@op("DepthToSpace")
+def depth_to_space(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, bs = inputs[0], attrs["blocksize"]
     b, c, h, w = x.shape
-    if a.get("mode", "DCR") == "CRD":
+    if attrs.get("mode", "DCR") == "CRD":
         return F.pixel_shuffle(x, bs)
     y = x.reshape(b, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)
     return y.reshape(b, c // (bs * bs), h * bs, w * bs)
 
 
-@reg("SpaceToDepth")
-def space_to_depth(ctx, xs, a):
-    x, bs = xs[0], a["blocksize"]
+@op("SpaceToDepth")
+def space_to_depth(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, bs = inputs[0], attrs["blocksize"]
     b, c, h, w = x.shape
-    if a.get("mode", "DCR") == "CRD":  # opset 28
+    if attrs.get("mode", "DCR") == "CRD":  # opset 28
         return F.pixel_unshuffle(x, bs)
     y = x.reshape(b, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4)
     return y.reshape(b, c * bs * bs, h // bs, w // bs)
 
 
-@reg("Pad")
-def pad(ctx, xs, a):
-    x = xs[0]
+@op("Pad")
+def pad(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
     r = x.dim()
     if ctx.opset < 11:
-        pads, value, axes = list(a["pads"]), a.get("value", 0.0), list(range(r))
+        pads, value, axes = list(attrs["pads"]), attrs.get("value", 0.0), list(range(r))
     else:
-        pads = ints(xs[1])
-        value = arg(xs, 2)
+        pads = ints(ctx, inputs[1])
+        value = arg(inputs, 2)
         value = value.reshape(-1)[0].item() if value is not None and value.numel() else 0
-        axes = [axis(v, r) for v in ints(arg(xs, 3))] if arg(xs, 3) is not None else list(range(r))
+        axes = [axis_of(v, r) for v in ints(ctx, arg(inputs, 3))] if arg(inputs, 3) is not None else list(range(r))
     n = len(axes)
     per_axis = {ax: (pads[i], pads[i + n]) for i, ax in enumerate(axes)}
-    mode = a.get("mode", "constant")
+    mode = attrs.get("mode", "constant")
     if mode == "constant":
         flat: list[int] = []
         for ax in reversed(range(r)):
@@ -245,10 +245,10 @@ def _pad_index(x: torch.Tensor, ax: int, begin: int, end: int, mode: str) -> tor
     return x.index_select(ax, torch.as_tensor(pos, device=x.device))
 
 
-@reg("CenterCropPad")
-def center_crop_pad(ctx, xs, a):
-    x, shape = xs[0], ints(xs[1])
-    axes = [axis(v, x.dim()) for v in (a.get("axes") or range(x.dim()))]
+@op("CenterCropPad")
+def center_crop_pad(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, shape = inputs[0], ints(ctx, inputs[1])
+    axes = [axis_of(v, x.dim()) for v in (attrs.get("axes") or range(x.dim()))]
     for ax, want in zip(axes, shape):
         have = x.shape[ax]
         if have > want:
@@ -258,15 +258,3 @@ def center_crop_pad(ctx, xs, a):
             flat = [0, 0] * (x.dim() - 1 - ax) + [before, want - have - before]
             x = F.pad(x, flat)
     return x
-
-
-@reg("SplitToSequence")
-def split_to_sequence(ctx, xs, a):
-    x, sizes = xs[0], arg(xs, 1)
-    ax = axis(a.get("axis", 0), x.dim())
-    if sizes is None:
-        parts = list(torch.split(x, 1, dim=ax))
-        return [[p.squeeze(ax) for p in parts] if not a.get("keepdims", 1) else parts]
-    s = ints(sizes)
-    return [list(torch.split(x, s if sizes.dim() else s[0], dim=ax))]
-

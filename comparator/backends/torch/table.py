@@ -6,25 +6,31 @@ torch, so only the backend's `open()` does it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ...errors import UnsupportedError
-from ..common.executor import OpContext, OpTable
+from ..common.executor import OpContext, OpFn, OpTable, unsupported_op
 
 TABLE = OpTable("torch")
 
-_FAMILIES = ("math", "nn", "shape", "index", "reduce", "rnn", "control", "resize", "attention", "extra")
+FAMILIES = ("math", "nn", "conv", "shape", "index", "reduce", "rnn", "control", "resize", "attention", "quant",
+            "extra")
+
+
+def op(*op_types: str, since: int = 1, until: int = 10**6, domain: str = "") -> Callable[[OpFn], OpFn]:
+    """Register the decorated function for `op_types` (opsets since..until, inclusive)."""
+    return TABLE.register(*op_types, since=since, until=until, domain=domain)
 
 
 def load() -> OpTable:
     """The table with every family registered (imported once)."""
     import importlib
 
-    for family in _FAMILIES:
+    for family in FAMILIES:
         importlib.import_module(f"{__package__}.{family}")
     return TABLE
 
@@ -44,7 +50,7 @@ _BYTE_VIEWS = {torch.bfloat16: (np.int16, torch.int16), **{t: (np.uint8, torch.u
 WIDE_UNSIGNED = {torch.uint16: torch.int32, torch.uint32: torch.int64, torch.uint64: torch.int64}
 
 
-def dtype(onnx_type: int, what: str = "") -> torch.dtype:
+def element_type(onnx_type: int, what: str = "") -> torch.dtype:
     """The torch dtype of an ONNX element type, or UnsupportedError naming it."""
     if onnx_type in DTYPES:
         return DTYPES[onnx_type]
@@ -54,6 +60,11 @@ def dtype(onnx_type: int, what: str = "") -> torch.dtype:
         else str(onnx_type)
     raise UnsupportedError(f"{what + ': ' if what else ''}tensor type {name} is not supported by the torch backend",
                            "torch has no kernels for this type; compare with the ort or ref backends")
+
+
+def dtype(ctx: OpContext, code: int) -> torch.dtype:
+    """The torch dtype for an ONNX element type an op's attribute names."""
+    return element_type(code, ctx.node.op_type)
 
 
 def np_dtype_of(t: torch.dtype) -> Any:
@@ -104,15 +115,18 @@ def const(ctx: OpContext, value: Any, like: torch.Tensor | None = None, dt: torc
     return torch.as_tensor(value, dtype=dt, device=device)
 
 
-def ints(t: Any) -> list[int]:
-    """A shape/axes/index tensor (or Python sequence) as a list of Python ints."""
-    if t is None:
+def known(ctx: OpContext, x: Any, what: str) -> np.ndarray:
+    """The value of an input that steers the computation (always known: torch runs eagerly)."""
+    return to_numpy(x) if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def ints(ctx: OpContext, x: Any, what: str = "") -> list[int]:
+    """A shape/axes/index input (or Python sequence) as a list of Python ints; [] for an omitted one."""
+    if x is None:
         return []
-    if isinstance(t, torch.Tensor):
-        return [int(v) for v in t.reshape(-1).tolist()]
-    if isinstance(t, np.ndarray):
-        return [int(v) for v in t.reshape(-1)]
-    return [int(v) for v in t]
+    if isinstance(x, torch.Tensor):
+        return [int(v) for v in x.reshape(-1).tolist()]
+    return [int(v) for v in np.asarray(x).reshape(-1)]
 
 
 def arg(inputs: Sequence[Any], i: int) -> Any:
@@ -120,8 +134,12 @@ def arg(inputs: Sequence[Any], i: int) -> Any:
     return inputs[i] if i < len(inputs) else None
 
 
-def axis(a: int, rank: int) -> int:
-    return a + rank if a < 0 else a
+def axis_of(axis: int, r: int) -> int:
+    return axis + r if axis < 0 else axis
+
+
+def rank(x: Any) -> int:
+    return len(x.shape)
 
 
 def wants(ctx: OpContext, i: int) -> bool:
@@ -135,5 +153,5 @@ def widen(x: torch.Tensor) -> torch.Tensor:
 
 
 def unsupported(ctx: OpContext, what: str) -> UnsupportedError:
-    return UnsupportedError(f"op {ctx.node.op_type} (opset {ctx.opset}) with {what} is not supported by the torch "
-                            "backend", "compare with the ort or ref backends")
+    """The error for a node this table cannot compute (raised by the caller)."""
+    return unsupported_op(ctx, "torch", what)

@@ -7,21 +7,21 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import axis_of, fail, ints, op, rank, static
+from .table import arg, axis_of, dtype, ints, op, rank, static, unsupported
 
 
 @op("Constant")
 def constant(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if "sparse_value" in attrs:
-        raise fail(ctx, "a sparse_value")
-    for key, dtype in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
+        raise unsupported(ctx, "a sparse_value")
+    for key, np_type in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
                        ("value_int", np.int64), ("value_ints", np.int64)):
         if key in attrs:
-            return tf.constant(np.asarray(attrs[key], dtype=dtype))
+            return tf.constant(np.asarray(attrs[key], dtype=np_type))
     for key in ("value_string", "value_strings"):
         if key in attrs:
             return tf.constant(np.asarray(attrs[key], dtype=object))
-    raise fail(ctx, "no value attribute")
+    raise unsupported(ctx, "no value attribute")
 
 
 @op("ConstantOfShape")
@@ -96,10 +96,10 @@ def transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 def _axes_arg(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     """The axes as ints; a tensor when fed at run time (its length must be known)."""
     if ctx.opset >= 13:
-        given = inputs[1] if len(inputs) > 1 else None
+        given = arg(inputs, 1)
         if given is not None and static(given) is None:
             if given.shape.num_elements() is None:
-                raise fail(ctx, "'axes' of unknown length")
+                raise unsupported(ctx, "'axes' of unknown length")
             return tf.reshape(tf.cast(given, tf.int64), [-1])
         return ints(ctx, given, "axes") if given is not None else None
     return list(attrs["axes"]) if attrs.get("axes") is not None else None
@@ -150,7 +150,7 @@ def split(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     axis = axis_of(attrs["axis"], rank(x))
     n_out = len(ctx.node.output)
     if ctx.opset >= 13:
-        given = inputs[1] if len(inputs) > 1 else None
+        given = arg(inputs, 1)
         if given is not None and static(given) is None:  # sizes fed at run time: their count is n_out
             return tf.split(x, tf.cast(given, tf.int64), axis=axis, num=n_out)
         sizes = ints(ctx, given, "split") if given is not None else None
@@ -159,7 +159,7 @@ def split(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if sizes is None:
         dim = x.shape[axis]
         if dim is None:
-            raise fail(ctx, "an axis of unknown length")
+            raise unsupported(ctx, "an axis of unknown length")
         n = attrs.get("num_outputs") or n_out
         chunk = -(-dim // n)
         sizes = [chunk] * (dim // chunk) + ([dim % chunk] if dim % chunk else [])
@@ -180,7 +180,7 @@ def _slice(ctx: OpContext, x: Any, starts: list[int], ends: list[int], axes: lis
     for a, s, e, st in zip(axes, starts, ends, steps):
         dim = x.shape[a]
         if dim is None:
-            raise fail(ctx, "slicing an axis of unknown length")
+            raise unsupported(ctx, "slicing an axis of unknown length")
         s = s + dim if s < 0 else s
         e = e + dim if e < 0 else e
         if st > 0:
@@ -227,8 +227,132 @@ def slice_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     given = [inputs[i] if len(inputs) > i else None for i in range(1, 5)]
     if any(v is not None and static(v) is None for v in given):
         if given[0].shape.num_elements() is None:
-            raise fail(ctx, "'starts' of unknown length")
+            raise unsupported(ctx, "'starts' of unknown length")
         return _dynamic_slice(inputs[0], *given)
     opt = [ints(ctx, inputs[i], name) if len(inputs) > i and inputs[i] is not None else None
            for i, name in ((3, "axes"), (4, "steps"))]
     return _slice(ctx, inputs[0], ints(ctx, inputs[1], "starts"), ints(ctx, inputs[2], "ends"), *opt)
+
+
+@op("Expand")
+def expand(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, shape_ = inputs
+    out = tf.broadcast_dynamic_shape(tf.shape(x, out_type=tf.int64), tf.cast(shape_, tf.int64))
+    return tf.broadcast_to(x, out)
+
+
+@op("Tile")
+def tile(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x, reps = inputs
+    if x.dtype == tf.uint16:
+        return tf.cast(tf.tile(tf.cast(x, tf.int32), reps), x.dtype)
+    return tf.tile(x, reps)
+
+
+@op("Range")
+def range_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    start, limit, delta = inputs
+    return tf.range(start, limit, delta, dtype=start.dtype)
+
+
+@op("EyeLike")
+def eye_like(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    dt = dtype(ctx, attrs["dtype"]) if attrs.get("dtype") else x.dtype
+    s = tf.shape(x)
+    i = tf.range(s[0], dtype=tf.int64)[:, None]
+    j = tf.range(s[1], dtype=tf.int64)[None, :]
+    return tf.cast(tf.equal(j - i, attrs["k"]), dt)
+
+
+def _index_pad(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
+    """Edge/wrap padding as a gather of clamped or wrapped indices along one axis."""
+    n = x.shape[axis]
+    pos = np.arange(-before, n + after)
+    pos = np.clip(pos, 0, n - 1) if mode == "edge" else np.mod(pos, n)
+    return tf.gather(x, pos, axis=axis)
+
+
+def _pad(ctx: OpContext, x: Any, pads: list[int], mode: str, value: Any, axes: list[int] | None) -> Any:
+    r = rank(x)
+    axes = [axis_of(a, r) for a in axes] if axes else list(range(r))
+    n = len(axes)
+    before, after = [0] * r, [0] * r
+    for i, a in enumerate(axes):
+        before[a], after[a] = pads[i], pads[i + n]
+    # Negative pads crop.
+    if any(v < 0 for v in before + after):
+        x = x[tuple(slice(-b if b < 0 else None, a if a < 0 else None) for b, a in zip(before, after))]
+        before, after = [max(v, 0) for v in before], [max(v, 0) for v in after]
+    if mode in ("edge", "wrap"):
+        for a in range(r):
+            if before[a] or after[a]:
+                x = _index_pad(x, a, before[a], after[a], mode)
+        return x
+    paddings = [[b, a] for b, a in zip(before, after)]
+    if mode == "reflect":
+        return tf.pad(x, paddings, mode="REFLECT")
+    if mode != "constant":
+        raise unsupported(ctx, f"mode={mode}")
+    return tf.pad(x, paddings, constant_values=tf.cast(value, x.dtype) if value is not None else 0)
+
+
+@op("Pad", until=10)
+def pad_attrs(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    return _pad(ctx, inputs[0], list(attrs["pads"]), attrs["mode"], attrs.get("value", 0.0), None)
+
+
+@op("Pad", since=11)
+def pad(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    if value is not None:
+        value = tf.reshape(value, [])
+    axes = ints(ctx, inputs[3], "axes") if len(inputs) > 3 and inputs[3] is not None else None
+    x, pads = inputs[0], inputs[1]
+    if static(pads) is None and axes is None and attrs["mode"] in ("constant", "reflect"):
+        # Pads fed at run time (non-negative, every axis): TF's Pad takes them as a tensor.
+        paddings = tf.transpose(tf.reshape(tf.cast(pads, tf.int64), [2, rank(x)]))
+        if attrs["mode"] == "reflect":
+            return tf.pad(x, paddings, mode="REFLECT")
+        return tf.pad(x, paddings, constant_values=tf.cast(value, x.dtype) if value is not None else 0)
+    return _pad(ctx, x, ints(ctx, pads, "pads"), attrs["mode"], value, axes)
+
+
+@op("DepthToSpace")
+def depth_to_space(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    b = attrs["blocksize"]
+    n, c, h, w = x.shape
+    if attrs.get("mode", "DCR") == "DCR":
+        y = tf.transpose(tf.reshape(x, [n, b, b, c // (b * b), h, w]), [0, 3, 4, 1, 5, 2])
+    else:
+        y = tf.transpose(tf.reshape(x, [n, c // (b * b), b, b, h, w]), [0, 1, 4, 2, 5, 3])
+    return tf.reshape(y, [n, c // (b * b), h * b, w * b])
+
+
+@op("SpaceToDepth")
+def space_to_depth(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    b = attrs["blocksize"]
+    n, c, h, w = x.shape
+    perm = [0, 3, 5, 1, 2, 4] if attrs.get("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
+    y = tf.transpose(tf.reshape(x, [n, c, h // b, b, w // b, b]), perm)
+    return tf.reshape(y, [n, c * b * b, h // b, w // b])
+
+
+@op("CenterCropPad")
+def center_crop_pad(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+    x = inputs[0]
+    r = rank(x)
+    axes = [axis_of(a, r) for a in attrs["axes"]] if attrs.get("axes") else list(range(r))
+    for a, want in zip(axes, ints(ctx, inputs[1], "shape")):
+        have = x.shape[a]
+        if want < have:
+            start = (have - want) // 2
+            x = tf.gather(x, tf.range(start, start + want), axis=a)
+        elif want > have:
+            before = (want - have) // 2
+            pads = [[0, 0]] * r
+            pads[a] = [before, want - have - before]
+            x = tf.pad(x, pads)
+    return x

@@ -5,13 +5,13 @@ over time steps is what tf.function and XLA see: the same kernels as a Keras cel
 """
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import fail, op
+from .table import op, unsupported
 
 # Activations of one direction when the node names none.
 _DEFAULTS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
@@ -50,7 +50,7 @@ def _activations(ctx: OpContext, attrs: dict[str, Any], dirs: int) -> list[Calla
         try:
             fns.append(_activation(name, alpha, beta))
         except KeyError:
-            raise fail(ctx, f"activation {name}") from None
+            raise unsupported(ctx, f"activation {name}") from None
     return fns
 
 
@@ -111,7 +111,7 @@ def _recurrent(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> list
         x = tf.transpose(x, [1, 0, 2])
     steps, batch = x.shape[0], tf.shape(x)[1]
     if steps is None:
-        raise fail(ctx, "a sequence length unknown while tracing")
+        raise unsupported(ctx, "a sequence length unknown while tracing")
     hidden = r.shape[-1]
     direction = attrs.get("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
