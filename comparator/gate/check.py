@@ -69,10 +69,10 @@ def match_tensors(old: Sequence[TensorInfo], new: Sequence[TensorInfo], old_outp
     for t in new:
         new_ops[t.op_type].append(t)
     for op, news in new_ops.items():
-        for k, (o, n) in enumerate(zip(old_ops.get(op, []), news)):
-            if n.name not in pairs and o.name not in taken and same_kind(o, n):
-                pairs[n.name] = (o, f"{op} #{k}")
-                taken.add(o.name)
+        for k, (src, dst) in enumerate(zip(old_ops.get(op, []), news)):
+            if dst.name not in pairs and src.name not in taken and same_kind(src, dst):
+                pairs[dst.name] = (src, f"{op} #{k}")
+                taken.add(src.name)
     matches = [Match(t, *pairs[t.name]) for t in new if t.name in pairs]
     return (matches, [t.name for t in old if t.name not in taken], [t.name for t in new if t.name not in pairs])
 
