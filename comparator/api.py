@@ -16,6 +16,7 @@ from . import backends
 from .graph import inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
 from .fileio import save_npz
+from .measure.facts import Facts, gather
 from .measure.metrics import Tolerance
 from .result import Report, VariantReport
 from .run.record import VariantRun
@@ -126,29 +127,36 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     """
     variant_list, ref = resolve_variants(variants, reference)
     own_dir = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(workdir)
+    folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(str(workdir))
     try:
         tolerance = tolerance or Tolerance()
         rs = run_variants(model, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress)
-        report = build_report(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info)
-        if isolate:
-            _isolate(rs, report, ref, tolerance, timeout, jobs, progress)
+        iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
+        report, _ = analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
+                            isolated=[] if iso is None else iso[0])
+        if iso is not None:
+            from .measure import origins
+
+            report.origins = origins.rank(report.tensors, [str(r.variant) for r in iso[0] if r.ok])
+            report.model.setdefault("notes", []).extend(iso[1])
         return report
     finally:
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, timeout: float | None, jobs: int,
-             progress: Callable[[VariantRun], None] | None) -> None:
+def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
+             progress: Callable[[VariantRun], None] | None) -> tuple[list[VariantRun], list[str]] | None:
+    """Run every other variant on the isolated model, fed the reference's tensors: the runs and the notes that
+    say what was fed; None when there is nothing to isolate."""
     from .measure import origins
     from .graph import isolate
 
     reference = next(r for r in rs.runs if r.variant == ref)
     others = [r.variant for r in rs.runs if r.variant != ref and r.ok]
     if not reference.ok or not others:
-        return
+        return None
     folder = rs.folder / "isolate"
     folder.mkdir(exist_ok=True)
     path, fed, unfed = isolate.write(rs.model, folder)
@@ -160,13 +168,10 @@ def _isolate(rs: RunSet, report: Report, ref: Variant, tolerance: Tolerance, tim
             feeds[spec.name] = feeds[spec.name].astype(want)
     iso = run_variants(iso_model, others, folder, feeds, tap_spec="all", timeout=timeout, jobs=jobs,
                        kinds=("tapped",), progress=progress)
-    report.origins = origins.attach(report.tensors, reference, iso.runs, tolerance)
-    notes = report.model.setdefault("notes", [])
-    notes.append(f"--isolate fed {len(fed)} tensors from {ref}"
-                 + (f"; {len(unfed)} untyped tensors could not be fed: {', '.join(unfed[:5])}" if unfed else ""))
-    for run in iso.runs:
-        if not run.ok:
-            notes.append(f"--isolate: {run.variant} {run.status}: {run.error}")
+    notes = [f"--isolate fed {len(fed)} tensors from {ref}"
+             + (f"; {len(unfed)} untyped tensors could not be fed: {', '.join(unfed[:5])}" if unfed else "")]
+    notes.extend(f"--isolate: {run.variant} {run.status}: {run.error}" for run in iso.runs if not run.ok)
+    return iso.runs, notes
 
 
 def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
@@ -187,40 +192,48 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
 
 
 def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
+                 tolerance: Tolerance, feed_info: dict[str, Any],
+                 tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None) -> Report:
+    return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for)[0]
+
+
+def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
             tolerance: Tolerance, feed_info: dict[str, Any],
-            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None) -> Report:
+            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
+            isolated: Sequence[VariantRun] = ()) -> tuple[Report, Facts]:
+    """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
+    tensor files; `isolated`: the --isolate runs, for `tensor.local`)."""
     reference = next(r for r in runs if r.variant == ref)
-    others = [r for r in runs if r.variant != ref]
+    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated)
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
                                 r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
                   for r in runs],
-        tensors=[], skipped_taps=[list(s) for s in plan.skipped], inputs=feed_info)
-    if reference.ok:
-        report.tensors = analysis.compare_tensors(plan.tapped, reference, others, tolerance, tolerance_for)
-        for run in others:
-            if run.ok:
-                name = str(run.variant)
-                report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
-                report.first_beyond_tolerance[name] = analysis.first(report.tensors, name,
-                                                                     analysis.beyond_tolerance)
-                flips = analysis.label_flips(reference, run, loaded.outputs)
-                if flips:
-                    report.label_flips[name] = flips
-    for run in runs:
-        if run.ok:
-            effect, detail = analysis.observer_effect(run, loaded.outputs)
-            report.observer_effect[str(run.variant)] = effect
+        tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
+        inputs=feed_info)
+    ref_facts = facts.runs[str(ref)]
+    for name, rf in facts.runs.items():
+        if not rf.ok:
+            continue
+        if reference.ok and name != str(ref):
+            report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
+            report.first_beyond_tolerance[name] = analysis.first(report.tensors, name, analysis.beyond_tolerance)
+            flips = analysis.label_flips(ref_facts, rf, loaded.outputs)
+            if flips:
+                report.label_flips[name] = flips
+    for name, rf in facts.runs.items():
+        if rf.ok:
+            effect, detail = analysis.observer_effect(rf, loaded.outputs)
+            report.observer_effect[name] = effect
             if detail:
-                report.observer_detail[str(run.variant)] = detail
-    report.equivalence_classes = analysis.equivalence_classes(runs, loaded.outputs)
-    analysis.tensor_classes(report.tensors, runs)
-    report.pairwise = analysis.pairwise(runs, loaded.outputs)
-    report.determinism = analysis.determinism(report.tensors, runs, loaded.outputs)
+                report.observer_detail[name] = detail
+    report.equivalence_classes = analysis.equivalence_classes(facts, loaded.outputs)
+    report.pairwise = analysis.pairwise(facts, loaded.outputs)
+    report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
     failed = any(not r.ok for r in runs)
     report.passed = within and not failed
     report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
-    return report
+    return report, facts

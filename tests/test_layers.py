@@ -113,6 +113,6 @@ def test_views_import_no_compute_module():
 def test_the_check_sees_imports(tmp_path):
     # The walker must resolve relative imports from modules and from packages, or the tests above prove nothing.
     edges = graph()
-    assert "comparator.run.record" in edges["comparator.measure.analysis"]
+    assert "comparator.run.record" in edges["comparator.measure.facts"]
     assert "comparator.errors" in edges["comparator.backends.torch.backend"]
     assert "comparator.backends.torch.backend" in edges["comparator.backends.torch"]

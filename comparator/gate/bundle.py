@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..measure import analysis
+from ..measure.facts import kind_for
 from . import npyzip
 from ..errors import InfercmpError, InputError, ReportError, UsageError
 from ..fileio import atomic_path, dumps
@@ -342,7 +342,7 @@ class Bundle:
         """Catalogue entries with values in every run (outputs from the untapped runs, the rest tapped)."""
         keep = []
         for t in self.catalogue:
-            kind = analysis.kind_for(t)
+            kind = kind_for(t)
             if all(t.name in r["tensors"].get(kind, {}) for r in self.meta["runs"]):
                 keep.append(t)
         return keep

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..measure import analysis
+from ..measure.facts import kind_for
 from .. import api
 from . import bundle as bundle_mod
 from ..graph import model as model_mod
@@ -81,9 +81,9 @@ def rekey(run: VariantRun, matches: Sequence[Match]) -> VariantRun:
     """A copy of `run` whose tensors are keyed by the candidate's names (only matched tensors kept)."""
     tensors: dict[str, dict[str, Any]] = {}
     for m in matches:
-        entry = run.tensors.get(analysis.kind_for(m.source), {}).get(m.source.name)
+        entry = run.tensors.get(kind_for(m.source), {}).get(m.source.name)
         if entry is not None:
-            tensors.setdefault(analysis.kind_for(m.tensor), {})[m.tensor.name] = entry
+            tensors.setdefault(kind_for(m.tensor), {})[m.tensor.name] = entry
         if m.source.is_output and m.tensor.is_output and m.source.name in run.tensors.get("tapped", {}):
             tensors.setdefault("tapped", {})[m.tensor.name] = run.tensors["tapped"][m.source.name]
     return dataclasses.replace(run, tensors=tensors)
@@ -128,11 +128,10 @@ def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, p
                         {"reference": unmatched[0], "candidate": unmatched[1]})
     for ref_run, cand_run in pairs:
         ref_run = rekey(ref_run, matches)
-        report = api.build_report(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
-                                  feed_info, pol.tolerance_for)
+        report, facts = api.analyse(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
+                                    feed_info, pol.tolerance_for)
         note_rules(report, pol)
-        verdicts = evaluate(report, {str(ref_run.variant): ref_run, str(cand_run.variant): cand_run}, pol, infos,
-                            labels, outs)
+        verdicts = evaluate(report, facts, pol, infos, labels, outs)
         for v in verdicts.values():
             for name in missing_outputs:
                 v["findings"].append({"rule": "missing", "tensor": name, "message":
@@ -246,14 +245,13 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     try:
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec="all", shapes=shapes, seed=seed,
                               samples=samples, timeout=timeout, jobs=jobs)
-        report = api.build_report(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
-                                  pol.tolerance_for)
+        report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
+                                    pol.tolerance_for)
         infos = {t.name: t for t in rs.plan.tapped}
         note_rules(report, pol)
         result = GateResult("variants", {"kind": "variant", "path": str(ref), "sha256": loaded.sha256},
                             {"path": str(loaded.path), "sha256": loaded.sha256}, pol.to_dict(), [report])
-        result.verdicts = evaluate(report, {str(r.variant): r for r in rs.runs}, pol, infos, labels,
-                                   classifiers(loaded.tensors))
+        result.verdicts = evaluate(report, facts, pol, infos, labels, classifiers(loaded.tensors))
         return result.finish()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -317,7 +315,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
                              f"matched, {len(moved)} by structure"
                              + "".join(f"; {m.tensor.name} <- {m.source.name} ({m.how})" for m in moved[:10]))
             runs.extend(extracted)
-        kept = [t for t in infos if all(r.path(analysis.kind_for(t), t.name) is not None for r in runs)]
+        kept = [t for t in infos if all(r.path(kind_for(t), t.name) is not None for r in runs)]
         if len(kept) < len(infos):
             notes.append(f"{len(infos) - len(kept)} tensors of {ref.path.name} are missing from another bundle "
                          "and are not compared")

@@ -1,6 +1,6 @@
 """Gate verdicts: a policy applied to reports, and the result a gate returns.
 
-`evaluate` reads a report and the runs it came from (for top-1 accuracy) and lists, per candidate variant,
+`evaluate` reads a report and the facts it was built from (runs' status, top-1 labels) and lists, per candidate variant,
 every rule it breaks: tolerance (per tensor, from the policy), cosine floor, top-1 accuracy relative to the
 reference's (MLPerf-style, with labels) or agreement with the reference's predictions (without), label-flip
 budget. Final outputs always gate; intermediate tensors gate only where a policy rule names them.
@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..measure import analysis
+from ..measure.facts import Facts
 from ..graph.model import TensorInfo
 from .policy import Policy
 from ..result import Report
-from ..run.record import VariantRun
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 _FLOAT_TYPES = {1, 10, 11, 16}  # onnx FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -152,20 +152,15 @@ def _worst(report: Report, variant: str) -> dict[str, Any] | None:
     return found
 
 
-def _top1(run: VariantRun, output: str) -> np.ndarray | None:
-    path = run.path("untapped", output)
-    return None if path is None else np.asarray(analysis.load(path), dtype=np.float64).argmax(axis=-1)
-
-
-def evaluate(report: Report, runs: Mapping[str, VariantRun], policy: Policy, infos: Mapping[str, TensorInfo],
+def evaluate(report: Report, facts: Facts, policy: Policy, infos: Mapping[str, TensorInfo],
              labels: np.ndarray | None, classifier_outputs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Apply `policy` to every non-reference variant of `report`; the runs' files must still exist."""
-    ref = runs[report.reference]
+    """Apply `policy` to every non-reference variant of `report`, built from `facts`."""
+    ref = facts.runs[report.reference].run
     verdicts = {}
     for vr in report.variants:
         if vr.name == report.reference:
             continue
-        run = runs[vr.name]
+        run = facts.runs[vr.name].run
         plain = str(getattr(run.variant, "plain", run.variant))
         findings: list[dict[str, Any]] = []
         verdict: dict[str, Any] = {"status": "pass", "required": policy.required(plain), "findings": findings,
@@ -200,19 +195,19 @@ def evaluate(report: Report, runs: Mapping[str, VariantRun], policy: Policy, inf
             if rule.cosine is not None and m["cosine"] < rule.cosine:
                 findings.append({"rule": "cosine", "tensor": t.name, "message":
                                  f"{t.name}: cosine {_cosine(m['cosine'])} below the floor {rule.cosine:g}"})
-        _labels(verdict, report, ref, run, vr.name, policy, labels, classifier_outputs)
+        _labels(verdict, report, facts, vr.name, policy, labels, classifier_outputs)
         verdict["status"] = "fail" if findings else "pass"
     return verdicts
 
 
-def _labels(verdict: dict[str, Any], report: Report, ref: VariantRun, run: VariantRun, name: str,
-            policy: Policy, labels: np.ndarray | None, classifier_outputs: Sequence[str]) -> None:
+def _labels(verdict: dict[str, Any], report: Report, facts: Facts, name: str, policy: Policy,
+            labels: np.ndarray | None, classifier_outputs: Sequence[str]) -> None:
     output = policy.labels_output(classifier_outputs)
     flips = report.label_flips.get(name, {}).get(output) if output else None
-    if flips is None:
+    if output is None or flips is None:
         return
     info: dict[str, Any] = {"rows": flips["rows"], "flips": flips["flip_count"], "agreement": flips["agreement"]}
-    ref_pred, got_pred = _top1(ref, output), _top1(run, output)
+    ref_pred, got_pred = analysis.top1(facts.runs, report.reference, output), analysis.top1(facts.runs, name, output)
     if labels is not None and ref_pred is not None and got_pred is not None:
         if labels.size == ref_pred.size:
             truth = labels.reshape(ref_pred.shape)

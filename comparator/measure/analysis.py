@@ -1,62 +1,34 @@
-"""From the workers' tensor files to the report's findings.
+"""From the facts of one pass over the runs' tensors (measure/facts.py) to the report's findings.
 
-Arrays are memory-mapped and compared one pair at a time in chunks, so the parent holds at most one chunk pair
-in memory whatever the model's size. Final outputs are compared on the untapped runs (the numbers a deployment
-gets); intermediate tensors on the tapped runs.
+Pure functions of the facts: none of them opens a tensor file. Final outputs are compared on the untapped runs
+(the numbers a deployment gets); intermediate tensors on the tapped runs.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from . import metrics
 from ..graph.model import TensorInfo
 from ..result import TensorReport
-from ..run.record import VariantRun
+from .facts import Facts, RunFacts, TensorFacts, repeats
 
 MAX_LISTED_FLIPS = 100
 
 
-def load(path: Path) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def kind_for(info: TensorInfo | TensorReport) -> str:
-    """Final outputs are read from the untapped run (what a deployment gets), the rest from the tapped one."""
-    return "untapped" if info.is_output else "tapped"
-
-
-def compare_pair(ref_path: Path | None, got_path: Path | None, tolerance: metrics.Tolerance) -> dict[str, Any]:
-    if ref_path is None or got_path is None:
-        return {"error": "not produced by " + ("the reference" if ref_path is None else "this variant")}
-    ref, got = load(ref_path), load(got_path)
-    try:
-        return metrics.compare(ref, got, tolerance)
-    except metrics.ShapeMismatch as exc:
-        return {"error": str(exc)}
-    except TypeError as exc:
-        return {"error": f"cannot compare {ref.dtype} with {got.dtype}: {exc}"}
-
-
-def compare_tensors(catalogue: Iterable[TensorInfo], reference: VariantRun, others: list[VariantRun],
-                    tolerance: metrics.Tolerance,
-                    tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None) -> list[TensorReport]:
-    """`tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules)."""
+def tensor_reports(catalogue: Iterable[TensorInfo], facts: Facts) -> list[TensorReport]:
+    """One TensorReport per catalogue tensor with its metrics, classes, spread and local error (none when the
+    reference failed: there is nothing to compare with)."""
+    found = {t.name: t for t in facts.tensors}
     reports = []
     for info in catalogue:
-        kind = kind_for(info)
-        tol = tolerance if tolerance_for is None else tolerance_for(info)
-        entry = TensorReport(info.name, info.op_type, info.node, info.index,
-                             None if info.shape is None else list(info.shape), info.dtype, info.is_output)
-        ref_path = reference.path(kind, info.name)
-        for run in others:
-            if run.ok:
-                entry.metrics[str(run.variant)] = compare_pair(ref_path, run.path(kind, info.name), tol)
-        reports.append(entry)
+        tf = found.get(info.name)
+        if tf is None:
+            continue
+        reports.append(TensorReport(info.name, info.op_type, info.node, info.index,
+                                    None if info.shape is None else list(info.shape), info.dtype, info.is_output,
+                                    metrics=tf.metrics, local=tf.local, spread=tf.spread, classes=classes(tf)))
     return reports
 
 
@@ -76,112 +48,72 @@ def first(tensors: list[TensorReport], variant: str, test: Any) -> str | None:
     return None
 
 
-def file_digest(path: Path | None, h: Any = None) -> str:
-    """sha256 of an array file's dtype, shape and data bytes, read in blocks: equal digests = bit-identical."""
-    h = h or hashlib.sha256()
-    if path is None:
-        h.update(b"missing")
-        return h.hexdigest()
-    arr = load(path)
-    h.update(f"{arr.dtype.str}|{arr.shape}|".encode())
-    flat = arr.reshape(-1)
-    step = max(1, (1 << 24) // max(1, arr.dtype.itemsize))
-    for i in range(0, flat.size, step):
-        h.update(np.ascontiguousarray(flat[i:i + step]).tobytes())
-    return h.hexdigest()
+def _grouped(keys: Iterable[tuple[str, Any]]) -> list[list[str]]:
+    groups: dict[Any, list[str]] = {}
+    for variant, key in keys:
+        groups.setdefault(key, []).append(variant)
+    return sorted(groups.values(), key=lambda g: (-len(g), g))
 
 
-def outputs_digest(run: VariantRun, outputs: list[str], kind: str = "untapped") -> str:
-    """One hash over every final output of one run kind."""
-    h = hashlib.sha256()
-    for name in outputs:
-        h.update(name.encode() + b"|")
-        file_digest(run.path(kind, name), h)
-    return h.hexdigest()
+def classes(tensor: TensorFacts) -> list[list[str]]:
+    """The variants (reference included) that produced this tensor, grouped by bit-identical values."""
+    return _grouped(tensor.digests.items())
 
 
-def tensor_classes(reports: list[TensorReport], runs: list[VariantRun]) -> None:
-    """Group the variants (reference included) by bit-identical values of each tensor."""
-    ok = [r for r in runs if r.ok]
-    for t in reports:
-        groups: dict[str, list[str]] = {}
-        kind = kind_for(t)
-        for run in ok:
-            path = run.path(kind, t.name)
-            if path is not None:
-                groups.setdefault(file_digest(path), []).append(str(run.variant))
-        t.classes = sorted(groups.values(), key=lambda g: (-len(g), g))
+def equivalence_classes(facts: Facts, outputs: Sequence[str]) -> list[list[str]]:
+    """The variants that ran, grouped by bit-identical final outputs (untapped runs)."""
+    return _grouped((name, rf.outputs_key(outputs)) for name, rf in facts.runs.items() if rf.ok)
 
 
-def pairwise(runs: list[VariantRun], outputs: list[str]) -> dict[str, Any]:
+def pairwise(facts: Facts, outputs: Sequence[str]) -> dict[str, Any]:
     """Max ULP and max abs distance between every two variants' final outputs (untapped runs)."""
-    ok = [r for r in runs if r.ok]
-    n = len(ok)
-    ulp = [[0] * n for _ in range(n)]
+    names = [name for name, rf in facts.runs.items() if rf.ok]
+    n = len(names)
+    ulp: list[list[int | None]] = [[0] * n for _ in range(n)]
     absd = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(i + 1, n):
-            u, a = 0, 0.0
+            found = facts.distances.get((names[i], names[j]), {})
+            u: int | None = 0
+            a = 0.0
             for name in outputs:
-                m = compare_pair(ok[i].path("untapped", name), ok[j].path("untapped", name), metrics.Tolerance())
+                m = found.get(name, {"error": "not compared"})
                 if "error" in m:
                     u, a = None, float("inf")
                     break
-                u, a = max(u, m["max_ulp"] or 0), max(a, m["max_abs"])
+                u, a = max(u or 0, m["max_ulp"] or 0), max(a, m["max_abs"])
             ulp[i][j] = ulp[j][i] = u
             absd[i][j] = absd[j][i] = a
-    return {"variants": [str(r.variant) for r in ok], "max_ulp": ulp, "max_abs": absd}
+    return {"variants": names, "max_ulp": ulp, "max_abs": absd}
 
 
-def repeats(run: VariantRun, base: str) -> list[str]:
-    """The run kinds that repeat `base` (fresh sessions `base.N`, same-session `base.sameN`)."""
-    return sorted(k for k in run.tensors if k.startswith(base + "."))
-
-
-def determinism(reports: list[TensorReport], runs: list[VariantRun], outputs: list[str]) -> dict[str, Any]:
-    """Per variant: distinct final outputs over its repeats; per tensor: run-to-run spread."""
+def determinism(facts: Facts, outputs: Sequence[str]) -> dict[str, Any]:
+    """Per variant run more than once: distinct final outputs over its runs and a tolerance that covers the
+    run-to-run spread of its final outputs (when they differ)."""
     found: dict[str, Any] = {}
-    zero = metrics.Tolerance(0.0, 0.0)
-    for run in runs:
-        extra = repeats(run, "untapped") if run.ok else []
+    for name, rf in facts.runs.items():
+        extra = repeats(rf.run, "untapped") if rf.ok else []
         if not extra:
             continue
-        name = str(run.variant)
         kinds = ["untapped"] + extra
-        distinct = len({outputs_digest(run, outputs, k) for k in kinds})
+        distinct = len({rf.outputs_key(outputs, k) for k in kinds})
         worst_abs, worst_ulp = 0.0, 0
-        for t in reports:
-            base = kind_for(t)
-            spread_abs, spread_ulp = 0.0, 0
-            for k in repeats(run, base):
-                m = compare_pair(run.path(base, t.name), run.path(k, t.name), zero)
-                if "error" not in m:
-                    spread_abs, spread_ulp = max(spread_abs, m["max_abs"]), max(spread_ulp, m["max_ulp"] or 0)
-            t.spread[name] = {"max_abs": spread_abs, "max_ulp": spread_ulp}
-            if t.is_output:
-                worst_abs, worst_ulp = max(worst_abs, spread_abs), max(worst_ulp, spread_ulp)
+        for t in facts.tensors:
+            s = t.spread.get(name)
+            if s is not None and t.kind == "untapped":
+                worst_abs, worst_ulp = max(worst_abs, s["max_abs"]), max(worst_ulp, s["max_ulp"])
         suggested = {"atol": worst_abs, "max_ulp": worst_ulp} if distinct > 1 else None
         found[name] = {"runs": len(kinds), "distinct_outputs": distinct, "suggested_tolerance": suggested}
     return found
 
 
-def equivalence_classes(runs: list[VariantRun], outputs: list[str]) -> list[list[str]]:
-    groups: dict[str, list[str]] = {}
-    for run in runs:
-        if run.ok:
-            groups.setdefault(outputs_digest(run, outputs), []).append(str(run.variant))
-    return sorted(groups.values(), key=lambda g: (-len(g), g))
-
-
-def observer_effect(run: VariantRun, outputs: list[str]) -> tuple[bool, dict[str, Any]]:
+def observer_effect(run: RunFacts, outputs: Sequence[str]) -> tuple[bool, dict[str, Any]]:
     """Do the tapped run's final outputs differ from the untapped run's? (Tapping can block fusions.)"""
     detail: dict[str, Any] = {}
     for name in outputs:
-        untapped, tapped = run.path("untapped", name), run.path("tapped", name)
-        if untapped is None or tapped is None:
-            continue
-        m = metrics.compare(load(untapped), load(tapped), metrics.Tolerance(0.0, 0.0))
-        if not m["bit_identical"]:
+        out = run.outputs.get(name)
+        m = None if out is None else out.observer
+        if m is not None and "error" not in m and not m["bit_identical"]:
             detail[name] = {"max_ulp": m["max_ulp"], "max_abs": m["max_abs"]}
     return bool(detail), detail
 
@@ -191,17 +123,16 @@ def is_classifier(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     return len(shape) == 2 and shape[1] >= 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
 
 
-def label_flips(reference: VariantRun, run: VariantRun, outputs: list[str]) -> dict[str, Any]:
+def label_flips(reference: RunFacts, run: RunFacts, outputs: Sequence[str]) -> dict[str, Any]:
+    """Per classifier output: the rows whose top-1 class differs from the reference's."""
     found: dict[str, Any] = {}
     for name in outputs:
-        rp, gp = reference.path("untapped", name), run.path("untapped", name)
-        if rp is None or gp is None:
+        ref, got = reference.outputs.get(name), run.outputs.get(name)
+        if ref is None or got is None or ref.shape != got.shape or not is_classifier(ref.shape[1:], ref.dtype):
             continue
-        ref, got = load(rp), load(gp)
-        if ref.shape != got.shape or not is_classifier(ref.shape[1:], ref.dtype):
+        ref_labels, got_labels = ref.top1, got.top1
+        if ref_labels is None or got_labels is None:
             continue
-        ref_labels = np.asarray(ref, dtype=np.float64).argmax(axis=-1)
-        got_labels = np.asarray(got, dtype=np.float64).argmax(axis=-1)
         where = np.argwhere(ref_labels != got_labels)
         rows = int(ref_labels.size)
         found[name] = {
@@ -212,3 +143,9 @@ def label_flips(reference: VariantRun, run: VariantRun, outputs: list[str]) -> d
                        "variant": int(got_labels[s, r])} for s, r in where[:MAX_LISTED_FLIPS]],
         }
     return found
+
+
+def top1(runs: Mapping[str, RunFacts], variant: str, output: str) -> np.ndarray | None:
+    """The variant's top-1 class per row of a classifier output, None where it has none."""
+    out = runs[variant].outputs.get(output)
+    return None if out is None else out.top1

@@ -289,15 +289,22 @@ class Accumulator:
         }
 
 
+def start(ref_shape: tuple[int, ...], ref_dtype: np.dtype, got_shape: tuple[int, ...], got_dtype: np.dtype,
+          tolerance: Tolerance | None = None) -> Accumulator:
+    """An Accumulator for a pair of arrays of these shapes and dtypes; ShapeMismatch or TypeError if they cannot
+    be compared."""
+    if tuple(ref_shape) != tuple(got_shape):
+        raise ShapeMismatch(f"shape mismatch: ref has shape {tuple(ref_shape)}, got has shape {tuple(got_shape)}")
+    return Accumulator(ref_dtype, got_dtype, tolerance)
+
+
 def compare(ref: np.ndarray, got: np.ndarray, tolerance: Tolerance | None = None,
             chunk: int = 1 << 20) -> dict:
     """Compare two same-shape arrays chunk by chunk (memmaps are never loaded whole)."""
     ref, got = np.asanyarray(ref), np.asanyarray(got)
-    if ref.shape != got.shape:
-        raise ShapeMismatch(f"shape mismatch: ref has shape {tuple(ref.shape)}, got has shape {tuple(got.shape)}")
+    acc = start(ref.shape, ref.dtype, got.shape, got.dtype, tolerance)
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
-    acc = Accumulator(ref.dtype, got.dtype, tolerance)
     rf, gf = ref.reshape(-1), got.reshape(-1)
     for i in range(0, rf.size, chunk):
         acc.update(np.asarray(rf[i:i + chunk]), np.asarray(gf[i:i + chunk]))

@@ -1,7 +1,9 @@
 """Origin vs propagation, the analysis half of `--isolate`: feed the isolated model (graph/isolate.py) the
-reference's tensors, then rank the nodes by the error each adds on its own (local error)."""
+reference's tensors, then rank the nodes by the error each adds on its own (local error, gathered with the other
+facts in measure/facts.py)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -9,7 +11,6 @@ import numpy as np
 from ..graph.isolate import FED
 from ..result import TensorReport
 from ..run.record import VariantRun
-from . import analysis, metrics
 
 TOP = 5
 
@@ -21,23 +22,18 @@ def feeds(reference: VariantRun, fed: list[str], base: dict[str, np.ndarray]) ->
         path = reference.path("tapped", name)
         if path is None:
             raise KeyError(f"the reference run has no value for {name!r}")
-        out[name + FED] = np.asarray(analysis.load(path))
+        out[name + FED] = np.load(path, allow_pickle=False)
     return out
 
 
-def attach(tensors: list[TensorReport], reference: VariantRun, isolated: list[VariantRun],
-           tolerance: metrics.Tolerance) -> dict[str, list[dict[str, Any]]]:
-    """Fill `tensor.local` for every isolated variant; return the top nodes by local error per variant."""
+def rank(tensors: list[TensorReport], isolated: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The top nodes by local error (`tensor.local`) per isolated variant, largest first."""
     origins: dict[str, list[dict[str, Any]]] = {}
-    for run in isolated:
-        name = str(run.variant)
-        if not run.ok:
-            continue
+    for name in isolated:
         ranked = []
         for t in tensors:
-            m = analysis.compare_pair(reference.path("tapped", t.name), run.path("tapped", t.name), tolerance)
-            t.local[name] = m
-            if "error" not in m and not m["bit_identical"]:
+            m = t.local.get(name)
+            if m is not None and "error" not in m and not m["bit_identical"]:
                 ranked.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "max_ulp": m["max_ulp"],
                                "max_rel": m["max_rel"], "max_abs": m["max_abs"]})
         ranked.sort(key=lambda r: (-(r["max_ulp"] or 0), -r["max_rel"], r["tensor"]))

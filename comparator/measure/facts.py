@@ -1,0 +1,318 @@
+"""Every per-tensor fact the report needs, from one pass over the runs' tensor files.
+
+For each tensor, every file that holds a value of it (each run's value, its repeats, the tapped value of a final
+output, the isolated runs' values) is opened once and read front to back once, in chunks of `CHUNK` elements;
+each chunk feeds every consumer of that file at once: metrics against the reference, a digest for bit-identity
+classes, run-to-run spread, observer effect, pairwise distances between final outputs, top-1 labels. The parent
+holds one chunk per open file, whatever the model's size, and the files of one tensor at a time. The analyses
+(measure/analysis.py) and the gate work on the facts, never on the files.
+
+Final outputs are read from the untapped runs (the numbers a deployment gets), the rest from the tapped ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import partial
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..graph.model import TensorInfo
+from ..run.record import VariantRun
+from . import metrics
+
+CHUNK = 1 << 20  # elements per read: the chunk size of metrics.compare, so the sums round the same way
+ZERO = metrics.Tolerance(0.0, 0.0)
+
+
+def kind_for(info: Any) -> str:
+    """Final outputs are read from the untapped run (what a deployment gets), the rest from the tapped one."""
+    return "untapped" if info.is_output else "tapped"
+
+
+def repeats(run: VariantRun, base: str) -> list[str]:
+    """The run kinds that repeat `base` (fresh sessions `base.N`, same-session `base.sameN`)."""
+    return sorted(k for k in run.tensors if k.startswith(base + "."))
+
+
+@dataclass
+class TensorFacts:
+    """One tensor of the catalogue, across the runs (only gathered when the reference ran)."""
+
+    name: str
+    kind: str  # the run kind its values come from
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> metrics against the reference
+    digests: dict[str, str] = field(default_factory=dict)  # variant (reference included) -> digest of its value
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> max_abs, max_ulp over its repeats
+    local: dict[str, dict[str, Any]] = field(default_factory=dict)  # isolated variant -> metrics (tapped values)
+
+
+@dataclass
+class OutputFacts:
+    """One final output of one run's untapped run."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    top1: np.ndarray | None = None  # argmax over the last axis, for outputs shaped [samples, N, C >= 2]
+    observer: dict[str, Any] | None = None  # untapped vs tapped value (metrics.compare); None: no tapped value
+
+
+@dataclass
+class RunFacts:
+    """One run: its record, its final outputs and their digests per run kind (`untapped` and its repeats)."""
+
+    run: VariantRun
+    outputs: dict[str, OutputFacts] = field(default_factory=dict)
+    digests: dict[str, dict[str, str]] = field(default_factory=dict)  # run kind -> output -> digest
+
+    @property
+    def ok(self) -> bool:
+        return self.run.ok
+
+    def outputs_key(self, outputs: Sequence[str], kind: str = "untapped") -> tuple[str | None, ...]:
+        """Equal keys = bit-identical final outputs (a missing output is None)."""
+        found = self.digests.get(kind, {})
+        return tuple(found.get(name) for name in outputs)
+
+
+@dataclass
+class Facts:
+    reference: str
+    runs: dict[str, RunFacts]  # every run, failed ones included, in run order
+    tensors: list[TensorFacts] = field(default_factory=list)  # catalogue order; empty when the reference failed
+    # (variant a, variant b), a before b in run order -> output -> compare result of their untapped values
+    distances: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    isolated: list[str] = field(default_factory=list)  # the isolated variants that ran
+
+
+# -- reading ------------------------------------------------------------------------------------------------------
+
+class _Reader:
+    """One .npy file, read front to back in flat (C-order) chunks; opened once."""
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "rb")  # closed by close()
+        try:
+            version = np.lib.format.read_magic(self._fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, self.dtype = header(self._fh)
+        except BaseException:
+            self._fh.close()
+            raise
+        self.shape: tuple[int, ...] = tuple(shape)
+        self.size = math.prod(self.shape)
+        self._done = 0
+        self._whole: np.ndarray | None = None
+        if fortran:  # never written by the workers: read whole, then walk in C order like a memmap's reshape(-1)
+            self._whole = self._read(self.size).reshape(self.shape[::-1]).T.reshape(-1)
+
+    def _read(self, n: int) -> np.ndarray:
+        arr = np.fromfile(self._fh, dtype=self.dtype, count=n)
+        if arr.size != n:
+            raise ValueError(f"{self._fh.name}: truncated ({self._done + arr.size} of {self.size} elements)")
+        return arr
+
+    def next(self, n: int) -> np.ndarray:
+        n = min(n, self.size - self._done)
+        chunk = self._read(n) if self._whole is None else self._whole[self._done:self._done + n]
+        self._done += n
+        return chunk
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _digest(reader: _Reader) -> Any:
+    h = hashlib.sha256()
+    h.update(f"{reader.dtype.str}|{reader.shape}|".encode())
+    return h
+
+
+class _Top1:
+    """Argmax over the last axis, fed flat chunks; a row cut by a chunk boundary waits for its end."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape, self.width = shape, shape[-1]
+        self.parts: list[np.ndarray] = []
+        self.tail = np.empty(0, np.float64)
+
+    def update(self, chunk: np.ndarray) -> None:
+        x = np.asarray(chunk, dtype=np.float64)
+        if self.tail.size:
+            x = np.concatenate([self.tail, x])
+        whole = x.size - x.size % self.width
+        if whole:
+            self.parts.append(x[:whole].reshape(-1, self.width).argmax(axis=-1))
+        self.tail = x[whole:]
+
+    def result(self) -> np.ndarray:
+        labels = np.concatenate(self.parts) if self.parts else np.empty(0, np.intp)
+        return labels.reshape(self.shape[:-1])
+
+
+def _top1_shape(reader: _Reader) -> bool:
+    """A per-sample [N, C >= 2] output whose values convert to float64."""
+    return len(reader.shape) == 3 and reader.shape[2] >= 2 and reader.dtype.kind in "biuf"
+
+
+Key = tuple[int, str]  # (index of the run in the pass, run kind)
+Sink = Callable[[dict[str, Any]], None]
+
+
+class _Pass:
+    """The consumers of one tensor's files; `run()` opens each file once and feeds every consumer each chunk."""
+
+    def __init__(self, runs: Sequence[VariantRun], name: str):
+        self.runs, self.name = runs, name
+        self.readers: dict[Key, _Reader | None] = {}
+        self.pairs: list[tuple[Key, Key, metrics.Accumulator, Sink]] = []
+        self.digests: dict[Key, tuple[Any, list[Callable[[str], None]]]] = {}
+        self.top1: dict[Key, tuple[_Top1, Callable[[np.ndarray], None]]] = {}
+
+    def reader(self, key: Key) -> _Reader | None:
+        if key not in self.readers:
+            path = self.runs[key[0]].path(key[1], self.name)
+            self.readers[key] = None if path is None else _Reader(path)
+        return self.readers[key]
+
+    def compare(self, ref: Key, got: Key, tolerance: metrics.Tolerance, sink: Sink) -> None:
+        """metrics.compare of two values, or {"error": why} when they cannot be compared."""
+        a, b = self.reader(ref), self.reader(got)
+        if a is None or b is None:
+            sink({"error": "not produced by " + ("the reference" if a is None else "this variant")})
+            return
+        try:
+            acc = metrics.start(a.shape, a.dtype, b.shape, b.dtype, tolerance)
+        except metrics.ShapeMismatch as exc:
+            sink({"error": str(exc)})
+        except TypeError as exc:
+            sink(_dtype_error(a.dtype, b.dtype, exc))
+        else:
+            self.pairs.append((ref, got, acc, sink))
+
+    def digest(self, key: Key, sink: Callable[[str], None]) -> None:
+        r = self.reader(key)
+        if r is not None:
+            self.digests.setdefault(key, (_digest(r), []))[1].append(sink)
+
+    def labels(self, key: Key, sink: Callable[[np.ndarray], None]) -> None:
+        r = self.reader(key)
+        if r is not None and _top1_shape(r):
+            self.top1[key] = (_Top1(r.shape), sink)
+
+    def run(self) -> None:
+        live = {k: r for k, r in self.readers.items() if r is not None}
+        try:
+            for start in range(0, max((r.size for r in live.values()), default=0), CHUNK):
+                chunks = {k: r.next(CHUNK) for k, r in live.items() if start < r.size}
+                for ref, got, acc, sink in list(self.pairs):
+                    try:
+                        acc.update(chunks[ref], chunks[got])
+                    except TypeError as exc:
+                        self.pairs.remove((ref, got, acc, sink))
+                        sink(_dtype_error(acc.ref_dtype, acc.got_dtype, exc))
+                for k, (h, _) in self.digests.items():
+                    if k in chunks:
+                        h.update(chunks[k].view(np.uint8))
+                for k, (top, _) in self.top1.items():
+                    if k in chunks:
+                        top.update(chunks[k])
+        finally:
+            for r in live.values():
+                r.close()
+        for _, _, acc, sink in self.pairs:
+            sink(acc.result())
+        for h, sinks in self.digests.values():
+            for put in sinks:
+                put(h.hexdigest())
+        for top, done in self.top1.values():
+            done(top.result())
+
+
+def _dtype_error(a: np.dtype, b: np.dtype, exc: Exception) -> dict[str, Any]:
+    return {"error": f"cannot compare {a} with {b}: {exc}"}
+
+
+# -- the pass -----------------------------------------------------------------------------------------------------
+
+def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequence[VariantRun],
+           reference: VariantRun, tolerance: metrics.Tolerance,
+           tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None,
+           isolated: Sequence[VariantRun] = ()) -> Facts:
+    """Read every tensor of `catalogue` and every final output once; return what the analyses need.
+
+    `tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules).
+    `isolated`: runs of the isolated model (--isolate), compared with the reference's tapped values."""
+    facts = Facts(str(reference.variant), {str(r.variant): RunFacts(r) for r in runs})
+    everyone = list(runs) + list(isolated)
+    ok = [i for i, r in enumerate(runs) if r.ok]
+    ref = next(i for i, r in enumerate(runs) if r is reference)
+    iso = [len(runs) + i for i, r in enumerate(isolated) if r.ok]
+    facts.isolated = [str(everyone[i].variant) for i in iso]
+    names: list[tuple[str, TensorInfo | None]] = []
+    if reference.ok:
+        names = [(t.name, t) for t in catalogue]
+    seen = {n for n, _ in names}
+    names += [(o, None) for o in outputs if o not in seen]
+    for name, info in names:
+        p = _Pass(everyone, name)
+        if info is not None:
+            facts.tensors.append(_tensor(p, info, ref, ok, iso,
+                                         tolerance if tolerance_for is None else tolerance_for(info)))
+        if name in outputs:
+            _output(p, facts, name, ok)
+        p.run()
+    return facts
+
+
+def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],
+            tolerance: metrics.Tolerance) -> TensorFacts:
+    kind = kind_for(info)
+    tf = TensorFacts(info.name, kind)
+    for i in ok:
+        variant = str(p.runs[i].variant)
+        if i != ref:
+            tf.metrics[variant] = {}
+            p.compare((ref, kind), (i, kind), tolerance, tf.metrics[variant].update)
+        p.digest((i, kind), _put(tf.digests, variant))
+        if repeats(p.runs[i], "untapped"):
+            spread = tf.spread[variant] = {"max_abs": 0.0, "max_ulp": 0}
+            for k in repeats(p.runs[i], kind):
+                p.compare((i, kind), (i, k), ZERO, partial(_widen, spread))
+    for i in iso:
+        tf.local[str(p.runs[i].variant)] = {}
+        p.compare((ref, "tapped"), (i, "tapped"), tolerance, tf.local[str(p.runs[i].variant)].update)
+    return tf
+
+
+def _put(found: dict[str, Any], key: str) -> Callable[[Any], None]:
+    def put(value: Any) -> None:
+        found[key] = value
+    return put
+
+
+def _widen(spread: dict[str, Any], m: dict[str, Any]) -> None:
+    if "error" not in m:
+        spread["max_abs"] = max(spread["max_abs"], m["max_abs"])
+        spread["max_ulp"] = max(spread["max_ulp"], m["max_ulp"] or 0)
+
+
+def _output(p: _Pass, facts: Facts, name: str, ok: list[int]) -> None:
+    for n, i in enumerate(ok):
+        run = p.runs[i]
+        rf = facts.runs[str(run.variant)]
+        r = p.reader((i, "untapped"))
+        if r is not None:
+            out = rf.outputs[name] = OutputFacts(r.shape, r.dtype)
+            p.labels((i, "untapped"), partial(setattr, out, "top1"))
+            if p.reader((i, "tapped")) is not None:
+                p.compare((i, "untapped"), (i, "tapped"), ZERO, partial(setattr, out, "observer"))
+        for k in ["untapped"] + repeats(run, "untapped"):
+            p.digest((i, k), _put(rf.digests.setdefault(k, {}), name))
+        for j in ok[n + 1:]:
+            found = facts.distances.setdefault((str(run.variant), str(p.runs[j].variant)), {})
+            p.compare((i, "untapped"), (j, "untapped"), metrics.Tolerance(), _put(found, name))
