@@ -5,6 +5,9 @@ torch and TensorFlow build the same gather positions and weights from one defini
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -33,3 +36,34 @@ def source_coordinates(mode: str, n_in: int, n_out: int, scale: float, roi: tupl
     else:
         raise ValueError(mode)
     return x, outside
+
+
+def output_geometry(shape: Sequence[int], axes: Sequence[int], scales: Sequence[float] | None,
+                    sizes: Sequence[int] | None, policy: str = "stretch") -> tuple[list[float], list[int]]:
+    """Per-axis scale and output size of a Resize over an input of `shape`: from `sizes` (with
+    keep_aspect_ratio_policy) when given, else from `scales` (output = floor(input * scale))."""
+    r = len(shape)
+    if sizes is not None:
+        out = list(shape)
+        for d, n in zip(axes, sizes):
+            out[d] = int(n)
+        sc = [out[i] / shape[i] for i in range(r)]
+        if policy != "stretch":
+            pick = min if policy == "not_larger" else max
+            s = pick(sc[d] for d in axes)
+            sc = [s if i in axes else 1.0 for i in range(r)]
+            out = [int(s * shape[i] + 0.5) if i in axes else shape[i] for i in range(r)]
+        return sc, out
+    sc = [1.0] * r
+    for d, s in zip(axes, scales or []):
+        sc[d] = float(s)
+    return sc, [int(math.floor(shape[i] * sc[i])) for i in range(r)]
+
+
+def axis_rois(roi: Sequence[float] | None, axes: Sequence[int]) -> dict[int, tuple[float, float]] | None:
+    """tf_crop_and_resize's roi [starts..., ends...] over `axes` as {axis: (start, end)}; None when empty."""
+    if roi is None or not len(roi):
+        return None
+    flat = [float(v) for v in np.asarray(roi, dtype=np.float64).reshape(-1)]
+    k = len(flat) // 2
+    return {d: (flat[i], flat[i + k]) for i, d in enumerate(axes)}

@@ -5,49 +5,25 @@ the kernel, and transposes back, so every tensor the walker keeps is in ONNX lay
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ..common import pool
 from ..common.executor import OpContext
 from .table import arg, op, to_first, to_last, unsupported
 
 
 def _geometry(ctx: OpContext, x: Any, kernel: list[int], attrs: dict[str, Any],
               ceil_mode: bool = False) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """strides, dilations and per-axis (begin, end) padding of a conv/pool node, ceil_mode included."""
-    nd = len(kernel)
+    """strides, dilations and per-axis (begin, end) padding of a conv/pool node, ceil_mode's extra included."""
     spatial = x.shape.as_list()[2:]
     if any(d is None for d in spatial):
         raise unsupported(ctx, "spatial dimensions unknown while tracing")
-    strides = list(attrs.get("strides") or [1] * nd)
-    dilations = list(attrs.get("dilations") or [1] * nd)
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    pads: list[tuple[int, int]] = []
-    for i in range(nd):
-        span = (kernel[i] - 1) * dilations[i] + 1
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out = -(-spatial[i] // strides[i])
-            total = max(0, (out - 1) * strides[i] + span - spatial[i])
-            small, large = total // 2, total - total // 2
-            pads.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
-        elif auto_pad == "VALID":
-            pads.append((0, 0))
-        else:
-            p = list(attrs.get("pads") or [0] * 2 * nd)
-            pads.append((p[i], p[i + nd]))
-    if ceil_mode:
-        for i in range(nd):
-            span = (kernel[i] - 1) * dilations[i] + 1
-            b, e = pads[i]
-            out = math.ceil((spatial[i] + b + e - span) / strides[i]) + 1
-            if (out - 1) * strides[i] >= spatial[i] + b:  # the last window must start inside
-                out -= 1
-            extra = max(0, (out - 1) * strides[i] + span - (spatial[i] + b + e))
-            pads[i] = (b, e + extra)
-    return strides, dilations, pads
+    strides, dilations, pads = pool.window(attrs, spatial, kernel)
+    extra = pool.ceil_extra(spatial, kernel, strides, dilations, pads, ceil_mode)
+    return strides, dilations, [(b, e + x) for (b, e), x in zip(pads, extra)]
 
 
 def _pad_last(x: Any, pads: list[tuple[int, int]], value: Any = 0) -> Any:
@@ -129,12 +105,11 @@ def conv_transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
     if nd not in (1, 2, 3):
         raise unsupported(ctx, f"{nd}-D kernels")
     group = attrs["group"]
-    strides = list(attrs.get("strides") or [1] * nd)
-    dilations = list(attrs.get("dilations") or [1] * nd)
-    out_pad = list(attrs.get("output_padding") or [0] * nd)
+    strides, dilations = pool.per_axis(attrs, "strides", nd, 1), pool.per_axis(attrs, "dilations", nd, 1)
+    out_pad = pool.per_axis(attrs, "output_padding", nd, 0)
     spatial = x.shape.as_list()[2:]
     full = [(spatial[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 for i in range(nd)]
-    pads = _transpose_pads(attrs, spatial, strides, full, out_pad, nd)
+    pads = pool.transpose_pads(attrs, spatial, kernel, strides, dilations, out_pad)
     if any(d > 1 for d in dilations):  # spread the taps: CPU transposed-conv kernels take no dilation
         w = _dilate(w, dilations)
     filt = tf.transpose(w, [*range(2, nd + 2), 1, 0])  # [k..., M/group, C]
@@ -162,25 +137,6 @@ def conv_transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
     if b is not None:
         y = tf.nn.bias_add(y, b)
     return to_first(y)
-
-
-def _transpose_pads(attrs: dict[str, Any], spatial: list[int], strides: list[int], full: list[int],
-                    out_pad: list[int], nd: int) -> list[tuple[int, int]]:
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    target = attrs.get("output_shape")
-    if target:
-        target = list(target)[-nd:]
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        target = [spatial[i] * strides[i] for i in range(nd)]
-    if not target:
-        p = list(attrs.get("pads") or [0] * 2 * nd)
-        return [(p[i], p[i + nd]) for i in range(nd)]
-    pads = []
-    for i in range(nd):
-        total = full[i] + out_pad[i] - target[i]
-        half = total // 2
-        pads.append((half, total - half) if auto_pad == "SAME_UPPER" else (total - half, half))
-    return pads
 
 
 def _dilate(w: Any, dilations: list[int]) -> Any:

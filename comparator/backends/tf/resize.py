@@ -7,7 +7,6 @@ specification (indices and weights are computed while tracing: shapes are static
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from ..common.resize import source_coordinates
+from ..common.resize import axis_rois, output_geometry, source_coordinates
 from .table import axis_of, ints, known, op, rank, to_first, to_last, unsupported
 
 
@@ -119,27 +118,11 @@ def _resize(ctx: OpContext, x: Any, roi: Any, scales: Any, sizes: Any, attrs: di
     if any(d is None for d in in_shape):
         raise unsupported(ctx, "input dimensions unknown while tracing")
     axes = [axis_of(a, r) for a in attrs["axes"]] if attrs.get("axes") else list(range(r))
-    full_scales = [1.0] * r
-    out = list(in_shape)
-    if sizes is not None and np.asarray(sizes).size:
-        for a, n in zip(axes, np.asarray(sizes).reshape(-1)):
-            out[a] = int(n)
-        full_scales = [out[a] / in_shape[a] for a in range(r)]
-        policy = attrs.get("keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
-            chosen = [full_scales[a] for a in axes]
-            s = min(chosen) if policy == "not_larger" else max(chosen)
-            full_scales = [s if a in axes else 1.0 for a in range(r)]
-            out = [int(s * in_shape[a] + 0.5) if a in axes else in_shape[a] for a in range(r)]
-    else:
-        for a, s in zip(axes, np.asarray(scales).reshape(-1)):
-            full_scales[a] = float(s)
-            out[a] = int(math.floor(float(s) * in_shape[a]))
-    roi_pairs = None
-    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and roi is not None and np.size(roi):
-        flat = np.asarray(roi, dtype=np.float64).reshape(-1)
-        k = len(flat) // 2
-        roi_pairs = {a: (flat[i], flat[i + k]) for i, a in enumerate(axes)}
+    given = sizes is not None and np.asarray(sizes).size
+    full_scales, out = output_geometry(in_shape, axes, None if given else list(np.asarray(scales).reshape(-1)),
+                                       list(np.asarray(sizes).reshape(-1)) if given else None,
+                                       attrs.get("keep_aspect_ratio_policy", "stretch"))
+    roi_pairs = axis_rois(roi, axes) if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" else None
     if attrs["mode"] != "nearest" and roi_pairs is None:
         y = _tf_kernel(x, axes, out, full_scales, attrs)
         if y is not None:

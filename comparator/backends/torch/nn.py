@@ -9,29 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import UnsupportedError
+from ..common import pool
 from ..common.executor import OpContext
-from .conv import _CONV, _pad_input, _pads, _spatial
+from .conv import _CONV, _pad_input
 from .table import arg, axis_of, op, unsupported, wants, widen
 
 _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVGPOOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-def _pool_geometry(attrs: dict[str, Any], x: torch.Tensor) -> tuple[list[int], list[int], list[int], list[tuple[int, int]],
-                                                      list[int]]:
-    n = x.dim() - 2
+def _pool_geometry(attrs: dict[str, Any], x: torch.Tensor) -> tuple[list[int], list[int], list[int],
+                                                                   list[tuple[int, int]], list[int]]:
     kernel = list(attrs["kernel_shape"])
-    strides, dilations = _spatial(attrs, "strides", n, 1), _spatial(attrs, "dilations", n, 1)
-    pads = _pads(attrs, x.shape[2:], kernel, strides, dilations)
-    # Ceil mode: extra room at the end for the last partial window, unless it would start in the end padding.
-    extra = []
-    for i in range(n):
-        span = x.shape[2 + i] + pads[i][0] + pads[i][1] - (kernel[i] - 1) * dilations[i] - 1
-        out = (math.ceil(span / strides[i]) if attrs.get("ceil_mode") else span // strides[i]) + 1
-        if attrs.get("ceil_mode") and (out - 1) * strides[i] >= x.shape[2 + i] + pads[i][0]:
-            out -= 1
-        extra.append(max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
-                         - (x.shape[2 + i] + pads[i][0] + pads[i][1])))
+    strides, dilations, pads = pool.window(attrs, x.shape[2:], kernel)
+    extra = pool.ceil_extra(x.shape[2:], kernel, strides, dilations, pads, bool(attrs.get("ceil_mode")))
     return kernel, strides, dilations, pads, extra
 
 
@@ -143,9 +134,9 @@ def global_lp_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
 def max_unpool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, idx, shape = inputs[0], inputs[1], arg(inputs, 2)
     n = x.dim() - 2
-    kernel, strides = list(attrs["kernel_shape"]), _spatial(attrs, "strides", n, 1)
-    p = list(attrs.get("pads") or [0] * 2 * n)
-    inferred = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] + kernel[i] - p[i] - p[i + n]
+    kernel, strides = list(attrs["kernel_shape"]), pool.per_axis(attrs, "strides", n, 1)
+    pads = pool.explicit(attrs, n)
+    inferred = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] + kernel[i] - pads[i][0] - pads[i][1]
                                     for i in range(n)]
     y = torch.zeros(math.prod(inferred), dtype=x.dtype, device=x.device)
     y[idx.reshape(-1)] = x.reshape(-1)

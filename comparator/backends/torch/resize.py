@@ -16,30 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from ..common.executor import OpContext
-from ..common.resize import source_coordinates
+from ..common.resize import axis_rois, output_geometry, source_coordinates
 from .table import arg, axis_of, op, unsupported
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-def _geometry(x: torch.Tensor, scales, sizes, axes, policy: str) -> tuple[list[float], list[int]]:
-    r = x.dim()
-    shape = list(x.shape)
-    if sizes is not None:
-        out = list(shape)
-        for i, d in enumerate(axes):
-            out[d] = sizes[i]
-        sc = [out[i] / shape[i] for i in range(r)]
-        if policy != "stretch":
-            pick = min if policy == "not_larger" else max
-            s = pick(sc[d] for d in axes)
-            sc = [s if i in axes else 1.0 for i in range(r)]
-            out = [int(s * shape[i] + 0.5) if i in axes else shape[i] for i in range(r)]
-        return sc, out
-    sc = [1.0] * r
-    for i, d in enumerate(axes):
-        sc[d] = float(scales[i])
-    return sc, [int(math.floor(shape[i] * sc[i])) for i in range(r)]
 
 
 def _coeffs(attrs: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
@@ -128,19 +108,15 @@ def _torch_mode(attrs: dict[str, Any], dims: list[int], rank: int, sizes_given: 
 def _resize(ctx: OpContext, x: torch.Tensor, roi, scales, sizes, attrs: dict[str, Any]) -> torch.Tensor:
     r = x.dim()
     axes = [axis_of(v, r) for v in (attrs.get("axes") or range(r))]
-    sc, out = _geometry(x, scales, sizes, axes, attrs.get("keep_aspect_ratio_policy", "stretch"))
-    roi_full = None
-    if roi is not None and len(roi):
-        roi_full = [0.0] * r + [1.0] * r
-        for i, d in enumerate(axes):
-            roi_full[d], roi_full[r + d] = float(roi[i]), float(roi[len(axes) + i])
+    sc, out = output_geometry(list(x.shape), axes, scales, sizes, attrs.get("keep_aspect_ratio_policy", "stretch"))
+    rois = axis_rois(roi, axes)
     if attrs["mode"] not in ("nearest", "linear", "cubic"):
         raise unsupported(ctx, f"mode={attrs['mode']}")
     changed = [d for d in range(r) if out[d] != x.shape[d] or not math.isclose(sc[d], 1.0)
-               or (roi_full is not None and (roi_full[d] != 0.0 or roi_full[r + d] != 1.0))]
-    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and roi_full is None:
+               or (rois is not None and rois.get(d, (0.0, 1.0)) != (0.0, 1.0))]
+    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and rois is None:
         raise unsupported(ctx, "tf_crop_and_resize without roi")
-    fast = None if roi_full is not None and attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" \
+    fast = None if rois is not None and attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" \
         else _torch_mode(attrs, changed, r, sizes is not None,
                          all(out[d] == sc[d] * x.shape[d] for d in changed))
     if fast is not None and x.is_floating_point():
@@ -151,7 +127,7 @@ def _resize(ctx: OpContext, x: torch.Tensor, roi, scales, sizes, attrs: dict[str
         return F.interpolate(x, scale_factor=[sc[d] for d in changed], mode=mode, recompute_scale_factor=False,
                              **kwargs)
     for d in changed:
-        x = _resize_axis(x, d, sc[d], out[d], attrs, None if roi_full is None else [roi_full[d], roi_full[r + d]])
+        x = _resize_axis(x, d, sc[d], out[d], attrs, None if rois is None else rois.get(d, (0.0, 1.0)))
     return x
 
 
