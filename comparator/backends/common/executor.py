@@ -161,6 +161,22 @@ class GraphExecutor:
                                 tuple(o.name for o in graph.output))
         return self._plans[key]
 
+    def tensor_attributes(self, graph: Any = None) -> None:
+        """Plan `graph` (default: the main graph) and its subgraphs now, turning every tensor-valued attribute
+        into a framework tensor once (with `to_tensor`): op functions see the framework's own type, and no
+        conversion happens per run. The walker plans lazily; this plans eagerly through its cache."""
+        for step in self._plan(self.graph if graph is None else graph)[1]:
+            for key, value in step.attrs.items():
+                if isinstance(value, np.ndarray):
+                    step.attrs[key] = self.to_tensor(value)
+                elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+                    step.attrs[key] = [self.to_tensor(v) for v in value]
+                elif hasattr(value, "node") and hasattr(value, "initializer"):  # a subgraph (GraphProto)
+                    self.tensor_attributes(value)
+                elif isinstance(value, list) and value and hasattr(value[0], "node"):
+                    for g in value:
+                        self.tensor_attributes(g)
+
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         values = self.run_graph(self.graph, feeds, keep_all=False)
         return dict(zip(self.outputs, values))

@@ -92,6 +92,8 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     # A row whose bias is -inf everywhere attends to nothing: zeros, not softmax's NaN.
     masked_row = tf.equal(tf.reduce_max(bias, axis=-1, keepdims=True), ninf)
     probs = tf.where(masked_row, tf.zeros([], probs.dtype), probs)
+    # NaN from the inputs themselves (an inf score) becomes zero too, as in the torch executor.
+    probs = tf.where(tf.math.is_nan(probs), tf.zeros([], probs.dtype), probs)
     if mode == 3:
         exposed = probs
     y = tf.linalg.matmul(tf.cast(probs, q.dtype), v)

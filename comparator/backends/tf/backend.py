@@ -97,6 +97,7 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
     device = _device(tf, options)
     with tf.device(device):
         executor = GraphExecutor(model, load(), tf.constant, options)
+        executor.tensor_attributes()
     return TfSession(tf, executor, model, options, device)
 
 

@@ -14,7 +14,9 @@ from .table import arg, axis_of, dtype, ints, op, rank, static, unsupported
 def constant(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if "sparse_value" in attrs:
         raise unsupported(ctx, "a sparse_value")
-    for key, np_type in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
+    if "value" in attrs:  # a tensor attribute: already a TF tensor (the session converts them once)
+        return attrs["value"]
+    for key, np_type in (("value_float", np.float32), ("value_floats", np.float32),
                        ("value_int", np.int64), ("value_ints", np.int64)):
         if key in attrs:
             return tf.constant(np.asarray(attrs[key], dtype=np_type))
@@ -26,8 +28,8 @@ def constant(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 
 @op("ConstantOfShape")
 def constant_of_shape(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    value = np.asarray(attrs.get("value", np.zeros(1, np.float32))).reshape(-1)[0]
-    return tf.fill(tf.cast(inputs[0], tf.int64), tf.constant(value))
+    value = attrs["value"] if "value" in attrs else tf.zeros([1], tf.float32)
+    return tf.fill(tf.cast(inputs[0], tf.int64), tf.reshape(value, [-1])[0])
 
 
 @op("Shape")

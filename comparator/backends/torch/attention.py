@@ -88,6 +88,7 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if attrs.get("softmax_precision"):
         scores = scores.to(dtype(ctx, attrs["softmax_precision"]))
     probs = torch.softmax(scores, dim=-1)
+    # A row whose bias is -inf everywhere attends to nothing: zeros, not softmax's NaN; other NaN becomes zero too.
     masked_row = torch.isneginf(bias.amax(dim=-1, keepdim=True))
     probs = torch.where(masked_row, torch.zeros((), dtype=probs.dtype, device=q.device), probs)
     probs = torch.nan_to_num(probs, nan=0.0) if torch.isnan(probs).any() else probs

@@ -87,25 +87,8 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
     check_types(model)
     table = torch_ops.load()
     executor = GraphExecutor(model, table, lambda a: torch_ops.from_numpy(a, device), {"device": device})
-    tensor_attributes(executor, executor.graph, lambda a: torch_ops.from_numpy(a, device))
+    executor.tensor_attributes()
     return TorchSession(executor, model, options, device, notes)
-
-
-def tensor_attributes(executor: Any, graph: Any, convert: Callable[[np.ndarray], Any]) -> None:
-    """Plan `graph` (and its subgraphs) now and turn every tensor-valued attribute into a torch tensor once:
-    no NumPy conversion per run, and nothing NumPy for torch.compile to trace. (The walker plans lazily; this
-    plans eagerly through its cache, so the converted attributes are the ones every run uses.)"""
-    for step in executor._plan(graph)[1]:
-        for key, value in step.attrs.items():
-            if isinstance(value, np.ndarray):
-                step.attrs[key] = convert(value)
-            elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
-                step.attrs[key] = [convert(v) for v in value]
-            elif hasattr(value, "node") and hasattr(value, "initializer"):  # a subgraph (GraphProto)
-                tensor_attributes(executor, value, convert)
-            elif isinstance(value, list) and value and hasattr(value[0], "node"):
-                for g in value:
-                    tensor_attributes(executor, g, convert)
 
 
 def _device(name: str) -> Any:

@@ -14,7 +14,7 @@ from .table import arg, axis_of, const, dtype, ints, op, unsupported
 
 @op("Constant")
 def constant(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    # Tensor attributes arrive as tensors (the session converts them once, see torch.tensor_attributes).
+    # Tensor attributes arrive as tensors (the session converts them once, see GraphExecutor.tensor_attributes).
     if "value" in attrs:
         return attrs["value"]
     device = ctx.executor.options.get("device", "cpu")
