@@ -24,7 +24,8 @@ def run_ref(node, feeds, opset=19):
 def inferred_shape(node, *shapes, opset=19):
     """The output shape ONNX's shape inference gives `node` over inputs of the given shapes."""
     names = [n for n in node.input if n]
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, T.FLOAT, s) for n, s in zip(names, shapes)],
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info(n, T.FLOAT, s) for n, s in zip(names, shapes)],
                               [helper.make_tensor_value_info("y", T.FLOAT, None)])
     model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]),
                                               strict_mode=True)

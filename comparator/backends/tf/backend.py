@@ -199,7 +199,7 @@ class TfSession:
         self._dtypes = {o.name: onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
                         for o in model.graph.output if o.type.tensor_type.elem_type}
         self._traces = 0
-        self._function = None
+        self._function: Any = None
         if self._mode != "eager":
             self._function = tf.function(self._walk, jit_compile=self._mode == "xla", autograph=False,
                                          reduce_retracing=False)

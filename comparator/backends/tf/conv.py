@@ -133,7 +133,7 @@ def conv_transpose(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> 
         y = y[:, 0]
     # output_padding, then the pads: positive pads crop, negative ones add zeros.
     y = _pad_last(y, [(max(-p0, 0), op_ + max(-p1, 0)) for (p0, p1), op_ in zip(pads, out_pad)])
-    y = y[(slice(None), *[slice(max(p0, 0), y.shape[i + 1] - max(p1, 0)) for i, (p0, p1) in enumerate(pads)])]
+    y = y[tuple([slice(None)] + [slice(max(p0, 0), y.shape[i + 1] - max(p1, 0)) for i, (p0, p1) in enumerate(pads)])]
     if b is not None:
         y = tf.nn.bias_add(y, b)
     return to_first(y)

@@ -10,16 +10,18 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import arg, axis_of, dtype, ints, op, rank, static
+from .table import arg, axis_of, dtype, ints, known, op, rank
 
 
 @op("NonMaxSuppression")
 def non_max_suppression(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    get = lambda i: inputs[i] if len(inputs) > i and inputs[i] is not None else None  # noqa: E731
+    def get(i: int) -> Any:
+        return arg(inputs, i)
+
     boxes, scores = inputs[0], inputs[1]
     limit = ints(ctx, get(2), "max_output_boxes_per_class")[0] if get(2) is not None else 0
-    iou = float(static(get(3)).reshape(-1)[0]) if get(3) is not None else 0.0
-    floor = float(static(get(4)).reshape(-1)[0]) if get(4) is not None else float("-inf")
+    iou = float(known(ctx, get(3), "iou_threshold").reshape(-1)[0]) if get(3) is not None else 0.0
+    floor = float(known(ctx, get(4), "score_threshold").reshape(-1)[0]) if get(4) is not None else float("-inf")
     if attrs.get("center_point_box", 0):  # [x_center, y_center, w, h] -> corners
         xc, yc, w, h = tf.unstack(boxes, axis=-1)
         boxes = tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], -1)
@@ -55,7 +57,7 @@ def col2im(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     cols = tf.reshape(tf.transpose(tf.reshape(x, [n, c, -1]), [2, 0, 1]), [-1, n, c])
     img = tf.math.unsorted_segment_sum(cols, flat, int(np.prod(padded)))
     img = tf.reshape(tf.transpose(img, [1, 2, 0]), [n, c, *padded])
-    return img[(slice(None), slice(None), *[slice(pads[i], pads[i] + image[i]) for i in range(nd)])]
+    return img[tuple([slice(None), slice(None)] + [slice(pads[i], pads[i] + image[i]) for i in range(nd)])]
 
 
 def _complex(x: Any) -> Any:

@@ -32,7 +32,7 @@ def _axes(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], from_input: 
     return sorted({axis_of(a, r) for a in axes})
 
 
-def _reduce(fn: Callable[[Any, Any, bool], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
+def _reduce(fn: Callable[[Any, Any, bool], Any]) -> Callable[[OpContext, list[Any], dict[str, Any], bool], Any]:
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], from_input: bool) -> Any:
         axes = _axes(ctx, inputs, attrs, from_input)
         x = inputs[0]
@@ -40,6 +40,13 @@ def _reduce(fn: Callable[[Any, Any, bool], Any]) -> Callable[[OpContext, list[An
             return tf.identity(x)
         return fn(x, axes, bool(attrs["keepdims"]))
     return run
+
+
+def _axes_from(run: Callable[[OpContext, list[Any], dict[str, Any], bool], Any],
+               from_input: bool) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:
+    def fn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        return run(ctx, inputs, attrs, from_input)
+    return fn
 
 
 def _bool_or(reduce: Callable[..., Any], logical: Callable[..., Any]) -> Callable[[Any, Any, bool], Any]:
@@ -71,9 +78,8 @@ _REDUCTIONS: dict[str, tuple[int, Callable[[Any, Any, bool], Any]]] = {
     "ReduceLogSumExp": (18, lambda x, a, k: tf.reduce_logsumexp(x, a, keepdims=k)),
 }
 for _name, (_since, _fn) in _REDUCTIONS.items():
-    _run = _reduce(_fn)
-    op(_name, until=_since - 1)(lambda ctx, inputs, attrs, run=_run: run(ctx, inputs, attrs, False))
-    op(_name, since=_since)(lambda ctx, inputs, attrs, run=_run: run(ctx, inputs, attrs, True))
+    op(_name, until=_since - 1)(_axes_from(_reduce(_fn), False))
+    op(_name, since=_since)(_axes_from(_reduce(_fn), True))
 
 
 def _arg(find: Callable[..., Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:

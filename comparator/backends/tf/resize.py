@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ..common.executor import OpContext
 from ..common.resize import axis_rois, output_geometry, source_coordinates
-from .table import axis_of, ints, known, op, rank, to_first, to_last, unsupported
+from .table import arg, axis_of, ints, known, op, rank, to_first, to_last, unsupported
 
 
 def _nearest_pick(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -147,11 +147,11 @@ def _float_input(ctx: OpContext, x: Any, fn: Callable[[Any], Any]) -> Any:
 @op("Resize", since=11)
 def resize(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x = inputs[0]
-    opt = [known(ctx, inputs[i], name) if len(inputs) > i and inputs[i] is not None else None
-           for i, name in ((1, "roi"), (2, "scales"), (3, "sizes"))]
+    opt: list[Any] = [known(ctx, inputs[i], name) if arg(inputs, i) is not None else None
+                      for i, name in ((1, "roi"), (2, "scales"), (3, "sizes"))]
     if attrs["mode"] == "nearest" and attrs.get("antialias", 0):
         raise unsupported(ctx, "antialias with mode=nearest")
-    return _float_input(ctx, x, lambda v: _resize(ctx, v, *opt, attrs))
+    return _float_input(ctx, x, lambda v: _resize(ctx, v, opt[0], opt[1], opt[2], attrs))
 
 
 def _legacy(ctx: OpContext, x: Any, scales: Any, attrs: dict[str, Any]) -> Any:
@@ -236,7 +236,7 @@ def grid_sample(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any
         frac = [c - b for c, b in zip(coords, base)]
         y = 0.0
         for corner in np.ndindex(*([2] * nd)):
-            w = 1.0
+            w: Any = 1.0
             for d, o in enumerate(corner):
                 w = w * (frac[d] if o else 1 - frac[d])
             y = y + tap([tf.cast(b, tf.int64) + o for b, o in zip(base, corner)]) * w[:, None]

@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from .table import op, unsupported
+from .table import arg, op, unsupported
 
 # Activations of one direction when the node names none.
 _DEFAULTS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
@@ -104,7 +104,9 @@ def _cell(kind: str, acts: list[Callable[[Any], Any]], clip: Callable[[Any], Any
 
 def _recurrent(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> list[Any]:
     kind = ctx.node.op_type
-    get = lambda i: inputs[i] if len(inputs) > i else None  # noqa: E731 - optional inputs
+    def get(i: int) -> Any:
+        return arg(inputs, i)
+
     x, w, r, b, lens, h0 = get(0), get(1), get(2), get(3), get(4), get(5)
     c0, p = (get(6), get(7)) if kind == "LSTM" else (None, None)
     if attrs.get("layout", 0):

@@ -226,7 +226,7 @@ def _dynamic_slice(x: Any, starts: Any, ends: Any, axes: Any, steps: Any) -> Any
 
 @op("Slice", since=10)
 def slice_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    given = [inputs[i] if len(inputs) > i else None for i in range(1, 5)]
+    given: list[Any] = [arg(inputs, i) for i in range(1, 5)]
     if any(v is not None and static(v) is None for v in given):
         if given[0].shape.num_elements() is None:
             raise unsupported(ctx, "'starts' of unknown length")

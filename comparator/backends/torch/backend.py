@@ -168,7 +168,7 @@ def _probe_onednn_isa() -> str:
     def probe() -> None:
         enabled = torch.backends.mkldnn.enabled
         try:
-            torch.backends.mkldnn.enabled = True
+            torch.backends.mkldnn.enabled = True  # type: ignore[assignment]  # stubs type it as a ContextProp
             with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
                 # Large enough that torch routes it to oneDNN rather than its own small-conv kernel.
                 torch.nn.functional.conv2d(torch.ones(1, 32, 32, 32), torch.ones(32, 32, 3, 3))

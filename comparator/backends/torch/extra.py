@@ -120,8 +120,8 @@ def col2im(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     pads = list(attrs.get("pads") or [0] * 4)
     if pads[0] != pads[2] or pads[1] != pads[3]:
         raise unsupported(ctx, "asymmetric pads")
-    return F.fold(x, image, block, dilation=list(attrs.get("dilations") or [1, 1]), padding=pads[:2],
-                  stride=list(attrs.get("strides") or [1, 1]))
+    return F.fold(x, tuple(image), tuple(block), dilation=tuple(attrs.get("dilations") or [1, 1]),
+                  padding=tuple(pads[:2]), stride=tuple(attrs.get("strides") or [1, 1]))
 
 
 _TRAINING = "ai.onnx.preview.training"

@@ -40,7 +40,7 @@ def gather_nd(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     xr = x.reshape(batch, *x.shape[b:])
     ir = idx.to(torch.int64).reshape(batch, -1, m)
     rows = torch.arange(batch, device=x.device).reshape(batch, 1)
-    out = xr[(rows, *ir.unbind(-1))]
+    out = xr[tuple([rows, *ir.unbind(-1)])]
     return out.reshape((*idx.shape[:-1], *x.shape[b + m:]))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any
+from typing import cast as typed
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ for _op, _fn in {
     "IsNaN": torch.isnan, "Not": torch.logical_not, "BitwiseNot": torch.bitwise_not, "Relu": torch.relu,
     "Softsign": F.softsign, "Mish": F.mish, "HardSwish": F.hardswish,
 }.items():
-    _unary(_op, _fn)
+    _unary(_op, typed(Callable[[torch.Tensor], torch.Tensor], _fn))
 
 
 def _binary(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -57,7 +58,7 @@ for _op, _fn in {
     "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor,
     "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt, "LessOrEqual": torch.le, "GreaterOrEqual": torch.ge,
 }.items():
-    _binary(_op, _fn)
+    _binary(_op, typed(Callable[[torch.Tensor, torch.Tensor], torch.Tensor], _fn))
 
 
 @op("Pow")

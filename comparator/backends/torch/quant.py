@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Quantization: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, the integer matmul and conv, and QLinear*."""
 from __future__ import annotations
 
 from typing import Any
@@ -53,7 +53,8 @@ def _along(v: torch.Tensor, x: torch.Tensor, ax: int, block: int) -> torch.Tenso
 def quantize_linear(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     x, scale, zp = inputs[0], inputs[1], arg(inputs, 2)
     ax, block = axis_of(attrs.get("axis", 1), x.dim()), attrs.get("block_size", 0)
-    out = zp.dtype if zp is not None else (dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else torch.uint8)
+    out = zp.dtype if zp is not None else (
+        dtype(ctx, attrs["output_dtype"]) if attrs.get("output_dtype") else torch.uint8)
     if out not in _RANGES and out not in FLOAT8:
         raise unsupported(ctx, f"output type {out}")
     if attrs.get("precision"):

@@ -83,7 +83,8 @@ def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict
     return y if x.is_floating_point() else y.round().to(x.dtype)
 
 
-def _torch_mode(attrs: dict[str, Any], dims: list[int], rank: int, sizes_given: bool, exact: bool) -> tuple[str, bool] | None:
+def _torch_mode(attrs: dict[str, Any], dims: list[int], rank: int, sizes_given: bool,
+                exact: bool) -> tuple[str, bool] | None:
     """The F.interpolate mode computing exactly this ONNX resize, if there is one."""
     if dims != list(range(rank - len(dims), rank)) or not dims or rank - len(dims) < 2 or attrs.get("antialias"):
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,10 @@ def _activation(name: str, alpha: float | None, beta: float | None) -> Act:
     table: dict[str, Act] = {
         "Relu": torch.relu, "Tanh": torch.tanh, "Sigmoid": torch.sigmoid, "Softsign": F.softsign,
         "Softplus": F.softplus,
-        "Affine": lambda x: x * alpha + beta,
+        "Affine": lambda x: x * cast(float, alpha) + cast(float, beta),
         "LeakyRelu": lambda x: F.leaky_relu(x, 0.01 if alpha is None else alpha),
         "ThresholdedRelu": lambda x: torch.where(x > (1.0 if alpha is None else alpha), x, torch.zeros_like(x)),
-        "ScaledTanh": lambda x: alpha * torch.tanh(beta * x),
+        "ScaledTanh": lambda x: cast(float, alpha) * torch.tanh(cast(float, beta) * x),
         "HardSigmoid": lambda x: torch.clamp(x * (0.2 if alpha is None else alpha) + (0.5 if beta is None else beta),
                                              0, 1),
         "Elu": lambda x: F.elu(x, 1.0 if alpha is None else alpha),
@@ -99,7 +99,8 @@ def _clip(attrs: dict[str, Any]) -> Act:
     return (lambda v: v) if c is None else (lambda v: torch.clamp(v, -c, c))
 
 
-def _outputs(ctx, ys: list[torch.Tensor], finals: list[list[torch.Tensor]], layout: int) -> list[torch.Tensor]:
+def _outputs(ctx: OpContext, ys: list[torch.Tensor], finals: list[list[torch.Tensor]],
+             layout: int) -> list[torch.Tensor]:
     y = torch.stack(ys, dim=1)  # [T, dirs, B, H]
     out = [y.permute(2, 0, 1, 3) if layout else y]
     for k in range(len(finals[0])):
