@@ -161,11 +161,19 @@ class ConformanceResult:
 
 
 def run(variant: Variant, ops: Iterable[str] | None = None, name_filter: str | None = None,
-        case_timeout: float = 60.0, progress: Callable[[int, int], None] | None = None) -> ConformanceResult:
+        case_timeout: float = 60.0, progress: Callable[[int, int], None] | None = None,
+        shard: tuple[int, int] | None = None) -> ConformanceResult:
+    """`shard=(k, n)` runs every n-th case from the k-th (0-based) of the name-sorted selection, so n calls
+    cover it once, each a similar mix of ops."""
     from .. import backends
 
     backend, options = backends.resolve_variant(variant)
     cases = collect(ops, name_filter)
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
+        cases = cases[k::n]
     names = [c.name for c in cases]
     ops_by_name = {c.name: op_of(c) for c in cases}
     result = ConformanceResult(str(variant))
@@ -182,7 +190,8 @@ def run(variant: Variant, ops: Iterable[str] | None = None, name_filter: str | N
                                                    "name_filter": name_filter, "names": names, "start": start,
                                                    "results": str(results)})
             with stderr.open("wb") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "comparator.run.conformance", str(Path(tmp) / "request.json")],
+                proc = subprocess.Popen([sys.executable, "-m", "comparator.run.conformance",
+                                         str(Path(tmp) / "request.json")],
                                         stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, env=env,
                                         start_new_session=True)
                 status = _watch(proc, results, done, case_timeout, progress, len(names))
@@ -194,6 +203,105 @@ def run(variant: Variant, ops: Iterable[str] | None = None, name_filter: str | N
             result.cases.append({"op": ops_by_name[name], **done[name]})
     result.wall_s = time.perf_counter() - started
     return result
+
+
+# Expected-outcome lists: a text file per variant names every case of the suite that does not pass, the status it
+# ends with and a one-line reason, the way onnx's own BackendTest exclude lists do; a run is then checked
+# against it case by case. Format: `# comment`; `[reason]` starts a group; `CASE  STATUS[|STATUS...]` lines follow.
+# A status list that includes `passed` marks a case whose outcome is chance or the environment (its reason says so).
+TODO_REASON = "TODO reason"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    statuses: tuple[str, ...]
+    reason: str
+
+
+def read_expected(path: str | Path) -> dict[str, Expectation]:
+    """case name -> Expectation; ValueError (naming the line) for anything malformed."""
+    out: dict[str, Expectation] = {}
+    reason: str | None = None
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line, where = raw.strip(), f"{path}:{number}"
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            if not line.endswith("]") or not line[1:-1].strip():
+                raise ValueError(f"{where}: a reason line is [text]: {raw!r}")
+            reason = line[1:-1].strip()
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(f"{where}: expected 'CASE  STATUS[|STATUS...]': {raw!r}")
+        name, statuses = parts[0], tuple(parts[1].split("|"))
+        if any(s not in STATUSES for s in statuses) or statuses == ("passed",):
+            raise ValueError(f"{where}: statuses are {', '.join(STATUSES)} (not passed alone): {raw!r}")
+        if reason is None:
+            raise ValueError(f"{where}: {name} has no [reason] line above it")
+        if name in out:
+            raise ValueError(f"{where}: {name} is listed twice")
+        out[name] = Expectation(statuses, reason)
+    return out
+
+
+def check_expected(cases: Iterable[dict[str, Any]], expected: dict[str, Expectation]) -> list[str]:
+    """One line per case of `cases` (a run's records) whose status the list does not allow, naming the case;
+    listed cases that were not run are not judged."""
+    problems = []
+    for case in cases:
+        name, status, detail = case["name"], case["status"], case.get("detail") or ""
+        want = expected.get(name)
+        if want is None:
+            if status != "passed":
+                problems.append(f"{name}: {status}, expected to pass ({detail}); fix it, or list it with a reason")
+        elif status not in want.statuses:
+            listed = "|".join(want.statuses)
+            problems.append(f"{name}: now passes, listed as {listed}; remove it from the list" if status == "passed"
+                            else f"{name}: {status}, listed as {listed} ({detail})")
+        elif want.reason.startswith(TODO_REASON):
+            problems.append(f"{name}: listed without a reason; replace [{want.reason}]")
+    return problems
+
+
+def format_expected(cases: Iterable[dict[str, Any]], previous: dict[str, Expectation], header: str) -> str:
+    """The list for a run: cases that did not pass, keeping the reason (and allowed statuses, if they still hold)
+    of those already in `previous`; a new one goes under a [TODO reason: detail] group to be written."""
+    groups: dict[str, list[tuple[str, tuple[str, ...]]]] = {e.reason: [] for e in previous.values()}
+    todo: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for case in cases:
+        name, status = case["name"], case["status"]
+        old = previous.get(name)
+        if old is not None and status in old.statuses:
+            groups[old.reason].append((name, old.statuses))
+        elif old is not None and status != "passed":
+            groups[old.reason].append((name, (status,)))
+        elif old is None and status != "passed":
+            key = f"{TODO_REASON}: {case.get('op', '')}: {case.get('detail') or status}"
+            todo.setdefault(" ".join(key.split())[:200], []).append((name, (status,)))
+    groups.update(sorted(todo.items()))
+    entries = [e for members in groups.values() for e in members]
+    width = max((len(name) for name, _ in entries), default=0)
+    lines = [header.rstrip("\n"), ""]
+    for reason, members in groups.items():
+        if members:
+            lines += [f"[{reason}]", *(f"{name:<{width}}  {'|'.join(st)}" for name, st in sorted(members)), ""]
+    return "\n".join(lines)
+
+
+def expected_header(variant: str, total: int, path: str | Path) -> str:
+    import onnx
+
+    return (f"# Cases of the ONNX node test suite that `infercmp conformance -b {variant}` does not pass.\n"
+            f"# suite: onnx {onnx.__version__}, {total} cases\n"
+            f"# Checked by `infercmp conformance -b {variant} --expected {path}` (and the project's tests): a case\n"
+            "# not listed must pass; a listed case must end with one of its listed statuses, so one that now passes\n"
+            "# fails the check until its line is removed.\n"
+            "# Format: [reason] starts a group; each line under it is CASE  STATUS[|STATUS...]. A status list with\n"
+            "# `passed` in it is for a case whose outcome is chance or the environment, as its reason says.\n"
+            f"# Update: infercmp conformance -b {variant} --write-expected {path}, then review the diff:\n"
+            "# listed cases keep their reasons, cases that now pass are dropped, new ones arrive under\n"
+            "# [TODO reason: ...] headers (the runner's detail), which the check rejects until they say why.\n")
 
 
 def _read_new(results: Path, done: dict[str, dict[str, Any]]) -> None:
