@@ -225,3 +225,8 @@ def assert_clean_error(err: str, *needles: str) -> None:
     assert len(lines) <= 2 and all(line.startswith("  hint: ") for line in lines[1:]), err
     for needle in needles:
         assert needle in lines[0], (needle, err)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: the whole ONNX node suite through each backend, checked against "
+                                       "tests/conformance/*.txt (minutes; CI runs it as its own step)")
