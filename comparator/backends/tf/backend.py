@@ -92,7 +92,7 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
     tf = _import_tf()
     _configure(tf, options)
     from ..common.executor import GraphExecutor
-    from .table import load
+    from .ops import load
 
     device = _device(tf, options)
     with tf.device(device):

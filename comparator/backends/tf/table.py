@@ -1,6 +1,6 @@
 """The TensorFlow op table and what its op functions share.
 
-Op functions live in the family modules beside it (`math`, `conv`, `nn`, `tensor`, ...);
+Op functions live in the family modules beside it (`math`, `conv`, `nn`, `shape`, ...), imported by `ops.load()`;
 each registers on the one `TABLE` through `op()`. This module and the family modules import TensorFlow at import
 time: only `TfBackend.open()` imports them, after the worker's environment is in place.
 
@@ -30,19 +30,6 @@ TABLE = OpTable("tf")
 # may read tensors of the traced scope).
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceMap"}
-
-
-FAMILIES = ("math", "nn", "conv", "shape", "index", "reduce", "rnn", "control", "resize", "attention", "quant",
-            "extra")
-
-
-def load() -> OpTable:
-    """The table with every family registered (imported once)."""
-    import importlib
-
-    for family in FAMILIES:
-        importlib.import_module(f"{__package__}.{family}")
-    return TABLE
 
 
 def op(*op_types: str, since: int = 1, until: int = 10**6, domain: str = "") -> Callable[[OpFn], OpFn]:

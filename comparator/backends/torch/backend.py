@@ -85,7 +85,9 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
     device = _device(options["device"])
     notes = _apply_knobs(options)
     check_types(model)
-    table = torch_ops.load()
+    from .ops import load
+
+    table = load()
     executor = GraphExecutor(model, table, lambda a: torch_ops.from_numpy(a, device), {"device": device})
     executor.tensor_attributes()
     return TorchSession(executor, model, options, device, notes)

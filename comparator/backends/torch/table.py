@@ -1,7 +1,7 @@
 """The torch op table: ONNX ops as small functions over torch tensors, registered on one `OpTable("torch")`.
 
 This module holds the table, the dtype map and the helpers every family module shares; the ops live in
-the family modules beside it, which register on `TABLE` when `load()` imports them. Importing this module imports
+the family modules beside it, which register on `TABLE` when `ops.load()` imports them. Importing this module imports
 torch, so only the backend's `open()` does it.
 """
 from __future__ import annotations
@@ -17,22 +17,10 @@ from ..common.executor import OpContext, OpFn, OpTable, unsupported_op
 
 TABLE = OpTable("torch")
 
-FAMILIES = ("math", "nn", "conv", "shape", "index", "reduce", "rnn", "control", "resize", "attention", "quant",
-            "extra")
-
 
 def op(*op_types: str, since: int = 1, until: int = 10**6, domain: str = "") -> Callable[[OpFn], OpFn]:
     """Register the decorated function for `op_types` (opsets since..until, inclusive)."""
     return TABLE.register(*op_types, since=since, until=until, domain=domain)
-
-
-def load() -> OpTable:
-    """The table with every family registered (imported once)."""
-    import importlib
-
-    for family in FAMILIES:
-        importlib.import_module(f"{__package__}.{family}")
-    return TABLE
 
 
 # ONNX TensorProto element type -> torch dtype. Strings, 4/2-bit integers, float4 and float8e8m0 have no torch
