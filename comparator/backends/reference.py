@@ -136,12 +136,15 @@ class ReferenceSession:
                         for o in model.graph.output if o.type.tensor_type.elem_type}
         self._info = {"backend": "onnx.reference", "onnx": version, "dtype": options["dtype"]}
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
         cast = {k: (v.astype(self._inputs[k]) if k in self._inputs and v.dtype != self._inputs[k] else v)
                 for k, v in feeds.items()}
         values = self._evaluator.run(None, cast)
-        out = {}
+        out: dict[str, Any] = {}
         for name, value in zip(self._outputs, values):
+            if value is None or isinstance(value, list):  # an empty optional, or a sequence: kept as they are
+                out[name] = value if value is None else [np.asarray(v) for v in value]
+                continue
             arr = np.asarray(value)
             want = self._dtypes.get(name)
             # Some reference kernels compute in float64 from float32 inputs; the declared type is what the
