@@ -34,7 +34,8 @@ for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLe
 
 MEASURE = """
 import resource, subprocess, sys, time
-t = time.perf_counter(); code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+t = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - t
 print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
 """

@@ -90,7 +90,8 @@ FEED = {"x": np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.fl
 
 def test_import_does_not_import_tvm():
     modules = ", ".join(f"comparator.backends.{m}" for m in ("tvm", "tvm.cache", "tvm.model", "tvm.target"))
-    code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tvm', 'tvm_ffi', 'torch')))"
+    code = (f"import sys, {modules}; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tvm', 'tvm_ffi', 'torch')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

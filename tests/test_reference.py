@@ -47,6 +47,11 @@ def test_batch_normalization_in_inference_mode_uses_the_running_statistics(tmp_p
                        opset=opset)
     x = RNG.normal(size=(2, c, 3, 3)).astype(np.float32)
     y = agree(tmp_path, model, {"x": x}, "y")
+    scale, bias = (np.asarray(model.graph.initializer[i].float_data or
+                              np.frombuffer(model.graph.initializer[i].raw_data, np.float32)) for i in (0, 1))
+    at = (slice(None), None, None)
+    expected = scale[at] * (x - mean[at]) / np.sqrt(var[at] + 1e-3) + bias[at]  # the running statistics
+    np.testing.assert_allclose(y, expected, atol=1e-5)
     batch_mean = x.mean(axis=(0, 2, 3))
     assert not np.allclose(batch_mean, mean, atol=0.1)  # the two readings really differ on this input
 

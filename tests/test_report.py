@@ -203,5 +203,6 @@ def test_failed_variant_rendered_with_hint_and_stderr(report):
 
 def test_observer_text_names_each_changed_output():
     r = Report(model={}, reference="a", tolerance={}, variants=[], tensors=[])
-    r.observer_detail = {"v": {"y": {"max_ulp": 526344, "max_abs": 0.0039215684}, "z": {"max_ulp": 1, "max_abs": math.inf}}}
+    r.observer_detail = {"v": {"y": {"max_ulp": 526344, "max_abs": 0.0039215684},
+                               "z": {"max_ulp": 1, "max_abs": math.inf}}}
     assert console_report.observer_text(r, "v") == "y (max ULP 526,344, max abs 0.003922), z (max ULP 1, max abs inf)"
