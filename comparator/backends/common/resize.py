@@ -1,7 +1,8 @@
 """ONNX Resize's coordinate transformation, shared by the framework executors.
 
-Where along an input axis each output position samples from: pure NumPy on index vectors (no tensor data), so
-torch and TensorFlow build the same gather positions and weights from one definition of the spec.
+Where along an input axis each output position samples from, and which input position nearest mode reads: pure
+NumPy on index vectors (no tensor data), so torch and TensorFlow build the same gather positions and weights from
+one definition of the spec.
 """
 from __future__ import annotations
 
@@ -67,3 +68,22 @@ def axis_rois(roi: Sequence[float] | None, axes: Sequence[int]) -> dict[int, tup
     flat = [float(v) for v in np.asarray(roi, dtype=np.float64).reshape(-1)]
     k = len(flat) // 2
     return {d: (flat[i], flat[i + k]) for i, d in enumerate(axes)}
+
+
+# ONNX nearest_mode: whether a source coordinate with fractional part `frac` (0 < frac < 1) rounds up to the
+# next input position. An integer coordinate is that position in every mode.
+NEAREST_ROUNDS_UP = {
+    "round_prefer_floor": lambda frac: frac > 0.5,
+    "round_prefer_ceil": lambda frac: frac >= 0.5,
+    "floor": lambda frac: np.zeros_like(frac, dtype=bool),
+    "ceil": lambda frac: frac > 0,
+}
+
+
+def nearest_indices(nearest_mode: str, coords: np.ndarray, n_in: int) -> np.ndarray:
+    """The input position nearest Resize reads for each source coordinate (from `source_coordinates`), rounded as
+    `nearest_mode` says and clamped into the input: int64 indices, for the framework's own gather."""
+    base = np.floor(coords)
+    frac = coords - base
+    up = NEAREST_ROUNDS_UP[nearest_mode](frac) & (frac > 0)
+    return np.clip(base + up, 0, n_in - 1).astype(np.int64)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ..common import attention as shapes
 from ..common.executor import OpContext
 from .table import arg, axis_of, dtype, ints, op, rank, unsupported
 
@@ -41,44 +42,31 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     rank3 = rank(q) == 3
     if rank3:
         q, k, v = _heads(q, attrs["q_num_heads"]), _heads(k, attrs["kv_num_heads"]), _heads(v, attrs["kv_num_heads"])
-    scale = attrs.get("scale")
-    root = tf.cast(math.sqrt(1 / math.sqrt(q.shape[3]) if scale is None else scale), q.dtype)
+    root = tf.cast(shapes.scale_root(attrs.get("scale"), q.shape[3]), q.dtype)
     if past_k is not None:
         k, v = tf.concat([past_k, k], 2), tf.concat([past_v, v], 2)
     present_k, present_v = k, v
     lq, lk = q.shape[2], k.shape[2]
     zeros = tf.zeros([lq, lk], q.dtype)
     ninf = tf.constant(-np.inf, q.dtype)
-    if mask is not None and mask.shape[-1] < lk:
-        pad = [[0, 0]] * (rank(mask) - 1) + [[0, lk - mask.shape[-1]]]
+    if mask is not None and (short := shapes.mask_padding(mask.shape[-1], lk)):
+        pad = [[0, 0]] * (rank(mask) - 1) + [[0, short]]
         mask = tf.pad(mask, pad, constant_values=False if mask.dtype == tf.bool else -np.inf)
     if mask is not None and mask.dtype == tf.bool:
         mask = tf.where(mask, tf.zeros([], q.dtype), ninf)
-    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
-    windowed = left >= 0 or right >= 0
     offset: Any = past_k.shape[2] if past_k is not None else 0
     if past_k is None and nonpad is not None:
         offset = tf.cast(tf.reshape(nonpad, [-1]), tf.int64) - lq
-    if attrs.get("is_causal"):
-        base = zeros if mask is None else mask
-        bias = _frontier(zeros + base if windowed else base, offset, lambda p, j: j <= p)
-    else:
-        bias = zeros if mask is None else zeros + mask
-    if windowed:
-        def inside(p: Any, j: Any) -> Any:
-            ok = tf.ones_like(p - j, dtype=tf.bool)
-            if left >= 0:
-                ok = tf.logical_and(ok, p - j <= left)
-            if right >= 0:
-                ok = tf.logical_and(ok, j - p <= right)
-            return ok
-        bias = _frontier(zeros + bias, offset, inside)
+    bias = zeros if mask is None else zeros + mask
+    allowed = shapes.position_rule(attrs)
+    if allowed is not None:
+        bias = _frontier(bias, offset, allowed)
     if nonpad is not None:
         keep = tf.range(lk, dtype=tf.int64)[None, :] < tf.reshape(tf.cast(nonpad, tf.int64), [-1, 1])
         bias = bias + tf.reshape(tf.where(keep, tf.zeros([], bias.dtype), ninf), [-1, 1, 1, lk])
-    hq, hk = q.shape[1], k.shape[1]
-    if hq != hk and hq % hk == 0:
-        k, v = tf.repeat(k, hq // hk, axis=1), tf.repeat(v, hq // hk, axis=1)
+    repeats = shapes.kv_repeats(q.shape[1], k.shape[1])
+    if repeats > 1:
+        k, v = tf.repeat(k, repeats, axis=1), tf.repeat(v, repeats, axis=1)
     qk = tf.linalg.matmul(q * root, k * root, transpose_b=True)
     softcap = attrs.get("softcap", 0.0)
     if softcap and softcap > 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ..common import loops, sequences
 from ..common.executor import OpContext
 from .table import arg, axis_of, ints, op, rank, static, unsupported
 
@@ -34,53 +35,19 @@ def if_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 
 @op("Loop")
 def loop(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    body = attrs["body"]
     trip, cond = inputs[0], arg(inputs, 1)
-    carried = list(inputs[2:])
-    names = [i.name for i in body.input]
-    n_scan = len(body.output) - 1 - len(carried)
-    scans: list[list[Any]] = [[] for _ in range(n_scan)]
-    limit = None if trip is None else int(ints(ctx, trip, "trip count")[0])
-    go = True if cond is None else _flag(ctx, cond, "loop condition")
-    i = 0
-    while go and (limit is None or i < limit):
-        feeds = {names[0]: tf.constant(i, tf.int64), names[1]: tf.constant(go)}
-        feeds.update(zip(names[2:], carried))
-        out = ctx.run_subgraph(body, feeds)
-        go = _flag(ctx, out[0], "loop condition")
-        carried = list(out[1:1 + len(carried)])
-        for k, v in enumerate(out[1 + len(carried):]):
-            scans[k].append(v)
-        i += 1
-    return carried + [tf.stack(s) if s else tf.zeros([0], tf.float32) for s in scans]
+    return loops.loop(attrs["body"], ctx.run_subgraph, None if trip is None else int(ints(ctx, trip, "trip count")[0]),
+                      True if cond is None else _flag(ctx, cond, "loop condition"), inputs[2:],
+                      counter=lambda i: tf.constant(i, tf.int64), flag=tf.constant,
+                      truth=lambda c: _flag(ctx, c, "loop condition"), stack=tf.stack,
+                      empty=lambda: tf.zeros([0], tf.float32))
 
 
 @op("Scan", since=9)
 def scan(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    body = attrs["body"]
-    m = attrs["num_scan_inputs"]
-    states, xs = list(inputs[:len(inputs) - m]), list(inputs[len(inputs) - m:])
-    n_out = len(body.output) - len(states)
-    in_axes = list(attrs.get("scan_input_axes") or [0] * m)
-    in_dirs = list(attrs.get("scan_input_directions") or [0] * m)
-    out_axes = list(attrs.get("scan_output_axes") or [0] * n_out)
-    out_dirs = list(attrs.get("scan_output_directions") or [0] * n_out)
-    seqs = []
-    for x, a, d in zip(xs, in_axes, in_dirs):
-        parts = tf.unstack(x, axis=axis_of(a, rank(x)))
-        seqs.append(parts[::-1] if d else parts)
-    names = [i.name for i in body.input]
-    outs: list[list[Any]] = [[] for _ in range(n_out)]
-    for t in range(len(seqs[0]) if seqs else 0):
-        res = ctx.run_subgraph(body, dict(zip(names, states + [s[t] for s in seqs])))
-        states = list(res[:len(states)])
-        for k, v in enumerate(res[len(states):]):
-            outs[k].append(v)
-    stacked = []
-    for k, vs in enumerate(outs):
-        vs = vs[::-1] if out_dirs[k] else vs
-        stacked.append(tf.stack(vs, axis=axis_of(out_axes[k], rank(vs[0]) + 1)))
-    return states + stacked
+    return loops.scan(attrs["body"], ctx.run_subgraph, inputs, attrs, rank=rank,
+                      unstack=lambda x, axis: tf.unstack(x, axis=axis),
+                      stack=lambda values, axis: tf.stack(values, axis=axis))
 
 
 @op("Identity")
@@ -99,31 +66,23 @@ def sequence_construct(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any])
     return [list(inputs)]
 
 
-def _position(ctx: OpContext, inputs: list[Any], n: int, default: int) -> int:
-    if len(inputs) < 2 or inputs[1] is None:
-        return default
-    p = ints(ctx, inputs[1], "position")[0]
-    return p + n if p < 0 else p
+def _position(ctx: OpContext, x: Any) -> int | None:
+    return None if x is None else ints(ctx, x, "position")[0]
 
 
 @op("SequenceAt")
 def sequence_at(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    seq = inputs[0]
-    return seq[_position(ctx, inputs, len(seq), 0)]
+    return sequences.at(inputs[0], _position(ctx, inputs[1]))
 
 
 @op("SequenceInsert")
 def sequence_insert(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    seq = list(inputs[0])
-    where = _position(ctx, [seq, arg(inputs, 2)], len(seq), len(seq))
-    return [seq[:where] + [inputs[1]] + seq[where:]]
+    return [sequences.insert(inputs[0], inputs[1], _position(ctx, arg(inputs, 2)))]
 
 
 @op("SequenceErase")
 def sequence_erase(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    seq = list(inputs[0])
-    where = _position(ctx, inputs, len(seq), len(seq) - 1)
-    return [seq[:where] + seq[where + 1:]]
+    return [sequences.erase(inputs[0], _position(ctx, arg(inputs, 1)))]
 
 
 @op("SequenceLength")
@@ -156,15 +115,7 @@ def split_to_sequence(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) 
 
 @op("SequenceMap")
 def sequence_map(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    body = attrs["body"]
-    names = [i.name for i in body.input]
-    n = len(inputs[0])
-    results: list[list[Any]] = [[] for _ in body.output]
-    for i in range(n):
-        args = [x[i] if isinstance(x, list) else x for x in inputs]
-        for k, v in enumerate(ctx.run_subgraph(body, dict(zip(names, args)))):
-            results[k].append(v)
-    return results
+    return loops.sequence_map(attrs["body"], ctx.run_subgraph, inputs)
 
 
 @op("Optional")

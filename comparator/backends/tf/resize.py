@@ -14,19 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..common.executor import OpContext
-from ..common.resize import axis_rois, output_geometry, source_coordinates
+from ..common.resize import axis_rois, nearest_indices, output_geometry, source_coordinates
 from .table import arg, axis_of, ints, known, op, rank, to_first, to_last, unsupported
-
-
-def _nearest_pick(mode: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """ONNX nearest_mode as a rounding of source coordinates (ties resolved as the spec says)."""
-    rules: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-        "round_prefer_floor": lambda x, f: np.where(x - f <= 0.5, f, f + 1),
-        "round_prefer_ceil": lambda x, f: np.where(x - f < 0.5, f, f + 1),
-        "floor": lambda x, f: f,
-        "ceil": lambda x, f: np.ceil(x),
-    }
-    return rules[mode]
 
 
 def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -65,8 +54,7 @@ def _resize_axis(v: Any, axis: int, n_out: int, scale: float, attrs: dict[str, A
     coord_mode = attrs["coordinate_transformation_mode"]
     x, outside = source_coordinates(coord_mode, n_in, n_out, scale, roi)
     if attrs["mode"] == "nearest":
-        pick = _nearest_pick(attrs["nearest_mode"])(x, np.floor(x)) if np.any(x != np.floor(x)) else x
-        out = tf.gather(v, np.clip(pick, 0, n_in - 1).astype(np.int64), axis=axis)
+        out = tf.gather(v, nearest_indices(attrs["nearest_mode"], x, n_in), axis=axis)
     else:
         idx, weights = _plan(x, n_in, attrs, scale)
         wshape = [1] * rank(v)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..common import attention as shapes
 from ..common.executor import OpContext
 from .table import arg, axis_of, dtype, op, unsupported
 
@@ -40,44 +41,31 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     batch = q.shape[0]
     if rank3:
         q, k, v = _heads(q, attrs["q_num_heads"]), _heads(k, attrs["kv_num_heads"]), _heads(v, attrs["kv_num_heads"])
-    scale = attrs.get("scale")
-    scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
-    root = torch.tensor(math.sqrt(scale), dtype=q.dtype, device=q.device)
+    root = torch.tensor(shapes.scale_root(attrs.get("scale"), q.shape[3]), dtype=q.dtype, device=q.device)
     if past_k is not None:
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
     present_k, present_v = k, v
     L, S = q.shape[2], k.shape[2]
     zeros = torch.zeros((L, S), dtype=q.dtype, device=q.device)
-    if mask is not None and mask.shape[-1] < S:
-        mask = F.pad(mask, [0, S - mask.shape[-1]], value=False if mask.dtype == torch.bool else float("-inf"))
+    if mask is not None and (short := shapes.mask_padding(mask.shape[-1], S)):
+        mask = F.pad(mask, [0, short],
+                     value=False if mask.dtype == torch.bool else float("-inf"))
     if mask is not None and mask.dtype == torch.bool:
         mask = torch.where(mask, 0.0, float("-inf")).to(q.dtype)
-    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
-    windowed = left >= 0 or right >= 0
     if past_k is None and nonpad is not None:
         offset = nonpad.reshape(-1).to(torch.int64) - L
     else:
         offset = past_k.shape[2] if past_k is not None else 0
-    if attrs.get("is_causal"):
-        base = zeros if mask is None else mask
-        bias = _frontier(zeros + base if windowed else base, offset, lambda p, j: j <= p)
-    else:
-        bias = zeros if mask is None else zeros + mask
-    if windowed:
-        def inside(p, j):
-            ok = torch.ones_like(p - j, dtype=torch.bool)
-            if left >= 0:
-                ok = ok & (p - j <= left)
-            if right >= 0:
-                ok = ok & (j - p <= right)
-            return ok
-        bias = _frontier(zeros + bias, offset, inside)
+    bias = zeros if mask is None else zeros + mask
+    allowed = shapes.position_rule(attrs)
+    if allowed is not None:
+        bias = _frontier(bias, offset, allowed)
     if nonpad is not None:
         keep = torch.arange(S, device=q.device).reshape(1, S) < nonpad.reshape(-1, 1)
         bias = bias + torch.where(keep, 0.0, float("-inf")).to(bias.dtype).reshape(batch, 1, 1, S)
-    hq, hk = q.shape[1], k.shape[1]
-    if hq != hk and hq % hk == 0:
-        k, v = k.repeat_interleave(hq // hk, dim=1), v.repeat_interleave(hq // hk, dim=1)
+    repeats = shapes.kv_repeats(q.shape[1], k.shape[1])
+    if repeats > 1:
+        k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
     qk = torch.matmul(q * root, k.transpose(2, 3) * root)
     softcap = attrs.get("softcap", 0.0)
     if softcap and softcap > 0:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common.executor import OpContext
-from ..common.resize import axis_rois, output_geometry, source_coordinates
+from ..common.resize import axis_rois, nearest_indices, output_geometry, source_coordinates
 from .table import arg, axis_of, op, unsupported
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -24,13 +24,6 @@ _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 def _coeffs(attrs: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
     mode, aa = attrs["mode"], attrs.get("antialias", 0)
-    if mode == "nearest":
-        if float(ratio).is_integer():
-            return np.array([0.0, 1.0])
-        rule = attrs.get("nearest_mode", "round_prefer_floor")
-        up = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5, "floor": False,
-              "ceil": True}[rule]
-        return np.array([0.0, 1.0]) if up else np.array([1.0, 0.0])
     if mode == "linear":
         if not aa:
             return np.array([1 - ratio, ratio])
@@ -50,6 +43,11 @@ def _coeffs(attrs: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
 def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict[str, Any], roi) -> torch.Tensor:
     n_in = x.shape[ax]
     src, outside = source_coordinates(attrs["coordinate_transformation_mode"], n_in, n_out, scale, roi)
+    work = x if x.is_floating_point() else x.double()
+    if attrs["mode"] == "nearest":
+        pick = nearest_indices(attrs.get("nearest_mode", "round_prefer_floor"), src, n_in)
+        y = work.index_select(ax, torch.as_tensor(pick, device=x.device))
+        return _extrapolate(x, y, ax, outside, attrs)
     base = np.floor(src).astype(np.int64)
     ratios = np.where(src == base, 1.0, src - base)
     coeffs = np.stack([_coeffs(attrs, float(r), scale) for r in ratios]) if n_out else np.zeros((0, 2))
@@ -68,15 +66,16 @@ def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict
         total = coeffs.sum(axis=-1, keepdims=True)
         coeffs = coeffs / np.where(total == 0, 1.0, total)
     idx = np.clip(idx, 0, n_in - 1)
-    work = x if x.is_floating_point() else x.double()
-    if attrs["mode"] == "nearest":
-        pick = idx[np.arange(n_out), np.argmax(coeffs, axis=1)] if n_out else idx[:, 0]
-        y = work.index_select(ax, torch.as_tensor(pick, device=x.device))
-    else:
-        gathered = work.index_select(ax, torch.as_tensor(idx.reshape(-1), device=x.device))
-        gathered = gathered.reshape(*x.shape[:ax], n_out, k, *x.shape[ax + 1:])
-        w = torch.as_tensor(coeffs, dtype=work.dtype, device=x.device).reshape(n_out, k, *[1] * (x.dim() - ax - 1))
-        y = (gathered * w).sum(dim=ax + 1)
+    gathered = work.index_select(ax, torch.as_tensor(idx.reshape(-1), device=x.device))
+    gathered = gathered.reshape(*x.shape[:ax], n_out, k, *x.shape[ax + 1:])
+    w = torch.as_tensor(coeffs, dtype=work.dtype, device=x.device).reshape(n_out, k, *[1] * (x.dim() - ax - 1))
+    return _extrapolate(x, (gathered * w).sum(dim=ax + 1), ax, outside, attrs)
+
+
+def _extrapolate(x: torch.Tensor, y: torch.Tensor, ax: int, outside: np.ndarray | None,
+                 attrs: dict[str, Any]) -> torch.Tensor:
+    """tf_crop_and_resize's extrapolation_value where the source falls outside, and x's dtype back."""
+    n_out = y.shape[ax]
     if outside is not None and outside.any():
         mask = torch.as_tensor(outside, device=x.device).reshape(n_out, *[1] * (x.dim() - ax - 1))
         y = torch.where(mask, torch.full_like(y, attrs.get("extrapolation_value", 0.0)), y)
