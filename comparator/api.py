@@ -110,7 +110,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
             tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 0,
             repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
-            progress: Callable[[VariantRun], None] | None = None) -> Report:
+            classes: Sequence[str] = (), progress: Callable[[VariantRun], None] | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
@@ -123,18 +123,26 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     isolate: replay every node alone on the reference's inputs: local error in `tensor.local`, the nodes that
         cause deviation in `report.origins`.
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
+    classes: outputs that are class scores ([N, C] or [N, T, C] per sample) besides those a Softmax or
+        LogSoftmax produces: top-1 label flips are reported for these.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
     variant_list, ref = resolve_variants(variants, reference)
+    if isinstance(classes, str):
+        classes = [classes]
+    for v in variant_list:  # usage errors in the variants come before any about the model
+        backends.resolve_variant(v)
+    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
+    scores = analysis.class_outputs(loaded.tensors, classes)
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(str(workdir))
     try:
         tolerance = tolerance or Tolerance()
-        rs = run_variants(model, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
+        rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress)
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
         report, _ = analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
-                            isolated=[] if iso is None else iso[0])
+                            isolated=[] if iso is None else iso[0], classes=scores)
         if iso is not None:
             from .measure import origins
 
@@ -193,18 +201,22 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
 
 def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
                  tolerance: Tolerance, feed_info: dict[str, Any],
-                 tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None) -> Report:
-    return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for)[0]
+                 tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
+                 classes: Sequence[str] | None = None) -> Report:
+    """The report of `runs` against the run of `ref` (see analyse)."""
+    return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for, classes=classes)[0]
 
 
 def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
             tolerance: Tolerance, feed_info: dict[str, Any],
             tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
-            isolated: Sequence[VariantRun] = ()) -> tuple[Report, Facts]:
+            isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None) -> tuple[Report, Facts]:
     """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
-    tensor files; `isolated`: the --isolate runs, for `tensor.local`)."""
+    tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
+    top-1 labels are compared, by default those of analysis.class_outputs)."""
     reference = next(r for r in runs if r.variant == ref)
-    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated)
+    classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
+    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated, classes)
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
@@ -219,7 +231,7 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
         if reference.ok and name != str(ref):
             report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
             report.first_beyond_tolerance[name] = analysis.first(report.tensors, name, analysis.beyond_tolerance)
-            flips = analysis.label_flips(ref_facts, rf, loaded.outputs)
+            flips = analysis.label_flips(ref_facts, rf, classes)
             if flips:
                 report.label_flips[name] = flips
     for name, rf in facts.runs.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comparator.errors import UsageError
 from comparator.graph.model import TensorInfo
 from comparator.measure import analysis, facts as facts_mod, metrics
 from comparator.measure.facts import Facts, OutputFacts, RunFacts, gather
@@ -193,7 +194,7 @@ def test_label_flips(tmp_path, monkeypatch):
     monkeypatch.setattr(facts_mod, "CHUNK", 2)  # rows of 3 classes straddle the chunks
     runs = [make_run(tmp_path, "ref", {"untapped": {"p": LOGITS_REF}}),
             make_run(tmp_path, "ort", {"untapped": {"p": LOGITS_GOT}})]
-    fx = gather([], ["p"], runs, runs[0], metrics.Tolerance())
+    fx = gather([], ["p"], runs, runs[0], metrics.Tolerance(), classes=["p"])
     assert fx.runs["ref"].outputs["p"].top1.tolist() == [[0, 2], [1, 1]]
     # 4 rows, 1 flip: agreement 3/4.
     assert analysis.label_flips(fx.runs["ref"], fx.runs["ort"], ["p"]) == {
@@ -201,20 +202,56 @@ def test_label_flips(tmp_path, monkeypatch):
               "flips": [{"sample": 0, "row": 1, "reference": 2, "variant": 1}]}}
 
 
-def test_label_flips_only_for_float_classifier_outputs_of_one_shape():
+def test_labels_are_kept_only_for_class_outputs(tmp_path):
+    runs = [make_run(tmp_path, "ref", {"untapped": {"p": LOGITS_REF}})]
+    fx = gather([], ["p"], runs, runs[0], metrics.Tolerance())
+    assert fx.runs["ref"].outputs["p"].top1 is None  # not named a class output: no labels, no flips
+
+
+def test_label_flips_per_time_step(tmp_path):
+    # [N, T, C] per sample (CTC logits): one label per row and step. Sample 0, row 0, step 1 flips 1 -> 0.
+    ref = np.array([[[[3, 1], [0, 2]], [[1, 0], [0, 1]]]], np.float32)
+    got = ref.copy()
+    got[0, 0, 1] = [2, 0]
+    runs = [make_run(tmp_path, "ref", {"untapped": {"c": ref}}), make_run(tmp_path, "ort", {"untapped": {"c": got}})]
+    fx = gather([], ["c"], runs, runs[0], metrics.Tolerance(), classes=["c"])
+    assert analysis.label_flips(fx.runs["ref"], fx.runs["ort"], ["c"]) == {
+        "c": {"rows": 4, "agreement": 0.75, "flip_count": 1,
+              "flips": [{"sample": 0, "row": 0, "step": 1, "reference": 1, "variant": 0}]}}
+
+
+def test_label_flips_skip_outputs_that_cannot_be_compared():
     def run(name: str, **outputs: OutputFacts) -> RunFacts:
         return RunFacts(VariantRun(Variant.parse(name), Path("."), status="ok"), outputs=dict(outputs))
 
     labels = np.array([[0, 1]])
-    f32_2x3 = OutputFacts((1, 2, 3), np.dtype(np.float32), top1=labels)
-    ref = run("ref", p=f32_2x3, q=OutputFacts((1, 2, 3), np.dtype(np.int64), top1=labels),
-              r=OutputFacts((1, 2, 1), np.dtype(np.float32)), s=f32_2x3)
+    ref = run("ref", p=OutputFacts((1, 2, 3), np.dtype(np.float32), top1=labels),
+              s=OutputFacts((1, 2, 3), np.dtype(np.float32), top1=labels),
+              u=OutputFacts((1, 2, 3), np.dtype(np.float32)))
     got = run("ort", p=OutputFacts((1, 2, 3), np.dtype(np.float32), top1=np.array([[1, 1]])),
-              q=OutputFacts((1, 2, 3), np.dtype(np.int64), top1=np.array([[1, 1]])),
-              r=OutputFacts((1, 2, 1), np.dtype(np.float32)), s=OutputFacts((1, 2, 4), np.dtype(np.float32)))
-    # p: float [2, 3] per sample, row 0 flips 0 -> 1. q: int logits. r: one class. s: 3 vs 4 classes. t: absent.
-    found = analysis.label_flips(ref, got, ["p", "q", "r", "s", "t"])
+              s=OutputFacts((1, 2, 4), np.dtype(np.float32), top1=labels),
+              u=OutputFacts((1, 2, 3), np.dtype(np.float32)))
+    # p: row 0 flips 0 -> 1. s: 3 vs 4 classes. t: absent. u: no labels kept.
+    found = analysis.label_flips(ref, got, ["p", "s", "t", "u"])
     assert list(found) == ["p"] and found["p"]["flip_count"] == 1 and found["p"]["agreement"] == 0.5
+
+
+def info(name: str, op: str, shape, elem: int = 1, output: bool = True) -> TensorInfo:
+    return TensorInfo(name, op, name, 0, shape, elem, output)
+
+
+def test_class_outputs_are_softmax_outputs_and_named_ones():
+    tensors = [info("probs", "Softmax", (1, 10)), info("logp", "LogSoftmax", ("batch", "T", 37)),
+               info("logits", "Gemm", (1, 10)), info("emb", "Div", (1, 384)),
+               info("mid", "Softmax", (1, 10), 1, False), info("one", "Softmax", (1, 1)),
+               info("ints", "Softmax", (1, 10), 7), info("img", "Softmax", (1, 3, 8, 8))]
+    # A sentence embedding (Div) and raw logits (Gemm) are not called classifiers unless named.
+    assert analysis.class_outputs(tensors) == ["probs", "logp"]
+    assert analysis.class_outputs(tensors, ["logits"]) == ["probs", "logp", "logits"]
+    with pytest.raises(UsageError, match="--classes mid: not a final output"):
+        analysis.class_outputs(tensors, ["mid"])
+    with pytest.raises(UsageError, match=r"--classes img: class scores are .*\[1, 3, 8, 8\]"):
+        analysis.class_outputs(tensors, ["img"])
 
 
 # -- determinism ------------------------------------------------------------------------------------------------
@@ -287,6 +324,6 @@ def test_top1_of_any_chunking(tmp_path, monkeypatch, shape):
     monkeypatch.setattr(facts_mod, "CHUNK", 5)
     arr = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)[..., ::-1].copy()
     runs = [make_run(tmp_path, "ref", {"untapped": {"p": arr}})]
-    fx = gather([], ["p"], runs, runs[0], metrics.Tolerance())
+    fx = gather([], ["p"], runs, runs[0], metrics.Tolerance(), classes=["p"])
     # reversed ranges: the first class is the largest in every row
     assert np.array_equal(fx.runs["ref"].outputs["p"].top1, np.zeros(shape[:-1], np.intp))

@@ -33,6 +33,8 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
+    classes: list[str] = typer.Option([], "--classes", help="outputs that are class scores ([N, C] or [N, T, C]) "
+                                      "besides Softmax/LogSoftmax outputs: label flips (repeatable, comma list)"),
     isolate: bool = typer.Option(False, "--isolate", help="replay each node on the reference's inputs: "
                                                           "local error, origin vs propagation"),
     html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
@@ -63,7 +65,8 @@ def compare(
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
-                             repeat=repeat, isolate=isolate, workdir=workdir, progress=done)
+                             repeat=repeat, isolate=isolate, workdir=workdir,
+                             classes=[c for item in classes for c in item.split(",") if c.strip()], progress=done)
     # Piped output (CI logs, files) would otherwise be folded at 80 columns.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     if quiet:

@@ -129,7 +129,7 @@ def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, p
     for ref_run, cand_run in pairs:
         ref_run = rekey(ref_run, matches)
         report, facts = api.analyse(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
-                                    feed_info, pol.tolerance_for)
+                                    feed_info, pol.tolerance_for, classes=outs)
         note_rules(report, pol)
         verdicts = evaluate(report, facts, pol, infos, labels, outs)
         for v in verdicts.values():
@@ -246,7 +246,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec="all", shapes=shapes, seed=seed,
                               samples=samples, timeout=timeout, jobs=jobs)
         report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
-                                    pol.tolerance_for)
+                                    pol.tolerance_for, classes=classifiers(loaded.tensors))
         infos = {t.name: t for t in rs.plan.tapped}
         note_rules(report, pol)
         result = GateResult("variants", {"kind": "variant", "path": str(ref), "sha256": loaded.sha256},
@@ -320,7 +320,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
             notes.append(f"{len(infos) - len(kept)} tensors of {ref.path.name} are missing from another bundle "
                          "and are not compared")
         report = api.build_report(_BundleModel(ref), TapPlan(kept), runs, runs[0].variant,  # type: ignore[arg-type]
-                                  tolerance or Tolerance(), dict(ref.meta["inputs"]))
+                                  tolerance or Tolerance(), dict(ref.meta["inputs"]), classes=classifiers(infos))
         report.model.setdefault("notes", []).extend(notes)
         return report
     finally:

@@ -21,13 +21,13 @@ from .policy import Policy
 from ..result import Report
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-_FLOAT_TYPES = {1, 10, 11, 16}  # onnx FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def classifiers(tensors: Sequence[TensorInfo]) -> list[str]:
-    """Final outputs shaped [N, C] (C >= 2) per sample, floating point: those whose top-1 class is gated."""
+    """Final outputs shaped [N, C] (C >= 2) per sample, floating point: those whose top-1 class a label policy
+    may gate (naming one in a policy is what makes it a classifier there, whatever op produced it)."""
     return [t.name for t in tensors if t.is_output and t.shape is not None and len(t.shape) == 2
-            and isinstance(t.shape[1], int) and t.shape[1] >= 2 and t.elem_type in _FLOAT_TYPES]
+            and isinstance(t.shape[1], int) and t.shape[1] >= 2 and t.elem_type in analysis.FLOAT_TYPES]
 
 
 @dataclass

@@ -118,17 +118,41 @@ def observer_effect(run: RunFacts, outputs: Sequence[str]) -> tuple[bool, dict[s
     return bool(detail), detail
 
 
-def is_classifier(shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """Per-sample output shape [N, C] with C >= 2 classes, floating point."""
-    return len(shape) == 2 and shape[1] >= 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+SCORE_OPS = ("Softmax", "LogSoftmax")  # outputs these produce are class scores
+FLOAT_TYPES = {1, 10, 11, 16}  # onnx FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def label_flips(reference: RunFacts, run: RunFacts, outputs: Sequence[str]) -> dict[str, Any]:
-    """Per classifier output: the rows whose top-1 class differs from the reference's."""
+def class_outputs(tensors: Iterable[TensorInfo], named: Sequence[str] = ()) -> list[str]:
+    """The final outputs that are class scores: those a Softmax or LogSoftmax produces, plus `named` ones
+    (`--classes`); each [N, C] or [N, T, C] per sample, floating point. A named output that cannot be one is a
+    UsageError that says why."""
+    from ..errors import UsageError
+
+    outputs = {t.name: t for t in tensors if t.is_output}
+    for name in named:
+        t = outputs.get(name)
+        if t is None:
+            raise UsageError(f"--classes {name}: not a final output of the model",
+                             f"final outputs: {', '.join(outputs) or '(none)'}")
+        if not _scores_shaped(t):
+            raise UsageError(f"--classes {name}: class scores are floating point, [N, C] or [N, T, C] per sample; "
+                             f"{name} is {t.dtype} {list(t.shape) if t.shape is not None else '(unknown shape)'}")
+    return [n for n, t in outputs.items() if n in named or (t.op_type in SCORE_OPS and _scores_shaped(t))]
+
+
+def _scores_shaped(t: TensorInfo) -> bool:
+    last = t.shape[-1] if t.shape else None
+    return (t.shape is not None and len(t.shape) in (2, 3) and t.elem_type in FLOAT_TYPES
+            and not (isinstance(last, int) and last < 2))
+
+
+def label_flips(reference: RunFacts, run: RunFacts, classes: Sequence[str]) -> dict[str, Any]:
+    """Per class-score output: the positions (rows, or rows and time steps) whose top-1 class differs from the
+    reference's."""
     found: dict[str, Any] = {}
-    for name in outputs:
+    for name in classes:
         ref, got = reference.outputs.get(name), run.outputs.get(name)
-        if ref is None or got is None or ref.shape != got.shape or not is_classifier(ref.shape[1:], ref.dtype):
+        if ref is None or got is None or ref.shape != got.shape:
             continue
         ref_labels, got_labels = ref.top1, got.top1
         if ref_labels is None or got_labels is None:
@@ -139,10 +163,17 @@ def label_flips(reference: RunFacts, run: RunFacts, outputs: Sequence[str]) -> d
             "rows": rows,
             "agreement": float((rows - len(where)) / rows) if rows else 1.0,
             "flip_count": int(len(where)),
-            "flips": [{"sample": int(s), "row": int(r), "reference": int(ref_labels[s, r]),
-                       "variant": int(got_labels[s, r])} for s, r in where[:MAX_LISTED_FLIPS]],
+            "flips": [_flip(ref_labels, got_labels, tuple(int(i) for i in at)) for at in where[:MAX_LISTED_FLIPS]],
         }
     return found
+
+
+def _flip(ref: np.ndarray, got: np.ndarray, at: tuple[int, ...]) -> dict[str, int]:
+    """One flipped position: sample and row, and the time step of an [N, T, C] output."""
+    flip = {"sample": at[0], "row": at[1]}
+    if len(at) == 3:
+        flip["step"] = at[2]
+    return {**flip, "reference": int(ref[at]), "variant": int(got[at])}
 
 
 def top1(runs: Mapping[str, RunFacts], variant: str, output: str) -> np.ndarray | None:

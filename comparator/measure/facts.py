@@ -57,7 +57,7 @@ class OutputFacts:
 
     shape: tuple[int, ...]
     dtype: np.dtype
-    top1: np.ndarray | None = None  # argmax over the last axis, for outputs shaped [samples, N, C >= 2]
+    top1: np.ndarray | None = None  # class outputs ([N, C] or [N, T, C] per sample): argmax over the last axis
     observer: dict[str, Any] | None = None  # untapped vs tapped value (metrics.compare); None: no tapped value
 
 
@@ -155,8 +155,8 @@ class _Top1:
 
 
 def _top1_shape(reader: _Reader) -> bool:
-    """A per-sample [N, C >= 2] output whose values convert to float64."""
-    return len(reader.shape) == 3 and reader.shape[2] >= 2 and reader.dtype.kind in "biuf"
+    """A per-sample [N, C >= 2] or [N, T, C >= 2] output whose values convert to float64."""
+    return len(reader.shape) in (3, 4) and reader.shape[-1] >= 2 and reader.dtype.kind in "biuf"
 
 
 Key = tuple[int, str]  # (index of the run in the pass, run kind)
@@ -242,11 +242,12 @@ def _dtype_error(a: np.dtype, b: np.dtype, exc: Exception) -> dict[str, Any]:
 def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequence[VariantRun],
            reference: VariantRun, tolerance: metrics.Tolerance,
            tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None,
-           isolated: Sequence[VariantRun] = ()) -> Facts:
+           isolated: Sequence[VariantRun] = (), classes: Sequence[str] = ()) -> Facts:
     """Read every tensor of `catalogue` and every final output once; return what the analyses need.
 
     `tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules).
-    `isolated`: runs of the isolated model (--isolate), compared with the reference's tapped values."""
+    `isolated`: runs of the isolated model (--isolate), compared with the reference's tapped values.
+    `classes`: the outputs that are class scores, whose top-1 class per row is kept."""
     facts = Facts(str(reference.variant), {str(r.variant): RunFacts(r) for r in runs})
     everyone = list(runs) + list(isolated)
     ok = [i for i, r in enumerate(runs) if r.ok]
@@ -264,7 +265,7 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
             facts.tensors.append(_tensor(p, info, ref, ok, iso,
                                          tolerance if tolerance_for is None else tolerance_for(info)))
         if name in outputs:
-            _output(p, facts, name, ok)
+            _output(p, facts, name, ok, name in classes)
         p.run()
     return facts
 
@@ -301,14 +302,15 @@ def _widen(spread: dict[str, Any], m: dict[str, Any]) -> None:
         spread["max_ulp"] = max(spread["max_ulp"], m["max_ulp"] or 0)
 
 
-def _output(p: _Pass, facts: Facts, name: str, ok: list[int]) -> None:
+def _output(p: _Pass, facts: Facts, name: str, ok: list[int], scores: bool) -> None:
     for n, i in enumerate(ok):
         run = p.runs[i]
         rf = facts.runs[str(run.variant)]
         r = p.reader((i, "untapped"))
         if r is not None:
             out = rf.outputs[name] = OutputFacts(r.shape, r.dtype)
-            p.labels((i, "untapped"), partial(setattr, out, "top1"))
+            if scores:
+                p.labels((i, "untapped"), partial(setattr, out, "top1"))
             if p.reader((i, "tapped")) is not None:
                 p.compare((i, "untapped"), (i, "tapped"), ZERO, partial(setattr, out, "observer"))
         for k in ["untapped"] + repeats(run, "untapped"):
