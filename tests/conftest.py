@@ -230,3 +230,6 @@ def assert_clean_error(err: str, *needles: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: the whole ONNX node suite through each backend, checked against "
                                        "tests/conformance/*.txt (minutes; CI runs it as its own step)")
+    config.addinivalue_line("markers", "real_models: trained models from PyPI wheels and seeded real architectures "
+                                       "(models/real.py); downloads once into $INFERCMP_REAL_MODELS_CACHE or "
+                                       "~/.cache/infercmp/real-models")
