@@ -110,7 +110,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
             tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 0,
             repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
-            classes: Sequence[str] = (), progress: Callable[[VariantRun], None] | None = None) -> Report:
+            classes: Sequence[str] = (), oracle: bool = False,
+            progress: Callable[[VariantRun], None] | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
@@ -125,9 +126,19 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     classes: outputs that are class scores ([N, C] or [N, T, C] per sample) besides those a Softmax or
         LogSoftmax produces: top-1 label flips are reported for these.
+    oracle: compare against the float64 oracle that checks itself: `ref:dtype=float64` is the reference and
+        `torch:dtype=float64` (no kernel in common) runs too; every tensor where the two disagree beyond float64
+        noise is listed in `report.oracle`. Both are added to the variants if missing.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
+    if oracle:
+        if reference is not None and str(reference) != analysis.ORACLES[0]:
+            raise UsageError(f"--oracle compares every variant with {analysis.ORACLES[0]}, not {reference}",
+                             "drop --reference, or drop --oracle")
+        reference = analysis.ORACLES[0]
     variant_list, ref = resolve_variants(variants, reference)
+    if oracle and Variant.parse(analysis.ORACLES[1]) not in variant_list:
+        variant_list.append(Variant.parse(analysis.ORACLES[1]))
     if isinstance(classes, str):
         classes = [classes]
     for v in variant_list:  # usage errors in the variants come before any about the model
@@ -240,11 +251,21 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
             report.observer_effect[name] = effect
             if detail:
                 report.observer_detail[name] = detail
+    if reference.ok and str(ref) in analysis.ORACLES:
+        other = analysis.ORACLES[1 - analysis.ORACLES.index(str(ref))]
+        if facts.runs.get(other) is not None and facts.runs[other].ok:
+            report.oracle = {"variants": [str(ref), other],
+                             "disagreements": analysis.oracle_disagreements(report.tensors, str(ref))}
     report.equivalence_classes = analysis.equivalence_classes(facts, loaded.outputs)
     report.pairwise = analysis.pairwise(facts, loaded.outputs)
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
+    for name in report.first_divergence:
+        if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
+            broken = analysis.broken_middle(report.tensors, name, report.tolerance)
+            if broken:
+                report.broken_middle[name] = broken
     failed = any(not r.ok for r in runs)
     report.passed = within and not failed
     report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)

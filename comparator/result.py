@@ -75,6 +75,12 @@ class Report:
     # "max_abs": [[...]]} (symmetric; the dendrogram is drawn from it).
     pairwise: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    # When the reference is one float64 oracle and the other ran too: {"variants": [reference, other],
+    # "disagreements": [{"tensor", "node", "op_type", "snr_db", "max_abs", "max_rel"} or {..., "error"}]}.
+    oracle: dict[str, Any] = field(default_factory=dict)
+    # Per variant whose final outputs pass: intermediate tensors beyond 1,000x the tolerance, {"count", "first",
+    # "op_type", "max_abs", "max_rel"}.
+    broken_middle: dict[str, dict[str, Any]] = field(default_factory=dict)
     passed: bool = False
     exit_code: int = 0
     schema_version: int = SCHEMA_VERSION
@@ -113,9 +119,14 @@ class Report:
                     t[key] = {k: _decode_metrics(m) for k, m in t.get(key, {}).items()}
                 tensors.append(TensorReport(**t))
             kwargs["tensors"] = tensors
-            # Outside `metrics`, numbers that can be non-finite: observer differences, pairwise distances.
+            # Outside `metrics`, numbers that can be non-finite: observer differences, pairwise distances,
+            # oracle disagreements, broken middles.
             kwargs["observer_detail"] = {v: {o: _decode_metrics(d) for o, d in outs.items()}
                                          for v, outs in data.get("observer_detail", {}).items()}
+            if "disagreements" in kwargs.get("oracle", {}):
+                kwargs["oracle"] = dict(kwargs["oracle"], disagreements=[
+                    _decode_figures(d) for d in kwargs["oracle"]["disagreements"]])
+            kwargs["broken_middle"] = {v: _decode_figures(d) for v, d in data.get("broken_middle", {}).items()}
             if "max_abs" in kwargs.get("pairwise", {}):
                 kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[_decode(x) for x in row]
                                                                        for row in kwargs["pairwise"]["max_abs"]])
@@ -126,6 +137,11 @@ class Report:
 
 def _decode(v: Any) -> Any:
     return _NONFINITE[v] if isinstance(v, str) and v in _NONFINITE else v
+
+
+def _decode_figures(d: dict[str, Any]) -> dict[str, Any]:
+    """The error figures of a finding, decoded; its names (tensor, node, op type) kept as written."""
+    return {k: (_decode(v) if k in ("snr_db", "max_abs", "max_rel") else v) for k, v in d.items()}
 
 
 def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,9 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
+    oracle: bool = typer.Option(False, "--oracle", help="compare with the float64 oracle that checks itself: "
+                                "ref:dtype=float64 as the reference, torch:dtype=float64 beside it, every tensor "
+                                "where the two disagree flagged"),
     classes: list[str] = typer.Option([], "--classes", help="outputs that are class scores ([N, C] or [N, T, C]) "
                                       "besides Softmax/LogSoftmax outputs: label flips (repeatable, comma list)"),
     isolate: bool = typer.Option(False, "--isolate", help="replay each node on the reference's inputs: "
@@ -57,7 +60,7 @@ def compare(
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("running variants", total=len(variants) + (1 if reference else 0))
+        task = progress.add_task("running variants", total=len(variants) + (1 if reference else 0) + 2 * oracle)
 
         def done(run: object) -> None:
             progress.update(task, advance=1, description=f"done: {getattr(run, 'variant', '')}")
@@ -66,7 +69,8 @@ def compare(
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
                              repeat=repeat, isolate=isolate, workdir=workdir,
-                             classes=[c for item in classes for c in item.split(",") if c.strip()], progress=done)
+                             classes=[c for item in classes for c in item.split(",") if c.strip()], oracle=oracle,
+                             progress=done)
     # Piped output (CI logs, files) would otherwise be folded at 80 columns.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     if quiet:

@@ -180,3 +180,46 @@ def top1(runs: Mapping[str, RunFacts], variant: str, output: str) -> np.ndarray 
     """The variant's top-1 class per row of a classifier output, None where it has none."""
     out = runs[variant].outputs.get(output)
     return None if out is None else out.top1
+
+
+# -- doubts: a wrong oracle, a broken middle -------------------------------------------------------------------
+
+# The two float64 executions that share no kernels (onnx.reference's NumPy and the torch executor).
+ORACLES = ("ref:dtype=float64", "torch:dtype=float64")
+# They agree to float64 noise when the signal-to-noise ratio of one against the other is at least this: a
+# relative RMS difference of 1e-10, a thousandth of a float32 ULP. A deep network in float64 stays near 250 dB.
+ORACLE_SNR_DB = 200.0
+# An intermediate tensor is "far beyond" the tolerance when both its max_abs and its max_rel exceed it this often.
+FAR_BEYOND = 1000
+
+
+def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> list[dict[str, Any]]:
+    """Tensors where the two float64 oracles disagree beyond float64 noise, in graph order; empty unless the
+    reference is one oracle and the other is among the variants."""
+    if reference not in ORACLES:
+        return []
+    other = ORACLES[1 - ORACLES.index(reference)]
+    found = []
+    for t in tensors:
+        m = t.metrics.get(other)
+        if m is None:
+            continue
+        if "error" in m:
+            found.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "error": m["error"]})
+        elif m["nan_mismatch"] or m["inf_mismatch"] or m["snr_db"] < ORACLE_SNR_DB:
+            found.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "snr_db": m["snr_db"],
+                          "max_abs": m["max_abs"], "max_rel": m["max_rel"]})
+    return found
+
+
+def broken_middle(tensors: Sequence[TensorReport], variant: str, tolerance: Mapping[str, Any]) -> dict[str, Any]:
+    """The intermediate tensors of `variant` whose error exceeds FAR_BEYOND times the tolerance in both max_abs
+    (vs atol) and max_rel (vs rtol): {"count", "first", "op_type", "max_abs", "max_rel"}, or {} when none."""
+    atol, rtol = FAR_BEYOND * tolerance["atol"], FAR_BEYOND * tolerance["rtol"]
+    far = [t for t in tensors if not t.is_output and (m := t.metrics.get(variant)) is not None
+           and "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol]
+    if not far:
+        return {}
+    m = far[0].metrics[variant]
+    return {"count": len(far), "first": far[0].name, "op_type": far[0].op_type, "max_abs": m["max_abs"],
+            "max_rel": m["max_rel"]}

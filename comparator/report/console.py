@@ -44,6 +44,51 @@ def observer_text(report: Report, variant: str) -> str:
                      for name, d in detail.items()) or "?"
 
 
+VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
+            3: "FAIL: a variant could not run"}
+LISTED_DOUBTS = 10  # oracle disagreements listed on the terminal; the JSON and HTML reports list all
+
+
+def oracle_lines(report: Report, limit: int | None = None) -> list[str]:
+    """One line per tensor where the two float64 oracles disagree (or one line saying they agree)."""
+    if not report.oracle:
+        return []
+    a, b = report.oracle["variants"]
+    found = report.oracle["disagreements"]
+    if not found:
+        return [f"oracle: {a} and {b} agree on every tensor to float64 noise"]
+    lines = [f"oracle disagreement at node {d['node'] or d['tensor']} ({d['op_type']}): {a} and {b} differ on "
+             f"{d['tensor']} ("
+             + (f"cannot compare: {d['error']}" if "error" in d else
+                f"SNR {_num(d['snr_db'], 1)} dB, max abs {_num(d['max_abs'])}, max rel {_num(d['max_rel'])}")
+             + ")" for d in found[:limit]]
+    if limit is not None and len(found) > limit:
+        lines.append(f"... {len(found) - limit} more oracle disagreements (all in the JSON and HTML reports)")
+    return lines
+
+
+def broken_lines(report: Report, variant: str | None = None) -> list[str]:
+    """One line per variant (or for `variant`) whose final outputs pass while its middle is far beyond the
+    tolerance."""
+    return [f"{v}: final outputs within tolerance, but {b['count']} intermediate tensor(s) deviate by more than "
+            f"1,000x the tolerance, the first {b['first']} ({b['op_type']}): max abs {_num(b['max_abs'])}, "
+            f"max rel {_num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
+
+
+def verdict_text(report: Report) -> str:
+    """The verdict; a PASS says when a variant's middle is broken, a PASS or a FAIL when the oracle it was judged
+    against is in doubt."""
+    text = VERDICTS.get(report.exit_code, f"exit code {report.exit_code}")
+    if report.exit_code not in (0, 1):
+        return text
+    doubts = [f"{v}'s middle deviates by more than 1,000x the tolerance from {b['first']}"
+              for v, b in report.broken_middle.items()]
+    found = report.oracle.get("disagreements") if report.oracle else None
+    if found:
+        doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
+    return text + (", but " + "; ".join(doubts) if doubts else "")
+
+
 def _all_identical(t: TensorReport) -> bool:
     return bool(t.metrics) and all("error" not in m and m["bit_identical"] for m in t.metrics.values())
 
@@ -148,9 +193,12 @@ def render_findings(report: Report, console: Any) -> None:
         console.print(f"bit-identical final outputs: {classes}")
     for name, why in report.skipped_taps:
         console.print(f"[dim]not tapped: {name} ({why})[/]")
-    verdict = {0: "[green]PASS[/]: final outputs within tolerance",
-               1: "[red]FAIL[/]: final outputs beyond tolerance",
-               3: "[red]FAIL[/]: a variant could not run"}.get(report.exit_code, "")
+    for line in oracle_lines(report, LISTED_DOUBTS) + broken_lines(report):
+        console.print(line, style="yellow" if "agree on every" not in line else None, markup=False, highlight=False)
+    verdict = verdict_text(report)
+    colour = "green" if report.exit_code == 0 and verdict == VERDICTS[0] else (
+        "yellow" if report.exit_code == 0 else "red")
     tol = report.tolerance
     console.print(f"{verdict} (atol {tol['atol']:g}, rtol {tol['rtol']:g}"
-                  + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else "") + ")")
+                  + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else "") + ")",
+                  style=colour, markup=False, highlight=False)

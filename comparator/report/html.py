@@ -15,13 +15,11 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .console import COLUMNS, _num, metric_cells, observer_text
+from .console import COLUMNS, _num, broken_lines, metric_cells, observer_text, oracle_lines, verdict_text
 from .html_assets import CSS, JS, PALETTE
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
 _CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in HTML text
-VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
-            3: "FAIL: a variant could not run"}
 
 
 ORIGIN_FIGURES = ("max_ulp", "max_rel", "max_abs")
@@ -106,7 +104,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
              ("reference", report.reference), ("tolerance", _tol_text(report.tolerance))]
     verdict = "PASS" if report.passed else "FAIL"
     out = [f'<h1>infercmp: {esc(Path(str(m.get("path", ""))).name)} <span class="badge {verdict.lower()}">'
-           f'{verdict}</span></h1><p><b>{esc(VERDICTS.get(report.exit_code, f"exit code {report.exit_code}"))}</b> '
+           f'{verdict}</span></h1><p><b>{esc(verdict_text(report))}</b> '
            f'({esc(_tol_text(report.tolerance))})</p><table class="facts">']
     out += [f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in facts if v not in (None, "")]
     out.append("</table><h2>Variants</h2>")
@@ -137,7 +135,8 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     effects = [f"{n}: tapping changed its final outputs {observer_text(report, n)}; its intermediate "
                "tensors come from a differently fused graph" for n, e in report.observer_effect.items() if e]
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
-    for head, items in (("Observer effects", effects), ("Notes", notes)):
+    doubts = oracle_lines(report) + broken_lines(report)
+    for head, items in (("Doubts", doubts), ("Observer effects", effects), ("Notes", notes)):
         if items:
             out.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>")
     return "".join(out)

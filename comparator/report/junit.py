@@ -13,7 +13,7 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report, VariantReport
-from .console import _num, observer_text
+from .console import _num, broken_lines, observer_text, oracle_lines
 
 # Characters XML 1.0 cannot carry at all (not even escaped): C0 controls such as ANSI colour codes in stderr.
 _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -55,6 +55,9 @@ def _system_out(report: Report, v: VariantReport) -> str:
     for out, info in report.label_flips.get(v.name, {}).items():
         lines.append(f"{out}: top-1 agreement {100 * info['agreement']:.2f}% "
                      f"({info['flip_count']} of {info['rows']} rows flip)")
+    if v.name == report.reference:
+        lines.extend(oracle_lines(report))
+    lines.extend(broken_lines(report, v.name))
     if report.observer_effect.get(v.name):
         lines.append(f"observer effect: tapping changed the final outputs {observer_text(report, v.name)}")
     d = report.determinism.get(v.name)

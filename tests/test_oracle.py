@@ -1,0 +1,116 @@
+"""--oracle: the two float64 executions that share no kernels check each other; and a PASS that hides a broken
+middle says so."""
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper
+
+import comparator
+from comparator.errors import UsageError
+from comparator.measure import analysis
+from comparator.report import console, html, junit
+from comparator.report import json as json_report
+from comparator.result import TensorReport
+from conftest import const, make_model, vi
+
+N = 4096
+
+
+def ill_conditioned() -> tuple[object, dict[str, np.ndarray]]:
+    """y = ReduceSum(x) over +1e17, -1e17 and small values interleaved: in float64 the large terms swallow the
+    small ones, so the result depends on the summation order. NumPy (ref) and torch sum in different orders."""
+    rng = np.random.default_rng(0)
+    x = np.empty(N, np.float32)
+    x[0::4], x[2::4], x[1::2] = 1e17, -1e17, rng.standard_normal(N // 2)
+    model = make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                        helper.make_node("Neg", ["x"], ["neg"], name="neg"),
+                        helper.make_node("ReduceSum", ["neg", "axes"], ["s"], keepdims=1, name="sum"),
+                        helper.make_node("Add", ["s", "one"], ["y"], name="add")],
+                       [vi("x", T.FLOAT, [1, N])], [vi("y", T.FLOAT, [1, 1]), vi("r", T.FLOAT, [1, N])],
+                       [const("axes", np.array([1], np.int64)), const("one", np.float32(1))])
+    return model, {"x": x[None]}
+
+
+def test_the_oracles_flag_where_they_disagree(tmp_path):
+    model, feeds = ill_conditioned()
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    report = comparator.compare(tmp_path / "m.onnx", ["ort"], feeds, oracle=True)
+    assert report.reference == "ref:dtype=float64"
+    assert [v.name for v in report.variants] == ["ref:dtype=float64", "ort", "torch:dtype=float64"]
+    assert report.oracle["variants"] == ["ref:dtype=float64", "torch:dtype=float64"]
+    flagged = [d["tensor"] for d in report.oracle["disagreements"]]
+    assert flagged == ["s", "y"]  # the sum and what follows; the Relu and Neg agree bit for bit
+    first = report.oracle["disagreements"][0]
+    assert first["node"] == "sum" and first["op_type"] == "ReduceSum" and first["snr_db"] < analysis.ORACLE_SNR_DB
+    lines = console.oracle_lines(report)
+    assert lines[0].startswith("oracle disagreement at node sum (ReduceSum): ref:dtype=float64 and "
+                               "torch:dtype=float64 differ on s (SNR ")
+    assert "oracle disagreement at node sum (ReduceSum)" in html.render(report)
+    assert "oracle disagreement at node sum (ReduceSum)" in junit.render(report)
+    # ort sums in float32: far off here, so a FAIL, and one judged against an oracle in doubt.
+    assert console.verdict_text(report) == ("FAIL: final outputs beyond tolerance, but the float64 oracles "
+                                            "disagree from s on")
+    json_report.write(report, tmp_path / "r.json")
+    assert json_report.read(tmp_path / "r.json").oracle == report.oracle
+
+
+def test_the_oracles_agree_on_a_well_conditioned_model(models):
+    report = comparator.compare(models.cnn, ["ort"], oracle=True)
+    assert report.oracle == {"variants": ["ref:dtype=float64", "torch:dtype=float64"], "disagreements": []}
+    assert console.oracle_lines(report) == ["oracle: ref:dtype=float64 and torch:dtype=float64 agree on every "
+                                            "tensor to float64 noise"]
+
+
+def test_oracle_and_another_reference_are_refused(models):
+    with pytest.raises(UsageError, match="--oracle compares every variant with ref:dtype=float64"):
+        comparator.compare(models.cnn, ["ort"], reference="ort", oracle=True)
+
+
+def metrics(max_abs: float, max_rel: float, snr: float = 100.0, nan: int = 0) -> dict:
+    return {"bit_identical": max_abs == 0, "identical_fraction": 0.0, "max_abs": max_abs, "mean_abs": max_abs,
+            "max_rel": max_rel, "max_ulp": 1, "p99_ulp": 1, "cosine": 1.0, "snr_db": snr, "nan_mismatch": nan,
+            "inf_mismatch": 0, "violations": 0, "count": 4}
+
+
+def tensor(name: str, m: dict, output: bool = False) -> TensorReport:
+    return TensorReport(name, "Conv", f"node_{name}", 0, [4], "float32", output, metrics={"v": m})
+
+
+def test_broken_middle_by_hand():
+    tol = {"atol": 1e-5, "rtol": 1e-5, "max_ulp": None}
+    # 1,000x the tolerance: max_abs > 1e-2 and max_rel > 1e-2. a: abs only; b: rel only; c and d: both.
+    tensors = [tensor("a", metrics(0.5, 1e-3)), tensor("b", metrics(1e-3, 0.5)), tensor("c", metrics(0.3, 0.02)),
+               tensor("d", metrics(6.0, 2.0)), tensor("out", metrics(1e-6, 1e-6), output=True)]
+    assert analysis.broken_middle(tensors, "v", tol) == {"count": 2, "first": "c", "op_type": "Conv",
+                                                         "max_abs": 0.3, "max_rel": 0.02}
+    assert analysis.broken_middle(tensors[:2], "v", tol) == {}
+    assert analysis.broken_middle(tensors, "other", tol) == {}
+
+
+def test_oracle_disagreements_by_hand():
+    # SNR 250 dB is float64 noise; 150 dB is not; a NaN where the other has a number always is.
+    tensors = [TensorReport(n, "Add", n, 0, [4], "float64", False, metrics={"torch:dtype=float64": m})
+               for n, m in (("a", metrics(1e-15, 1e-15, 250.0)), ("b", metrics(1e-8, 1e-8, 150.0)),
+                            ("c", metrics(0.0, 0.0, float("inf"), nan=1)))]
+    assert [d["tensor"] for d in analysis.oracle_disagreements(tensors, "ref:dtype=float64")] == ["b", "c"]
+    assert analysis.oracle_disagreements(tensors, "ort") == []  # the reference is not an oracle
+
+
+def test_a_pass_with_a_broken_middle_says_so(models):
+    report = comparator.compare(models.cnn, ["ort", "ort:opt=disable"])
+    assert report.broken_middle == {}  # float32 rounding differences stay far below 1,000x the tolerance
+    report.broken_middle = {"ort:opt=disable": {"count": 97, "first": "bn1", "op_type": "BatchNormalization",
+                                                "max_abs": 6.0, "max_rel": 2.0}}
+    verdict = console.verdict_text(report)
+    assert verdict == ("PASS: final outputs within tolerance, but ort:opt=disable's middle deviates by more than "
+                       "1,000x the tolerance from bn1")
+    assert console.broken_lines(report) == [
+        "ort:opt=disable: final outputs within tolerance, but 97 intermediate tensor(s) deviate by more than "
+        "1,000x the tolerance, the first bn1 (BatchNormalization): max abs 6, max rel 2"]
+    assert escape(verdict) in html.render(report)
+    assert "97 intermediate tensor(s)" in junit.render(report)
