@@ -77,3 +77,19 @@ def test_gather_elements_on_a_long_axis(tmp_path, axis):
                        [vi("y", T.FLOAT, list(idx_shape))])
     y = agree(tmp_path, model, {"x": data, "i": indices}, "y", atol=0)
     np.testing.assert_array_equal(y, np.take_along_axis(data, indices % data_shape[along], axis=axis))
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
+@pytest.mark.parametrize("opset, axis, shape", [(9, None, (1, 5, 1, 1)), (11, 1, (1, 2, 3)), (11, -1, (2, 3, 4)),
+                                                (12, 2, (2, 3, 4)), (13, 1, (1, 2, 3))])
+def test_softmax_family_per_opset(tmp_path, op, opset, axis, shape):
+    # Before opset 13 the input is coerced to 2-D at axis (default 1): SqueezeNet's Softmax over [1, 1000, 1, 1].
+    x = RNG.normal(size=shape).astype(np.float32)
+    attrs = {} if axis is None else {"axis": axis}
+    model = make_model([helper.make_node(op, ["x"], ["y"], name="sm", **attrs)], [vi("x", T.FLOAT, list(shape))],
+                       [vi("y", T.FLOAT, list(shape))], opset=opset)
+    y = agree(tmp_path, model, {"x": x}, "y", atol=1e-6)
+    if op == "Softmax":
+        ax = (1 if axis is None else axis) % len(shape)
+        sums = y.reshape(*shape[:ax], -1).sum(axis=-1) if opset < 13 else y.sum(axis=ax)
+        np.testing.assert_allclose(sums, 1.0, rtol=1e-6)

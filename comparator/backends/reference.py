@@ -53,6 +53,9 @@ def _kernels(opset: int) -> list[type]:
       axes are every axis after the channel axis, whatever the rank.
     - GatherElements: onnx.reference's np.choose fails once the gathered axis is longer than 64 (NumPy's limit
       of choices); take_along_axis has no such limit.
+    - Softmax, LogSoftmax and Hardmax before opset 13: onnx.reference applies opset 13's rule (one axis,
+      default -1) to every opset; the older ones coerce the input to 2-D at `axis` (default 1) and normalise
+      over everything after it, so a Softmax over [1, 1000, 1, 1] is a distribution, not all ones.
     """
     import math
 
@@ -69,6 +72,8 @@ def _kernels(opset: int) -> list[type]:
     kernels: list[type] = [Erf, _global_max_pool(), _gather_elements()]
     if 7 <= opset < 14:
         kernels.append(_batch_normalization())
+    if opset < 13:
+        kernels.extend(_coerced_2d())
     if opset < 19:
         from onnx.reference.ops import op_dequantize_linear as dq
 
@@ -92,6 +97,41 @@ def _batch_normalization() -> type:
             return super()._run(x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum)
 
     return BatchNormalization
+
+
+def _coerced_2d() -> list[type]:
+    """Softmax, LogSoftmax and Hardmax as opsets 1-12 define them: over the input coerced to 2-D at `axis`."""
+    from onnx.reference.op_run import OpRun
+
+    def softmax(x: np.ndarray) -> np.ndarray:  # onnx.reference's arithmetic, over the last axis of a 2-D view
+        y = np.exp(x - x.max(axis=1, keepdims=True))
+        y /= y.sum(axis=1, keepdims=True)
+        return y.astype(x.dtype)
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        y = softmax(x)
+        np.log(y, out=y)
+        return y
+
+    def hardmax(x: np.ndarray) -> np.ndarray:
+        y = np.zeros_like(x)
+        np.put_along_axis(y, x.argmax(axis=1)[:, None], 1, axis=1)
+        return y
+
+    def kernel(name: str, fn: Any) -> type:
+        def _run(self: Any, x: np.ndarray, axis: int = 1) -> tuple[np.ndarray]:
+            if x.size == 0:
+                return (x,)
+            # The evaluator fills an absent axis with the newest schema's default (-1); these opsets' is 1.
+            if not any(a.name == "axis" for a in self.onnx_node.attribute):
+                axis = 1
+            axis = axis % x.ndim
+            rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+            return (fn(x.reshape(rows, -1)).reshape(x.shape),)
+
+        return type(name, (OpRun,), {"op_domain": "", "_run": _run})
+
+    return [kernel("Softmax", softmax), kernel("LogSoftmax", log_softmax), kernel("Hardmax", hardmax)]
 
 
 def _global_max_pool() -> type:
