@@ -4,7 +4,6 @@ over Q and K, softcap before the mask, softmax of the masked scores, fully maske
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,8 +20,10 @@ def _heads(x: Any, n: int) -> Any:
     return tf.transpose(tf.reshape(x, tf.stack([s[0], s[1], n, -1])), [0, 2, 1, 3])
 
 
-def _frontier(bias: Any, offset: Any, allowed: Callable[[Any, Any], Any]) -> Any:
+def _frontier(bias: Any, offset: Any, allowed: shapes.Rule | None) -> Any:
     """Add -inf where `allowed(i + offset, j)` is false; a per-batch offset (a tensor) adds a batch axis."""
+    if allowed is None:
+        return bias
     q, k = bias.shape[-2], bias.shape[-1]
     i = tf.range(q, dtype=tf.int64)[:, None]
     j = tf.range(k, dtype=tf.int64)[None, :]
@@ -57,10 +58,7 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     offset: Any = past_k.shape[2] if past_k is not None else 0
     if past_k is None and nonpad is not None:
         offset = tf.cast(tf.reshape(nonpad, [-1]), tf.int64) - lq
-    bias = zeros if mask is None else zeros + mask
-    allowed = shapes.position_rule(attrs)
-    if allowed is not None:
-        bias = _frontier(bias, offset, allowed)
+    bias = _frontier(zeros if mask is None else zeros + mask, offset, shapes.position_rule(attrs))
     if nonpad is not None:
         keep = tf.range(lk, dtype=tf.int64)[None, :] < tf.reshape(tf.cast(nonpad, tf.int64), [-1, 1])
         bias = bias + tf.reshape(tf.where(keep, tf.zeros([], bias.dtype), ninf), [-1, 1, 1, lk])

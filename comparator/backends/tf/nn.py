@@ -272,7 +272,7 @@ def dropout(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if bool(training):
         ratio = known(ctx, inputs[1], "ratio") if len(inputs) > 1 and inputs[1] is not None else 0.5
         if float(ratio) != 0.0:
-            raise unsupported(ctx, "training_mode=True (random masks cannot be compared)")
+            raise unsupported(ctx, "training_mode=1 (random masks cannot be compared)")
     return [tf.identity(x), tf.ones_like(x, dtype=tf.bool)]
 
 

@@ -36,8 +36,8 @@ def _reduce(fn: Callable[[Any, Any, bool], Any]) -> Callable[[OpContext, list[An
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any], from_input: bool) -> Any:
         axes = _axes(ctx, inputs, attrs, from_input)
         x = inputs[0]
-        if isinstance(axes, list) and not axes:
-            return tf.identity(x)
+        # No axes with noop_with_empty_axes: a reduction over no axis, which keeps the reduction's elementwise part
+        # (ReduceSumSquare squares, ReduceL1 takes the absolute value).
         return fn(x, axes, bool(attrs["keepdims"]))
     return run
 
@@ -101,7 +101,14 @@ op("ArgMin")(_arg(tf.math.argmin))
 
 @op("Einsum")
 def einsum(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return tf.einsum(attrs["equation"].replace(" ", ""), *inputs)
+    equation = attrs["equation"].replace(" ", "")
+    if "->" not in equation:
+        # Implicit output (NumPy's rule): the broadcast dimensions, then the letters used once, in order. TF wants
+        # the output spelt out where there is an ellipsis.
+        letters = [c for c in equation if c.isalpha()]
+        equation += "->" + ("..." if "..." in equation else "") + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1))
+    return tf.einsum(equation, *inputs)
 
 
 def _cumulative(fn: Callable[..., Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:

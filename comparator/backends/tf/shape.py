@@ -268,10 +268,15 @@ def eye_like(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
 
 
 def _index_pad(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
-    """Edge/wrap padding as a gather of clamped or wrapped indices along one axis."""
+    """Edge/wrap/reflect padding as a gather of clamped, wrapped or reflected indices along one axis."""
     n = x.shape[axis]
     pos = np.arange(-before, n + after)
-    pos = np.clip(pos, 0, n - 1) if mode == "edge" else np.mod(pos, n)
+    if mode == "reflect":  # as often as the pads need (TF's MirrorPad reflects once, pads < n)
+        period = 2 * (n - 1)
+        pos = np.abs(pos) % period if period else np.zeros_like(pos)
+        pos = np.where(pos > n - 1, period - pos, pos)
+    else:
+        pos = np.clip(pos, 0, n - 1) if mode == "edge" else np.mod(pos, n)
     return tf.gather(x, pos, axis=axis)
 
 
@@ -286,7 +291,8 @@ def _pad(ctx: OpContext, x: Any, pads: list[int], mode: str, value: Any, axes: l
     if any(v < 0 for v in before + after):
         x = x[tuple(slice(-b if b < 0 else None, a if a < 0 else None) for b, a in zip(before, after))]
         before, after = [max(v, 0) for v in before], [max(v, 0) for v in after]
-    if mode in ("edge", "wrap"):
+    if mode in ("edge", "wrap") or (mode == "reflect" and any(max(b, a) >= x.shape[i]
+                                                              for i, (b, a) in enumerate(zip(before, after)))):
         for a in range(r):
             if before[a] or after[a]:
                 x = _index_pad(x, a, before[a], after[a], mode)

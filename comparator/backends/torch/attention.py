@@ -19,8 +19,10 @@ def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], n, -1).transpose(1, 2)
 
 
-def _frontier(bias: torch.Tensor, offset, allowed_fn) -> torch.Tensor:
+def _frontier(bias: torch.Tensor, offset, allowed_fn: shapes.Rule | None) -> torch.Tensor:
     """Add -inf where `allowed_fn(i + offset, j)` is false; a per-batch offset adds a batch axis."""
+    if allowed_fn is None:
+        return bias
     L, S = bias.shape[-2:]
     i = torch.arange(L, device=bias.device).reshape(L, 1)
     j = torch.arange(S, device=bias.device).reshape(1, S)
@@ -56,10 +58,7 @@ def attention(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         offset = nonpad.reshape(-1).to(torch.int64) - L
     else:
         offset = past_k.shape[2] if past_k is not None else 0
-    bias = zeros if mask is None else zeros + mask
-    allowed = shapes.position_rule(attrs)
-    if allowed is not None:
-        bias = _frontier(bias, offset, allowed)
+    bias = _frontier(zeros if mask is None else zeros + mask, offset, shapes.position_rule(attrs))
     if nonpad is not None:
         keep = torch.arange(S, device=q.device).reshape(1, S) < nonpad.reshape(-1, 1)
         bias = bias + torch.where(keep, 0.0, float("-inf")).to(bias.dtype).reshape(batch, 1, 1, S)
