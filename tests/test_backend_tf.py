@@ -1,5 +1,6 @@
-"""The TensorFlow backend: layout-sensitive ops against onnx.reference in every mode, the error paths, option
-validation and environment knobs, and compare() on the CNN across modes (with provenance read back)."""
+"""The TensorFlow backend: its modes (graph and XLA on the layout-sensitive ops), the error paths, option validation
+and environment knobs, and compare() on the CNN across modes (with provenance read back). Its ops are tested with
+the torch executor's in test_ops.py."""
 import importlib.util
 import subprocess
 import sys
@@ -9,13 +10,14 @@ import onnx
 import pytest
 from onnx import TensorProto as T
 from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 import comparator
 from comparator.backends import get as get_backend
 from comparator.backends.options import resolve
 from comparator.errors import BackendError, UnsupportedError, UsageError
 from conftest import ROOT, const, vi
+from onnx_cases import check, make_model, open_session
+from onnx_cases import options as case_options
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
                                 reason="tensorflow is not installed")
@@ -26,50 +28,11 @@ RNG = np.random.default_rng(0)
 
 
 def options(**raw):
-    return resolve("tf", BACKEND.options, {k: str(v) for k, v in raw.items()})
+    return case_options("tf", **raw)
 
 
 def open_tf(model, **raw):
-    from comparator.backends.tf import open_model
-
-    return open_model(model, options(**raw))
-
-
-def make_model(nodes, inputs, outputs, inits=(), opset=17):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
-
-
-def one_node(op, x_shape, inits=(), opset=17, out_types=(T.FLOAT,), extra_inputs=(), **attrs):
-    """x (float32, x_shape) [+ initializers] -> op -> y (y1, ... for more outputs), shapes left open."""
-    names = ["x", *extra_inputs, *[t.name for t in inits]]
-    outs = ["y"] + [f"y{i}" for i in range(1, len(out_types))]
-    node = helper.make_node(op, names, outs, name=f"{op.lower()}_node", **attrs)
-    return make_model([node], [vi("x", T.FLOAT, x_shape)], [vi(o, t, None) for o, t in zip(outs, out_types)],
-                      list(inits), opset=opset)
-
-
-def oracle(model, feeds, name):
-    if name == "ort":  # where onnx.reference itself is wrong (grouped ConvTranspose)
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
-    return ReferenceEvaluator(model).run(None, feeds)
-
-
-def check(model, feeds, modes=("eager",), rtol=1e-5, atol=1e-5, against="ref"):
-    """Every output equals onnx.reference's (or ORT's), with its dtype and shape, in each mode."""
-    want = oracle(model, feeds, against)
-    for mode in modes:
-        got = open_tf(model, mode=mode).run(feeds)
-        for out, ref in zip(model.graph.output, want):
-            ref = np.asarray(ref)
-            assert got[out.name].dtype == ref.dtype, (mode, out.name)
-            assert got[out.name].shape == ref.shape, (mode, out.name)
-            np.testing.assert_allclose(got[out.name], ref, rtol=rtol, atol=atol, err_msg=f"{mode} {out.name}")
+    return open_session("tf", model, **raw)
 
 
 def weights(*shape):
@@ -77,79 +40,6 @@ def weights(*shape):
 
 
 X = weights(2, 4, 9, 11)
-
-
-# --- layout-sensitive ops: NCHW in ONNX, NHWC inside TF's kernels ----------------------------------------
-
-@pytest.mark.parametrize("attrs, w_shape", [
-    (dict(pads=[1, 0, 2, 1], strides=[2, 1]), (6, 4, 3, 3)),
-    (dict(dilations=[2, 3], pads=[2, 2, 2, 2]), (6, 4, 3, 2)),
-    (dict(group=2, strides=[1, 2]), (6, 2, 3, 3)),
-    (dict(group=4, pads=[1, 1, 1, 1]), (8, 1, 3, 3)),  # depthwise, channel multiplier 2
-    (dict(auto_pad="SAME_LOWER", strides=[2, 2]), (6, 4, 2, 2)),
-], ids=["pads-strides", "dilations", "groups", "depthwise", "same-lower"])
-def test_conv(attrs, w_shape):
-    inits = [const("W", weights(*w_shape)), const("B", weights(w_shape[0]))]
-    check(one_node("Conv", list(X.shape), inits, **attrs), {"x": X}, rtol=1e-4, atol=1e-4)
-
-
-def test_conv_1d_and_3d():
-    x1 = weights(1, 3, 10)
-    check(one_node("Conv", [1, 3, 10], [const("W", weights(4, 3, 3))], pads=[2, 0], strides=[2]), {"x": x1},
-          rtol=1e-4, atol=1e-4)
-    x3 = weights(1, 2, 5, 6, 4)
-    check(one_node("Conv", [1, 2, 5, 6, 4], [const("W", weights(4, 1, 2, 3, 2))], group=2, pads=[1, 0, 1, 0, 1, 1]),
-          {"x": x3}, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("attrs, w_shape", [
-    (dict(strides=[2, 2], pads=[1, 0, 0, 1], output_padding=[1, 1]), (4, 3, 3, 3)),
-    (dict(group=2, dilations=[2, 1]), (4, 3, 2, 3)),
-    (dict(strides=[2, 3], output_shape=[19, 33], auto_pad="SAME_UPPER"), (4, 3, 3, 3)),
-], ids=["pads-output-padding", "groups-dilations", "output-shape"])
-def test_conv_transpose(attrs, w_shape):
-    inits = [const("W", weights(*w_shape)), const("B", weights(w_shape[1] * attrs.get("group", 1)))]
-    check(one_node("ConvTranspose", list(X.shape), inits, **attrs), {"x": X}, rtol=1e-4, atol=1e-4,
-          against="ort" if "group" in attrs else "ref")
-
-
-@pytest.mark.parametrize("op, attrs", [
-    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 1], ceil_mode=1)),
-    ("MaxPool", dict(kernel_shape=[2, 3], dilations=[2, 1], strides=[1, 2])),
-    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0)),
-    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1], count_include_pad=1,
-                         ceil_mode=1)),
-    ("AveragePool", dict(kernel_shape=[2, 2], auto_pad="SAME_UPPER", strides=[2, 2])),
-], ids=["max-ceil-pads", "max-dilated", "avg-exclude-pad", "avg-include-pad-ceil", "avg-same"])
-def test_pooling(op, attrs):
-    check(one_node(op, list(X.shape), opset=19, **attrs), {"x": X})
-
-
-def test_max_pool_indices():
-    model = one_node("MaxPool", list(X.shape), out_types=(T.FLOAT, T.INT64), kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1])
-    check(model, {"x": X})
-
-
-@pytest.mark.parametrize("shape", [[2, 4, 9, 11], [2, 4, 7]], ids=["4d-fused-kernel", "3d"])
-def test_batch_normalization(shape):
-    x = weights(*shape)
-    inits = [const("scale", weights(4)), const("bias", weights(4)), const("mean", weights(4)),
-             const("var", np.abs(weights(4)) + 0.1)]
-    check(one_node("BatchNormalization", shape, inits, epsilon=1e-3), {"x": x}, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("attrs, scales", [
-    (dict(mode="linear", coordinate_transformation_mode="half_pixel"), [1, 1, 2, 1.5]),
-    (dict(mode="linear", coordinate_transformation_mode="align_corners"), [1, 1, 0.5, 2]),
-    (dict(mode="cubic", coordinate_transformation_mode="asymmetric"), [1, 1, 2, 2]),
-    (dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), [1, 1, 1.5, 0.75]),
-    (dict(mode="nearest", nearest_mode="round_prefer_ceil"), [1, 1, 0.6, 1.7]),
-    (dict(mode="linear", antialias=1), [1, 1, 0.5, 0.4]),
-], ids=["bilinear", "align-corners", "cubic-legacy", "cubic-keys", "nearest", "antialias"])
-def test_resize(attrs, scales):
-    model = one_node("Resize", list(X.shape), [const("roi", np.zeros(0, np.float32)),
-                                                const("scales", np.array(scales, np.float32))], opset=19, **attrs)
-    check(model, {"x": X}, rtol=1e-4, atol=1e-5)
 
 
 def test_layout_ops_agree_in_graph_and_xla_modes():
@@ -164,7 +54,8 @@ def test_layout_ops_agree_in_graph_and_xla_modes():
              helper.make_node("Resize", ["p", "roi", "scales"], ["y"], mode="linear")]
     model = make_model(nodes, [vi("x", T.FLOAT, list(X.shape))],
                        [vi(n, T.FLOAT, None) for n in ("c", "b", "p", "y")], inits, opset=19)
-    check(model, {"x": X}, modes=MODES, rtol=1e-4, atol=1e-4)
+    for mode in MODES:
+        check("tf", model, {"x": X}, rtol=1e-4, atol=1e-4, mode=mode)
 
 
 def test_graph_mode_traces_once_and_runs_tf_kernels(models):
@@ -181,17 +72,6 @@ def test_graph_mode_traces_once_and_runs_tf_kernels(models):
 
 
 # --- errors ----------------------------------------------------------------------------------------------
-
-def test_unsupported_op_is_refused_before_running():
-    node = helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")
-    model = make_model([helper.make_node("Relu", ["x"], ["r"]), node], [vi("x", T.FLOAT, [2])],
-                       [vi("y", T.FLOAT, [2])])
-    model.opset_import.append(helper.make_opsetid("com.example", 1))
-    with pytest.raises(UnsupportedError) as err:
-        open_tf(model)
-    assert "op com.example.Frobnicate (opset 1) is not supported by the tf backend" in err.value.message
-    assert err.value.status == "unsupported"
-
 
 def test_unsupported_element_type_is_refused():
     model = make_model([helper.make_node("Cast", ["x"], ["y"], to=T.FLOAT8E4M3FN)], [vi("x", T.FLOAT, [2])],

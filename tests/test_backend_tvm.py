@@ -17,6 +17,7 @@ from onnx import TensorProto as T
 from onnx import helper
 
 from conftest import ROOT, const, make_model, vi
+from onnx_cases import make_model as unchecked_model
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None, reason="apache-tvm is not installed")
 
@@ -45,12 +46,10 @@ def net_model():
 
 def unsupported_model():
     """Celu has no converter in TVM's Relax frontend; Foo is an op of a custom domain."""
-    graph = helper.make_graph([helper.make_node("Celu", ["x"], ["c"], name="celu"),
-                               helper.make_node("Foo", ["c"], ["y"], domain="com.example", name="foo")],
-                              "g", [vi("x", T.FLOAT, [2, 3])], [vi("y", T.FLOAT, [2, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.example", 1)])
-    model.ir_version = 8
+    model = unchecked_model([helper.make_node("Celu", ["x"], ["c"], name="celu"),
+                             helper.make_node("Foo", ["c"], ["y"], domain="com.example", name="foo")],
+                            [vi("x", T.FLOAT, [2, 3])], [vi("y", T.FLOAT, [2, 3])])
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
     return model
 
 
