@@ -126,3 +126,16 @@ def test_cli_checks_a_run_against_a_list(cli, tmp_path):
     assert "test_relu: now passes, listed as failed; remove it from the list" in out
     code, out, err = cli("conformance", "-b", "ort", "--op", "Relu", "--write-expected", path)
     assert code == 2 and "--write-expected lists the whole suite" in err
+
+
+def test_float64_results_are_judged_rounded_to_the_case_types():
+    # A float64 oracle's output is rounded to the expected type before the case's tolerances apply.
+    want = np.array([1.0, 2.0], np.float32)
+    got = np.array([1.0 + 2**-30, 2.0], np.float64)
+    assert conformance._rounded(got, want).dtype == np.float32
+    assert conformance._check(want, conformance._rounded(got, want), 0, 0) is None
+    ints = np.array([1, 2], np.int64)
+    assert conformance._rounded(ints, want) is ints  # only float64 results are rounded
+    assert conformance._rounded(got, got.copy()) is got  # a float64 case keeps float64
+    seq = conformance._rounded([got, got], [want, want])
+    assert [s.dtype for s in seq] == [np.float32, np.float32]
