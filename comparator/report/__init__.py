@@ -1,1 +1,1 @@
-"""Renderers: each takes a Report and produces text (terminal, JSON, JUnit)."""
+"""Stage 5: views of a Report (terminal, JSON, HTML, JUnit); they import no compute module."""
