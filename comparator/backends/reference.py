@@ -29,12 +29,42 @@ class ReferenceBackend(BackendBase):
             model = promote_float64(model)
         try:
             opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-            evaluator = ReferenceEvaluator(model, new_ops=_kernels(opset))
+            evaluator = _evaluator_class(ReferenceEvaluator)(model, new_ops=_kernels(opset))
         except NotImplementedError as exc:
             raise UnsupportedError(f"the onnx reference evaluator lacks an op: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnx.reference could not load the model: {type(exc).__name__}: {exc}") from None
         return ReferenceSession(evaluator, model, options, onnx.__version__)
+
+
+def _evaluator_class(base: type) -> type:
+    """onnx.reference's evaluator whose nodes name themselves when they fail: its error names no node, so each
+    node's kernel is wrapped to add the node's name, op type, opset and input types and shapes. Subgraph
+    evaluators (If, Loop, Scan bodies) are built with the same class, so a failure inside a body names the
+    body's node."""
+
+    class Evaluator(base):
+        def _init(self) -> None:
+            super()._init()
+            for node in self.rt_nodes_:
+                node.run = _named(node.run, node.onnx_node, self.opsets)
+
+    return Evaluator
+
+
+def _named(run: Any, node: Any, opsets: Mapping[str, int]) -> Any:
+    from .common.executor import node_error
+
+    def named_run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure names its node
+            err = node_error(exc, node, opsets.get(node.domain or "", opsets.get("ai.onnx", 0)), args, "ref")
+            if err is exc:
+                raise
+            raise err from exc
+
+    return named_run
 
 
 def _kernels(opset: int) -> list[type]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ...errors import UnsupportedError
+from ...errors import BackendError, InfercmpError, UnsupportedError
 
 OpFn = Callable[["OpContext", list[Any], dict[str, Any]], Any]
 
@@ -38,6 +38,69 @@ def unsupported_op(ctx: OpContext, framework: str, what: str) -> UnsupportedErro
     """The error for a node a framework's table cannot compute as asked (raised by the caller)."""
     return UnsupportedError(f"op {ctx.node.op_type} (opset {ctx.opset}) with {what} is not supported by the "
                             f"{framework} backend", "compare with the ort or ref backends")
+
+
+class OpFailure(BackendError):
+    """A framework exception raised while a node ran, wrapped with the node that raised it (`cause`)."""
+
+    def __init__(self, message: str, cause: BaseException, where: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.cause = cause
+        self.where = where  # describe_node's text
+
+
+def describe_value(value: Any) -> str:
+    """A value's type and shape for an error message, by duck typing (`.shape`, `.dtype`): `float32[2, 3]`,
+    `sequence of 4`, `omitted`. Unknown dimensions read `?`."""
+    if value is None:
+        return "omitted"
+    if isinstance(value, (list, tuple)):
+        return f"sequence of {len(value)}"
+    dt = getattr(value, "dtype", None)
+    name = getattr(dt, "name", None) if dt is not None else None
+    kind = str(name if isinstance(name, str) else dt).replace("torch.", "") if dt is not None else type(value).__name__
+    shape = getattr(value, "shape", None)
+    try:
+        dims = None if shape is None else list(shape)
+    except (TypeError, ValueError):  # a tensor of unknown rank
+        dims = None
+    if dims is None:
+        return f"{kind}[rank unknown]" if shape is not None else kind
+    return f"{kind}[{', '.join('?' if d is None else str(int(d)) for d in dims)}]"
+
+
+def describe_node(node: Any, opset: int, inputs: Sequence[Any] | None = None,
+                  describe: Callable[[Any], str] = describe_value) -> str:
+    """`node 'name' (op Shape, opset 16, domain d; inputs: x float32[2, 3], ...)` for an error message."""
+    domain = _domain(node.domain)
+    where = f"op {node.op_type}, opset {opset}" + (f", domain {domain}" if domain else "")
+    text = f"node {node.name or '(unnamed)'!r} ({where}"
+    if inputs is not None:
+        shown = ", ".join(f"{name or '(omitted)'} {describe(v) if name else 'omitted'}"
+                          for name, v in zip(node.input, inputs))
+        text += f"; inputs: {shown or 'none'}"
+    return text + ")"
+
+
+def node_error(exc: BaseException, node: Any, opset: int, inputs: Sequence[Any], framework: str,
+               describe: Callable[[Any], str] = describe_value) -> BaseException:
+    """`exc`, raised while `node` ran, as an error naming the node: an InfercmpError gets the node appended to
+    its message (once: the innermost node of nested subgraphs wins); any other exception becomes an
+    OpFailure."""
+    if getattr(exc, "node_described", False):
+        return exc
+    where = describe_node(node, opset, inputs, describe)
+    if isinstance(exc, InfercmpError):
+        exc.message = f"{exc.message} [in {where}]"
+        exc.args = (exc.message,)
+        out: BaseException = exc
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0][:500]
+        out = OpFailure(f"{framework} failed in {where}: {type(exc).__name__}: {first}", exc, where,
+                        "compare with the ort or ref backends to see whether the model or the "
+                        f"{framework} backend is at fault")
+    out.node_described = True  # type: ignore[attr-defined]
+    return out
 
 
 class OpTable:
@@ -112,10 +175,11 @@ class GraphExecutor:
     into framework tensors; every value produced stays a framework tensor until the caller converts it."""
 
     def __init__(self, model: Any, table: OpTable, to_tensor: Callable[[np.ndarray], Any],
-                 options: Mapping[str, Any] | None = None):
+                 options: Mapping[str, Any] | None = None, describe: Callable[[Any], str] = describe_value):
         from onnx import numpy_helper
 
         self.table = table
+        self.describe = describe  # a value's type and shape in an error message
         self.to_tensor = to_tensor
         self.options = dict(options or {})
         self.opsets = {_domain(o.domain): o.version for o in model.opset_import}
@@ -194,7 +258,13 @@ class GraphExecutor:
         for step in steps:
             args = [env[name] if name else None for name in step.inputs]
             ctx = OpContext(step.node, step.opset, self, self.options, env)
-            result = step.fn(ctx, args, step.attrs)
+            try:
+                result = step.fn(ctx, args, step.attrs)
+            except Exception as exc:  # noqa: BLE001 - every failure names its node
+                err = node_error(exc, step.node, step.opset, args, self.table.framework, self.describe)
+                if err is exc:
+                    raise
+                raise err from exc
             results: Sequence[Any] = result if isinstance(result, (list, tuple)) else [result]
             for name, value in zip(step.outputs, results):
                 if name:

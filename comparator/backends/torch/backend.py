@@ -183,7 +183,7 @@ def _probe_onednn_isa() -> str:
 
 
 def _failing_node(exc: BaseException) -> str:
-    """'op X (node N, opset K)' of the node the executor was running when `exc` was raised."""
+    """'node N (op X, opset K)' of the node the executor was running when `exc` was raised."""
     tb, step = exc.__traceback__, None
     while tb is not None:
         if tb.tb_frame.f_code.co_name == "run_graph" and "step" in tb.tb_frame.f_locals:
@@ -191,7 +191,9 @@ def _failing_node(exc: BaseException) -> str:
         tb = tb.tb_next
     if step is None:
         return "the model"
-    return f"op {step.node.op_type} (node {step.node.name or '?'!r}, opset {step.opset})"
+    from ..common.executor import describe_node
+
+    return describe_node(step.node, step.opset)
 
 
 class TorchSession:
@@ -242,6 +244,7 @@ class TorchSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from ..common.executor import OpFailure
         from .table import to_numpy
 
         missing = [name for name in self._executor.inputs if name not in feeds]
@@ -252,9 +255,15 @@ class TorchSession:
         try:
             with torch.inference_mode():
                 values = self._run(tensors)
+        except OpFailure as exc:  # the walker names the node and its inputs
+            first = (str(exc.cause).strip().splitlines() or [""])[0][:500]
+            if "not implemented for" in first:  # torch has no kernel for this dtype
+                raise UnsupportedError(f"{exc.where}: torch has no kernel for it ({first})",
+                                       "compare with the ort or ref backends") from exc.cause
+            raise
         except UnsupportedError:
             raise
-        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # raised outside the walker (compile)
             first = (str(exc).strip().splitlines() or [""])[0][:500]
             where = _failing_node(exc)
             if "not implemented for" in first:  # torch has no kernel for this dtype
