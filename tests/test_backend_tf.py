@@ -192,3 +192,42 @@ def test_float64_variant_is_closer_to_exact(cnn_report):
     assert probs.dtype == "float32"
     m = probs.metrics["tf:dtype=float64"]
     assert 0 < m["max_abs"] < 1e-6
+
+
+def _shape_if_model(cond_from_shape=True):
+    """x [2, 3] -> Shape -> Gather(0) -> Equal(2) -> If(then: Reshape to rank 3, else: Identity) -> Shape; or,
+    with cond_from_shape=False, the If's condition is the model input c."""
+    then = helper.make_graph([helper.make_node("Reshape", ["x", "r3"], ["t"], name="then_reshape")], "then", [],
+                             [vi("t", T.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"], name="else_identity")], "else", [],
+                              [vi("e", T.FLOAT, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape_x"),
+             helper.make_node("Gather", ["s", "zero"], ["d0"], name="gather_d0", axis=0),
+             helper.make_node("Equal", ["d0", "two"], ["c"], name="equal_2")] if cond_from_shape else []
+    nodes += [helper.make_node("If", ["c"], ["b"], name="rank_if", then_branch=then, else_branch=other),
+              helper.make_node("Shape", ["b"], ["y"], name="shape_b")]
+    inputs = [vi("x", T.FLOAT, [2, 3])] + ([] if cond_from_shape else [vi("c", T.BOOL, [])])
+    return make_model(nodes, inputs, [vi("y", T.INT64, None)],
+                      [const("zero", np.array(0, np.int64)), const("two", np.array(2, np.int64)),
+                       const("r3", np.array([1, 2, 3], np.int64))])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_if_on_a_trace_time_shape_folds_and_traces_only_the_taken_branch(mode):
+    got = check("tf", _shape_if_model(), {"x": weights(2, 3)}, against="ort", mode=mode)
+    assert got["y"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_a_run_time_if_whose_branches_disagree_in_rank_is_reported_clearly(mode):
+    with pytest.raises(UnsupportedError) as err:
+        open_tf(_shape_if_model(cond_from_shape=False), mode=mode).run({"x": weights(2, 3), "c": np.array(True)})
+    message = err.value.message
+    assert "'rank_if' (op If, opset 17" in message and "different ranks" in message, message
+    assert "then: rank 3" in message and "else: rank 2" in message, message
+
+
+def test_a_run_time_if_whose_branches_disagree_in_rank_runs_eagerly():
+    session = open_tf(_shape_if_model(cond_from_shape=False))
+    assert session.run({"x": weights(2, 3), "c": np.array(True)})["y"].tolist() == [1, 2, 3]
+    assert session.run({"x": weights(2, 3), "c": np.array(False)})["y"].tolist() == [2, 3]

@@ -29,8 +29,30 @@ def if_(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     if cond is not None:
         branch = attrs["then_branch"] if bool(cond.reshape(-1)[0]) else attrs["else_branch"]
         return list(ctx.run_subgraph(branch, {}))
-    return tf.cond(tf.reshape(inputs[0], []), lambda: ctx.run_subgraph(attrs["then_branch"], {}),
-                   lambda: ctx.run_subgraph(attrs["else_branch"], {}))
+    # A condition known only at run time: tf.cond traces both branches. Outputs whose ranks differ between
+    # them would leave tensors of unknown rank that later nodes cannot trace: said here, naming this If.
+    traced: dict[str, list[Any]] = {}
+
+    def trace(key: str) -> Any:
+        def run() -> list[Any]:
+            traced[key] = list(ctx.run_subgraph(attrs[key], {}))
+            return traced[key]
+        return run
+
+    result = tf.cond(tf.reshape(inputs[0], []), trace("then_branch"), trace("else_branch"))
+    for k, (a, b) in enumerate(zip(traced.get("then_branch", []), traced.get("else_branch", []))):
+        ra, rb = _rank_or_none(a), _rank_or_none(b)
+        if ra is not None and rb is not None and ra != rb:
+            raise unsupported(ctx, f"a condition known only at run time whose branches give output {k} "
+                              f"({ctx.node.output[k] or '?'}) different ranks (then: rank {ra}, else: rank {rb}); "
+                              "graph/xla modes trace both branches of such an If and cannot type what follows "
+                              "(mode=eager runs only the taken branch)")
+    return result
+
+
+def _rank_or_none(x: Any) -> int | None:
+    shape = getattr(x, "shape", None)
+    return None if shape is None or shape.rank is None else int(shape.rank)
 
 
 @op("Loop")

@@ -40,13 +40,20 @@ def shape(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     end = attrs.get("end")
     end = r if end is None else min(max(axis_of(end, r), 0), r)
     if x.shape.is_fully_defined():
-        return tf.constant(np.array(x.shape.as_list()[start:end], dtype=np.int64))
+        # A trace-time constant (eager even while tracing): the nodes that read it fold in `op()`, so an If on
+        # a shape picks its branch while tracing instead of becoming a tf.cond over both.
+        with tf.init_scope():
+            return tf.constant(np.array(x.shape.as_list()[start:end], dtype=np.int64))
     return tf.shape(x, out_type=tf.int64)[start:end]
 
 
 @op("Size")
 def size(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
-    return tf.size(inputs[0], out_type=tf.int64)
+    x = inputs[0]
+    if x.shape.is_fully_defined():  # a trace-time constant, as Shape's
+        with tf.init_scope():
+            return tf.constant(x.shape.num_elements(), tf.int64)
+    return tf.size(x, out_type=tf.int64)
 
 
 def _target_shape(ctx: OpContext, x: Any, spec: Any, allowzero: int) -> Any:
