@@ -23,8 +23,9 @@ import numpy as np
 from ...errors import BackendError, UnsupportedError, UsageError
 from ..contract import BackendBase
 from ..options import Option
+from . import fold
 from .cache import CompileCache, cache_key, cache_root, fetch_or_compile, model_digest
-from .model import check_model, parameter_inputs, shapes_as_tensors
+from .model import check_model, parameter_inputs, shapes_as_tensors, unknown_dims_symbolic
 from .target import cuda_target, llvm_target
 
 PIPELINES = {
@@ -92,7 +93,7 @@ class TvmBackend(BackendBase):
 
             proto = inliner.inline_local_functions(proto)
         check_model(proto)
-        shapes_as_tensors(proto.graph)
+        unknown_dims_symbolic(proto.graph)
         target, info = (cuda_target() if options["target"] == "cuda" else llvm_target(options))
         info.update(backend="tvm", tvm=tvm.__version__, pipeline=options["opt"], approx=options["approx"],
                     threads=_threads(options))
@@ -166,7 +167,9 @@ class _Compiler:
 
     def build(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
         """A Relax VM for the model with input `shapes` bound (None: as the model declares them) and the
-        inputs in `constants` turned into constants of those values."""
+        inputs in `constants` turned into constants of those values. When the frontend or the compiler refuses
+        the model and every input shape is then known, its shape computations are folded (`fold.py`) and the
+        folded graph compiled instead."""
         import hashlib
 
         import tvm
@@ -177,41 +180,92 @@ class _Compiler:
         compile_opts = {"opt": self.options["opt"], "approx": self.options["approx"], "shapes": shapes,
                         "constants": values or None}
         key = cache_key(self.digest, self.info["target_spec"], compile_opts, tvm.__version__)
+        proto = self._with_constants(constants)
+        bound = fold.bound_shapes(proto, shapes)
+        # The folded graph is a function of the model, the bound shapes (in compile_opts when not declared) and
+        # the folding's version.
+        fold_key = (cache_key(self.digest, self.info["target_spec"], dict(compile_opts, fold=fold.VERSION),
+                              tvm.__version__) if bound is not None else "")
 
-        def compile_now() -> tuple[Any, dict[str, Any]]:
+        def compile_now(graph: Any, folded: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
             t0 = time.perf_counter()
-            executable = self._compile(shapes, constants)
-            return executable, {"compile_s": round(time.perf_counter() - t0, 3), "target": self.info["target"],
-                                "parallel_kernels": _parallel_kernels(executable), "tvm": tvm.__version__}
+            executable = self._compile(graph, shapes)
+            meta = {"compile_s": round(time.perf_counter() - t0, 3), "target": self.info["target"],
+                    "parallel_kernels": _parallel_kernels(executable), "tvm": tvm.__version__}
+            if folded is not None:
+                meta["graph_folded"] = folded
+            return executable, meta
 
-        module, meta, cache_info = fetch_or_compile(self.cache, key, compile_now)
+        if fold_key and self.cache is not None and self.cache.contains(fold_key) and not self.cache.contains(key):
+            # An earlier compile of this model for these shapes was refused unfolded and stored folded.
+            graph, folded = self._fold(proto, bound, "an earlier compile for these shapes was refused unfolded")
+            module, meta, cache_info = fetch_or_compile(self.cache, fold_key, lambda: compile_now(graph, folded))
+        else:
+            try:
+                module, meta, cache_info = fetch_or_compile(self.cache, key, lambda: compile_now(proto, None))
+            except BackendError as exc:  # UnsupportedError too
+                if bound is None:
+                    raise
+                graph, folded = self._fold(proto, bound, exc.message)
+                if folded["nodes_after"] == folded["nodes_before"]:
+                    raise
+                why = exc.message
+                try:
+                    module, meta, cache_info = fetch_or_compile(self.cache, fold_key,
+                                                                lambda: compile_now(graph, folded))
+                except BackendError as again:
+                    raise type(again)(f"{again.message} (with its shape computations folded for the input "
+                                      f"shapes {bound}; unfolded: {why[:300]})", again.hint) from None
         self._note(cache_info, meta)
         return relax.VirtualMachine(module, tvm.cuda(0) if self.options["target"] == "cuda" else tvm.cpu(0))
 
     def _note(self, cache_info: dict[str, Any], meta: Mapping[str, Any]) -> None:
         self.info["cache"] = cache_info
         self.info["compile_s"] = meta.get("compile_s")
+        if meta.get("graph_folded"):
+            self.info["graph_folded"] = meta["graph_folded"]
+        else:
+            self.info.pop("graph_folded", None)
         n = meta.get("parallel_kernels")
         self.info["threads"]["parallel_kernels"] = n
         if n == 0:
             self.info["threads"]["effect"] = ("none: the compiled kernels contain no parallel loops, so every "
                                               "thread count runs the same single-threaded code")
 
-    def _compile(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
+    @staticmethod
+    def _fold(proto: Any, bound: dict[str, list[int]] | None, why: str) -> tuple[Any, dict[str, Any]]:
+        assert bound is not None
+        t0 = time.perf_counter()
+        graph, folded = fold.fold_shapes(proto, bound)
+        folded.update(fold_s=round(time.perf_counter() - t0, 3), why=why[:300])
+        return graph, folded
+
+    def _with_constants(self, constants: Mapping[str, np.ndarray]) -> Any:
+        """The model with the graph inputs in `constants` turned into initializers of those values."""
+        if not constants:
+            return self.proto
+        import onnx
+        from onnx import numpy_helper
+
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        kept = [vi for vi in proto.graph.input if vi.name not in constants]
+        del proto.graph.input[:]
+        proto.graph.input.extend(kept)
+        proto.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in constants.items())
+        return proto
+
+    def _compile(self, proto: Any, shapes: dict[str, list[int]] | None) -> Any:
         import tvm
         from tvm import relax
 
-        proto = self.proto
-        if constants:
+        if any(n.op_type == "Shape" for n in proto.graph.node):
             import onnx
-            from onnx import numpy_helper
 
-            proto = onnx.ModelProto()
-            proto.CopyFrom(self.proto)
-            kept = [vi for vi in proto.graph.input if vi.name not in constants]
-            del proto.graph.input[:]
-            proto.graph.input.extend(kept)
-            proto.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in constants.items())
+            copy = onnx.ModelProto()
+            copy.CopyFrom(proto)
+            shapes_as_tensors(copy.graph)
+            proto = copy
         mod = _import(proto, shapes)
         try:
             if self.options["approx"]:
@@ -239,8 +293,10 @@ def _import(proto: Any, shapes: dict[str, list[int]] | None) -> Any:
             warnings.simplefilter("ignore")
             return from_onnx(proto, shape_dict=shapes, keep_params_in_input=False)
     except Exception as exc:  # noqa: BLE001
+        node = _failing_node(exc)
         found = re.search(r"Error converting operator (\S+?),", printed.getvalue())
-        where = f" at op {found.group(1)}" if found else ""
+        where = (f" at op {node.op_type}" + (f" (node {node.name})" if node.name else "") if node is not None
+                 else f" at op {found.group(1)}" if found else "")
         text = _first(exc)
         if isinstance(exc, NotImplementedError) or type(exc).__name__ in _CONVERT_ERRORS or _DECLARED.search(text):
             raise UnsupportedError(f"TVM's ONNX frontend cannot convert the model{where}: {text}",
@@ -251,6 +307,18 @@ def _import(proto: Any, shapes: dict[str, list[int]] | None) -> Any:
                                    "where the model has a run-time input",
                                    "compare with the ort or ref backends") from None
         raise BackendError(f"TVM's ONNX frontend failed{where}: {type(exc).__name__}: {text}") from None
+
+
+def _failing_node(exc: BaseException) -> Any:
+    """The ONNX node the frontend was converting when it raised: the `node` of its innermost node loop (a
+    subgraph's loop is inside its parent's), or None when the traceback has none."""
+    import traceback
+
+    node = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_name == "_construct_nodes" and hasattr(frame.f_locals.get("node"), "op_type"):
+            node = frame.f_locals["node"]
+    return node
 
 
 def _parallel_kernels(executable: Any) -> int | None:

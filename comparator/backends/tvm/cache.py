@@ -3,7 +3,8 @@
 An entry is a shared library written by `Executable.export_library` (`<key>.so`) and a JSON sidecar
 (`<key>.json`) that holds the library's sha256 and what the compile reported. The key hashes everything that
 changes the generated code: the model file's bytes (and its external data), the target, the compile options,
-the bound input shapes and the TVM version. Entries live in `$INFERCMP_CACHE_DIR/tvm/` (default
+the bound input shapes, the TVM version and, for a graph whose shape computations were folded (`fold.py`), the
+folding's version. Entries live in `$INFERCMP_CACHE_DIR/tvm/` (default
 `~/.cache/infercmp/tvm/`); `INFERCMP_NO_CACHE=1` turns the cache off.
 
 Several workers may compile the same key at once: each writes into a temporary file in the cache folder and
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
-FORMAT = 1  # bump when the entry layout or the key's ingredients change
+FORMAT = 2  # bump when the entry layout, the key's ingredients or the preparation of the compiled graph change
 
 
 def cache_root() -> Path | None:
@@ -100,6 +101,10 @@ class CompileCache:
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.so", self.root / f"{key}.json"
+
+    def contains(self, key: str) -> bool:
+        """Whether an entry for `key` is on disk (not checked: `load` does that)."""
+        return all(p.exists() for p in self._paths(key))
 
     def load(self, key: str) -> tuple[Any, dict[str, Any]] | None:
         """(loaded tvm module, sidecar) for a valid entry; None on a miss. A bad entry is deleted."""

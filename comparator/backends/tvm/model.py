@@ -1,9 +1,10 @@
 """What the tvm backend does to a model before TVM's Relax ONNX frontend sees it.
 
-`check_model` refuses, before anything compiles, ops the frontend has no converter for and element types TVM
-lacks, and rewrites Constant nodes to the one form the frontend reads. `shapes_as_tensors` casts Shape-derived
-values where a converter wants a tensor. `parameter_inputs` names the graph inputs that the frontend can only
-convert as constants (ONNX's former attributes: axes, k, pads...). Nothing here imports TVM at import time.
+`check_model` refuses, before anything compiles, ops the frontend has no converter for (naming their nodes) and
+element types TVM lacks, and rewrites Constant nodes to the one form the frontend reads. `shapes_as_tensors`
+casts Shape-derived values where a converter wants a tensor. `parameter_inputs` names the graph inputs that the
+frontend can only convert as constants (ONNX's former attributes: axes, k, pads...).
+Nothing here imports TVM at import time.
 """
 from __future__ import annotations
 
@@ -42,20 +43,21 @@ def check_model(proto: Any) -> None:
 
     convert = _get_convert_map()
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
-    missing: set[str] = set()
+    missing: dict[str, list[str]] = {}  # "op X (opset N)" -> the nodes of that op
     types: set[int] = set()
 
     def walk(graph: Any) -> None:
         types.update(t.data_type for t in graph.initializer)
         for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
             types.add(vi.type.tensor_type.elem_type)
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
             domain = "" if node.domain == "ai.onnx" else node.domain
             known = node.op_type in convert or (not domain and node.op_type in ("If", "Constant"))
             # The frontend keys converters by op name only: an op of another domain would be misread, and a few
             # names belong to com.microsoft ops whose semantics differ from the ONNX op of the same name.
             if domain not in ("", "com.microsoft") or not known or (not domain and node.op_type in _MICROSOFT):
-                missing.add(f"op {(domain + '.') if domain else ''}{node.op_type} (opset {opsets.get(domain, 1)})")
+                op = f"op {(domain + '.') if domain else ''}{node.op_type} (opset {opsets.get(domain, 1)})"
+                missing.setdefault(op, []).append(node.name or f"#{index} of graph {graph.name or '(unnamed)'}")
             types.update(a.i for a in node.attribute if a.name in ("to", "output_dtype") and a.type == a.INT)
             if node.op_type == "Constant" and not domain:
                 _constant_value(node)
@@ -65,10 +67,9 @@ def check_model(proto: Any) -> None:
 
     walk(proto.graph)
     if missing:
-        listed = "; ".join(sorted(missing))
-        raise UnsupportedError(f"{listed} {'is' if len(missing) == 1 else 'are'} not supported by the tvm backend "
-                               "(TVM's Relax ONNX frontend has no converter)",
-                               "compare with the ort or ref backends")
+        listed = "; ".join(f"{op} ({_nodes(missing[op])})" for op in sorted(missing))
+        raise UnsupportedError(f"TVM's Relax ONNX frontend has no converter for {listed}: the tvm backend cannot "
+                               "run this model", "compare with the ort or ref backends")
     bad = sorted({onnx.TensorProto.DataType.Name(t) for t in types if t} & _NO_TVM_TYPE)
     if bad:
         raise UnsupportedError(f"element type {', '.join(bad)} is not supported by the tvm backend",
@@ -77,6 +78,11 @@ def check_model(proto: Any) -> None:
         if vi.type.WhichOneof("value") != "tensor_type":
             raise UnsupportedError(f"{vi.type.WhichOneof('value')} value {vi.name!r} is not supported by the tvm "
                                    "backend", "TVM's frontend takes and returns tensors only")
+
+
+def _nodes(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"node{'s' if len(names) > 1 else ''} {', '.join(names[:shown])}{more}"
 
 
 def _constant_value(node: Any) -> None:
@@ -92,6 +98,18 @@ def _constant_value(node: Any) -> None:
         elif a.name in ("value_string", "value_strings", "sparse_value"):
             raise UnsupportedError(f"Constant with {a.name} is not supported by the tvm backend",
                                    "TVM's frontend reads dense numeric constants only")
+
+
+def unknown_dims_symbolic(graph: Any) -> int:
+    """Give every dimension declared -1 (as exporters and tapped copies write an unknown one) a name instead:
+    TVM's frontend would take -1 as a fixed size and reject every feed. Returns how many were renamed."""
+    renamed = 0
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.dim_param = f"{vi.name}_dim{i}"
+                renamed += 1
+    return renamed
 
 
 # Ops whose converters take a Relax shape value (the output of Shape) as input, and those that pass one on.
