@@ -95,7 +95,10 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
                "runs": list(kinds),
                "outputs": {"untapped": list(loaded.outputs),
-                           "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]}}
+                           "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]
+                           + plan.inside},
+               # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
+               "optional": plan.inside}
     jobs_list = []
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
@@ -210,6 +213,16 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
     return [done[job[0]] for job in jobs_list]
 
 
+def _taps_subgraphs(variant: Variant) -> bool:
+    """Whether the variant records tensors inside subgraphs (a plugin without the capability does not)."""
+    try:
+        backend, options = backends.resolve_variant(variant)
+    except Exception:  # noqa: BLE001 - a variant that does not resolve records nothing
+        return False
+    taps = getattr(backend, "taps_subgraphs", None)
+    return bool(taps(options)) if callable(taps) else False
+
+
 def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
                  tolerance: Tolerance, feed_info: dict[str, Any],
                  tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
@@ -227,7 +240,9 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     top-1 labels are compared, by default those of analysis.class_outputs)."""
     reference = next(r for r in runs if r.variant == ref)
     classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
-    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated, classes)
+    blind = {str(r.variant) for r in runs if plan.inside and not _taps_subgraphs(r.variant)}
+    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated, classes,
+                   blind)
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
@@ -235,6 +250,7 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
                   for r in runs],
         tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
         inputs=feed_info)
+    report.untapped_subgraphs = {name: len(plan.inside) for name in sorted(blind, key=list(facts.runs).index)}
     ref_facts = facts.runs[str(ref)]
     for name, rf in facts.runs.items():
         if not rf.ok:

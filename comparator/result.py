@@ -66,6 +66,9 @@ class Report:
     observer_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     label_flips: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_taps: list[list[str]] = field(default_factory=list)
+    # Per variant that does not record tensors inside subgraphs (ORT, TVM, TF graph/xla): how many of the
+    # catalogue's subgraph tensors it leaves out ("not tapped inside subgraphs"); absent when none.
+    untapped_subgraphs: dict[str, int] = field(default_factory=dict)
     # --isolate: per variant, the nodes that add the most error themselves, largest first:
     # {"tensor", "node", "op_type", "max_ulp", "max_rel", "max_abs"}.
     origins: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -96,6 +99,14 @@ class Report:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+    def untapped_subgraph_note(self, variant: str) -> str | None:
+        """What a view says of a variant that records no tensor inside subgraphs; None for one that does."""
+        count = self.untapped_subgraphs.get(variant)
+        if count is None:
+            return None
+        return (f"{variant}: not tapped inside subgraphs: {count} tensor{'s' if count != 1 else ''} (this variant "
+                "records no tensor inside If, Loop or Scan bodies; they are not compared for it)")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)

@@ -6,7 +6,9 @@ framework at import time: frameworks are imported in `open()`, inside the worker
 environment from `environment()` is in place.
 
 Tapping is one mechanism for every backend: the runner hands `open()` a model file whose graph outputs already
-include every tapped tensor, and `Session.run` returns every graph output by name.
+include every tapped tensor, and `Session.run` returns every graph output by name. Tensors inside subgraphs
+cannot be graph outputs: a backend whose `taps_subgraphs(options)` holds records those the copy's metadata
+lists and returns them beside the graph outputs.
 """
 from __future__ import annotations
 
@@ -61,6 +63,12 @@ class BackendBase:
 
     def validate(self, options: Mapping[str, Any]) -> None:
         return None
+
+    def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
+        """Whether a session with these options records the tensors inside subgraphs (If branches, Loop and
+        Scan bodies) that a tapped copy lists in its metadata (graph/subgraphs.py). Backends that run a tapped
+        copy's graph outputs only (ORT, TVM) cannot: the report says how many tensors they leave out."""
+        return False
 
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         return {}

@@ -23,6 +23,9 @@ class ReferenceBackend(BackendBase):
         from onnx.reference import ReferenceEvaluator
 
         model = onnx.load(model_path)
+        from ..graph.subgraphs import read_metadata
+
+        wanted = read_metadata(model)
         if options["dtype"] == "float64":
             from ..graph.promote import promote_float64
 
@@ -34,28 +37,77 @@ class ReferenceBackend(BackendBase):
             raise UnsupportedError(f"the onnx reference evaluator lacks an op: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnx.reference could not load the model: {type(exc).__name__}: {exc}") from None
+        evaluator.wanted = wanted or set()
         return ReferenceSession(evaluator, model, options, onnx.__version__)
+
+    def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
+        return True
 
 
 def _evaluator_class(base: type) -> type:
-    """onnx.reference's evaluator whose nodes name themselves when they fail: its error names no node, so each
-    node's kernel is wrapped to add the node's name, op type, opset and input types and shapes. Subgraph
-    evaluators (If, Loop, Scan bodies) are built with the same class, so a failure inside a body names the
-    body's node."""
+    """onnx.reference's evaluator, with two additions.
+
+    - Nodes name themselves when they fail: onnx.reference's errors name no node, so each node's kernel is
+      wrapped to add the node's name, op type, opset and input types and shapes.
+    - Subgraph tensors are recorded: If, Loop and Scan run their branches and bodies with evaluators built from
+      the same class; each such evaluator knows the node and attribute it belongs to, runs its graph keeping
+      every intermediate result, and records those the tapped copy asks for under their stable names
+      (graph/subgraphs.py) into the top evaluator's `recording`.
+    """
+    from ..graph import subgraphs
 
     class Evaluator(base):
+        recording: dict[str, Any] | None = None
+        wanted: set[str] = set()
+        path = ""
+        suffixes: tuple[tuple[str, ...], ...] = ((),)
+        owner: Any = None  # for a subgraph's evaluator: the evaluator of the graph holding its node
+        place: tuple[str, str, bool] = ("", "", False)  # node key, branch, whether the node is a loop
+        runs = 0  # runs of this body since its node started
+
         def _init(self) -> None:
             super()._init()
+            for index, node in enumerate(self.rt_nodes_):
+                inner = []
+                for a in node.onnx_node.attribute:
+                    sub = getattr(node, a.name, None) if a.HasField("g") else None
+                    if isinstance(sub, Evaluator):
+                        sub.owner = self
+                        sub.place = (subgraphs.node_key(node.onnx_node, index), subgraphs.branch_name(a.name),
+                                     node.onnx_node.op_type in subgraphs.LOOPS)
+                        inner.append(sub)
+                node.run = _named(node.run, node.onnx_node, self.opsets, inner)
+
+        def run(self, output_names: Any, feed_inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            owner = self.owner
+            if owner is None or owner.recording is None or args or kwargs.get("intermediate"):
+                return super().run(output_names, feed_inputs, *args, **kwargs)
+            key, branch, loop = self.place
+            self.recording, self.wanted = owner.recording, owner.wanted
+            self.path = f"{owner.path}{key}/{branch}/"
+            self.suffixes = owner.suffixes
+            if loop:
+                self.suffixes = tuple(subgraphs.extend(owner.suffixes, subgraphs.iteration_labels(self.runs)))
+                self.runs += 1
+            results = super().run(output_names, feed_inputs, intermediate=True, **kwargs)
             for node in self.rt_nodes_:
-                node.run = _named(node.run, node.onnx_node, self.opsets)
+                for name in node.onnx_node.output:
+                    if name and name in results:
+                        for labels in self.suffixes:
+                            tapped = self.path + name + subgraphs.suffix(labels)
+                            if tapped in self.wanted:
+                                self.recording[tapped] = results[name]
+            return [results[name] for name in (output_names or self.output_names)]
 
     return Evaluator
 
 
-def _named(run: Any, node: Any, opsets: Mapping[str, int]) -> Any:
+def _named(run: Any, node: Any, opsets: Mapping[str, int], inner: list[Any]) -> Any:
     from .common.executor import node_error
 
     def named_run(*args: Any, **kwargs: Any) -> Any:
+        for sub in inner:  # a loop body counts its iterations from 0 at each run of its node
+            sub.runs = 0
         try:
             return run(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure names its node
@@ -209,9 +261,15 @@ class ReferenceSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
         cast = {k: (v.astype(self._inputs[k]) if k in self._inputs and v.dtype != self._inputs[k] else v)
                 for k, v in feeds.items()}
-        values = self._evaluator.run(None, cast)
+        evaluator = self._evaluator
+        evaluator.recording = {} if evaluator.wanted else None
+        try:
+            values = evaluator.run(None, cast)
+            recorded = evaluator.recording or {}
+        finally:
+            evaluator.recording = None
         out: dict[str, Any] = {}
-        for name, value in zip(self._outputs, values):
+        for name, value in list(zip(self._outputs, values)) + list(recorded.items()):
             if value is None or isinstance(value, list):  # an empty optional, or a sequence: kept as they are
                 out[name] = value if value is None else [np.asarray(v) for v in value]
                 continue

@@ -3,7 +3,9 @@
 Rules enforced here, each with an error that says what to do:
 - the file exists, parses as a ModelProto and passes onnx.checker;
 - external data stays inside the model's folder (no absolute paths, no `..` escape, no symlink escape);
-- the catalogue lists every node output of the main graph in topological order, typed by shape inference.
+- the catalogue lists every node output of the main graph in topological order, typed by shape inference, and
+  every node output inside its subgraphs under a stable name (graph/subgraphs.py), before the node that holds
+  the subgraph.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from . import subgraphs
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class TensorInfo:
     shape: tuple[Any, ...] | None  # ints, dim names (str) or None per axis; None when rank is unknown
     elem_type: int | None  # onnx TensorProto element type; None when shape inference could not type it
     is_output: bool = False
+    # Inside a subgraph: where it lives (`If_0/then`, `Loop_3/body/If_1/else`); "" in the main graph. Its
+    # name is then the stable name of graph/subgraphs.py; only backends that record subgraph tensors give it.
+    scope: str = ""
 
     @property
     def dtype(self) -> str | None:
@@ -219,7 +225,18 @@ def _catalogue(model: Model) -> None:
     model.outputs = [o.name for o in graph.output]
     outputs = set(model.outputs)
     seen: set[str] = set()
-    for node in graph.node:
+    inner_types: dict[str, Any] = {}
+    for g in list(_all_graphs(graph))[1:]:
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            inner_types.setdefault(vi.name, vi.type)
+    for index, node in enumerate(graph.node):
+        for base, inner, out, loops in subgraphs.inside(node, index):
+            shape, elem = _shape_of(inner_types.get(out))
+            for name in subgraphs.names(base, loops):
+                if name not in seen:
+                    seen.add(name)
+                    model.tensors.append(TensorInfo(name, inner.op_type, inner.name, len(model.tensors), shape,
+                                                    elem, False, base[:-len(out) - 1]))
         for name in node.output:
             if not name or name in seen:
                 continue

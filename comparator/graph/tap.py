@@ -2,17 +2,21 @@
 
 Every variant runs two copies of the model: the untapped one (the numbers a deployment gets) and the tapped
 one, whose graph outputs are extended with every tapped tensor, each typed from shape inference. A tensor that
-shape inference could not type is not tapped (never given a made-up type) and the report says so.
+shape inference could not type is not tapped (never given a made-up type) and the report says so. Tensors
+inside subgraphs are no graph outputs: the tapped copy lists them in its metadata for the backends that record
+them (graph/subgraphs.py).
 """
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 
 from ..errors import UsageError
+from . import subgraphs
 from .model import Model, TensorInfo
 
 
@@ -23,7 +27,13 @@ class TapPlan:
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.tapped]
+        """The tapped tensors of the main graph: the tapped copy's extra graph outputs."""
+        return [t.name for t in self.tapped if not t.scope]
+
+    @property
+    def inside(self) -> list[str]:
+        """The tapped tensors inside subgraphs, recorded by the backends that can (see graph/subgraphs.py)."""
+        return [t.name for t in self.tapped if t.scope]
 
 
 def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
@@ -47,7 +57,7 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
         chosen.sort(key=lambda t: t.index)
     result = TapPlan([])
     for t in chosen:
-        if t.is_output or t.elem_type:
+        if t.is_output or t.elem_type or t.scope:  # subgraph tensors are recorded, not typed graph outputs
             result.tapped.append(t)
         else:
             result.skipped.append((t.name, "shape inference gave no element type"))
@@ -67,7 +77,12 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, P
     graph = tapped_proto.graph
     existing = {o.name for o in graph.output}
     types = {vi.name: vi for vi in graph.value_info}
+    if tap_plan.inside:
+        entry = tapped_proto.metadata_props.add()
+        entry.key, entry.value = subgraphs.METADATA_KEY, json.dumps(tap_plan.inside)
     for t in tap_plan.tapped:
+        if t.scope:
+            continue
         if t.name in existing:
             continue
         vi = graph.output.add()

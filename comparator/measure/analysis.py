@@ -24,7 +24,7 @@ def tensor_reports(catalogue: Iterable[TensorInfo], facts: Facts) -> list[Tensor
     reports = []
     for info in catalogue:
         tf = found.get(info.name)
-        if tf is None:
+        if tf is None or (info.scope and not tf.digests):  # a subgraph tensor nobody produced or recorded
             continue
         reports.append(TensorReport(info.name, info.op_type, info.node, info.index,
                                     None if info.shape is None else list(info.shape), info.dtype, info.is_output,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import partial
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,12 +242,15 @@ def _dtype_error(a: np.dtype, b: np.dtype, exc: Exception) -> dict[str, Any]:
 def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequence[VariantRun],
            reference: VariantRun, tolerance: metrics.Tolerance,
            tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None,
-           isolated: Sequence[VariantRun] = (), classes: Sequence[str] = ()) -> Facts:
+           isolated: Sequence[VariantRun] = (), classes: Sequence[str] = (),
+           blind: Collection[str] = ()) -> Facts:
     """Read every tensor of `catalogue` and every final output once; return what the analyses need.
 
     `tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules).
     `isolated`: runs of the isolated model (--isolate), compared with the reference's tapped values.
-    `classes`: the outputs that are class scores, whose top-1 class per row is kept."""
+    `classes`: the outputs that are class scores, whose top-1 class per row is kept.
+    `blind`: the variants that do not record tensors inside subgraphs: those tensors get no facts for them
+    (the report counts them instead); none at all when the reference is one of them."""
     facts = Facts(str(reference.variant), {str(r.variant): RunFacts(r) for r in runs})
     everyone = list(runs) + list(isolated)
     ok = [i for i, r in enumerate(runs) if r.ok]
@@ -262,7 +265,10 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
     for name, info in names:
         p = _Pass(everyone, name)
         if info is not None:
-            facts.tensors.append(_tensor(p, info, ref, ok, iso,
+            seeing = ok
+            if info.scope:  # inside a subgraph: only variants that record them, and only when the reference does
+                seeing = [] if str(runs[ref].variant) in blind else [i for i in ok if str(runs[i].variant) not in blind]
+            facts.tensors.append(_tensor(p, info, ref, seeing, iso if not info.scope else [],
                                          tolerance if tolerance_for is None else tolerance_for(info)))
         if name in outputs:
             _output(p, facts, name, ok, name in classes)
@@ -276,6 +282,8 @@ def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],
     tf = TensorFacts(info.name, kind)
     for i in ok:
         variant = str(p.runs[i].variant)
+        if info.scope and p.runs[i].path(kind, info.name) is None and p.runs[ref].path(kind, info.name) is None:
+            continue  # a branch neither ran (the If went the other way, the loop ran no iteration)
         if i != ref:
             tf.metrics[variant] = {}
             p.compare((ref, kind), (i, kind), tolerance, tf.metrics[variant].update)

@@ -193,6 +193,8 @@ def render_findings(report: Report, console: Any) -> None:
         console.print(f"bit-identical final outputs: {classes}")
     for name, why in report.skipped_taps:
         console.print(f"[dim]not tapped: {name} ({why})[/]")
+    for variant in report.untapped_subgraphs:
+        console.print(report.untapped_subgraph_note(variant), style="dim", markup=False, highlight=False)
     for line in oracle_lines(report, LISTED_DOUBTS) + broken_lines(report):
         console.print(line, style="yellow" if "agree on every" not in line else None, markup=False, highlight=False)
     verdict = verdict_text(report)

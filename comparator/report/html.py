@@ -135,6 +135,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     effects = [f"{n}: tapping changed its final outputs {observer_text(report, n)}; its intermediate "
                "tensors come from a differently fused graph" for n, e in report.observer_effect.items() if e]
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
+    notes += [str(report.untapped_subgraph_note(v)) for v in report.untapped_subgraphs]
     doubts = oracle_lines(report) + broken_lines(report)
     for head, items in (("Doubts", doubts), ("Observer effects", effects), ("Notes", notes)):
         if items:

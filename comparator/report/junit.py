@@ -60,6 +60,9 @@ def _system_out(report: Report, v: VariantReport) -> str:
     lines.extend(broken_lines(report, v.name))
     if report.observer_effect.get(v.name):
         lines.append(f"observer effect: tapping changed the final outputs {observer_text(report, v.name)}")
+    note = report.untapped_subgraph_note(v.name)
+    if note:
+        lines.append(note)
     d = report.determinism.get(v.name)
     if d:
         lines.append(f"{d.get('runs')} runs, {d.get('distinct_outputs')} distinct final output(s)")

@@ -6,7 +6,8 @@ atomically, last) says what happened. A worker that dies leaves no record: the p
 
 Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
 [...]}: the graph outputs of each file), feeds, out_dir, runs ("untapped", "tapped" or both, in that order),
-repeat (sessions per run kind, default 1).
+repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
+subgraphs).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -25,20 +26,33 @@ from ..fileio import read_json, write_json
 from .machine import environment_fingerprint
 
 
-def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path) -> dict[str, Any]:
-    """Run every sample; write each output as one .npy with a leading sample axis; return the manifest."""
+def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path,
+              optional: Collection[str] = ()) -> dict[str, Any]:
+    """Run every sample; write each output as one .npy with a leading sample axis; return the manifest.
+
+    `optional` names (tensors inside subgraphs) may be absent: a backend that does not record them, or a branch
+    that did not run. One that is not there for every sample with one shape is left out of the manifest."""
     samples = next(iter(feeds.values())).shape[0] if feeds else 1
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
+    dropped: set[str] = set()
     for s in range(samples):
         # `v[s, ...]` keeps a 0-d array for scalar inputs; `v[s]` would give a NumPy scalar, which ORT refuses.
         out = session.run({k: v[s, ...] for k, v in feeds.items()})
-        missing = [n for n in expected if n not in out]
+        missing = [n for n in expected if n not in out and n not in optional]
         if missing:
             raise BackendError(f"the backend returned no value for {missing[0]!r} "
                                f"({len(missing)} of {len(expected)} outputs missing)")
         for i, name in enumerate(expected):
+            if name in optional:
+                if name in dropped or (s > 0 and name not in arrays):
+                    continue
+                value = np.asarray(out[name]) if name in out else None
+                if value is None or (s > 0 and (value.shape != arrays[name].shape[1:]
+                                                or value.dtype != arrays[name].dtype)):
+                    dropped.add(name)
+                    continue
             value = np.asarray(out[name])
             if s == 0:
                 path = folder / f"{i:05d}.npy"
@@ -51,6 +65,11 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
                                    f"({arrays[name].shape[1:]} -> {value.shape})")
             arrays[name][s] = value
         del out
+    for name in dropped:
+        if name in arrays:
+            path = folder.parent / files.pop(name)["file"]
+            del arrays[name]
+            path.unlink(missing_ok=True)
     for arr in arrays.values():
         arr.flush()  # type: ignore[attr-defined]  # open_memmap returns a np.memmap
     return files
@@ -75,19 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         for kind in request.get("runs", ["untapped", "tapped"]):
             path = request["model"] if kind == "untapped" else request["tapped_model"]
             expected = request["outputs"][kind]
+            optional = set(request.get("optional", [])) if kind == "tapped" else set()
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
                 t0 = time.perf_counter()
                 session = backend.open(path, options)
                 t1 = time.perf_counter()
-                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag)
+                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)
                 t2 = time.perf_counter()
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
                 # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
                 for k in range(1, repeat if r == 0 else 1):
                     record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
-                                                                     out_dir / f"{kind}.same{k}")
+                                                                     out_dir / f"{kind}.same{k}", optional)
                 del session
     except InfercmpError as exc:
         record.update(status=getattr(exc, "status", "failed"), error=exc.message, hint=exc.hint)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ...errors import BackendError, InfercmpError, UnsupportedError
+from ...graph import subgraphs
 
 OpFn = Callable[["OpContext", list[Any], dict[str, Any]], Any]
 
@@ -29,9 +30,26 @@ class OpContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     # The values visible where the node runs: a subgraph (If/Loop/Scan body) may read any of them by name.
     scope: Mapping[str, Any] = field(default_factory=dict)
+    # Where the node lives, for recording subgraph tensors under their stable names (graph/subgraphs.py): its
+    # attributes (to name the branch a subgraph is), its position in its graph, the path of the graph holding it
+    # and the iteration labels of the loops around it; `runs` counts the runs of its loop body.
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    index: int = 0
+    path: str = ""
+    suffixes: tuple[tuple[str, ...], ...] = ((),)
+    runs: int = 0
 
     def run_subgraph(self, graph: Any, feeds: Mapping[str, Any]) -> list[Any]:
-        return self.executor.run_graph(graph, {**self.scope, **feeds})
+        executor = self.executor
+        if executor.recording is None:
+            return executor.run_graph(graph, {**self.scope, **feeds})
+        key = next((k for k, v in self.attrs.items() if v is graph), "body")
+        path = f"{self.path}{subgraphs.node_key(self.node, self.index)}/{subgraphs.branch_name(key)}/"
+        suffixes = self.suffixes
+        if self.node.op_type in subgraphs.LOOPS:
+            suffixes = tuple(subgraphs.extend(suffixes, subgraphs.iteration_labels(self.runs)))
+            self.runs += 1
+        return executor.run_graph(graph, {**self.scope, **feeds}, path=path, suffixes=suffixes)
 
 
 def unsupported_op(ctx: OpContext, framework: str, what: str) -> UnsupportedError:
@@ -168,6 +186,7 @@ class _Step:
     # Names copied out of the protobuf once: reading node.input on every run costs more than most kernels.
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    index: int = 0  # position in its graph
 
 
 class GraphExecutor:
@@ -195,6 +214,10 @@ class GraphExecutor:
                                    "compare with the ort or ref backends, or add the op to the op table")
         self.outputs = [o.name for o in model.graph.output]
         self.inputs = [i.name for i in model.graph.input if i.name not in self.constants]
+        # The subgraph tensors a tapped copy asks for (None: none, or a session that cannot record them, such
+        # as a traced one, sets it to None); `recording` holds them during one run.
+        self.wanted: set[str] | None = subgraphs.read_metadata(model)
+        self.recording: dict[str, Any] | None = None
 
     def _missing(self, graph: Any) -> set[tuple[str, int]]:
         missing = set()
@@ -214,13 +237,13 @@ class GraphExecutor:
         key = id(graph)
         if key not in self._plans:
             steps = []
-            for node in graph.node:
+            for index, node in enumerate(graph.node):
                 domain = _domain(node.domain)
                 opset = self.opsets.get(domain, 1)
                 fn = self.table.lookup(node.op_type, opset, domain)
                 assert fn is not None  # checked in __init__
                 steps.append(_Step(node, fn, _attributes(node, opset, domain), opset, tuple(node.input),
-                                   tuple(node.output)))
+                                   tuple(node.output), index))
             self._plans[key] = (graph, steps, tuple((t.name, t) for t in graph.initializer),
                                 tuple(o.name for o in graph.output))
         return self._plans[key]
@@ -242,11 +265,22 @@ class GraphExecutor:
                         self.tensor_attributes(g)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        values = self.run_graph(self.graph, feeds, keep_all=False)
-        return dict(zip(self.outputs, values))
+        """Every graph output by name; with `wanted`, the subgraph tensors recorded too (those that ran)."""
+        if not self.wanted:
+            return dict(zip(self.outputs, self.run_graph(self.graph, feeds, keep_all=False)))
+        recorded: dict[str, Any] = {}
+        self.recording = recorded
+        try:
+            values = self.run_graph(self.graph, feeds, keep_all=False)
+        finally:
+            self.recording = None
+        recorded.update(zip(self.outputs, values))
+        return recorded
 
-    def run_graph(self, graph: Any, feeds: Mapping[str, Any], keep_all: bool = False) -> list[Any]:
-        """Run `graph` (the main graph or a subgraph, which also sees the enclosing scope through feeds)."""
+    def run_graph(self, graph: Any, feeds: Mapping[str, Any], keep_all: bool = False, path: str = "",
+                  suffixes: tuple[tuple[str, ...], ...] = ((),)) -> list[Any]:
+        """Run `graph` (the main graph or a subgraph, which also sees the enclosing scope through feeds). `path`
+        and `suffixes` place a subgraph for recording its tensors (see OpContext)."""
         from onnx import numpy_helper
 
         _, steps, initializers, outputs = self._plan(graph)
@@ -257,7 +291,7 @@ class GraphExecutor:
                 env[name] = self.to_tensor(numpy_helper.to_array(t))
         for step in steps:
             args = [env[name] if name else None for name in step.inputs]
-            ctx = OpContext(step.node, step.opset, self, self.options, env)
+            ctx = OpContext(step.node, step.opset, self, self.options, env, step.attrs, step.index, path, suffixes)
             try:
                 result = step.fn(ctx, args, step.attrs)
             except Exception as exc:  # noqa: BLE001 - every failure names its node
@@ -269,4 +303,10 @@ class GraphExecutor:
             for name, value in zip(step.outputs, results):
                 if name:
                     env[name] = value
+            if path and self.recording is not None and self.wanted:
+                for name, value in zip(step.outputs, results):
+                    for labels in suffixes:
+                        key = path + name + subgraphs.suffix(labels)
+                        if key in self.wanted:
+                            self.recording[key] = value
         return [env[name] for name in outputs]

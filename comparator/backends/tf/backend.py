@@ -53,6 +53,9 @@ class TfBackend(BackendBase):
                "for Ampere and newer)", ("default", "on", "off")),
     )
 
+    def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
+        return options["mode"] == "eager"  # graph and xla trace one function: nothing inside leaves it
+
     def validate(self, options: Mapping[str, Any]) -> None:
         if options["device"] != "gpu" and options["tf32"] != "default":
             raise UsageError("tf option tf32 applies only to device=gpu", "add :device=gpu or drop tf32")
@@ -201,6 +204,7 @@ class TfSession:
         self._traces = 0
         self._function: Any = None
         if self._mode != "eager":
+            executor.wanted = None  # a traced walk records no subgraph tensors (taps_subgraphs says so)
             self._function = tf.function(self._walk, jit_compile=self._mode == "xla", autograph=False,
                                          reduce_retracing=False)
         self._info = _provenance(tf, options, device)

@@ -46,6 +46,9 @@ class TorchBackend(BackendBase):
         Option("tf32", bool, False, "CUDA: allow TF32 in cuDNN convolutions and cuBLAS matmuls"),
     )
 
+    def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
+        return options["compile"] == "eager"
+
     def validate(self, options: Mapping[str, Any]) -> None:
         if options["device"] != "cuda":
             for key in CUDA_ONLY:
@@ -218,6 +221,7 @@ class TorchSession:
             self._outputs[vi.name] = np_dtype_of(DTYPES[elem]) if elem in DTYPES else None
         self._run: Callable[[dict[str, Any]], dict[str, Any]] = executor.run
         if options["compile"] == "inductor":
+            executor.wanted = None  # a compiled walk records no subgraph tensors (taps_subgraphs says so)
             self._run = torch.compile(executor.run, backend="inductor")
         info: dict[str, Any] = {
             "backend": "torch", "torch": torch.__version__, "onnx": onnx.__version__,
@@ -278,6 +282,9 @@ class TorchSession:
             if want is not None and isinstance(arr, np.ndarray) and arr.dtype != want:
                 arr = arr.astype(want)
             out[name] = arr
+        for name, value in values.items():  # recorded subgraph tensors
+            if name not in out:
+                out[name] = to_numpy(value)
         return out
 
     def _tensor(self, value: Any, want: Any) -> Any:
