@@ -250,7 +250,11 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
                   for r in runs],
         tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
         inputs=feed_info)
-    report.untapped_subgraphs = {name: len(plan.inside) for name in sorted(blind, key=list(facts.runs).index)}
+    # What a blind variant misses: the subgraph tensors the reference recorded (an untaken If branch produces
+    # none), or every planned one when the reference is blind too.
+    inside = set(plan.inside)
+    missed = len(plan.inside) if str(ref) in blind else sum(t.name in inside for t in report.tensors)
+    report.untapped_subgraphs = {name: missed for name in sorted(blind, key=list(facts.runs).index)}
     ref_facts = facts.runs[str(ref)]
     for name, rf in facts.runs.items():
         if not rf.ok:
