@@ -93,3 +93,21 @@ def test_softmax_family_per_opset(tmp_path, op, opset, axis, shape):
         ax = (1 if axis is None else axis) % len(shape)
         sums = y.reshape(*shape[:ax], -1).sum(axis=-1) if opset < 13 else y.sum(axis=ax)
         np.testing.assert_allclose(sums, 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("op, attrs, opset", [("HardSwish", {}, 14), ("Gelu", {}, 20),
+                                              ("Gelu", {"approximate": "tanh"}, 20)])
+def test_function_ops_keep_float64_precision(tmp_path, op, attrs, opset):
+    # onnx.reference expands these through function bodies whose constants are float32 (1/6, sqrt(2)): in float64
+    # that was 2e-8 off torch's float64. Now the two float64 oracles agree to float64 rounding.
+    import onnx
+
+    x = (RNG.normal(size=(4, 16)) * 3).astype(np.float64)
+    model = make_model([helper.make_node(op, ["x"], ["y"], name="f", **attrs)], [vi("x", T.DOUBLE, [4, 16])],
+                       [vi("y", T.DOUBLE, [4, 16])], opset=opset, ir_version=9)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    ref, torch_ = (run(v, tmp_path / "m.onnx", {"x": x})["y"] for v in ("ref", "torch"))
+    np.testing.assert_allclose(ref, torch_, rtol=1e-14, atol=1e-15)
+    agree(tmp_path, make_model([helper.make_node(op, ["x"], ["y"], name="f", **attrs)],
+                               [vi("x", T.FLOAT, [4, 16])], [vi("y", T.FLOAT, [4, 16])], opset=opset, ir_version=9),
+          {"x": x.astype(np.float32)}, "y", atol=1e-6)

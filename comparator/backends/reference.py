@@ -135,6 +135,10 @@ def _kernels(opset: int) -> list[type]:
       axes are every axis after the channel axis, whatever the rank.
     - GatherElements: onnx.reference's np.choose fails once the gathered axis is longer than 64 (NumPy's limit
       of choices); take_along_axis has no such limit.
+    - HardSwish and Gelu: onnx.reference expands their function bodies, whose constants (1/6, sqrt(2),
+      sqrt(2/pi)) are float attributes, so a float64 model computes with float32-rounded constants (2e-8 off, a
+      disagreement with torch's float64); these compute in the input's type with the constants rounded once to
+      it, which for float32 is what the function bodies do.
     - Softmax, LogSoftmax and Hardmax before opset 13: onnx.reference applies opset 13's rule (one axis,
       default -1) to every opset; the older ones coerce the input to 2-D at `axis` (default 1) and normalise
       over everything after it, so a Softmax over [1, 1000, 1, 1] is a distribution, not all ones.
@@ -151,7 +155,7 @@ def _kernels(opset: int) -> list[type]:
         def _run(self, x):  # noqa: ANN001, ANN202
             return (erf(x).astype(x.dtype, copy=False),)
 
-    kernels: list[type] = [Erf, _global_max_pool(), _gather_elements()]
+    kernels: list[type] = [Erf, _global_max_pool(), _gather_elements(), *_exact_constants(erf)]
     if 7 <= opset < 14:
         kernels.append(_batch_normalization())
     if opset < 13:
@@ -179,6 +183,34 @@ def _batch_normalization() -> type:
             return super()._run(x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum)
 
     return BatchNormalization
+
+
+def _exact_constants(erf: Any) -> list[type]:
+    """HardSwish and Gelu with their constants in the input's own type (see _kernels)."""
+    import math
+
+    from onnx.reference.ops._op import OpRunUnaryNum
+
+    class HardSwish(OpRunUnaryNum):
+        op_domain = ""
+
+        def _run(self, x):  # noqa: ANN001, ANN202
+            t = x.dtype.type
+            return ((x * np.clip(x * (t(1) / t(6)) + t(0.5), 0, 1)).astype(x.dtype, copy=False),)
+
+    class Gelu(OpRunUnaryNum):
+        op_domain = ""
+
+        def _run(self, x, approximate=None):  # noqa: ANN001, ANN202
+            t = x.dtype.type
+            approximate = approximate or getattr(self, "approximate", None) or "none"
+            if approximate in ("tanh", b"tanh"):
+                inner = t(math.sqrt(2 / math.pi)) * (x + t(0.044715) * x * x * x)
+                return ((t(0.5) * x * (t(1) + np.tanh(inner))).astype(x.dtype, copy=False),)
+            scaled = erf(x / t(math.sqrt(2))).astype(x.dtype, copy=False)
+            return ((t(0.5) * x * (t(1) + scaled)).astype(x.dtype, copy=False),)
+
+    return [HardSwish, Gelu]
 
 
 def _coerced_2d() -> list[type]:
