@@ -201,3 +201,20 @@ def test_qdq_conv_runs_on_every_float64_oracle(tmp_path):
         ("ref:dtype=float64", "ok"), ("torch:dtype=float64", "ok"), ("ref", "ok"), ("ort:opt=disable", "ok")]
     assert ["ref:dtype=float64", "torch:dtype=float64"] in report.equivalence_classes
     assert report.tensor("y").metrics["torch:dtype=float64"]["bit_identical"]
+
+
+def test_constant_of_shape_default_and_sequence_types_are_promoted():
+    # ConstantOfShape without `value` makes float32 zeros; a sequence input's tensors are typed inside the sequence.
+    seq = helper.make_tensor_sequence_value_info("s", T.FLOAT, [3])
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["z"], name="zeros"),
+             helper.make_node("SequenceAt", ["s", "zero"], ["first"], name="at"),
+             helper.make_node("Add", ["z", "first"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [seq], [vi("y", T.FLOAT, [3])],
+                              [const("shape", np.array([3], np.int64)), const("zero", np.array(0, np.int64))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    promoted = promote_float64(model)
+    zeros = next(n for n in promoted.graph.node if n.op_type == "ConstantOfShape")
+    assert numpy_helper.to_array(zeros.attribute[0].t).dtype == np.float64
+    assert promoted.graph.input[0].type.sequence_type.elem_type.tensor_type.elem_type == T.DOUBLE
+    feeds = {"s": [np.arange(3, dtype=np.float64)]}
+    assert ReferenceEvaluator(promoted).run(None, feeds)[0].dtype == np.float64

@@ -276,23 +276,30 @@ def _gather_elements() -> type:
     return GatherElements
 
 
+def _cast(value: Any, dtype: Any) -> Any:
+    """A feed in the input's declared element type (every tensor of a sequence feed)."""
+    if isinstance(value, list):
+        return [_cast(v, dtype) for v in value]
+    return value.astype(dtype) if value.dtype != dtype else value
+
+
 class ReferenceSession:
     def __init__(self, evaluator: Any, model: Any, options: Mapping[str, Any], version: str):
         import onnx
 
         self._evaluator = evaluator
-        self._inputs = {}
+        self._inputs = {}  # input -> the element type a feed is cast to (a sequence's tensors each)
         for vi in model.graph.input:
-            if vi.type.WhichOneof("value") == "tensor_type":
-                self._inputs[vi.name] = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            tp = vi.type.sequence_type.elem_type if vi.type.WhichOneof("value") == "sequence_type" else vi.type
+            if tp.WhichOneof("value") == "tensor_type" and tp.tensor_type.elem_type:
+                self._inputs[vi.name] = onnx.helper.tensor_dtype_to_np_dtype(tp.tensor_type.elem_type)
         self._outputs = [o.name for o in model.graph.output]
         self._dtypes = {o.name: onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
                         for o in model.graph.output if o.type.tensor_type.elem_type}
         self._info = {"backend": "onnx.reference", "onnx": version, "dtype": options["dtype"]}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        cast = {k: (v.astype(self._inputs[k]) if k in self._inputs and v.dtype != self._inputs[k] else v)
-                for k, v in feeds.items()}
+        cast = {k: _cast(v, self._inputs[k]) if k in self._inputs else v for k, v in feeds.items()}
         evaluator = self._evaluator
         evaluator.recording = {} if evaluator.wanted else None
         try:

@@ -1,7 +1,8 @@
 """Rewrite a model to compute in float64: the oracle that tells which variant is closer to exact math.
 
-Float initializers, graph inputs/outputs/value_info, Constant and ConstantOfShape values, Cast targets and
-`dtype` attributes of float type (float32, float16, bfloat16) become float64, in subgraphs too. Integer and
+Float initializers, graph inputs/outputs/value_info (sequences and optionals of float tensors too), Constant and
+ConstantOfShape values (ConstantOfShape's default float32 zero included), Cast targets and `dtype` attributes of
+float type (float32, float16, bfloat16) become float64, in subgraphs too. Integer and
 boolean tensors are untouched. Quantization ops keep their float scales (the spec allows no float64 there) and
 compute as the model says: a Cast to the scale's type feeds each quantizer, and a Cast to float64 follows each
 DequantizeLinear, so the float64 part of the graph meets them at well-typed borders.
@@ -41,10 +42,20 @@ def _tensor(t: Any) -> None:
 
 
 def _value_info(vi: Any) -> None:
-    if vi.type.WhichOneof("value") == "tensor_type" and vi.type.tensor_type.elem_type in _float_types():
-        import onnx
+    _type(vi.type)
 
-        vi.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+
+def _type(tp: Any) -> None:
+    """A float tensor type, or a sequence or optional of one, becomes float64."""
+    import onnx
+
+    kind = tp.WhichOneof("value")
+    if kind == "tensor_type" and tp.tensor_type.elem_type in _float_types():
+        tp.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    elif kind == "sequence_type":
+        _type(tp.sequence_type.elem_type)
+    elif kind == "optional_type":
+        _type(tp.optional_type.elem_type)
 
 
 def _graph(graph: Any) -> None:
@@ -70,6 +81,11 @@ def _graph(graph: Any) -> None:
                     _graph(g)
             elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT and attr.i in _float_types():
                 attr.i = onnx.TensorProto.DOUBLE
+        if node.op_type == "ConstantOfShape" and not node.attribute:  # the default value is a float32 zero
+            import numpy as np
+            from onnx import numpy_helper
+
+            node.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(np.zeros(1))))
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name in ("value_float", "value_floats"):
             import numpy as np
             from onnx import numpy_helper
