@@ -55,7 +55,7 @@ def _conv_nd(x: Any, w: Any, strides: list[int], dilations: list[int], pads: lis
     if nd == 3:
         filt = tf.transpose(w, [2, 3, 4, 1, 0])
         xp = _pad_last(x, pads)
-        def conv(xi, fi):
+        def conv(xi: Any, fi: Any) -> Any:
             return tf.nn.conv3d(xi, fi, [1, *strides, 1], "VALID", dilations=[1, *dilations, 1])
         return conv(xp, filt) if group == 1 else _per_group(conv, xp, filt, group)
     raise ValueError(f"{nd}-D convolution")

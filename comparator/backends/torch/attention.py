@@ -19,7 +19,7 @@ def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], n, -1).transpose(1, 2)
 
 
-def _frontier(bias: torch.Tensor, offset, allowed_fn: shapes.Rule | None) -> torch.Tensor:
+def _frontier(bias: torch.Tensor, offset: Any, allowed_fn: shapes.Rule | None) -> torch.Tensor:
     """Add -inf where `allowed_fn(i + offset, j)` is false; a per-batch offset adds a batch axis."""
     if allowed_fn is None:
         return bias

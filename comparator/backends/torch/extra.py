@@ -3,16 +3,17 @@ preview training optimizers."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..common.executor import OpContext
+from ..common.executor import OpContext, OpFn
 from .table import arg, axis_of, const, dtype, ints, op, unsupported
 
 
-def _window(fn):
+def _window(fn: Callable[..., Any]) -> OpFn:
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         n = int(inputs[0].reshape(-1)[0])
         denom = n if attrs.get("periodic", 1) else n - 1

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ...errors import UnsupportedError
 from ..common import pool
-from ..common.executor import OpContext
+from ..common.executor import OpContext, OpFn
 from .conv import _CONV, _pad_input
 from .table import arg, axis_of, op, unsupported, wants, widen
 
@@ -83,7 +83,8 @@ def average_pool(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> An
     return _window_sum(x, kernel, strides, dilations, pads, extra, include, mean=True)
 
 
-def _window_sum(x: torch.Tensor, kernel, strides, dilations, pads, extra, include: bool,
+def _window_sum(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+                pads: Sequence[tuple[int, int]], extra: Sequence[int], include: bool,
                 mean: bool) -> torch.Tensor:
     """Pooling as a depthwise convolution with a ones kernel: any padding, dilation and ceil mode."""
     n, c = x.dim() - 2, x.shape[1]
@@ -241,7 +242,7 @@ def lp_norm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     return torch.where(norm == 0, torch.zeros_like(x), x / norm)
 
 
-def _coerced(fn):
+def _coerced(fn: Callable[..., Any]) -> OpFn:
     """Softmax family: before opset 13 the input is flattened to 2-D at `axis` (default 1)."""
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         x = inputs[0]

@@ -95,7 +95,7 @@ def dynamic_quantize_linear(ctx: OpContext, inputs: list[Any], attrs: dict[str, 
     return [y.to(torch.uint8), scale, zp.to(torch.uint8)]
 
 
-def _requantize(acc: torch.Tensor, factor: torch.Tensor, zp, like: torch.Tensor) -> torch.Tensor:
+def _requantize(acc: torch.Tensor, factor: torch.Tensor, zp: Any, like: torch.Tensor) -> torch.Tensor:
     out = zp.dtype if zp is not None else like.dtype
     d = acc.to(torch.float64) * factor.to(torch.float64)
     if zp is not None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..common.executor import OpContext
+from ..common.executor import OpContext, OpFn
 from .table import arg, axis_of, ints, op, wants, widen
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -129,7 +129,7 @@ def softmax_cross_entropy(ctx: OpContext, inputs: list[Any], attrs: dict[str, An
     return [loss, logp] if wants(ctx, 1) else loss
 
 
-def _cumulative(fn):
+def _cumulative(fn: Callable[..., Any]) -> OpFn:
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         x, ax = widen(inputs[0]), axis_of(int(inputs[1].item()), inputs[0].dim())
         if attrs.get("reverse"):
@@ -160,7 +160,7 @@ def topk(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     return [values.narrow(ax, 0, k).to(x.dtype), idx.narrow(ax, 0, k)]
 
 
-def _arg(fn):
+def _arg(fn: Callable[..., Any]) -> OpFn:
     def run(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         x = widen(inputs[0])
         ax = axis_of(attrs.get("axis", 0), x.dim())

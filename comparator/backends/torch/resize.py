@@ -40,7 +40,8 @@ def _coeffs(attrs: dict[str, Any], ratio: float, scale: float) -> np.ndarray:
     return c / c.sum() if aa else c
 
 
-def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict[str, Any], roi) -> torch.Tensor:
+def _resize_axis(x: torch.Tensor, ax: int, scale: float, n_out: int, attrs: dict[str, Any],
+                 roi: Any) -> torch.Tensor:
     n_in = x.shape[ax]
     src, outside = source_coordinates(attrs["coordinate_transformation_mode"], n_in, n_out, scale, roi)
     work = x if x.is_floating_point() else x.double()
@@ -105,7 +106,8 @@ def _torch_mode(attrs: dict[str, Any], dims: list[int], rank: int, sizes_given: 
     return None
 
 
-def _resize(ctx: OpContext, x: torch.Tensor, roi, scales, sizes, attrs: dict[str, Any]) -> torch.Tensor:
+def _resize(ctx: OpContext, x: torch.Tensor, roi: Any, scales: Any, sizes: Any,
+            attrs: dict[str, Any]) -> torch.Tensor:
     r = x.dim()
     axes = [axis_of(v, r) for v in (attrs.get("axes") or range(r))]
     sc, out = output_geometry(list(x.shape), axes, scales, sizes, attrs.get("keep_aspect_ratio_policy", "stretch"))
@@ -131,7 +133,7 @@ def _resize(ctx: OpContext, x: torch.Tensor, roi, scales, sizes, attrs: dict[str
     return x
 
 
-def _floats(t) -> list[float] | None:
+def _floats(t: Any) -> list[float] | None:
     return None if t is None or t.numel() == 0 else [float(v) for v in t.reshape(-1).tolist()]
 
 

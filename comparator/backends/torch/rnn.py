@@ -57,7 +57,8 @@ def _reverse_within(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 0, idx)
 
 
-def _scan(xw: torch.Tensor, states: list[torch.Tensor], step, lens: torch.Tensor | None,
+def _scan(xw: torch.Tensor, states: list[torch.Tensor], step: Callable[..., list[torch.Tensor]],
+          lens: torch.Tensor | None,
           reverse: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Run `step(xw_t, states) -> states` over time; states[0] is the output. Padded steps keep the state
     and output zeros."""
@@ -125,7 +126,8 @@ def lstm(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         xw = torch.matmul(x, w[d].T) + wb + rb
         pi, po, pf = (p[d].split(hidden) if p is not None else (None, None, None))
 
-        def step(xw_t, states, d=d, f=f, g=g, h=h, pi=pi, po=po, pf=pf):
+        def step(xw_t: torch.Tensor, states: list[torch.Tensor], d: int = d, f: Any = f, g: Any = g, h: Any = h,
+                 pi: Any = pi, po: Any = po, pf: Any = pf) -> list[torch.Tensor]:
             h_prev, c_prev = states
             gi, go, gf, gc = (xw_t + torch.matmul(h_prev, r[d].T)).split(hidden, dim=-1)
             i = f(clip(gi + pi * c_prev if pi is not None else gi))
@@ -153,7 +155,8 @@ def gru(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         rbz, rbr, rbh = rb.split(hidden)
         xw = torch.matmul(x, w[d].T) + wb
 
-        def step(xw_t, states, f=f, g=g, rz=rz, rr=rr, rh=rh, rbz=rbz, rbr=rbr, rbh=rbh):
+        def step(xw_t: torch.Tensor, states: list[torch.Tensor], f: Any = f, g: Any = g, rz: Any = rz,
+                 rr: Any = rr, rh: Any = rh, rbz: Any = rbz, rbr: Any = rbr, rbh: Any = rbh) -> list[torch.Tensor]:
             h_prev = states[0]
             xz, xr, xh = xw_t.split(hidden, dim=-1)
             z = f(clip(xz + torch.matmul(h_prev, rz.T) + rbz))
@@ -180,7 +183,7 @@ def rnn(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         wb, rb = b[d].split(hidden)
         xw = torch.matmul(x, w[d].T) + wb + rb
 
-        def step(xw_t, states, d=d, f=f):
+        def step(xw_t: torch.Tensor, states: list[torch.Tensor], d: int = d, f: Any = f) -> list[torch.Tensor]:
             return [f(clip(xw_t + torch.matmul(states[0], r[d].T)))]
 
         y, states = _scan(xw, [h0[d]], step, lens, d == 1 or attrs["direction"] == "reverse")
