@@ -271,8 +271,8 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
             report.observer_effect[name] = effect
             if detail:
                 report.observer_detail[name] = detail
-    if reference.ok and str(ref) in analysis.ORACLES:
-        other = analysis.ORACLES[1 - analysis.ORACLES.index(str(ref))]
+    other = analysis.other_oracle(str(ref))
+    if reference.ok and other is not None:
         if facts.runs.get(other) is not None and facts.runs[other].ok:
             report.oracle = {"variants": [str(ref), other],
                              "disagreements": analysis.oracle_disagreements(report.tensors, str(ref))}

@@ -193,12 +193,17 @@ ORACLE_SNR_DB = 200.0
 FAR_BEYOND = 1000
 
 
+def other_oracle(reference: str) -> str | None:
+    """The float64 oracle that checks `reference`, when the reference is one of the two."""
+    return ORACLES[1 - ORACLES.index(reference)] if reference in ORACLES else None
+
+
 def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> list[dict[str, Any]]:
     """Tensors where the two float64 oracles disagree beyond float64 noise, in graph order; empty unless the
     reference is one oracle and the other is among the variants."""
-    if reference not in ORACLES:
+    other = other_oracle(reference)
+    if other is None:
         return []
-    other = ORACLES[1 - ORACLES.index(reference)]
     found = []
     for t in tensors:
         m = t.metrics.get(other)
