@@ -83,7 +83,7 @@ def verdict_text(report: Report) -> str:
         return text
     doubts = [f"{v}'s middle deviates by more than 1,000x the tolerance from {b['first']}"
               for v, b in report.broken_middle.items()]
-    found = report.oracle.get("disagreements") if report.oracle else None
+    found = report.oracle.get("disagreements")
     if found:
         doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
     return text + (", but " + "; ".join(doubts) if doubts else "")
