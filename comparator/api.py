@@ -17,7 +17,8 @@ from .graph import inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
 from .fileio import save_npz
 from .measure.facts import Facts, gather
-from .measure.metrics import Tolerance
+from .measure import kernel
+from .measure.metrics import Accumulator, Tolerance
 from .result import Report, VariantReport
 from .run.record import VariantRun
 from .run.runner import run_all
@@ -89,6 +90,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         raise UsageError("--repeat must be >= 1")
     jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
     folder.mkdir(parents=True, exist_ok=True)
+    if any(_elements(t.shape) >= Accumulator.KERNEL_MIN for t in plan.tapped):
+        kernel.warm_in_background()
     untapped, tapped = tap.write_copies(loaded, plan, folder)
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)
@@ -105,6 +108,14 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
     runs = _run(jobs_list, resolved, timeout, jobs, progress)
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
+
+
+def _elements(shape: tuple[Any, ...] | None) -> int:
+    """Elements per sample of a tensor of this shape (dynamic or unknown dims count 1)."""
+    n = 1
+    for d in shape or ():
+        n *= d if isinstance(d, int) else 1
+    return n
 
 
 def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,

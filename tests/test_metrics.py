@@ -20,6 +20,16 @@ LAYOUT = {
 FLOATS = list(LAYOUT)
 
 
+@pytest.fixture(autouse=True, params=["numpy", "kernel"])
+def path(request, monkeypatch):
+    """Every test runs twice: float32/float64 pairs through the NumPy path, then through the fused kernel."""
+    if request.param == "kernel":
+        from comparator.measure import kernel
+        assert kernel.available(), "the fused metrics kernel (Numba) must be available"
+    monkeypatch.setattr(Accumulator, "KERNEL_MIN", 1 if request.param == "kernel" else 1 << 62)
+    return request.param
+
+
 def from_bits(dt, bits):
     """Array of dtype dt with the given raw bit patterns."""
     return np.array(bits, dtype=LAYOUT[np.dtype(dt)][0]).view(dt)

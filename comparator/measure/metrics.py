@@ -32,7 +32,9 @@ Rules
   max_rel = max |ref - got| / |ref| over the same elements, 0/0 = 0 and x/0 = inf for x > 0.
 * cosine (both-finite elements, float64): dot/(|a||b|); both all-zero -> 1.0; one -> 0.0.
   snr_db = 10*log10(sum(ref^2) / sum((ref-got)^2)); zero error -> inf; zero signal and
-  nonzero error -> -inf. Sums are float64 per chunk, so chunking changes them only by rounding.
+  nonzero error -> -inf. Both are NaN when a sum of squares overflows float64 (values beyond ~1e154).
+  Sums are float64 front to back per chunk (metrics.seq_sum), so chunking changes
+  them only by rounding.
 * nan_mismatch: exactly one side NaN. inf_mismatch: neither side NaN, at least one infinite,
   and they differ (+inf vs -inf, inf vs finite).
 * Tolerance: an element passes if both are NaN, or both finite and |ref-got| <= atol +
@@ -46,6 +48,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kernel
 
 FIELDS: tuple[str, ...] = ("bit_identical", "identical_fraction", "max_abs", "mean_abs", "max_rel",
                            "max_ulp", "p99_ulp", "cosine", "snr_db", "nan_mismatch", "inf_mismatch")
@@ -150,8 +154,20 @@ class Tolerance:
         return ok
 
 
+def seq_sum(x: np.ndarray) -> float:
+    """Sum of a float64 vector front to back (np.cumsum adds in order; np.sum does not): the kernel's order, so
+    both paths round every sum the same way."""
+    return float(np.cumsum(x)[-1]) if x.size else 0.0
+
+
 class Accumulator:
-    """Streams chunk pairs of one tensor pair; memory is O(chunk)."""
+    """Streams chunk pairs of one tensor pair; memory is O(chunk).
+
+    float32/float64 pairs of at least `KERNEL_MIN` elements go through the fused kernel (measure/kernel.py) when
+    Numba is installed; everything else through NumPy. Both update the same state the same way: results are
+    bit-identical whichever path a chunk takes."""
+
+    KERNEL_MIN = 1 << 14  # smaller chunks: NumPy is as fast, and small models never import Numba
 
     def __init__(self, ref_dtype: np.dtype, got_dtype: np.dtype, tolerance: Tolerance | None = None):
         self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
@@ -169,12 +185,13 @@ class Accumulator:
             self.ulp_dtype = self.ref_dtype.name if same else self._int.name
         else:
             self.ulp_dtype = None
-        self.count = self.identical = self.nan_mismatch = self.inf_mismatch = self.violations = 0
-        self.n_finite = self.n_ulp = self.max_ulp = 0
-        self.max_abs = self.sum_abs = self.max_rel = 0.0
-        self.dot = self.ss_ref = self.ss_got = self.ss_err = 0.0
+        self.count = 0
+        self._fsum = np.zeros(7, np.float64)   # max_abs, max_rel, sum |err|, sum ref*got, sum ref^2, got^2, err^2
+        self._counts = np.zeros(6, np.int64)   # identical, nan_mismatch, inf_mismatch, n_finite, violations, n_ulp
+        self._top = np.zeros(1, np.uint64)     # max_ulp
         self._small = np.zeros(_SMALL, np.int64)
         self._big = np.zeros(_NBIG, np.int64)
+        self._fused = kernel.supports(self.ref_dtype, self.got_dtype)
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
         ref, got = np.asarray(ref).reshape(-1), np.asarray(got).reshape(-1)
@@ -182,8 +199,28 @@ class Accumulator:
             raise TypeError(f"chunk dtypes {ref.dtype}/{got.dtype}, declared {self.ref_dtype}/{self.got_dtype}")
         if ref.size != got.size:
             raise ValueError(f"chunk lengths differ: {ref.size} vs {got.size}")
+        self.count += ref.size
+        if self._fused and ref.size >= self.KERNEL_MIN and self._kernel(ref, got):
+            return
         with np.errstate(all="ignore"):
             self._update(ref, got)
+
+    def _kernel(self, ref: np.ndarray, got: np.ndarray) -> bool:
+        if not kernel.available():
+            self._fused = False
+            return False
+        t = self.tolerance
+        ref, got = np.ascontiguousarray(ref), np.ascontiguousarray(got)
+        if ref.dtype == got.dtype and t.atol >= 0 and t.rtol >= 0 and kernel.same_bits(ref, got):
+            kernel.run_identical(ref, self._small, self._fsum, self._counts)
+            return True
+        big = np.empty(ref.size, np.uint64)
+        n = kernel.run(ref, got, self._narrow == np.float32,
+                       float(t.atol), float(t.rtol), t.max_ulp, self._small, self._fsum, self._counts, self._top,
+                       big)
+        if n:
+            self._bucket(big[:n])
+        return True
 
     def _update(self, ref: np.ndarray, got: np.ndarray) -> None:
         r64, g64 = ref.astype(np.float64), got.astype(np.float64)
@@ -204,42 +241,41 @@ class Accumulator:
             incl = None
         else:
             same = (r64.view(np.uint64) == g64.view(np.uint64)) | (nr & ng)
-        self.count += ref.size
-        self.identical += int(np.count_nonzero(same))
-        self.nan_mismatch += int(np.count_nonzero(nr ^ ng))
-        self.inf_mismatch += int(np.count_nonzero(
-            ~(nr | ng) & (np.isinf(r64) | np.isinf(g64)) & (r64 != g64)))
+        c = self._counts
+        c[0] += np.count_nonzero(same)
+        c[1] += np.count_nonzero(nr ^ ng)
+        c[2] += np.count_nonzero(~(nr | ng) & (np.isinf(r64) | np.isinf(g64)) & (r64 != g64))
 
         fin = np.isfinite(r64) & np.isfinite(g64)
         rf, gf = np.where(fin, r64, 0.0), np.where(fin, g64, 0.0)
         err = rf - gf
         ad = np.abs(err)
+        f = self._fsum
         if ref.size:
-            self.max_abs = max(self.max_abs, float(ad.max()))
+            f[0] = max(f[0], ad.max())
             rel = np.where(rf == 0, np.where(ad == 0, 0.0, np.inf), ad / np.abs(rf))
-            self.max_rel = max(self.max_rel, float(rel.max()))
-        self.n_finite += int(np.count_nonzero(fin))
-        self.sum_abs += float(ad.sum())
-        self.dot += float(np.dot(rf, gf))
-        self.ss_ref += float(np.dot(rf, rf))
-        self.ss_got += float(np.dot(gf, gf))
-        self.ss_err += float(np.dot(err, err))
+            f[1] = max(f[1], rel.max())
+        c[3] += np.count_nonzero(fin)
+        for k, x in enumerate((ad, rf * gf, rf * rf, gf * gf, err * err)):
+            f[2 + k] += seq_sum(x)
 
         if ulp is not None:
-            u = ulp if incl is None else ulp[incl]
-            self._add_ulps(u)
+            self._add_ulps(ulp if incl is None else ulp[incl])
             if incl is not None:   # NaN after rounding must not pass through the ULP clause
                 ulp = np.where(incl, ulp, _U64_MAX)
-        self.violations += int(np.count_nonzero(~self.tolerance.element_ok(r64, g64, ulp)))
+        c[4] += np.count_nonzero(~self.tolerance.element_ok(r64, g64, ulp))
 
     def _add_ulps(self, u: np.ndarray) -> None:
         if not u.size:
             return
-        self.n_ulp += u.size
-        self.max_ulp = max(self.max_ulp, int(u.max()))
+        self._counts[5] += u.size
+        self._top[0] = max(self._top[0], u.max())
         small = u < _SMALL
         self._small += np.bincount(u[small].astype(np.intp), minlength=_SMALL)
-        big = u[~small]
+        self._bucket(u[~small])
+
+    def _bucket(self, big: np.ndarray) -> None:
+        """Distances >= 2**16 into log2 buckets, 8 per octave."""
         if big.size:
             k = np.floor(8.0 * np.log2(big.astype(np.float64))).astype(np.intp)
             # guard against float rounding putting d just above its bucket's lower bound
@@ -247,9 +283,10 @@ class Accumulator:
             self._big += np.bincount(k, minlength=_NBIG)
 
     def _p99(self) -> int:
-        if self.n_ulp == 0:
+        n_ulp = int(self._counts[5])
+        if n_ulp == 0:
             return 0
-        rank = (99 * self.n_ulp + 99) // 100          # ceil(0.99 * n), exact integer arithmetic
+        rank = (99 * n_ulp + 99) // 100          # ceil(0.99 * n), exact integer arithmetic
         cs = np.cumsum(self._small)
         if cs[-1] >= rank:
             return int(np.searchsorted(cs, rank))
@@ -257,36 +294,42 @@ class Accumulator:
         return int(math.floor(2.0 ** (k / 8.0)))
 
     def result(self) -> dict:
-        nrm = math.sqrt(self.ss_ref) * math.sqrt(self.ss_got)
-        if (self.ss_ref == 0.0 and self.ss_got == 0.0) or self.ss_err == 0.0:
-            cosine = 1.0  # equal vectors: exactly 1, not 1 - 2e-16 from rounding in dot/norm
-        elif nrm == 0.0:
-            cosine = 0.0
-        else:
-            cosine = max(-1.0, min(1.0, self.dot / nrm))
-        if self.ss_err == 0.0:
-            snr = math.inf
-        elif self.ss_ref == 0.0:
-            snr = -math.inf
-        else:
-            snr = 10.0 * math.log10(self.ss_ref / self.ss_err)
+        max_abs, max_rel, sum_abs, dot, ss_ref, ss_got, ss_err = (float(x) for x in self._fsum)
+        identical, nan_mismatch, inf_mismatch, n_finite, violations, _ = (int(x) for x in self._counts)
+        cosine, snr = _cosine_snr(dot, ss_ref, ss_got, ss_err)
         has_ulp = self.ulp_dtype is not None
         return {
-            "bit_identical": self.identical == self.count,
-            "identical_fraction": self.identical / self.count if self.count else 1.0,
-            "max_abs": self.max_abs,
-            "mean_abs": self.sum_abs / self.n_finite if self.n_finite else 0.0,
-            "max_rel": self.max_rel,
-            "max_ulp": self.max_ulp if has_ulp else None,
+            "bit_identical": identical == self.count,
+            "identical_fraction": identical / self.count if self.count else 1.0,
+            "max_abs": max_abs,
+            "mean_abs": sum_abs / n_finite if n_finite else 0.0,
+            "max_rel": max_rel,
+            "max_ulp": int(self._top[0]) if has_ulp else None,
             "p99_ulp": self._p99() if has_ulp else None,
             "cosine": cosine,
             "snr_db": snr,
-            "nan_mismatch": self.nan_mismatch,
-            "inf_mismatch": self.inf_mismatch,
+            "nan_mismatch": nan_mismatch,
+            "inf_mismatch": inf_mismatch,
             "count": self.count,
-            "violations": self.violations,
+            "violations": violations,
             "ulp_dtype": self.ulp_dtype,
         }
+
+
+def _cosine_snr(dot: float, ss_ref: float, ss_got: float, ss_err: float) -> tuple[float, float]:
+    """cosine and snr_db from the sums (see the module's rules)."""
+    if not all(math.isfinite(x) for x in (dot, ss_ref, ss_got, ss_err)):
+        return math.nan, math.nan  # a sum overflowed float64 (values beyond ~1e154): no meaningful ratio
+    if ss_err == 0.0:  # equal vectors: cosine exactly 1, not 1 - 2e-16 from rounding in dot/norm
+        return 1.0, math.inf
+    nrm = math.sqrt(ss_ref) * math.sqrt(ss_got)
+    if ss_ref == 0.0 and ss_got == 0.0:
+        cosine = 1.0
+    elif nrm == 0.0:
+        cosine = 0.0
+    else:
+        cosine = max(-1.0, min(1.0, dot / nrm))
+    return cosine, (-math.inf if ss_ref == 0.0 else 10.0 * math.log10(ss_ref / ss_err))
 
 
 def start(ref_shape: tuple[int, ...], ref_dtype: np.dtype, got_shape: tuple[int, ...], got_dtype: np.dtype,
