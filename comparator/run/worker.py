@@ -35,7 +35,7 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
     samples = next(iter(feeds.values())).shape[0] if feeds else 1
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {}
+    first: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # name -> the first sample's shape and dtype
     dropped: set[str] = set()
     for s in range(samples):
         # `v[s, ...]` keeps a 0-d array for scalar inputs; `v[s]` would give a NumPy scalar, which ORT refuses.
@@ -46,33 +46,44 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
                                f"({len(missing)} of {len(expected)} outputs missing)")
         for i, name in enumerate(expected):
             if name in optional:
-                if name in dropped or (s > 0 and name not in arrays):
+                if name in dropped or (s > 0 and name not in first):
                     continue
                 value = np.asarray(out[name]) if name in out else None
-                if value is None or (s > 0 and (value.shape != arrays[name].shape[1:]
-                                                or value.dtype != arrays[name].dtype)):
+                if value is None or (s > 0 and (value.shape, value.dtype) != first[name]):
                     dropped.add(name)
                     continue
-            value = np.asarray(out[name])
+            value = np.ascontiguousarray(out[name])
+            if value.dtype.hasobject:
+                raise BackendError(f"output {name!r} holds {value.dtype} values (strings or objects): only "
+                                   "numeric and bool tensors are compared")
+            path = folder / f"{i:05d}.npy"
             if s == 0:
-                path = folder / f"{i:05d}.npy"
-                arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
-                                                         shape=(samples, *value.shape))
+                first[name] = (value.shape, value.dtype)
                 files[name] = {"file": str(path.relative_to(folder.parent)), "dtype": str(value.dtype),
                                "shape": list(value.shape)}
-            elif value.shape != arrays[name].shape[1:] or value.dtype != arrays[name].dtype:
+            elif (value.shape, value.dtype) != first[name]:
                 raise BackendError(f"output {name!r} changed shape or type between samples "
-                                   f"({arrays[name].shape[1:]} -> {value.shape})")
-            arrays[name][s] = value
+                                   f"({first[name][0]} -> {value.shape})")
+            _append(path, value, samples if s == 0 else None)
         del out
     for name in dropped:
-        if name in arrays:
-            path = folder.parent / files.pop(name)["file"]
-            del arrays[name]
-            path.unlink(missing_ok=True)
-    for arr in arrays.values():
-        arr.flush()  # type: ignore[attr-defined]  # open_memmap returns a np.memmap
+        if name in files:
+            (folder.parent / files.pop(name)["file"]).unlink(missing_ok=True)
     return files
+
+
+def _append(path: Path, value: np.ndarray, samples: int | None) -> None:
+    """Write one sample of a tensor: the first (`samples` given) creates the .npy file with its header for the
+    whole [samples, *shape] array; the others append, in sample order. Plain writes: no memory map to flush."""
+    with path.open("wb" if samples is not None else "ab") as fh:
+        if samples is not None:
+            header = {"descr": np.lib.format.dtype_to_descr(value.dtype), "fortran_order": False,
+                      "shape": (samples, *value.shape)}
+            try:
+                np.lib.format.write_array_header_1_0(fh, header)
+            except ValueError:  # a header over 64 KiB (a very high rank): format 2.0
+                np.lib.format.write_array_header_2_0(fh, header)
+        fh.write(value.data if value.size else b"")
 
 
 def main(argv: list[str] | None = None) -> int:
