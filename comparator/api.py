@@ -193,7 +193,7 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
     folder = rs.folder / "isolate"
     folder.mkdir(exist_ok=True)
     path, fed, unfed = isolate.write(rs.model, folder)
-    iso_model = model_mod.load(path)
+    iso_model = model_mod.load(path, derived=True)
     feeds = origins.feeds(reference, fed, rs.feeds)
     for spec in iso_model.inputs:  # a float64 reference feeds the model's own types, correctly rounded
         want = feeds_mod.np_dtype(spec)

@@ -66,7 +66,7 @@ def test_the_catalogue_names_subgraph_tensors_by_where_they_live(tmp_path):
     _, tapped = tap.write_copies(m, plan, tmp_path)
     proto = onnx.load(tapped)
     assert [o.name for o in proto.graph.output] == ["z", "s", "c", "y"]
-    assert [p.key for p in proto.metadata_props] == ["infercmp.subgraph_taps"]
+    assert [p.key for p in proto.metadata_props] == ["infercmp.subgraph_taps", "infercmp.external_data_dir"]
     assert tap.plan(m, "outputs").inside == []
 
 

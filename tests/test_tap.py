@@ -1,4 +1,6 @@
 """Tap plans (all / outputs / names and globs) and the model copies the workers run."""
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -6,7 +8,7 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper
 
-from comparator.graph import model as model_mod
+from comparator.graph import model as model_mod, stored
 from comparator.graph import tap
 from comparator.errors import UsageError
 from conftest import vi
@@ -56,17 +58,26 @@ def test_empty_tap(cnn, spec):
 def test_tapped_copy_is_typed_and_runs(tmp_path, cnn):
     plan = tap.plan(cnn, "all")
     untapped, tapped = tap.write_copies(cnn, plan, tmp_path)
-    base, copy = onnx.load(str(untapped)), onnx.load(str(tapped))
+    assert untapped == cnn.path  # the input model is read in place
+    base, copy = onnx.load(str(untapped)), stored.load(tapped)
     assert [o.name for o in base.graph.output] == ["probs"]
     assert [o.name for o in copy.graph.output] == ["probs"] + [n for n in plan.names if n != "probs"]
     for out in copy.graph.output:
         assert out.type.tensor_type.elem_type == T.FLOAT, out.name
     onnx.checker.check_model(copy)
-    session = ort.InferenceSession(str(tapped), providers=["CPUExecutionProvider"])
+    # the copy holds the graph only: its weights are read from the input model's file
+    assert tapped.stat().st_size < cnn.path.stat().st_size
+    assert stored.external_dir(tapped) == cnn.path.resolve().parent
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                str(stored.external_dir(tapped)))
+    session = ort.InferenceSession(str(tapped), so, providers=["CPUExecutionProvider"])
     x = np.zeros((1, 3, 32, 32), np.float32)
     values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x})))
     assert set(values) == set(plan.names)
     assert values["/block1/conv/Conv_output_0"].shape == (1, 16, 32, 32)
+    plain = ort.InferenceSession(str(cnn.path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    np.testing.assert_allclose(values["probs"], plain, rtol=1e-5)  # same weights; tapping may change fusion
 
 
 def test_untyped_tensor_is_skipped_not_given_a_made_up_type(tmp_path):
@@ -146,10 +157,21 @@ def test_needed_ir_version_follows_the_opset():
 
 
 def test_a_runtime_too_old_for_the_opset_is_named(tmp_path, models):
-    from comparator.graph.irversion import write_lowered
+    from comparator.graph.irversion import lowered
 
     with pytest.raises(ValueError, match="needs IR version 8; the runtime reads at most 7"):
-        write_lowered(models.ir14, 7)
+        lowered(models.ir14, 7)
+
+
+def test_lowered_overrides_the_ir_version_in_memory(tmp_path, models):
+    from comparator.graph.irversion import lowered
+
+    before = sorted(p.name for p in Path(models.ir14).parent.iterdir())
+    data, old, new = lowered(models.ir14, 13)
+    proto = onnx.load_from_string(data)
+    assert (old, new, proto.ir_version) == (14, 8, 8)
+    assert proto.graph == onnx.load(str(models.ir14)).graph
+    assert sorted(p.name for p in Path(models.ir14).parent.iterdir()) == before  # nothing written
 
 
 def test_copies_leave_the_original_untouched(tmp_path, conv_bn):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import BackendError, UnsupportedError, UsageError
+from ..graph import stored
 from .contract import BackendBase
 from .options import Option
 
@@ -76,6 +77,9 @@ class OrtBackend(BackendBase):
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
         lowered: dict[str, int] = {}
+        # weights are read in place: a copy infercmp wrote names the folder of the input model's files
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                    str(stored.external_dir(model_path)))
         try:
             try:
                 session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
@@ -83,9 +87,9 @@ class OrtBackend(BackendBase):
                 limit = _ir_limit(str(exc))
                 if limit is None:
                     raise
-                path, old, new = _lowered(model_path, limit, ort.__version__)
+                data, old, new = _lowered(model_path, limit, ort.__version__)
                 lowered = {"from": old, "to": new, "runtime_max": limit}
-                session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+                session = ort.InferenceSession(data, sess_options=so, providers=providers)
         except BackendError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -105,11 +109,11 @@ def _ir_limit(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _lowered(model_path: str, limit: int, version: str) -> tuple[Any, int, int]:
-    from ..graph.irversion import write_lowered
+def _lowered(model_path: str, limit: int, version: str) -> tuple[bytes, int, int]:
+    from ..graph.irversion import lowered
 
     try:
-        return write_lowered(model_path, limit)
+        return lowered(model_path, limit)
     except ValueError as exc:
         raise BackendError(f"onnxruntime {version} cannot read this model: {exc}",
                            "upgrade onnxruntime, or export the model with a lower opset") from None

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import BackendError, UnsupportedError
+from ..graph import stored
 from .contract import BackendBase
 from .options import Option
 
@@ -22,7 +23,7 @@ class ReferenceBackend(BackendBase):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        model = onnx.load(model_path)
+        model = stored.load(model_path)
         from ..graph.subgraphs import read_metadata
 
         wanted = read_metadata(model)

@@ -1,4 +1,5 @@
-"""IR versions: the lowest one a model's opsets need, and a copy written with it for a runtime that reads fewer.
+"""IR versions: the lowest one a model's opsets need, and the model serialized with it for a runtime that reads
+fewer.
 
 The onnx package can write a newer IR version than the installed runtime reads. Whether a copy must be lowered is
 decided by the runtime itself (its backend tries the model and reads the limit from the refusal), never by a
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from . import stored
 
 _MIN_IR = 7  # the oldest IR version any supported runtime reads
 
@@ -21,18 +24,17 @@ def needed_ir_version(model_proto: Any) -> int:
     return max(_MIN_IR, min(model_proto.ir_version, needed))
 
 
-def write_lowered(path: str | Path, limit: int) -> tuple[Path, int, int]:
-    """Write a copy of `path` with the lowest IR version its opsets need, beside it (so that external data files
-    resolve), and return (copy, old IR version, new IR version). Raises ValueError when even that exceeds
-    `limit`."""
+def lowered(path: str | Path, limit: int) -> tuple[bytes, int, int]:
+    """The model at `path` serialized with the lowest IR version its opsets need, in memory (nothing is written:
+    the model's own bytes with a trailing field that overrides its IR version), and (old IR version, new one).
+    Raises ValueError when even that exceeds `limit`."""
     import onnx
 
-    path = Path(path)
-    proto = onnx.load(str(path), load_external_data=False)
-    old, new = proto.ir_version, needed_ir_version(proto)
+    data = Path(path).read_bytes()
+    head = onnx.ModelProto()
+    head.ParseFromString(stored.skim(path))
+    old, new = head.ir_version, needed_ir_version(head)
     if new > limit:
         raise ValueError(f"the model's opset needs IR version {new}; the runtime reads at most {limit}")
-    proto.ir_version = new
-    copy = path.with_name(f"{path.stem}.ir{new}{path.suffix}")
-    onnx.save(proto, str(copy))
-    return copy, old, new
+    # protobuf: a scalar field that appears again later in the message overrides the earlier value
+    return data + onnx.ModelProto(ir_version=new).SerializeToString(), old, new

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import stored
 from .model import Model
 
 FED = "::ref"
@@ -48,9 +49,7 @@ def isolated_model(model: Model) -> tuple[Any, list[str], list[str]]:
 
 
 def write(model: Model, folder: Path) -> tuple[Path, list[str], list[str]]:
-    import onnx
-
+    """Write the isolated model into folder (its weights read from the input model's files)."""
     proto, fed, unfed = isolated_model(model)
-    path = folder / "isolated.onnx"
-    onnx.save(proto, str(path))
+    path = stored.save_derived(proto, folder / "isolated.onnx", model.data_dir or model.path.resolve().parent)
     return path, fed, unfed

@@ -1,7 +1,7 @@
 """Load and validate an ONNX model; build its tensor catalogue.
 
 Rules enforced here, each with an error that says what to do:
-- the file exists, parses as a ModelProto and passes onnx.checker;
+- the file exists, parses as a ModelProto and passes onnx.checker; its weights are never loaded (graph/stored.py);
 - external data stays inside the model's folder (no absolute paths, no `..` escape, no symlink escape);
 - the catalogue lists every node output of the main graph in topological order, typed by shape inference, and
   every node output inside its subgraphs under a stable name (graph/subgraphs.py), before the node that holds
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from . import subgraphs
+from . import stored, subgraphs
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,13 @@ class InputSpec:
 @dataclass
 class Model:
     path: Path
-    proto: Any  # onnx.ModelProto with external data loaded, shapes inferred
+    proto: Any  # onnx.ModelProto without its large weights (graph/stored.py: they stay in the files), shapes inferred
     sha256: str
     inputs: list[InputSpec]
     outputs: list[str]
     tensors: list[TensorInfo]
     notes: list[str] = field(default_factory=list)
+    data_dir: Path | None = None  # where its weights' files are (the input model's folder); None: path's folder
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -159,8 +160,10 @@ def check_external_data(model: Any, base_dir: Path) -> list[Path]:
     return files
 
 
-def load(path: str | os.PathLike[str]) -> Model:
-    """Load, validate and catalogue a model. Raises ModelError with a hint on every bad input."""
+def load(path: str | os.PathLike[str], derived: bool = False) -> Model:
+    """Load, validate and catalogue a model without holding its weights (graph/stored.py). Raises ModelError with
+    a hint on every bad input. `derived`: a model infercmp wrote (graph/stored.save_derived), whose external data
+    lies in the folder its metadata names; a user's model naming one is refused."""
     import onnx
     from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
@@ -169,30 +172,29 @@ def load(path: str | os.PathLike[str]) -> Model:
         raise ModelError(f"model file {str(p)!r} does not exist", "check the path")
     if not p.is_file():
         raise ModelError(f"{str(p)!r} is not a file", "pass the path of a .onnx file")
-    data = p.read_bytes()
-    if not data:
+    if p.stat().st_size == 0:
         raise ModelError(f"{str(p)!r} is empty", "re-export the model")
+    real = p.resolve()  # weights are read from the file itself, wherever a link to it points
     try:
-        proto = onnx.load_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
+        proto = onnx.load_from_string(stored.skim(real))
+    except (stored.WireError, DecodeError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{str(p)!r} is not a readable ONNX model ({type(exc).__name__}: {exc})",
                          "the file is truncated or not ONNX; re-export or re-download it") from None
     if not proto.HasField("graph") or not proto.opset_import:
         raise ModelError(f"{str(p)!r} parsed, but holds no graph or no opset import: truncated or not ONNX",
                          "re-export or re-download the model")
-    digest = hashlib.sha256(data)
-    for f in check_external_data(proto, p.parent):
+    named = {e.key: e.value for e in proto.metadata_props}.get(stored.EXTERNAL_DIR_KEY)
+    if named and not derived:
+        raise ModelError(f"{str(p)!r} carries the metadata key {stored.EXTERNAL_DIR_KEY!r}, which infercmp reserves "
+                         "for its own copies of a model", "remove that metadata entry from the model")
+    base = Path(named) if named else real.parent
+    digest = hashlib.sha256()
+    for f in [real] + [f for f in check_external_data(proto, base) if f != real]:
         with f.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
     try:
-        from onnx.external_data_helper import load_external_data_for_model
-
-        load_external_data_for_model(proto, str(p.parent))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the external data of {str(p)!r}: {exc}") from None
-    try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(stored.checkable(proto))
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {first}",
@@ -204,7 +206,8 @@ def load(path: str | os.PathLike[str]) -> Model:
         note = f"shape inference failed ({type(exc).__name__}); only annotated tensors can be tapped"
     else:
         note = ""
-    model = Model(path=p, proto=inferred, sha256=digest.hexdigest(), inputs=[], outputs=[], tensors=[])
+    model = Model(path=p, proto=inferred, sha256=digest.hexdigest(), inputs=[], outputs=[], tensors=[],
+                  data_dir=base)
     if note:
         model.notes.append(note)
     _catalogue(model)

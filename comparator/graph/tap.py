@@ -1,7 +1,7 @@
 """Which tensors to tap, and the model copies the workers run.
 
-Every variant runs two copies of the model: the untapped one (the numbers a deployment gets) and the tapped
-one, whose graph outputs are extended with every tapped tensor, each typed from shape inference. A tensor that
+Every variant runs the model twice: untapped (the input file itself: the numbers a deployment gets) and a tapped
+copy, whose graph outputs are extended with every tapped tensor, each typed from shape inference. A tensor that
 shape inference could not type is not tapped (never given a made-up type) and the report says so. Tensors
 inside subgraphs are no graph outputs: the tapped copy lists them in its metadata for the backends that record
 them (graph/subgraphs.py).
@@ -12,11 +12,10 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from . import subgraphs
+from . import stored, subgraphs
 from .model import Model, TensorInfo
 
 
@@ -65,15 +64,13 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
 
 
 def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, Path]:
-    """Write `model.onnx` (untapped) and `tapped.onnx` into folder; return both paths."""
+    """The untapped model (the input file itself, read in place) and `tapped.onnx`, written into folder: the
+    model's graph with every tapped tensor added as an output, its weights read from the input model's files
+    (graph/stored.py)."""
     import onnx
 
-    base = onnx.ModelProto()
-    base.CopyFrom(model.proto)
-    untapped = folder / "model.onnx"
-    _save(base, untapped)
     tapped_proto = onnx.ModelProto()
-    tapped_proto.CopyFrom(base)
+    tapped_proto.CopyFrom(model.proto)
     graph = tapped_proto.graph
     existing = {o.name for o in graph.output}
     types = {vi.name: vi for vi in graph.value_info}
@@ -90,17 +87,5 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, P
             vi.CopyFrom(types[t.name])
         else:  # planned taps always have an element type (plan() skips the others)
             vi.CopyFrom(onnx.helper.make_tensor_value_info(t.name, t.elem_type or 0, None))
-    tapped = folder / "tapped.onnx"
-    _save(tapped_proto, tapped)
-    return untapped, tapped
-
-
-def _save(proto: Any, path: Path) -> None:
-    import onnx
-
-    big = sum(len(t.raw_data) for t in proto.graph.initializer) > (1 << 30)
-    if big:
-        onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.stem + ".data")
-    else:
-        onnx.save(proto, str(path))
+    tapped = stored.save_derived(tapped_proto, folder / "tapped.onnx", model.data_dir or model.path.resolve().parent)
+    return model.path, tapped

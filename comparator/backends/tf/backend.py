@@ -15,6 +15,7 @@ import logging
 import numpy as np
 
 from ...errors import BackendError, UnsupportedError, UsageError
+from ...graph import stored
 from ..contract import BackendBase
 from ..options import Option
 
@@ -76,10 +77,8 @@ class TfBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TfSession:
-        import onnx
-
         try:
-            model = onnx.load(model_path)
+            model = stored.load(model_path)
         except Exception as exc:  # noqa: BLE001 - any load failure is this variant's failure
             raise BackendError(f"tf backend could not read {model_path}: {exc}") from None
         return open_model(model, options)

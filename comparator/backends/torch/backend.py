@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, InputError, UnsupportedError, UsageError
+from ...graph import stored
 from ..contract import BackendBase
 from ..options import Option
 
@@ -67,10 +68,8 @@ class TorchBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TorchSession:
-        import onnx
-
         try:
-            model = onnx.load(model_path)
+            model = stored.load(model_path)
         except Exception as exc:  # noqa: BLE001 - protobuf raises its own types
             raise BackendError(f"could not read {model_path}: {exc}", "check that the file is an ONNX model") from None
         return open_model(model, options)

@@ -1,0 +1,96 @@
+"""graph/stored.py: models read without their weights, and copies that read the weights in place."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T, helper, numpy_helper
+
+from comparator.errors import ModelError
+from comparator.graph import model as model_mod, stored, tap
+
+
+def _model(tmp_path, external=False):
+    w = numpy_helper.from_array(np.arange(64 * 64, dtype=np.float32).reshape(64, 64) / 7, "W")
+    b = numpy_helper.from_array(np.arange(64, dtype=np.float32), "B")  # 256 bytes: stays inline
+    shape = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Add", ["y", "B"], ["z"]),
+         helper.make_node("Reshape", ["z", "shape"], ["out"])], "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("out", T.FLOAT, [1, 64])], [w, b, shape])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    if external:
+        onnx.save(proto, str(path), save_as_external_data=True, location="m.data", size_threshold=1024)
+    else:
+        onnx.save(proto, str(path))
+    return path, proto
+
+
+def test_skim_drops_large_weights_and_keeps_small_ones(tmp_path):
+    path, proto = _model(tmp_path)
+    skeleton = onnx.load_from_string(stored.skim(path))
+    w, b, shape = skeleton.graph.initializer
+    assert w.data_location == T.EXTERNAL and not w.raw_data
+    info = {e.key: e.value for e in w.external_data}
+    assert info["location"] == "m.onnx" and int(info["length"]) == 64 * 64 * 4
+    # the reference points at exactly the weight's bytes inside the file
+    raw = path.read_bytes()[int(info["offset"]):int(info["offset"]) + int(info["length"])]
+    assert raw == proto.graph.initializer[0].raw_data
+    assert b.raw_data == proto.graph.initializer[1].raw_data and shape.raw_data
+    assert skeleton.graph.node == proto.graph.node
+    assert len(stored.skim(path)) < 1024
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["embedded", "external"])
+def test_load_reads_every_weight_in_place(tmp_path, external):
+    path, _ = _model(tmp_path, external)
+    loaded = stored.load(path)
+    want = {"W": np.arange(64 * 64, dtype=np.float32).reshape(64, 64) / 7, "B": np.arange(64, dtype=np.float32),
+            "shape": np.array([1, 64], np.int64)}
+    assert {t.name: numpy_helper.to_array(t).tolist() for t in loaded.graph.initializer} == \
+        {k: v.tolist() for k, v in want.items()}
+
+
+def test_a_derived_copy_in_another_folder_runs_on_the_same_weights(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "work").mkdir()
+    path, _ = _model(tmp_path / "model")
+    m = model_mod.load(path)
+    assert m.proto.ByteSize() < 2048  # the parent holds the graph, not the 16 KiB of weights
+    untapped, tapped = tap.write_copies(m, tap.plan(m, "all"), tmp_path / "work")
+    assert untapped == path and tapped.parent == tmp_path / "work"
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["m.onnx"]  # nothing written there
+    assert stored.external_dir(tapped) == (tmp_path / "model").resolve()
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                str(stored.external_dir(tapped)))
+    x = {"x": np.ones((1, 64), np.float32)}
+    got = dict(zip([o.name for o in ort.InferenceSession(str(tapped), so).get_outputs()],
+                   ort.InferenceSession(str(tapped), so).run(None, x)))
+    want = ort.InferenceSession(str(path)).run(None, x)[0]
+    assert np.array_equal(got["out"], want) and set(got) == {"out", "y", "z"}
+
+
+def test_a_user_model_naming_an_external_folder_is_refused(tmp_path):
+    path, proto = _model(tmp_path)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = stored.EXTERNAL_DIR_KEY, "/etc"
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelError, match="reserves"):
+        model_mod.load(path)
+
+
+def test_malformed_bytes_are_a_model_error(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x3a\xff\xff\xff\x0f" + b"x" * 10)  # a graph field longer than the file
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        model_mod.load(path)
+
+
+def test_metadata_is_read_without_the_graph(tmp_path):
+    path, proto = _model(tmp_path)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "k", "v"
+    onnx.save(proto, str(path))
+    assert stored.metadata(path) == {"k": "v"}
