@@ -15,6 +15,7 @@ from .measure import analysis
 from . import backends
 from .graph import inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
+from .events import Listener, emit
 from .fileio import save_npz
 from .measure.facts import Facts, gather
 from .measure import kernel
@@ -78,10 +79,13 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
-                 progress: Callable[[VariantRun], None] | None = None) -> RunSet:
-    """Validate everything, then run each variant in its own worker; tensors are written under `folder`."""
+                 progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
+                 max_disk: int | None = None) -> RunSet:
+    """Validate everything, then run each variant in its own worker; tensors are written under `folder`.
+    `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that needs more is
+    refused before anything runs."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
-    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
+    loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     plan = tap.plan(loaded, tap_spec)
     feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
     if jobs < 0:
@@ -90,9 +94,12 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         raise UsageError("--repeat must be >= 1")
     jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
     folder.mkdir(parents=True, exist_ok=True)
+    _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk)
     if any(_elements(t.shape) >= Accumulator.KERNEL_MIN for t in plan.tapped):
         kernel.warm_in_background()
+    emit(events, "tap", "writing the tapped copy")
     untapped, tapped = tap.write_copies(loaded, plan, folder)
+    emit(events, "tap", "writing the tapped copy", end=True)
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
@@ -106,8 +113,74 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
         jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
-    runs = _run(jobs_list, resolved, timeout, jobs, progress)
+    emit(events, "run", "running the variants", 0, len(jobs_list))
+    finished: list[VariantRun] = []
+
+    def done(run: VariantRun) -> None:
+        finished.append(run)
+        emit(events, "run", "running the variants", len(finished), len(jobs_list))
+        emit(events, "variant", run.status, variant=str(run.variant), end=True)
+        if progress is not None:
+            progress(run)
+
+    def phase(variant: Variant, what: str) -> None:
+        emit(events, "variant", what, variant=str(variant))
+
+    runs = _run(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None)
+    emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
+
+
+def _load(path: str | Path, events: Listener | None) -> model_mod.Model:
+    emit(events, "load", "loading and checking the model")
+    loaded = model_mod.load(path)
+    emit(events, "load", "loading and checking the model", end=True)
+    return loaded
+
+
+def _check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
+                kinds: Sequence[str], folder: Path, max_disk: int | None) -> None:
+    """Refuse, before anything runs, a plan whose tensors would not fit in `max_disk` bytes (default: 90% of
+    the free space in folder). Dynamic dims count 1, so the estimate is a lower bound."""
+    per_sample = sum(_elements(t.shape) * _itemsize(t.dtype) for t in plan.tapped)
+    outputs = sum(_elements(t.shape) * _itemsize(t.dtype) for t in loaded.tensors if t.is_output)
+    writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
+    need = writes * samples * variants
+    budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
+    if need > budget:
+        raise UsageError(f"the tapped tensors need at least {_size(need)} of disk in {folder} ({len(plan.tapped)} "
+                         f"tensors, {variants} variants, {samples} samples), over the budget of {_size(budget)}"
+                         + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
+                         "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
+                         "use a --workdir on a bigger disk, or raise --max-disk")
+
+
+def _itemsize(dtype: str | None) -> int:
+    try:
+        return np.dtype(dtype or "float32").itemsize
+    except TypeError:
+        return 4
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `500M`, `20G`, `1.5T`, `1000` (binary units); UsageError otherwise."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f"--max-disk {text!r} is not a size", "write it like 500M, 20G or 1.5T")
+    return int(value * scale)
 
 
 def _elements(shape: tuple[Any, ...] | None) -> int:
@@ -125,7 +198,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             tolerance: Tolerance | None = None, timeout: float | None = 600.0, jobs: int = 0,
             repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
             classes: Sequence[str] = (), oracle: bool = False,
-            progress: Callable[[VariantRun], None] | None = None) -> Report:
+            progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
+            max_disk: int | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
@@ -157,17 +231,22 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         classes = [classes]
     for v in variant_list:  # usage errors in the variants come before any about the model
         backends.resolve_variant(v)
-    loaded = model if isinstance(model, model_mod.Model) else model_mod.load(model)
+    loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     scores = analysis.class_outputs(loaded.tensors, classes)
     own_dir = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(str(workdir))
     try:
         tolerance = tolerance or Tolerance()
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                          samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress)
+                          samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
+                          events=events, max_disk=max_disk)
+        if isolate:
+            emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
+        if isolate:
+            emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)", end=True)
         report, _ = analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
-                            isolated=[] if iso is None else iso[0], classes=scores)
+                            isolated=[] if iso is None else iso[0], classes=scores, events=events)
         if iso is not None:
             from .measure import origins
 
@@ -208,7 +287,8 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
 
 
 def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
-         progress: Callable[[VariantRun], None] | None) -> list[VariantRun]:
+         progress: Callable[[VariantRun], None] | None,
+         on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
     runnable, unavailable = [], {}
     for job in jobs_list:
         ok, why = resolved[job[0]][0].available()
@@ -216,7 +296,7 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
             runnable.append(job)
         else:
             unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
-    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress)}
+    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase)}
     for run in unavailable.values():
         if progress is not None:
             progress(run)
@@ -245,15 +325,21 @@ def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantR
 def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
             tolerance: Tolerance, feed_info: dict[str, Any],
             tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
-            isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None) -> tuple[Report, Facts]:
+            isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None,
+            events: Listener | None = None) -> tuple[Report, Facts]:
     """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
     tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
     top-1 labels are compared, by default those of analysis.class_outputs)."""
     reference = next(r for r in runs if r.variant == ref)
     classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
     blind = {str(r.variant) for r in runs if plan.inside and not _taps_subgraphs(r.variant)}
+    total = len(plan.tapped) if reference.ok else len(loaded.outputs)
+
+    def counted(done: int) -> None:
+        emit(events, "compare", "comparing tensors", done, total, end=done == total)
+
     facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated, classes,
-                   blind)
+                   blind, counted if events is not None else None)
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,

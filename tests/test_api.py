@@ -238,3 +238,35 @@ def test_unusual_input_names_and_scalar_inputs(tmp_path):
     assert [v.status for v in report.variants] == ["ok", "ok"], [v.error for v in report.variants]
     assert report.inputs["shapes"] == {"file": [], "allow_pickle": [2]}
     assert report.tensor("y").metrics["ref"]["bit_identical"] is True
+
+
+def test_events_follow_the_phases(models, tmp_path):
+    events = []
+    report = comparator.compare(models.small, ["ort", "ref"], events=events.append)
+    assert report.exit_code in (0, 1)
+    phases = [e.phase for e in events if e.phase != "variant"]
+    assert phases[:4] == ["load", "load", "tap", "tap"]
+    runs = [(e.done, e.total, e.end) for e in events if e.phase == "run"]
+    assert runs[0] == (0, 2, False) and runs[-1] == (2, 2, True)
+    compared = [(e.done, e.total) for e in events if e.phase == "compare"]
+    assert compared[-1][0] == compared[-1][1] == len(report.tensors) and events[-1].end
+    per_variant = {(e.variant, e.text) for e in events if e.phase == "variant"}
+    assert {("ort", "tapped run"), ("ref", "untapped open"), ("ref", "ok")} <= per_variant
+
+
+def test_a_plan_over_the_disk_budget_is_refused_before_running(models, tmp_path):
+    with pytest.raises(UsageError, match=r"need at least .* over the budget of 10 B \(--max-disk\)"):
+        comparator.compare(models.small, ["ort", "ref"], max_disk=10, workdir=tmp_path / "w")
+    assert not list((tmp_path / "w").glob("*/record.json"))  # nothing ran
+
+
+@pytest.mark.parametrize("text,value", [("1000", 1000), ("500M", 500 << 20), ("1.5G", 3 << 29), ("2GiB", 2 << 30),
+                                        ("20g", 20 << 30)])
+def test_parse_size(text, value):
+    assert api.parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1G", "nanG", "infT", "1Q"])
+def test_parse_size_refuses_what_is_not_a_size(text):
+    with pytest.raises(UsageError, match="is not a size"):
+        api.parse_size(text)

@@ -93,6 +93,16 @@ def test_subprocess_happy_path(models, tmp_path):
     assert json_report.read(tmp_path / "r.json").reference == "ort"
 
 
+def test_progress_in_a_log_is_plain_lines_per_phase(models, tmp_path):
+    proc = run("compare", models.small, "--backends", "ort,ref")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "infercmp: running the variants (2)..." and "\x1b" not in proc.stderr
+    assert "infercmp: ort: untapped open" in lines and "infercmp: ref: tapped run" in lines
+    assert any(line.startswith("infercmp: running the variants: done in ") for line in lines)
+    assert lines[-1].startswith("infercmp: comparing tensors: done in ")
+
+
 def test_script_backends():
     proc = run("backends", script=True)
     assert proc.returncode == 0, proc.stderr
@@ -107,6 +117,8 @@ def test_script_backends():
     (["--shape", "x"], ["is not NAME=DIMS"]),
     (["--tap", "zzz*"], ["matches no tensor"]),
     (["--inputs", "gone.npz"], ["does not exist"]),
+    (["--max-disk", "10"], ["need at least", "over the budget of 10 B (--max-disk)"]),
+    (["--max-disk", "lots"], ["--max-disk 'lots' is not a size"]),
 ])
 def test_usage_errors_exit_2_with_a_hint(models, args, needles):
     proc = run("compare", models.small, *args)

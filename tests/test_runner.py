@@ -115,6 +115,15 @@ def test_run_all_keeps_order_and_reports_progress(tmp_path, models):
     assert all(r.ok for r in runs)
 
 
+def test_each_worker_phase_is_heard_as_it_starts(tmp_path, models):
+    request = prepare(models.small, tmp_path)
+    heard = []
+    run = run_all([(Variant.parse("ort"), {}, request, tmp_path / "ort")], timeout=60,
+                  on_phase=lambda v, what: heard.append((str(v), what)))[0]
+    assert run.ok
+    assert heard == [("ort", "untapped open"), ("ort", "untapped run"), ("ort", "tapped open"), ("ort", "tapped run")]
+
+
 @pytest.fixture(scope="module")
 def killed_report(tmp_path_factory):
     """compare() with three variants, the middle one's worker SIGKILLed while it runs."""

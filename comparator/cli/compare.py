@@ -42,6 +42,9 @@ def compare(
                                                           "local error, origin vs propagation"),
     html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
     junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
+    max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take (500M, 20G); "
+                                        "a plan that needs more is refused before running (default: 90% of the "
+                                        "free space)"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
     if no_cache:
@@ -53,24 +56,17 @@ def compare(
     from ..variant import parse_list
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .progress import phases
 
     variants = parse_list(backends)
-    err_console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("running variants", total=len(variants) + (1 if reference else 0) + 2 * oracle)
-
-        def done(run: object) -> None:
-            progress.update(task, advance=1, description=f"done: {getattr(run, 'variant', '')}")
-
+    with phases(Console(stderr=True)) as events:
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
                              repeat=repeat, isolate=isolate, workdir=workdir,
                              classes=[c for item in classes for c in item.split(",") if c.strip()], oracle=oracle,
-                             progress=done)
+                             events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
     # Piped output (CI logs, files) would otherwise be folded at 80 columns.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     if quiet:

@@ -243,14 +243,15 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
            reference: VariantRun, tolerance: metrics.Tolerance,
            tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None,
            isolated: Sequence[VariantRun] = (), classes: Sequence[str] = (),
-           blind: Collection[str] = ()) -> Facts:
+           blind: Collection[str] = (), counted: Callable[[int], None] | None = None) -> Facts:
     """Read every tensor of `catalogue` and every final output once; return what the analyses need.
 
     `tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules).
     `isolated`: runs of the isolated model (--isolate), compared with the reference's tapped values.
     `classes`: the outputs that are class scores, whose top-1 class per row is kept.
     `blind`: the variants that do not record tensors inside subgraphs: those tensors get no facts for them
-    (the report counts them instead); none at all when the reference is one of them."""
+    (the report counts them instead); none at all when the reference is one of them.
+    `counted(n)`: called after each of the catalogue's tensors, with how many are done (progress)."""
     facts = Facts(str(reference.variant), {str(r.variant): RunFacts(r) for r in runs})
     everyone = list(runs) + list(isolated)
     ok = [i for i, r in enumerate(runs) if r.ok]
@@ -273,6 +274,8 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
         if name in outputs:
             _output(p, facts, name, ok, name in classes)
         p.run()
+        if counted is not None and info is not None:
+            counted(len(facts.tensors))
     return facts
 
 

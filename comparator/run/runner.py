@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -18,8 +19,10 @@ from collections.abc import Callable, Mapping
 from ..fileio import read_json, write_json
 from ..variant import Variant
 from .record import VariantRun
+from .worker import PHASE
 
 STDERR_TAIL_LINES = 20
+POLL_S = 0.25  # how often a running worker's phases are read
 FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 
 
@@ -51,7 +54,8 @@ def _signal_name(code: int) -> str:
 
 
 def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[str, Any], folder: Path,
-                timeout: float | None) -> VariantRun:
+                timeout: float | None, on_phase: Callable[[str], None] | None = None) -> VariantRun:
+    """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...)."""
     folder.mkdir(parents=True, exist_ok=True)
     run = VariantRun(variant, folder)
     request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder))
@@ -63,11 +67,7 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
     with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            code = None
+        code = _wait(proc, started, timeout, folder / "stdout.txt", on_phase)
     run.wall_s = time.perf_counter() - started
     run.stderr_tail = _tail(folder / "stderr.txt")
     record_path = folder / "record.json"
@@ -88,6 +88,43 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
     return run
 
 
+def _wait(proc: subprocess.Popen[bytes], started: float, timeout: float | None, stdout: Path,
+          on_phase: Callable[[str], None] | None) -> int | None:
+    """The worker's exit code, or None when it ran past the timeout (then it is killed); phases read from its
+    stdout as they appear."""
+    seen = 0
+    while True:
+        left = None if timeout is None else started + timeout - time.perf_counter()
+        try:
+            code = proc.wait(timeout=POLL_S if left is None else max(0.0, min(POLL_S, left)))
+        except subprocess.TimeoutExpired:
+            code = None
+        if on_phase is not None:
+            seen = _phases(stdout, seen, on_phase)
+        if code is not None:
+            return code
+        if left is not None and left <= POLL_S:
+            if proc.poll() is not None:
+                return proc.returncode
+            _kill_group(proc)
+            return None
+
+
+def _phases(stdout: Path, seen: int, on_phase: Callable[[str], None]) -> int:
+    """Report the phase lines written to `stdout` since byte `seen`; return the new position."""
+    try:
+        with stdout.open("rb") as fh:
+            fh.seek(seen)
+            text = fh.read()
+    except OSError:
+        return seen
+    cut = text.rfind(b"\n") + 1  # whole lines only
+    for line in text[:cut].decode("utf-8", "replace").splitlines():
+        if line.startswith(PHASE):
+            on_phase(line[len(PHASE):].strip())
+    return seen + cut
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -97,10 +134,13 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]], timeout: float | None,
-            parallel: int = 1, on_done: Callable[[VariantRun], None] | None = None) -> list[VariantRun]:
-    """Run every job; results in the order given. `on_done` is called as each finishes (progress)."""
+            parallel: int = 1, on_done: Callable[[VariantRun], None] | None = None,
+            on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
+    """Run every job; results in the order given. `on_done` is called as each finishes, `on_phase(variant,
+    what)` as each worker starts a phase (progress)."""
     def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
-        result = run_variant(job[0], job[1], job[2], job[3], timeout)
+        hear = None if on_phase is None else partial(on_phase, job[0])
+        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear)
         if on_done is not None:
             on_done(result)
         return result

@@ -86,6 +86,14 @@ def _append(path: Path, value: np.ndarray, samples: int | None) -> None:
         fh.write(value.data if value.size else b"")
 
 
+PHASE = "infercmp-phase: "  # a stdout line the parent reads as progress (run/runner.py)
+
+
+def _phase(what: str) -> None:
+    sys.stdout.write(f"\n{PHASE}{what}\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     request = read_json(args[0])
@@ -108,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             optional = set(request.get("optional", [])) if kind == "tapped" else set()
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
+                _phase(f"{tag} open")
                 t0 = time.perf_counter()
                 session = backend.open(path, options)
                 t1 = time.perf_counter()
+                _phase(f"{tag} run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)
                 t2 = time.perf_counter()
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
