@@ -1,6 +1,12 @@
 """infercmp vs Polygraphy vs the floor, side by side, on one model with every tensor tapped and two ORT variants.
 
-    python benchmarks/bench_core.py [--model models/cnn.onnx] [--repeat 3]
+    python benchmarks/bench_core.py [--model models/cnn.onnx | resnet50 | vgg19 | decoder] [--repeat 3]
+                                    [--also ort,ort:opt=disable,torch]
+
+--model takes a path, the name of an architecture from the onnx wheel's `light` models (built once with seeded
+weights as the real-model suite builds it, models/real.py), or `decoder`: the 2.3 GB transformer of
+benchmarks/build_decoder.py, its weights as external data. Built models are cached in ~/.cache/infercmp/bench.
+--also adds a row: infercmp on those variants (e.g. with torch), which Polygraphy cannot run.
 
 (a) infercmp compare MODEL --backends ort,ort:opt=disable (every tensor tapped, JSON written)
 (b) Polygraphy doing the same work: `polygraphy run MODEL --onnxrt --onnx-outputs mark all --save-outputs A.json`,
@@ -9,7 +15,8 @@
 (c) the floor: one Python process that imports onnxruntime and runs the tapped model once under each of the two
     session configurations: the inference infercmp cannot avoid.
 Each command runs as a fresh process; wall time is the median of --repeat runs, peak RSS the largest resident set
-of any process in the command's tree (getrusage of waited-for children). The machine is noisy: read the ratios.
+of any process in the command's tree (getrusage of waited-for children), and for infercmp also that of its parent
+process alone (the workers hold the model; the parent must not). The machine is noisy: read the ratios.
 """
 from __future__ import annotations
 
@@ -25,11 +32,26 @@ BIN = Path(sys.executable).parent
 
 FLOOR = """
 import sys, numpy as np, onnxruntime as ort
-path, feeds = sys.argv[1], dict(np.load(sys.argv[2]))
+path, feeds, weights = sys.argv[1], dict(np.load(sys.argv[2])), sys.argv[3]
 for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
     so = ort.SessionOptions(); so.graph_optimization_level = level
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path", weights)
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     s.run(None, {k: v[0] for k, v in feeds.items()})
+"""
+
+PARENT = """
+import resource, runpy, sys
+peak_file = sys.argv.pop(1)
+sys.argv[0] = "infercmp"
+try:
+    runpy.run_module("comparator.cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+open(peak_file, "a").write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+sys.exit(code)
 """
 
 MEASURE = """
@@ -61,13 +83,33 @@ def median_of(cmds: list[list[str]], repeat: int) -> tuple[float, float, list[in
     return statistics.median(walls), max(peaks), codes
 
 
+def model_path(model: str) -> Path:
+    """A path as given, or a `light` architecture built with seeded weights, or the decoder (cached)."""
+    if Path(model).suffix == ".onnx" or "/" in model:
+        return Path(model)
+    cache = Path.home() / ".cache" / "infercmp" / "bench"
+    if model == "decoder":
+        import build_decoder
+
+        built = cache / "decoder" / "decoder.onnx"
+        return built if built.is_file() else build_decoder.build(cache / "decoder")
+    sys.path.insert(0, str(ROOT / "models"))
+    import real
+
+    built = cache / "light" / f"{model}-seed0.onnx"
+    return built if built.is_file() else real.build_light(model, cache / "light")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "models" / "cnn.onnx"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--also", default="", help="an extra infercmp row with these variants")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
+
+    args.model = str(model_path(args.model))
 
     from comparator.graph import inputs, model as model_mod, tap
 
@@ -77,27 +119,40 @@ def main() -> None:
         plan = tap.plan(m, "all")
         _, tapped = tap.write_copies(m, plan, t)
         np.savez(t / "feeds.npz", **inputs.make_feeds(m, {}, seed=0))
-        infercmp = [[str(BIN / "infercmp"), "compare", args.model, "--backends", "ort,ort:opt=disable",
+        peaks = t / "parent_peaks.txt"
+
+        def infercmp_cmd(variants: str) -> list[list[str]]:
+            return [[sys.executable, "-c", PARENT, str(peaks), "compare", args.model, "--backends", variants,
                      "--json", str(t / "r.json"), "--quiet"]]
+
+        infercmp = infercmp_cmd("ort,ort:opt=disable")
         polygraphy = [[str(BIN / "polygraphy"), "run", args.model, "--onnxrt", "--onnx-outputs", "mark", "all",
                        "--save-outputs", str(t / "a.json")],
                       [str(BIN / "polygraphy"), "run", args.model, "--onnxrt", "--onnx-outputs", "mark", "all",
                        "--load-outputs", str(t / "a.json")]]
-        floor = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz")]]
+        weights = str(Path(args.model).resolve().parent)  # the tapped copy reads them in place
+        floor = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz"), weights]]
         help_cmd = [[str(BIN / "infercmp"), "--help"]]
-        rows = {}
-        for label, cmds in (("infercmp", infercmp), ("polygraphy", polygraphy), ("floor", floor),
-                            ("infercmp --help", help_cmd)):
+        rows, parent = {}, {}
+        cases = [("infercmp", infercmp), ("polygraphy", polygraphy), ("floor", floor), ("infercmp --help", help_cmd)]
+        if args.also:
+            cases.insert(1, (f"infercmp {args.also}", infercmp_cmd(args.also)))
+        for label, cmds in cases:
+            peaks.write_text("")
             rows[label] = median_of(cmds, args.repeat)
+            if label.startswith("infercmp") and "--help" not in label:
+                parent[label] = max(int(x) for x in peaks.read_text().split()) / 1024
     print(f"model {args.model}: {len(plan.tapped)} tensors tapped, 2 ORT configurations, median of {args.repeat}")
-    print(f"{'':<16} {'wall s':>8} {'peak RSS MiB':>13} {'exit codes':>12}")
+    width = max(16, *map(len, rows))
+    print(f"{'':<{width}} {'wall s':>8} {'peak RSS MiB':>13} {'parent MiB':>11} {'exit codes':>11}")
     for label, (wall, rss, codes) in rows.items():
-        print(f"{label:<16} {wall:>8.2f} {rss:>13.0f} {','.join(map(str, sorted(set(codes)))):>12}")
+        own = f"{parent[label]:.0f}" if label in parent else ""
+        print(f"{label:<{width}} {wall:>8.2f} {rss:>13.0f} {own:>11} {','.join(map(str, sorted(set(codes)))):>11}")
     iw, ir, _ = rows["infercmp"]
     pw, pr, _ = rows["polygraphy"]
     fw, fr, _ = rows["floor"]
-    print(f"infercmp / polygraphy: wall {iw / pw:.2f}x (target <= 0.5x), peak RSS {ir / pr:.2f}x (target <= 1x)")
-    print(f"infercmp / floor:      wall {iw / fw:.2f}x (target <= 2x)")
+    print(f"infercmp / polygraphy: wall {iw / pw:.2f}x, peak RSS {ir / pr:.2f}x")
+    print(f"infercmp / floor:      wall {iw / fw:.2f}x")
     print(f"infercmp --help:       {rows['infercmp --help'][0]:.2f} s (target < 0.5 s)")
 
 

@@ -19,13 +19,14 @@ from .events import Listener, emit
 from .fileio import save_npz
 from .measure.facts import Facts, gather
 from .measure import kernel
-from .measure.metrics import Accumulator, Tolerance
+from .measure.metrics import Tolerance
 from .result import Report, VariantReport
 from .run.record import VariantRun
 from .run.runner import run_all
 from .variant import Variant, parse_list
 
 EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
+KERNEL_WORTH = 1 << 22  # tapped elements per variant from which the metrics kernel is loaded while workers run
 
 
 def resolve_variants(variants: Sequence[str | Variant] | str,
@@ -95,7 +96,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
     folder.mkdir(parents=True, exist_ok=True)
     _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk)
-    if any(_elements(t.shape) >= Accumulator.KERNEL_MIN for t in plan.tapped):
+    if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
         kernel.warm_in_background()
     emit(events, "tap", "writing the tapped copy")
     untapped, tapped = tap.write_copies(loaded, plan, folder)

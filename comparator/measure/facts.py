@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -263,20 +266,41 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
         names = [(t.name, t) for t in catalogue]
     seen = {n for n, _ in names}
     names += [(o, None) for o in outputs if o not in seen]
-    for name, info in names:
-        p = _Pass(everyone, name)
-        if info is not None:
-            seeing = ok
-            if info.scope:  # inside a subgraph: only variants that record them, and only when the reference does
-                seeing = [] if str(runs[ref].variant) in blind else [i for i in ok if str(runs[i].variant) not in blind]
-            facts.tensors.append(_tensor(p, info, ref, seeing, iso if not info.scope else [],
-                                         tolerance if tolerance_for is None else tolerance_for(info)))
-        if name in outputs:
-            _output(p, facts, name, ok, name in classes)
-        p.run()
-        if counted is not None and info is not None:
-            counted(len(facts.tensors))
+    # Passes run on a few threads (the kernel, reading and hashing release the GIL); each is planned here, in
+    # catalogue order, and at most `threads` + 1 have their files open at once.
+    threads = max(1, min(PASS_THREADS, os.cpu_count() or 1))
+    pending: deque[tuple[bool, Future[None]]] = deque()
+    done = 0
+    with ThreadPoolExecutor(threads) as pool:
+        for name, info in names:
+            p = _Pass(everyone, name)
+            if info is not None:
+                seeing = ok
+                if info.scope:  # inside a subgraph: only variants that record them, and only when the reference does
+                    seeing = ([] if str(runs[ref].variant) in blind
+                              else [i for i in ok if str(runs[i].variant) not in blind])
+                facts.tensors.append(_tensor(p, info, ref, seeing, iso if not info.scope else [],
+                                             tolerance if tolerance_for is None else tolerance_for(info)))
+            if name in outputs:
+                _output(p, facts, name, ok, name in classes)
+            pending.append((info is not None, pool.submit(p.run)))
+            while len(pending) > threads or (pending and pending[0][1].done()):
+                done += _finish(pending.popleft(), counted, done)
+        while pending:
+            done += _finish(pending.popleft(), counted, done)
     return facts
+
+
+PASS_THREADS = 4
+
+
+def _finish(item: tuple[bool, Future[None]], counted: Callable[[int], None] | None, done: int) -> int:
+    """Wait for one pass (its error, if any, is raised here); report progress; 1 if it was a catalogue tensor."""
+    catalogued, future = item
+    future.result()
+    if catalogued and counted is not None:
+        counted(done + 1)
+    return int(catalogued)
 
 
 def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],

@@ -40,6 +40,11 @@ def available() -> bool:
     return _kernel is not None
 
 
+def loaded() -> bool:
+    """Whether the kernel is loaded already (never loads it)."""
+    return _kernel is not None
+
+
 def warm_in_background() -> None:
     """Load (or compile) the kernel in a daemon thread: the parent does it while the workers run."""
     threading.Thread(target=available, name="infercmp-kernel", daemon=True).start()

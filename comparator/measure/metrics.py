@@ -163,11 +163,13 @@ def seq_sum(x: np.ndarray) -> float:
 class Accumulator:
     """Streams chunk pairs of one tensor pair; memory is O(chunk).
 
-    float32/float64 pairs of at least `KERNEL_MIN` elements go through the fused kernel (measure/kernel.py) when
-    Numba is installed; everything else through NumPy. Both update the same state the same way: results are
-    bit-identical whichever path a chunk takes."""
+    Chunks of float32/float64 pairs go through the fused kernel (measure/kernel.py) when Numba is installed and
+    the kernel is loaded (a chunk of `KERNEL_LOAD` elements or more loads it; api.py loads it in the background
+    for a big model) and the chunk has at least `KERNEL_MIN` elements; everything else goes through NumPy. Both
+    update the same state the same way: results are bit-identical whichever path a chunk takes."""
 
-    KERNEL_MIN = 1 << 14  # smaller chunks: NumPy is as fast, and small models never import Numba
+    KERNEL_MIN = 1 << 12   # smaller chunks: NumPy is as fast
+    KERNEL_LOAD = 1 << 18  # loading Numba costs ~0.4 s and ~100 MiB: worth it from about here
 
     def __init__(self, ref_dtype: np.dtype, got_dtype: np.dtype, tolerance: Tolerance | None = None):
         self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
@@ -200,7 +202,8 @@ class Accumulator:
         if ref.size != got.size:
             raise ValueError(f"chunk lengths differ: {ref.size} vs {got.size}")
         self.count += ref.size
-        if self._fused and ref.size >= self.KERNEL_MIN and self._kernel(ref, got):
+        if self._fused and ref.size >= self.KERNEL_MIN and (kernel.loaded() or ref.size >= self.KERNEL_LOAD) \
+                and self._kernel(ref, got):
             return
         with np.errstate(all="ignore"):
             self._update(ref, got)
