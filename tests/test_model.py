@@ -206,3 +206,28 @@ def test_output_passed_straight_from_input(tmp_path):
     onnx.save(proto, str(tmp_path / "m.onnx"))
     m = model_mod.load(tmp_path / "m.onnx")
     assert [(t.name, t.op_type, t.is_output) for t in m.tensors] == [("x", "(input)", True)]
+
+
+def test_an_optional_output_shape_inference_skips_is_typed_from_the_schema(tmp_path):
+    """Dropout-7's mask (as in VGG-19 from the onnx wheel): shape inference leaves it untyped, the schema says `T`,
+    the type of its data. It is tapped and compared like any tensor."""
+    import comparator
+    from comparator.graph import tap
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]),
+                               helper.make_node("Dropout", ["r"], ["y", "mask"], ratio=0.5)],
+                              "g", [helper.make_tensor_value_info("x", T.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [2, 3])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    proto.ir_version = 7
+    path = tmp_path / "dropout.onnx"
+    onnx.save(proto, str(path))
+    m = model_mod.load(path)
+    mask = next(t for t in m.tensors if t.name == "mask")
+    assert mask.dtype == "float32"
+    assert not tap.plan(m, "all").skipped
+    report = comparator.compare(path, ["ref", "torch", "tf", "ort"])
+    metrics = report.tensor("mask").metrics
+    # inference keeps every element: a mask of ones (onnx.reference, torch and TF); onnxruntime writes zeros
+    assert metrics["torch"]["bit_identical"] and metrics["tf"]["bit_identical"], metrics
+    assert metrics["ort"]["max_abs"] == 1.0

@@ -217,6 +217,7 @@ def load(path: str | os.PathLike[str], derived: bool = False) -> Model:
 def _catalogue(model: Model) -> None:
     graph = model.proto.graph
     init_names = {i.name for i in graph.initializer} | {s.values.name for s in graph.sparse_initializer}
+    initializers = {i.name: i.data_type for i in graph.initializer}
     types: dict[str, Any] = {}
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
         types[vi.name] = vi.type
@@ -245,9 +246,50 @@ def _catalogue(model: Model) -> None:
                 continue
             seen.add(name)
             shape, elem = _shape_of(types.get(name))
+            if elem is None:  # shape inference skipped it (an optional output): the op's schema may still say
+                elem = _schema_type(node, list(node.output).index(name), model.opsets, types, initializers)
             model.tensors.append(TensorInfo(name, node.op_type, node.name, len(model.tensors), shape, elem,
                                             name in outputs))
     for name in model.outputs:  # a graph input or initializer passed straight through
         if name not in seen:
             shape, elem = _shape_of(types.get(name))
             model.tensors.append(TensorInfo(name, "(input)", "", len(model.tensors), shape, elem, True))
+
+
+def _schema_type(node: Any, index: int, opsets: dict[str, int], types: dict[str, Any],
+                 initializers: dict[str, int]) -> int | None:
+    """The element type of a node's output as its op's schema fixes it: a concrete type (`tensor(bool)`), or a
+    type variable that one of the node's typed inputs binds (Dropout-7's mask is `T`, like its data). None when
+    the schema leaves it open."""
+    import onnx
+
+    domain = node.domain or ""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets.get(domain or "ai.onnx", 1), domain)
+    except Exception:  # noqa: BLE001 - an op from an unknown domain: no schema
+        return None
+    if not schema.outputs:
+        return None
+    wanted = schema.outputs[min(index, len(schema.outputs) - 1)].type_str
+    if wanted.startswith("tensor(") and wanted.endswith(")"):
+        return _elem_from_str(wanted)
+    for i, formal in enumerate(schema.inputs):
+        if formal.type_str == wanted and i < len(node.input) and node.input[i]:
+            name = node.input[i]
+            elem = _shape_of(types.get(name))[1] if name in types else initializers.get(name)
+            if elem:
+                return int(elem)
+    allowed = next((list(c.allowed_type_strs) for c in schema.type_constraints if c.type_param_str == wanted), [])
+    return _elem_from_str(allowed[0]) if len(allowed) == 1 else None
+
+
+def _elem_from_str(type_str: str) -> int | None:
+    """`tensor(float)` -> TensorProto.FLOAT; None for anything else."""
+    import onnx
+
+    inner = type_str[len("tensor("):-1] if type_str.startswith("tensor(") else ""
+    names = {"float": "FLOAT", "double": "DOUBLE", "float16": "FLOAT16", "bool": "BOOL", "string": "STRING"}
+    try:
+        return int(onnx.TensorProto.DataType.Value(names.get(inner, inner.upper())))
+    except ValueError:
+        return None

@@ -273,7 +273,8 @@ def dropout(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         ratio = known(ctx, inputs[1], "ratio") if len(inputs) > 1 and inputs[1] is not None else 0.5
         if float(ratio) != 0.0:
             raise unsupported(ctx, "training_mode=1 (random masks cannot be compared)")
-    return [tf.identity(x), tf.ones_like(x, dtype=tf.bool)]
+    # inference keeps every element: the mask is all ones, bool from opset 10, the data's type before
+    return [tf.identity(x), tf.ones_like(x, dtype=tf.bool if ctx.opset >= 10 else x.dtype)]
 
 
 def _flat2d(fn: Callable[[Any, int], Any]) -> Callable[[OpContext, list[Any], dict[str, Any]], Any]:

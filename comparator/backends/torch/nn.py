@@ -269,7 +269,8 @@ def dropout(ctx: OpContext, inputs: list[Any], attrs: dict[str, Any]) -> Any:
     training = ctx.opset >= 12 and arg(inputs, 2) is not None and bool(inputs[2])
     if training and ratio > 0:
         raise unsupported(ctx, "training_mode=1 (random)")
-    return [x, torch.ones_like(x, dtype=torch.bool)]
+    # inference keeps every element: the mask is all ones, bool from opset 10, the data's type before
+    return [x, torch.ones_like(x, dtype=torch.bool if ctx.opset >= 10 else x.dtype)]
 
 
 @op("Gemm")
