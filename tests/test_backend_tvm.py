@@ -227,6 +227,34 @@ def test_cache_hit_is_much_faster(env):
     np.testing.assert_array_equal(first.run(FEED)["probs"], second.run(FEED)["probs"])
 
 
+def test_worker_environment_skips_device_backends_for_llvm_only(monkeypatch):
+    backend, options = backend_and()
+    monkeypatch.delenv("TVM_DEVICE_BACKEND_AUTOLOAD", raising=False)
+    assert backend.environment(options) == {"TVM_DEVICE_BACKEND_AUTOLOAD": "0"}
+    assert backend.environment(backend_and({"threads": "2"})[1]) == {"TVM_NUM_THREADS": "2",
+                                                                      "TVM_DEVICE_BACKEND_AUTOLOAD": "0"}
+    assert backend.environment(backend_and({"target": "cuda"})[1]) == {}
+    monkeypatch.setenv("TVM_DEVICE_BACKEND_AUTOLOAD", "1")  # the user's own choice stands
+    assert backend.environment(options) == {}
+
+
+def test_cache_hit_in_a_worker_process_reads_no_more_than_it_needs(env):
+    """As a worker opens a cached model: torch and the Relax frontend are never imported, torch stays
+    importable, and the runtime functions the device backends' library holds are there."""
+    backend, options = backend_and()
+    assert open_session(env.net)[0].provenance()["cache"]["key"]  # compiled and stored (or already there)
+    code = ("import importlib.util, sys; from comparator import backends; from comparator.variant import Variant; "
+            "backend, options = backends.resolve_variant(Variant.parse('tvm')); "
+            f"s = backend.open({str(env.net)!r}, options); import tvm; "
+            "print(s.provenance()['cache']['hit'], 'torch' in sys.modules, 'tvm.relax.frontend.onnx' in sys.modules,"
+            " tvm.get_global_func('tvm.contrib.sort.topk', allow_missing=True) is not None,"
+            " importlib.util.find_spec('torch') is None or __import__('torch') is not None)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=dict(os.environ, **backend.environment(options)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "False", "True", "True"]
+
+
 @pytest.mark.parametrize("damage", ["library", "sidecar"])
 def test_corrupt_entry_is_recompiled(env, damage):
     raw = {"approx": "on"}

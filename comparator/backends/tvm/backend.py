@@ -2,7 +2,8 @@
 target, and the Relax virtual machine runs it.
 
 Every knob is a compile-time one (target CPU, LLVM features, fast-math, pipeline), so compiled libraries are
-cached on disk (`tvm_cache.py`): a second compare of the same model and variant skips compilation.
+cached on disk (`cache.py`): a second compare of the same model and variant skips compilation, and on such a hit
+the model is read and hashed but neither checked, prepared nor seen by the frontend.
 Nothing here imports TVM at import time.
 """
 from __future__ import annotations
@@ -20,11 +21,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ...graph import stored
 from ...errors import BackendError, UnsupportedError, UsageError
 from ..contract import BackendBase
 from ..options import Option
 from . import fold
-from .cache import CompileCache, cache_key, cache_root, fetch_or_compile, model_digest
+from .cache import CompileCache, cache_key, cache_root, fetch, fetch_or_compile, model_digest
 from .model import check_model, parameter_inputs, shapes_as_tensors, unknown_dims_symbolic
 from .target import cuda_target, llvm_target
 
@@ -75,35 +77,50 @@ class TvmBackend(BackendBase):
                                  "TVM compiles every CUDA kernel with --use_fast_math already")
 
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
-        return {"TVM_NUM_THREADS": str(options["threads"])} if options["threads"] else {}
+        env = {"TVM_NUM_THREADS": str(options["threads"])} if options["threads"] else {}
+        if options["target"] == "llvm" and "TVM_DEVICE_BACKEND_AUTOLOAD" not in os.environ:
+            # `import tvm` loads the Python side of every GPU backend (CUDA, Metal, ROCm, Vulkan...) and any
+            # out-of-tree backend package; compiling and running for LLVM needs none of them, and skipping them
+            # takes about 0.3 s off every worker's open (import_tvm loads the one runtime library they would
+            # have). target=cuda keeps TVM's default.
+            env["TVM_DEVICE_BACKEND_AUTOLOAD"] = "0"
+        return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TvmSession:
         import onnx
+        from onnx import serialization
 
         tvm = import_tvm()
 
         try:
-            proto = onnx.load(model_path, load_external_data=False)
-            digest = model_digest(model_path, proto)
-            onnx.external_data_helper.load_external_data_for_model(proto, str(Path(model_path).parent))
+            # Read once: the bytes give the cache key and the graph. External data is read only to compile.
+            data = Path(model_path).read_bytes()
+            fmt = serialization.registry.get_format_from_file_extension(Path(model_path).suffix) or "protobuf"
+            proto = onnx.load_model_from_string(data, format=fmt)
+            digest = model_digest(model_path, proto, data)
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"tvm backend could not read {model_path}: {_first(exc)}") from None
-        if proto.functions:
-            from onnx import inliner
-
-            proto = inliner.inline_local_functions(proto)
-        check_model(proto)
-        unknown_dims_symbolic(proto.graph)
+        del data
         target, info = (cuda_target() if options["target"] == "cuda" else llvm_target(options))
         info.update(backend="tvm", tvm=tvm.__version__, pipeline=options["opt"], approx=options["approx"],
                     threads=_threads(options))
         root = cache_root()
-        compiler = _Compiler(proto, target, options, digest, CompileCache(root) if root else None, info)
-        session = TvmSession(proto, compiler, info, options["target"])
-        dynamic = {i.name for i in proto.graph.input if i.name in session.input_names and _is_dynamic(i)}
-        params = parameter_inputs(proto, session.input_names)
+        compiler = _Compiler(model_path, proto, target, options, digest, CompileCache(root) if root else None,
+                             info)
+        # A cache hit needs nothing more of the model: its graph is prepared for the frontend (and checked) only
+        # to compile.
+        vm = compiler.cached(None, {})
+        if vm is None:
+            compiler.prepare()
+        session = TvmSession(compiler.proto, compiler, info, options["target"])
+        dynamic = {i.name for i in compiler.proto.graph.input if i.name in session.input_names and _is_dynamic(i)}
+        if vm is not None:
+            session.vm = vm
+            info["shapes"] = "symbolic" if dynamic else "static"
+            return session
+        params = parameter_inputs(compiler.proto, session.input_names)
         try:
-            session.vm = compiler.build(None, {})
+            session.vm = compiler.compile(None, {})
         except BackendError as exc:
             if not dynamic and not params:
                 raise
@@ -118,18 +135,51 @@ class TvmBackend(BackendBase):
 
 
 def import_tvm() -> Any:
-    """Import tvm. Its FFI layer imports torch, when installed, only to offer DLPack interop, which this
-    backend never uses; hiding torch during the import saves seconds per worker process."""
-    if "tvm" in sys.modules or "torch" in sys.modules:
+    """Import tvm, keeping out of the import two modules this backend never uses; each costs every worker's
+    open, which is timed with the import in it:
+    - torch: tvm_ffi imports it whenever it is installed, only to offer DLPack interop with torch tensors (about
+      2 s). Hidden only when this process has not imported torch: one that has keeps it, and TVM sees it.
+    - tvm.runtime.disco (the distributed runtime): TVM 0.27 imports it before loading the library that holds its
+      types, so the import fails and TVM sets it to None anyway; the failing type lookup is then the process's
+      first TVM error, whose backtrace setup reads the debug info of every loaded library (0.2 s with a Python
+      built with debug info).
+    Both names are importable again afterwards.
+
+    A worker for target=llvm also skips TVM's device backends (`TvmBackend.environment`); the one library of
+    theirs this backend needs, libtvm_runtime_extra (the VM's sort and top-k kernels among others), is loaded
+    here then."""
+    if "tvm" in sys.modules:
         import tvm
 
         return tvm
-    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    hidden = [m for m in ("torch", "tvm.runtime.disco") if m not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
     try:
         import tvm
     finally:
-        del sys.modules["torch"]
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+    if os.environ.get("TVM_DEVICE_BACKEND_AUTOLOAD") == "0":
+        _load_runtime_extra()
     return tvm
+
+
+def _load_runtime_extra() -> None:
+    """What `import tvm` does with device backends on (tvm/backend/_autoload_backends.py): load
+    libtvm_runtime_extra, whose functions register themselves with TVM's global registry."""
+    from tvm.base import _LOADED_LIBS
+    from tvm_ffi.libinfo import load_lib_ctypes
+
+    if "tvm_runtime_extra" in _LOADED_LIBS:
+        return
+    try:
+        _LOADED_LIBS["tvm_runtime_extra"] = load_lib_ctypes(
+            "tvm", "tvm_runtime_extra", "RTLD_LOCAL",
+            extra_lib_paths=[Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent])
+    except (OSError, RuntimeError):  # a TVM built without it: as `import tvm` itself does, go on without it
+        pass
 
 
 def _first(exc: BaseException) -> str:
@@ -146,8 +196,9 @@ def _first(exc: BaseException) -> str:
 
 
 def _is_dynamic(vi: Any) -> bool:
+    """Whether a value's shape has a dimension that is not a number (exporters write -1 for unknown ones)."""
     t = vi.type.tensor_type
-    return not t.HasField("shape") or any(not d.HasField("dim_value") for d in t.shape.dim)
+    return not t.HasField("shape") or any(not d.HasField("dim_value") or d.dim_value < 0 for d in t.shape.dim)
 
 
 def _threads(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,34 +209,84 @@ def _threads(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Compiler:
-    """Import + compile (or fetch from the cache) for given input shapes (None: as the model declares)."""
+    """Import + compile (or fetch from the cache) for given input shapes (None: as the model declares).
 
-    def __init__(self, proto: Any, target: Any, options: Mapping[str, Any], digest: str,
+    `cached` needs only the model file's digest; the graph is prepared for TVM's frontend (`prepare`) when
+    something must compile."""
+
+    def __init__(self, model_path: str, proto: Any, target: Any, options: Mapping[str, Any], digest: str,
                  cache: CompileCache | None, info: dict[str, Any]):
-        self.proto, self.target, self.options, self.digest, self.cache, self.info = \
-            proto, target, options, digest, cache, info
+        self.model_path, self.proto, self.target, self.options, self.digest, self.cache, self.info = \
+            model_path, proto, target, options, digest, cache, info
+        self._prepared = False
+        self._discarded = ""  # why `cached` threw a bad entry away, for the compile that follows
 
-    def build(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
-        """A Relax VM for the model with input `shapes` bound (None: as the model declares them) and the
-        inputs in `constants` turned into constants of those values. When the frontend or the compiler refuses
-        the model and every input shape is then known, its shape computations are folded (`fold.py`) and the
-        folded graph compiled instead."""
+    def prepare(self) -> None:
+        """Read the external data, inline local functions, refuse before compiling what TVM's frontend cannot
+        convert (`check_model`), and name the dimensions declared -1."""
+        if self._prepared:
+            return
+        import onnx
+
+        proto = self.proto
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(stored.external_dir(self.model_path)))
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"tvm backend could not read {self.model_path}: {_first(exc)}") from None
+        if proto.functions:
+            from onnx import inliner
+
+            proto = inliner.inline_local_functions(proto)
+        check_model(proto)
+        unknown_dims_symbolic(proto.graph)
+        self.proto, self._prepared = proto, True
+
+    def _keys(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]
+              ) -> tuple[str, str]:
+        """Cache keys of the compile for `shapes` and `constants`: as converted, and with its shape computations
+        folded (a function of the model, the bound shapes, in the options when not declared, and the folding's
+        version)."""
         import hashlib
 
         import tvm
-        from tvm import relax
 
         values = {n: [str(a.dtype), list(a.shape), hashlib.sha256(a.tobytes()).hexdigest()]
                   for n, a in constants.items()}
         compile_opts = {"opt": self.options["opt"], "approx": self.options["approx"], "shapes": shapes,
                         "constants": values or None}
-        key = cache_key(self.digest, self.info["target_spec"], compile_opts, tvm.__version__)
+        spec = self.info["target_spec"]
+        return (cache_key(self.digest, spec, compile_opts, tvm.__version__),
+                cache_key(self.digest, spec, dict(compile_opts, fold=fold.VERSION), tvm.__version__))
+
+    def build(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
+        """A Relax VM for the model with input `shapes` bound (None: as the model declares them) and the
+        inputs in `constants` turned into constants of those values: from the cache, else compiled."""
+        vm = self.cached(shapes, constants)
+        return vm if vm is not None else self.compile(shapes, constants)
+
+    def cached(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
+        """The VM from the cache (compiled as converted, else folded), or None when neither entry is there."""
+        self._discarded = ""
+        if self.cache is None:
+            return None
+        for key in self._keys(shapes, constants):
+            found = fetch(self.cache, key)
+            if found is not None:
+                self._note(found[2], found[1])
+                return self._vm(found[0])
+            self._discarded = self._discarded or self.cache.discarded
+        return None
+
+    def compile(self, shapes: dict[str, list[int]] | None, constants: Mapping[str, np.ndarray]) -> Any:
+        """`build` after `cached` found nothing. When the frontend or the compiler refuses the model and every
+        input shape is then known, its shape computations are folded (`fold.py`) and the folded graph compiled
+        instead."""
+        import tvm
+
+        self.prepare()
+        key, fold_key = self._keys(shapes, constants)
         proto = self._with_constants(constants)
         bound = fold.bound_shapes(proto, shapes)
-        # The folded graph is a function of the model, the bound shapes (in compile_opts when not declared) and
-        # the folding's version.
-        fold_key = (cache_key(self.digest, self.info["target_spec"], dict(compile_opts, fold=fold.VERSION),
-                              tvm.__version__) if bound is not None else "")
 
         def compile_now(graph: Any, folded: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
             t0 = time.perf_counter()
@@ -196,27 +297,29 @@ class _Compiler:
                 meta["graph_folded"] = folded
             return executable, meta
 
-        if fold_key and self.cache is not None and self.cache.contains(fold_key) and not self.cache.contains(key):
-            # An earlier compile of this model for these shapes was refused unfolded and stored folded.
-            graph, folded = self._fold(proto, bound, "an earlier compile for these shapes was refused unfolded")
-            module, meta, cache_info = fetch_or_compile(self.cache, fold_key, lambda: compile_now(graph, folded))
-        else:
+        try:
+            module, meta, cache_info = fetch_or_compile(self.cache, key, lambda: compile_now(proto, None))
+        except BackendError as exc:  # UnsupportedError too
+            if bound is None:
+                raise
+            graph, folded = self._fold(proto, bound, exc.message)
+            if folded["nodes_after"] == folded["nodes_before"]:
+                raise
+            why = exc.message
             try:
-                module, meta, cache_info = fetch_or_compile(self.cache, key, lambda: compile_now(proto, None))
-            except BackendError as exc:  # UnsupportedError too
-                if bound is None:
-                    raise
-                graph, folded = self._fold(proto, bound, exc.message)
-                if folded["nodes_after"] == folded["nodes_before"]:
-                    raise
-                why = exc.message
-                try:
-                    module, meta, cache_info = fetch_or_compile(self.cache, fold_key,
-                                                                lambda: compile_now(graph, folded))
-                except BackendError as again:
-                    raise type(again)(f"{again.message} (with its shape computations folded for the input "
-                                      f"shapes {bound}; unfolded: {why[:300]})", again.hint) from None
+                module, meta, cache_info = fetch_or_compile(self.cache, fold_key, lambda: compile_now(graph, folded))
+            except BackendError as again:
+                raise type(again)(f"{again.message} (with its shape computations folded for the input "
+                                  f"shapes {bound}; unfolded: {why[:300]})", again.hint) from None
+        if self._discarded and not cache_info.get("discarded_bad_entry"):
+            cache_info["discarded_bad_entry"] = self._discarded
         self._note(cache_info, meta)
+        return self._vm(module)
+
+    def _vm(self, module: Any) -> Any:
+        import tvm
+        from tvm import relax
+
         return relax.VirtualMachine(module, tvm.cuda(0) if self.options["target"] == "cuda" else tvm.cpu(0))
 
     def _note(self, cache_info: dict[str, Any], meta: Mapping[str, Any]) -> None:

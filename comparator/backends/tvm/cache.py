@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from ...graph import stored
+
 FORMAT = 2  # bump when the entry layout, the key's ingredients or the preparation of the compiled graph change
 
 
@@ -35,18 +37,22 @@ def cache_root() -> Path | None:
     return root / "tvm"
 
 
-def model_digest(model_path: str | os.PathLike[str], proto: Any = None) -> str:
-    """sha256 of the model file and, in order, of every external data file it references."""
+def model_digest(model_path: str | os.PathLike[str], proto: Any = None, data: bytes | None = None) -> str:
+    """sha256 of the model file (`data`: its bytes, already read) and, in order, of every external data file it
+    references (found where graph/stored.py says: a copy infercmp wrote names the input model's folder)."""
     path = Path(model_path)
     digest = hashlib.sha256()
-    _hash_file(digest, path)
+    if data is None:
+        _hash_file(digest, path)
+    else:
+        digest.update(data)
     if proto is not None:
         seen: set[str] = set()
         for location in _external_locations(proto):
             if location not in seen:
                 seen.add(location)
                 digest.update(location.encode("utf-8"))
-                _hash_file(digest, path.parent / location)
+                _hash_file(digest, stored.external_dir(path) / location)
     return digest.hexdigest()
 
 
@@ -167,18 +173,25 @@ class CompileCache:
         self.discarded = why
 
 
+def fetch(cache: CompileCache, key: str) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
+    """(runnable module, the compile's sidecar, what the cache did) for a valid entry under `key`; None when there
+    is none (a bad one is deleted: `cache.discarded` says why)."""
+    found = cache.load(key)
+    if found is None:
+        return None
+    return found[0], found[1], {"enabled": True, "hit": True, "key": key, "dir": str(cache.root)}
+
+
 def fetch_or_compile(cache: CompileCache | None, key: str, compile_now: Callable[[], tuple[Any, dict[str, Any]]]
                      ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(runnable module, the compile's sidecar, what the cache did) for `key`; `compile_now()` returns
     (executable, sidecar) and runs only on a miss."""
-    info: dict[str, Any] = {"enabled": cache is not None, "hit": False, "key": key}
     if cache is None:
-        return (*compile_now(), info)
-    info["dir"] = str(cache.root)
-    found = cache.load(key)
+        return (*compile_now(), {"enabled": False, "hit": False, "key": key})
+    found = fetch(cache, key)
     if found is not None:
-        info["hit"] = True
-        return found[0], found[1], info
+        return found
+    info: dict[str, Any] = {"enabled": True, "hit": False, "key": key, "dir": str(cache.root)}
     if cache.discarded:
         info["discarded_bad_entry"] = cache.discarded
     executable, meta = compile_now()
@@ -188,5 +201,5 @@ def fetch_or_compile(cache: CompileCache | None, key: str, compile_now: Callable
         info["not_stored_because"] = why
         return executable, meta, info
     # Run what the cache holds, so that a later hit runs the very machine code this miss ran.
-    found = cache.load(key)
-    return (found[0], meta, info) if found is not None else (executable, meta, info)
+    reloaded = cache.load(key)
+    return (reloaded[0], meta, info) if reloaded is not None else (executable, meta, info)
