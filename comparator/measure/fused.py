@@ -8,8 +8,10 @@ import numba
 import numpy as np
 
 # Compiled eagerly for every supported pair (loaded from Numba's disk cache after the first time).
-SIGNATURES = [f"int64({r}[::1], {g}[::1], boolean, float64, float64, boolean, uint64, int64[::1], float64[::1], "
-               "int64[::1], uint64[::1], uint64[::1])" for r in ("float32", "float64") for g in ("float32", "float64")]
+_UINT = {"float32": "uint32", "float64": "uint64"}
+SIGNATURES = [f"int64({r}[::1], {g}[::1], {_UINT[r]}[::1], {_UINT[g]}[::1], boolean, float64, float64, boolean, "
+              "uint64, int64[::1], float64[::1], int64[::1], uint64[::1], uint64[::1])"
+              for r in ("float32", "float64") for g in ("float32", "float64")]
 
 SIGN64 = np.uint64(1 << 63)
 
@@ -34,9 +36,12 @@ def distance(a: Any, b: Any, narrow_f32: bool) -> Any:
 
 
 @numba.njit(SIGNATURES, nogil=True, cache=True, error_model="numpy")
-def kernel(ref: Any, got: Any, narrow_f32: bool, atol: float, rtol: float, ulp_clause: bool, max_ulp: Any,
-           small: Any, fsum: Any, counts: Any, top_out: Any, big: Any) -> int:
+def kernel(ref: Any, got: Any, ref_bits: Any, got_bits: Any, narrow_f32: bool, atol: float, rtol: float,
+           ulp_clause: bool, max_ulp: Any, small: Any, fsum: Any, counts: Any, top_out: Any, big: Any) -> int:
     max_abs, max_rel = fsum[0], fsum[1]
+    below_rel = max_rel * 0.999
+    ref_narrow = (ref.itemsize == 4) == narrow_f32
+    got_narrow = (got.itemsize == 4) == narrow_f32
     s_abs = s_dot = s_ref = s_got = s_err = 0.0
     identical = nan_mm = inf_mm = n_fin = viol = n_ulp = 0
     top = top_out[0]
@@ -46,7 +51,9 @@ def kernel(ref: Any, got: Any, narrow_f32: bool, atol: float, rtol: float, ulp_c
         r = np.float64(ref[i])
         g = np.float64(got[i])
         if abs(r) < inf and abs(g) < inf:  # both finite: the common case
-            br, bg = bits(r, narrow_f32), bits(g, narrow_f32)
+            # a side already in the narrow dtype: its bits straight from memory, no round trip through float64
+            br = np.uint64(ref_bits[i]) if ref_narrow else bits(r, narrow_f32)
+            bg = np.uint64(got_bits[i]) if got_narrow else bits(g, narrow_f32)
             identical += br == bg  # no branch: whether two values agree is data, not predictable
             d = distance(br, bg, narrow_f32)
             n_ulp += 1
@@ -64,10 +71,11 @@ def kernel(ref: Any, got: Any, narrow_f32: bool, atol: float, rtol: float, ulp_c
                 max_abs = ad
             # divide only where the quotient may exceed the running maximum (the 0.1% margin covers the
             # product's rounding; an overflowing product means a quotient below max_rel)
-            if not ad < max_rel * abs(r) * 0.999:
+            if not ad < below_rel * abs(r):
                 rel = (0.0 if ad == 0.0 else inf) if r == 0.0 else ad / abs(r)
                 if rel > max_rel:
                     max_rel = rel
+                    below_rel = max_rel * 0.999
             s_abs += ad
             s_dot += r * g
             s_ref += r * r

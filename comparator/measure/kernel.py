@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_UINT = {4: np.uint32, 8: np.uint64}
 # The state, shared with metrics.Accumulator:
 #   fsum   float64 [max_abs, max_rel, sum |err|, sum ref*got, sum ref^2, sum got^2, sum err^2]
 #   counts int64   [identical, nan_mismatch, inf_mismatch, n_finite, violations, n_ulp]
@@ -59,8 +60,8 @@ def run(ref: np.ndarray, got: np.ndarray, narrow_f32: bool, atol: float, rtol: f
     """Fold one chunk pair (C-contiguous, 1-D) into the state; returns how many ULP distances >= 2**16 it wrote
     to `big`. `narrow_f32`: identity and ULPs in float32 (one side is float32). `max_ulp` None: no ULP clause."""
     limit = np.uint64(0 if max_ulp is None else min(max_ulp, (1 << 64) - 1))
-    return int(_kernel(ref, got, narrow_f32, atol, rtol, max_ulp is not None, limit, small, fsum, counts, top,
-                       big))
+    return int(_kernel(ref, got, ref.view(_UINT[ref.itemsize]), got.view(_UINT[got.itemsize]), narrow_f32, atol,
+                       rtol, max_ulp is not None, limit, small, fsum, counts, top, big))
 
 
 def run_identical(x: np.ndarray, small: np.ndarray, fsum: np.ndarray, counts: np.ndarray) -> None:
