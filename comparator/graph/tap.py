@@ -1,10 +1,10 @@
 """Which tensors to tap, and the model copies the workers run.
 
-Every variant runs the model twice: untapped (the input file itself: the numbers a deployment gets) and a tapped
-copy, whose graph outputs are extended with every tapped tensor, each typed from shape inference. A tensor that
-shape inference could not type is not tapped (never given a made-up type) and the report says so. Tensors
-inside subgraphs are no graph outputs: the tapped copy lists them in its metadata for the backends that record
-them (graph/subgraphs.py).
+Every variant runs the model twice: untapped (the input model's graph and weights as they are: the numbers a
+deployment gets) and a tapped copy, whose graph outputs are extended with every tapped tensor, each typed from
+shape inference. A tensor that shape inference could not type is not tapped (never given a made-up type) and the
+report says so. Tensors inside subgraphs are no graph outputs: the tapped copy lists them in its metadata for the
+backends that record them (graph/subgraphs.py).
 """
 from __future__ import annotations
 
@@ -64,11 +64,14 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
 
 
 def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, Path]:
-    """The untapped model (the input file itself, read in place) and `tapped.onnx`, written into folder: the
-    model's graph with every tapped tensor added as an output, its weights read from the input model's files
-    (graph/stored.py)."""
+    """Write `model.onnx` (untapped) and `tapped.onnx` (every tapped tensor added as an output) into folder and
+    return both paths. Both hold the graph only: their weights are read in place from the input model's files
+    (graph/stored.py), so nothing is copied, and a runtime never parses a multi-GB protobuf to find them."""
     import onnx
 
+    untapped = onnx.ModelProto()
+    untapped.ParseFromString(stored.skim(model.path.resolve()))  # the input as given: no inferred value_info
+    untapped_path = stored.save_derived(untapped, folder / "model.onnx", model.data_dir or model.path.resolve().parent)
     tapped_proto = onnx.ModelProto()
     tapped_proto.CopyFrom(model.proto)
     graph = tapped_proto.graph
@@ -88,4 +91,4 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, P
         else:  # planned taps always have an element type (plan() skips the others)
             vi.CopyFrom(onnx.helper.make_tensor_value_info(t.name, t.elem_type or 0, None))
     tapped = stored.save_derived(tapped_proto, folder / "tapped.onnx", model.data_dir or model.path.resolve().parent)
-    return model.path, tapped
+    return untapped_path, tapped
