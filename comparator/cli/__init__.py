@@ -3,7 +3,10 @@ INFERCMP_DEBUG=1). Frameworks are imported only inside worker processes, never h
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from typing import NoReturn
 
 import typer
 
@@ -14,11 +17,40 @@ from .app import _click_exceptions, _err, app
 __all__ = ["app", "main"]
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that every `finally` runs: workers stopped, temporary folders gone."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(code: int, how: str) -> NoReturn:
+    _err(f"infercmp: {how}: every worker was stopped and temporary files removed; nothing was written")
+    sys.exit(code)
+
+
 def main() -> None:
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
+    try:
+        _main()
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting with it.
         code = app(standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into Exit(130), which click returns here
+            _interrupted(130, "interrupted (Ctrl-C)")
         sys.exit(code if isinstance(code, int) else 0)
+    except Terminated:
+        _interrupted(143, "terminated (SIGTERM)")
+    except KeyboardInterrupt:
+        _interrupted(130, "interrupted (Ctrl-C)")
     except InfercmpError as exc:
         if os.environ.get("INFERCMP_DEBUG") == "1":
             raise
@@ -31,7 +63,14 @@ def main() -> None:
     except Exception as exc:  # click usage errors and the like
         errors = _click_exceptions()
         if isinstance(exc, errors.Abort if hasattr(errors, "Abort") else typer.Abort):
-            sys.exit(130)
+            # typer turns an EOFError escaping a command into Abort
+            if not isinstance(exc.__context__, EOFError):
+                _interrupted(130, "interrupted (Ctrl-C)")
+            if os.environ.get("INFERCMP_DEBUG") == "1":
+                raise
+            _err(f"error: a file ended before its data did ({type(exc.__context__).__name__}): a truncated input?")
+            _err("  hint: check the files given as inputs; rerun with INFERCMP_DEBUG=1 to see which one")
+            sys.exit(2)
         if isinstance(exc, errors.ClickException):
             exc.show()
             sys.exit(exc.exit_code or 2)

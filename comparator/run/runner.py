@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,6 +23,13 @@ from .record import VariantRun
 from .worker import PHASE
 
 STDERR_TAIL_LINES = 20
+_LIVE: set[subprocess.Popen[bytes]] = set()  # the workers running now, in every thread
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+class Interrupted(BaseException):
+    """The run was interrupted (Ctrl-C or SIGTERM) while this worker waited to start."""
 POLL_S = 0.25  # how often a running worker's phases are read
 FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 
@@ -65,9 +73,21 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
     env.setdefault("PYTHONUNBUFFERED", "1")
     started = time.perf_counter()
     with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
-                                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        code = _wait(proc, started, timeout, folder / "stdout.txt", on_phase)
+        with _LIVE_LOCK:
+            if _STOPPING.is_set():  # an interrupt came while this job waited for a free slot
+                raise Interrupted("stopped before it started")
+            proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
+                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            _LIVE.add(proc)
+        try:
+            code = _wait(proc, started, timeout, folder / "stdout.txt", on_phase)
+        except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception): the worker goes too
+            _kill_group(proc)
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
     run.wall_s = time.perf_counter() - started
     run.stderr_tail = _tail(folder / "stderr.txt")
     record_path = folder / "record.json"
@@ -145,7 +165,25 @@ def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]],
             on_done(result)
         return result
 
+    _STOPPING.clear()
     if parallel <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(one, jobs))
+        futures = [pool.submit(one, j) for j in jobs]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            stop_all()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def stop_all() -> int:
+    """Kill every running worker's process group and start no new one (an interrupt); returns how many ran."""
+    with _LIVE_LOCK:
+        _STOPPING.set()
+        live = list(_LIVE)
+    for proc in live:
+        _kill_group(proc)
+    return len(live)
