@@ -35,6 +35,16 @@ def distance(a: Any, b: Any, narrow_f32: bool) -> Any:
     return ma + mb  # opposite signs: at most 2 * (2**63 - 1), no overflow
 
 
+@numba.njit(inline="always")
+def count(d: Any, small: Any, big: Any, nbig: int) -> int:
+    """Count a ULP distance: below 2**16 in the histogram, else handed back in `big`; returns big's new length."""
+    if d < np.uint64(65536):
+        small[np.int64(d)] += 1
+        return nbig
+    big[nbig] = d
+    return nbig + 1
+
+
 @numba.njit(SIGNATURES, nogil=True, cache=True, error_model="numpy")
 def kernel(ref: Any, got: Any, ref_bits: Any, got_bits: Any, narrow_f32: bool, atol: float, rtol: float,
            ulp_clause: bool, max_ulp: Any, small: Any, fsum: Any, counts: Any, top_out: Any, big: Any) -> int:
@@ -57,13 +67,8 @@ def kernel(ref: Any, got: Any, ref_bits: Any, got_bits: Any, narrow_f32: bool, a
             identical += br == bg  # no branch: whether two values agree is data, not predictable
             d = distance(br, bg, narrow_f32)
             n_ulp += 1
-            if d > top:
-                top = d
-            if d < np.uint64(65536):
-                small[np.int64(d)] += 1
-            else:
-                big[nbig] = d
-                nbig += 1
+            top = max(top, d)
+            nbig = count(d, small, big, nbig)
             n_fin += 1
             err = r - g
             ad = abs(err)
@@ -93,19 +98,11 @@ def kernel(ref: Any, got: Any, ref_bits: Any, got_bits: Any, narrow_f32: bool, a
             viol += 1  # a NaN against a number never passes, nor through the ULP clause
             continue
         br, bg = bits(r, narrow_f32), bits(g, narrow_f32)
-        if br == bg:
-            identical += 1
-            d = np.uint64(0)
-        else:
-            d = distance(br, bg, narrow_f32)
+        identical += br == bg
+        d = distance(br, bg, narrow_f32)
         n_ulp += 1
-        if d > top:
-            top = d
-        if d < np.uint64(65536):
-            small[np.int64(d)] += 1
-        else:
-            big[nbig] = d
-            nbig += 1
+        top = max(top, d)
+        nbig = count(d, small, big, nbig)
         if r != g:
             inf_mm += 1
             if not (ulp_clause and d <= max_ulp):
