@@ -5,7 +5,8 @@
 
 --model takes a path, the name of an architecture from the onnx wheel's `light` models (built once with seeded
 weights as the real-model suite builds it, models/real.py), or `decoder`: the 2.3 GB transformer of
-benchmarks/build_decoder.py, its weights as external data. Built models are cached in ~/.cache/infercmp/bench.
+benchmarks/build_decoder.py, its weights as external data. Built models are kept in the `bench` cache
+(`infercmp cache info`).
 --also adds a row: infercmp on those variants (e.g. with torch), which Polygraphy cannot run.
 
 (a) infercmp compare MODEL --backends ort,ort:opt=disable (every tensor tapped, JSON written)
@@ -87,7 +88,9 @@ def model_path(model: str) -> Path:
     """A path as given, or a `light` architecture built with seeded weights, or the decoder (cached)."""
     if Path(model).suffix == ".onnx" or "/" in model:
         return Path(model)
-    cache = Path.home() / ".cache" / "infercmp" / "bench"
+    from comparator import caches
+
+    cache = caches.folder("bench")
     if model == "decoder":
         import build_decoder
 

@@ -1,7 +1,7 @@
 """Build a decoder-only transformer of 2.3 GB of float32 weights, stored as ONNX external data, reproducibly and
 offline (seeded weights, no download): the multi-GB case of the benchmarks.
 
-    python benchmarks/build_decoder.py [--out ~/.cache/infercmp/bench/decoder] [--layers 24] [--width 1408]
+    python benchmarks/build_decoder.py [--out <bench cache>/decoder] [--layers 24] [--width 1408]
 
 24 pre-norm blocks (LayerNormalization, 11-head causal self-attention written out as MatMul/Softmax, a 4x MLP
 with a sigmoid-approximated GELU, residual adds), a final norm and a 4,096-way output projection, on a [1, 32,
@@ -114,7 +114,9 @@ def build(out: Path, layers: int = 24, width: int = 1408, seed: int = 0) -> Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "infercmp" / "bench" / "decoder")
+    from comparator import caches
+
+    ap.add_argument("--out", type=Path, default=caches.folder("bench") / "decoder")
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--width", type=int, default=1408)
     ap.add_argument("--seed", type=int, default=0)

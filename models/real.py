@@ -110,9 +110,11 @@ class ChecksumError(FetchError):
 
 
 def default_cache() -> Path:
-    """The cache folder shared by the command line and the tests: downloads are large, fetch them once."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "infercmp" / "real-models"
+    """The cache folder shared by the command line and the tests: downloads are large, fetch them once.
+    $INFERCMP_REAL_MODELS_CACHE, else `real-models` under infercmp's cache root (comparator/caches.py)."""
+    from comparator import caches
+
+    return caches.folder("real-models")
 
 
 def sha256_bytes(data: bytes) -> str:

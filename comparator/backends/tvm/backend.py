@@ -26,7 +26,7 @@ from ...errors import BackendError, UnsupportedError, UsageError
 from ..contract import BackendBase
 from ..options import Option
 from . import fold
-from .cache import CompileCache, cache_key, cache_root, fetch, fetch_or_compile, model_digest
+from .cache import CompileCache, cache_key, cache_root, fetch, fetch_or_compile, model_digest, size_cap
 from .model import check_model, parameter_inputs, shapes_as_tensors, unknown_dims_symbolic
 from .target import cuda_target, llvm_target
 
@@ -62,6 +62,7 @@ class TvmBackend(BackendBase):
     )
 
     def validate(self, options: Mapping[str, Any]) -> None:
+        size_cap()  # a bad INFERCMP_TVM_CACHE_MAX is a usage error before any worker starts
         if options["mattr"] and not _MATTR.fullmatch(options["mattr"]):
             raise UsageError(f"tvm option mattr={options['mattr']!r} is not a list of +feature/-feature",
                              "write it without commas, e.g. mattr=+avx2+fma-avx512f")

@@ -4,13 +4,21 @@ An entry is a shared library written by `Executable.export_library` (`<key>.so`)
 (`<key>.json`) that holds the library's sha256 and what the compile reported. The key hashes everything that
 changes the generated code: the model file's bytes (and its external data), the target, the compile options,
 the bound input shapes, the TVM version and, for a graph whose shape computations were folded (`fold.py`), the
-folding's version. Entries live in `$INFERCMP_CACHE_DIR/tvm/` (default
-`~/.cache/infercmp/tvm/`); `INFERCMP_NO_CACHE=1` turns the cache off.
+folding's version. Entries live in the `tvm` folder of infercmp's cache root (comparator/caches.py:
+`$INFERCMP_CACHE_DIR`, else the platform's user cache directory, `$XDG_CACHE_HOME/infercmp` on Linux);
+`INFERCMP_NO_CACHE=1` turns the cache off, `infercmp cache info|clear` shows or empties it.
+
+The cache holds at most `INFERCMP_TVM_CACHE_MAX` bytes (`500M`, `2G`; default 2 GiB; `0`: no limit). Each store
+evicts the least recently used entries until the others fit beside the new one: a hit touches its sidecar, so
+an entry's age is the time since it was last stored or loaded.
 
 Several workers may compile the same key at once: each writes into a temporary file in the cache folder and
 renames it into place (`os.replace`), so a reader sees a whole old file or a whole new one, never a partial
 one; a process that has the old library loaded keeps its mapping. A sidecar whose hash does not match its
 library, or a library that fails to load, is deleted and the model recompiled: a bad entry is never fatal.
+Eviction is safe beside them for the same reasons: it unlinks whole entries (never a temporary file younger
+than a day), a process that has an evicted library loaded keeps its mapping, and a reader that loses an entry
+between its check and its read treats it as a miss.
 Nothing here imports TVM at import time.
 """
 from __future__ import annotations
@@ -19,22 +27,29 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from ... import caches
 from ...graph import stored
 
+CAP_ENV = "INFERCMP_TVM_CACHE_MAX"
+DEFAULT_CAP = 2 << 30
+STALE_S = 24 * 3600  # a temporary file or a library without a sidecar this old belongs to no live writer
 FORMAT = 2  # bump when the entry layout, the key's ingredients or the preparation of the compiled graph change
 
 
 def cache_root() -> Path | None:
     """The TVM cache folder, or None when the cache is turned off (INFERCMP_NO_CACHE=1)."""
-    if os.environ.get("INFERCMP_NO_CACHE", "").strip() not in ("", "0"):
-        return None
-    base = os.environ.get("INFERCMP_CACHE_DIR", "").strip()
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "infercmp"
-    return root / "tvm"
+    return None if caches.disabled() else caches.folder("tvm")
+
+
+def size_cap() -> int:
+    """The most bytes the cache may hold (INFERCMP_TVM_CACHE_MAX; 0: no limit). UsageError for a bad value."""
+    text = os.environ.get(CAP_ENV, "").strip()
+    return DEFAULT_CAP if not text else caches.parse_size(text, CAP_ENV)
 
 
 def model_digest(model_path: str | os.PathLike[str], proto: Any = None, data: bytes | None = None) -> str:
@@ -101,9 +116,11 @@ def cache_key(model_sha256: str, target: Mapping[str, Any], compile_options: Map
 class CompileCache:
     """Store and fetch compiled TVM libraries under `root` (see the module docstring)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cap: int | None = None):
         self.root = root
+        self.cap = size_cap() if cap is None else cap  # bytes; 0: no limit
         self.discarded = ""  # why the last bad entry was thrown away
+        self.evicted: list[str] = []  # keys the last store evicted
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.so", self.root / f"{key}.json"
@@ -130,6 +147,10 @@ class CompileCache:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self.discard(key, f"{type(exc).__name__}: {first}"[:300])
             return None
+        try:
+            os.utime(meta_path)  # used now: the least recently used entries are evicted first
+        except OSError:
+            pass  # a read-only cache still serves hits
         return module, meta
 
     def store(self, key: str, executable: Any, meta: Mapping[str, Any]) -> str | None:
@@ -153,6 +174,7 @@ class CompileCache:
             tmp_lib = None
             os.replace(tmp_meta, meta_path)
             tmp_meta = None
+            self.evicted = self.evict(keep=key)
         except Exception as exc:  # noqa: BLE001 - an unwritable cache must not fail the variant
             return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
         finally:
@@ -164,13 +186,75 @@ class CompileCache:
                         pass
         return None
 
+    def entries(self) -> list[tuple[float, int, str]]:
+        """(last use, bytes, key) of every whole entry, least recently used first. Last use: the newer of the
+        library's and the sidecar's modification times (a hit touches the sidecar)."""
+        found = []
+        for meta in self.root.glob("*.json"):
+            if meta.name.startswith("."):
+                continue
+            key = meta.stem
+            used, size = 0.0, 0
+            try:
+                for path in self._paths(key):
+                    st = path.stat()
+                    used, size = max(used, st.st_mtime), size + st.st_size
+            except OSError:  # half an entry: being written, discarded or evicted by another process
+                continue
+            found.append((used, size, key))
+        return sorted(found)
+
+    def evict(self, keep: str | None = None) -> list[str]:
+        """Delete the least recently used entries until the cache fits its cap (the entry `keep` stays even if
+        it alone is over it), and leftovers of writers that died (temporary files and libraries without a
+        sidecar, a day old). Returns the evicted keys."""
+        now = time.time()
+        for path in self.root.glob("*.so"):
+            meta = path.with_suffix(".json")
+            stale = path.name.startswith(".") or not meta.exists()
+            if stale and now - _mtime(path, now) > STALE_S:
+                _unlink(path)
+        for path in self.root.glob(".*.tmp.json"):
+            if now - _mtime(path, now) > STALE_S:
+                _unlink(path)
+        if not self.cap:
+            return []
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        evicted = []
+        for _, size, key in entries:
+            if total <= self.cap:
+                break
+            if key == keep:
+                continue
+            self.discard(key)
+            self.discarded = ""
+            evicted.append(key)
+            total -= size
+        return evicted
+
     def discard(self, key: str, why: str = "") -> None:
+        """Delete the entry `key` (the sidecar last: a reader of a half-deleted entry sees a miss)."""
         for path in self._paths(key):
             try:
                 path.unlink()
             except OSError:
                 pass
         self.discarded = why
+
+
+def _mtime(path: Path, default: float) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return default
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def fetch(cache: CompileCache, key: str) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
@@ -197,6 +281,8 @@ def fetch_or_compile(cache: CompileCache | None, key: str, compile_now: Callable
     executable, meta = compile_now()
     why = cache.store(key, executable, meta)
     info["stored"] = why is None
+    if cache.evicted:
+        info["evicted"] = len(cache.evicted)
     if why:
         info["not_stored_because"] = why
         return executable, meta, info
