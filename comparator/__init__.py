@@ -2,9 +2,12 @@
 
     import comparator
     report = comparator.compare("model.onnx", ["ort", "ort:opt=disable", "ref:dtype=float64"])
-    report.first_divergence, report.passed
+    print(report.summary())        # verdict; per variant: first divergence, first tensor beyond tolerance
+    report.first_divergence, report.passed, report.to_dict()   # plain data; to_dict() is valid JSON
 
-Importing this package imports no inference framework: the public names below load on first use.
+Importing this package imports no inference framework: the public names below load on first use. Arguments of
+the wrong type to `compare` raise TypeError naming what to pass, before anything runs. Backends from other
+packages register under the entry-point group `infercmp.backends` (docs/plugins.md).
 """
 from __future__ import annotations
 
@@ -26,12 +29,18 @@ _LAZY = {"compare": ".api", "Variant": ".variant", "Report": ".result", "Toleran
 
 
 def __getattr__(name: str) -> Any:
+    """The public names, imported on first access."""
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        if name == "compare":  # arguments of the wrong type fail at once, saying what to pass
+            from .arguments import check_compare, checked
+
+            value = checked(value, check_compare)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
+    """The public names (and `__version__`), not the lazy machinery."""
     return [*__all__, "__version__"]

@@ -1,6 +1,7 @@
 """The report: plain data, JSON round-trip with a versioned schema (see docs/report-schema.md)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ _NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 @dataclass
 class VariantReport:
+    """One variant's run: its status (ok, failed, unsupported, crashed, timeout), error and hint when it did not
+    run, provenance (library versions, effective knobs, the machine) and timings."""
+
     name: str
     backend: str
     options: dict[str, str]
@@ -26,6 +30,9 @@ class VariantReport:
 
 @dataclass
 class TensorReport:
+    """One tapped tensor: where it comes from (op type, node, position), its shape and type, and per variant its
+    metrics against the reference."""
+
     name: str
     op_type: str
     node: str
@@ -54,6 +61,10 @@ class TensorReport:
 
 @dataclass
 class Report:
+    """The result of `comparator.compare`: plain data. `summary()` is a short text, `to_dict()` valid JSON (see
+    docs/report-schema.md); `first_divergence`, `first_beyond_tolerance`, `passed` and `exit_code` are the
+    verdict, `tensors` the per-tensor metrics."""
+
     model: dict[str, Any]
     reference: str
     tolerance: dict[str, Any]
@@ -89,12 +100,14 @@ class Report:
     schema_version: int = SCHEMA_VERSION
 
     def variant(self, name: str) -> VariantReport:
+        """The variant named `name` (its canonical string); KeyError if the report has none."""
         for v in self.variants:
             if v.name == name:
                 return v
         raise KeyError(name)
 
     def tensor(self, name: str) -> TensorReport:
+        """The tensor named `name` (its ONNX name); KeyError if it was not tapped."""
         for t in self.tensors:
             if t.name == name:
                 return t
@@ -108,11 +121,60 @@ class Report:
         return (f"{variant}: not tapped inside subgraphs: {count} tensor{'s' if count != 1 else ''} (this variant "
                 "records no tensor inside If, Loop or Scan bodies; they are not compared for it)")
 
+    def __repr__(self) -> str:
+        """One line: model, reference, the other variants (the first four), tensor count, verdict."""
+        others = [v.name for v in self.variants if v.name != self.reference]
+        shown = ", ".join(repr(n) for n in others[:4]) + (f", +{len(others) - 4} more" if len(others) > 4 else "")
+        model = str(self.model.get("path", "?")).replace("\\", "/").rsplit("/", 1)[-1]
+        return (f"Report(model={model!r}, reference={self.reference!r}, variants=[{shown}], "
+                f"tensors={len(self.tensors)}, passed={self.passed}, exit_code={self.exit_code})")
+
+    def beyond_tolerance(self, variant: str) -> list[str]:
+        """Names of the tensors where `variant` is beyond tolerance (or could not be compared), in graph order."""
+        return [t.name for t in self.tensors if (m := t.metrics.get(variant)) is not None
+                and ("error" in m or m.get("violations", 0) > 0)]
+
+    def summary(self) -> str:
+        """A short plain-text summary: the verdict, then per variant its first divergence, its first tensor
+        beyond tolerance and how many tensors are beyond tolerance (or why it did not run)."""
+        tol = ", ".join(f"{k} {v}" for k, v in self.tolerance.items() if v is not None)
+        failed = [v for v in self.variants if v.status != "ok"]
+        if self.passed:
+            verdict = "PASS: every final output within tolerance"
+        elif failed:
+            verdict = f"FAIL: {len(failed)} variant{'s' * (len(failed) != 1)} could not run"
+        else:
+            verdict = "FAIL: final outputs beyond tolerance"
+        model = str(self.model.get("path", "?")).replace("\\", "/").rsplit("/", 1)[-1]
+        lines = [f"{model}: {verdict} ({tol}; reference {self.reference})"]
+        ops = {t.name: t.op_type for t in self.tensors}
+
+        def at(name: str | None, none: str) -> str:
+            return none if name is None else f"{name} ({ops.get(name, '?')})"
+
+        for v in self.variants:
+            if v.name == self.reference and v.status == "ok":
+                continue
+            if v.status != "ok":
+                lines.append(f"  {v.name}: {v.status}: {v.error or 'no error message'}")
+                continue
+            compared = sum(1 for t in self.tensors if v.name in t.metrics)
+            beyond = len(self.beyond_tolerance(v.name))
+            lines.append(f"  {v.name}: first divergence {at(self.first_divergence.get(v.name), 'none')}; "
+                         f"first beyond tolerance {at(self.first_beyond_tolerance.get(v.name), 'none')}; "
+                         f"{beyond} of {compared} tensors beyond tolerance")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data: `json.dumps(report.to_dict(), allow_nan=False)` works. JSON has
+        no NaN or infinity, so non-finite numbers are the strings "nan", "inf" and "-inf" (as the JSON report
+        writes them), NumPy scalars plain numbers; `Report.from_dict` reads them back."""
         return _plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The report `to_dict` wrote (or the JSON report holds), schema version checked; ReportError when it is
+        not one."""
         if not isinstance(data, dict) or "schema_version" not in data:
             raise ReportError("not an infercmp report (no schema_version)")
         version = data["schema_version"]
@@ -138,6 +200,8 @@ class Report:
                 kwargs["oracle"] = dict(kwargs["oracle"], disagreements=[
                     _decode_figures(d) for d in kwargs["oracle"]["disagreements"]])
             kwargs["broken_middle"] = {v: _decode_figures(d) for v, d in data.get("broken_middle", {}).items()}
+            kwargs["origins"] = {v: [_decode_figures(d) for d in found] for v, found in data.get("origins", {}).items()}
+            kwargs["tolerance"] = {k: _decode(v) for k, v in data.get("tolerance", {}).items()}
             if "max_abs" in kwargs.get("pairwise", {}):
                 kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[_decode(x) for x in row]
                                                                        for row in kwargs["pairwise"]["max_abs"]])
@@ -152,7 +216,7 @@ def _decode(v: Any) -> Any:
 
 def _decode_figures(d: dict[str, Any]) -> dict[str, Any]:
     """The error figures of a finding, decoded; its names (tensor, node, op type) kept as written."""
-    return {k: (_decode(v) if k in ("snr_db", "max_abs", "max_rel") else v) for k, v in d.items()}
+    return {k: (_decode(v) if k in ("snr_db", "max_abs", "max_rel", "max_ulp") else v) for k, v in d.items()}
 
 
 def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:
@@ -160,11 +224,16 @@ def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plain(obj: Any) -> Any:
-    """dataclasses.asdict without its deep copy of every leaf (immutable here): 5x faster on large reports."""
-    if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    """dataclasses.asdict without its deep copy of every leaf (immutable here): 5x faster on large reports. Non-finite
+    floats become "nan", "inf", "-inf" and NumPy scalars Python numbers, so that the result is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
+    if is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        return _plain(obj.item())
     return obj

@@ -19,11 +19,15 @@ _VALUE = re.compile(r"^[^,:=\s]+$")
 
 @dataclass(frozen=True, order=True)
 class Variant:
+    """A backend and its options, e.g. `ort:opt=disable`. Frozen and ordered; `str()` gives the canonical string
+    (options sorted by key), which `Variant.parse` reads back: it is the variant's identity in reports."""
+
     backend: str
     options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
+        """One variant from its string, e.g. `ort:opt=disable:threads=1`; UsageError for a sweep or bad syntax."""
         variants = expand(spec)
         if len(variants) != 1:
             raise UsageError(f"{spec!r} is a sweep of {len(variants)} variants, not one variant",
@@ -32,6 +36,7 @@ class Variant:
 
     @property
     def option_dict(self) -> dict[str, str]:
+        """The options as written, by name (untyped: the backend types them)."""
         return dict(self.options)
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ FLOORS = [
     {"run"},  # worker processes and what they leave behind
     {"measure"},  # metrics and analyses over the runs' tensors
     {"report"},  # views of a Report: import no compute module
-    {"api"},  # compare(): graph -> run -> measure
+    {"api", "arguments"},  # compare(): graph -> run -> measure; the checks of its arguments
     {"gate"},  # bundles, policies, verdicts over api's results
     {"testing"},  # pytest helpers over the gate
     {"cli", "worker", "__init__"},  # entry points

@@ -1,5 +1,8 @@
 """Backend registry. Built-ins are named by module path and imported lazily; third parties register a
-`Backend` object or class under the entry-point group `infercmp.backends`."""
+`Backend` object or class under the entry-point group `infercmp.backends` (the entry point's name is the
+backend's name in variant strings; a class is instantiated once, with no arguments). Plugins are found in the
+parent and again in every worker process, so they must be installed in the environment infercmp runs from.
+docs/plugins.md has a worked example (examples/plugin/)."""
 from __future__ import annotations
 
 import importlib
@@ -36,12 +39,15 @@ def _plugins() -> dict[str, Any]:
 
 
 def names() -> list[str]:
+    """Every backend this installation can name: the built-ins whose module ships here, then plugins, sorted."""
     known = [n for n in BUILTIN if importlib.util.find_spec(BUILTIN[n].partition(":")[0]) is not None]
     return known + sorted(n for n in _plugins() if n not in BUILTIN)
 
 
 @cache
 def get(name: str) -> Any:
+    """The backend object named `name` (built-in or plugin), loaded once; UsageError listing the known names for
+    an unknown one."""
     if name in BUILTIN:
         try:
             return _load(BUILTIN[name])

@@ -23,6 +23,8 @@ from .options import Option
 
 @runtime_checkable
 class Session(Protocol):
+    """A model opened by a backend, in the worker process: run it, say what ran."""
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; return every graph output of the opened model, keyed by ONNX name."""
 
@@ -32,6 +34,9 @@ class Session(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
+    """What the registry needs of a backend, built in or a plugin (docs/plugins.md): its name, description and
+    declared options, and the four methods below."""
+
     name: str
     description: str
     options: tuple[Option, ...]
@@ -50,18 +55,23 @@ class Backend(Protocol):
 
 
 class BackendBase:
+    """Defaults for a backend: no options, no extra environment, available when the modules in `requires`
+    import. Subclass it and set `name`, `description`, `options`, `requires`; implement `open()`."""
+
     name = ""
     description = ""
     options: tuple[Option, ...] = ()
     requires: tuple[str, ...] = ()  # importable module names
 
     def available(self) -> tuple[bool, str]:
+        """(True, "") when every module in `requires` can be imported (nothing is imported to find out)."""
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
             return False, f"module {missing[0]!r} is not installed (pip install 'infercmp[{self.name}]')"
         return True, ""
 
     def validate(self, options: Mapping[str, Any]) -> None:
+        """Raise UsageError for option combinations that make no sense (none by default)."""
         return None
 
     def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
@@ -71,7 +81,9 @@ class BackendBase:
         return False
 
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """Environment variables for the worker, set before anything is imported there (none by default)."""
         return {}
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> Session:
+        """Load the model at `model_path` with the typed `options` and return a Session (in the worker)."""
         raise NotImplementedError

@@ -18,6 +18,9 @@ _FALSE = {"0", "false", "off", "no"}
 
 @dataclass(frozen=True)
 class Option:
+    """One option a backend declares: its name, type (str, int, float or bool), default and help, and for a str
+    the values it takes (`choices`), for an int its `minimum`."""
+
     name: str
     type: type  # str, int, float or bool
     default: Any
@@ -26,6 +29,7 @@ class Option:
     minimum: int | None = None
 
     def parse(self, backend: str, text: str) -> Any:
+        """The typed value of `text`; UsageError naming the option and what it takes."""
         where = f"option {self.name}={text!r} of backend {backend!r}"
         if self.type is bool:
             low = text.lower()
@@ -52,11 +56,13 @@ class Option:
         return text
 
     def format(self, value: Any) -> str:
+        """`value` as a variant string writes it (booleans as on/off)."""
         if self.type is bool:
             return "on" if value else "off"
         return str(value)
 
     def describe_values(self) -> str:
+        """What the option takes, for `infercmp backends` and error hints (`on|off`, `a|b|c`, `integer >= 1`)."""
         if self.type is bool:
             return "on|off"
         if self.choices is not None:
