@@ -1,9 +1,13 @@
 """`compare()`: the one library entry point. The command line calls it too."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,8 @@ from . import backends
 from .graph import inputs as feeds_mod, model as model_mod, tap
 from .errors import UsageError
 from .events import Listener, emit
-from .fileio import save_npz
-from .measure.facts import Facts, gather
+from .fileio import save_npz, write_error, write_text
+from .measure.facts import Facts, TensorFileError, gather
 from .measure import kernel
 from .measure.metrics import Tolerance
 from .result import Report, VariantReport
@@ -27,6 +31,102 @@ from .variant import Variant, parse_list
 
 EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
 KERNEL_WORTH = 1 << 22  # tapped elements per variant from which the metrics kernel is loaded while workers run
+MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)
+MAX_ULP = (1 << 64) - 1  # ULP distances are counted in uint64
+WORKDIR_MARKER = ".infercmp-workdir"  # in a --workdir infercmp created or adopted (it was empty)
+
+
+# -- arguments: checked before anything runs ----------------------------------------------------------------------
+
+def check_tolerance(tolerance: Tolerance) -> Tolerance:
+    """UsageError unless atol and rtol are finite numbers >= 0 and max_ulp an integer in [0, 2**64)."""
+    for flag, value in (("--atol", tolerance.atol), ("--rtol", tolerance.rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UsageError(f"{flag} must be a finite number >= 0, got {value!r}", "e.g. 1e-5; 0 asks for equality")
+    ulp = tolerance.max_ulp
+    if ulp is not None and (isinstance(ulp, bool) or not isinstance(ulp, int) or not 0 <= ulp <= MAX_ULP):
+        raise UsageError(f"--max-ulp must be an integer from 0 to 2**64 - 1, got {ulp!r}",
+                         "the number of representable values two elements may be apart")
+    return tolerance
+
+
+def check_numbers(*, timeout: float | None = None, seed: int = 0, samples: int = 1, jobs: int = 0,
+                  repeat: int = 1) -> float | None:
+    """UsageError naming the flag for a number out of range; returns the timeout (None: no limit)."""
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
+            raise UsageError(f"--timeout must be a number of seconds > 0, got {timeout!r}",
+                             "the default is 600; pass inf for no limit")
+        if math.isinf(timeout):
+            timeout = None
+    for flag, value, low in (("--seed", seed, 0), ("--samples", samples, 1), ("--jobs", jobs, 0),
+                             ("--repeat", repeat, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UsageError(f"{flag} must be an integer >= {low}, got {value!r}",
+                             "0: one per core" if flag == "--jobs" else None)
+    return timeout
+
+
+def check_sweep(variants: Sequence[Variant], yes: bool, jobs: int = 0) -> None:
+    """A sweep of more than MAX_VARIANTS variants runs only when confirmed: UsageError saying how many."""
+    n = len(variants)
+    if n > MAX_VARIANTS and not yes:
+        at_once = jobs or min(n, os.cpu_count() or 1)
+        raise UsageError(f"the variants expand to {n} runs, over the limit of {MAX_VARIANTS} without --yes",
+                         f"each is its own worker process (a Python start, a framework import and the model run "
+                         f"at least twice, seconds each), {at_once} at a time; narrow the sweep, or pass --yes")
+
+
+def check_workdir(workdir: str | Path) -> Path:
+    """A --workdir must be a folder that is new, empty, or marked as infercmp's (it never holds user files
+    a run could overwrite); UsageError otherwise. Checks only: nothing is written."""
+    w = Path(workdir)
+    if os.path.lexists(w) and not w.is_dir():
+        raise UsageError(f"--workdir {w} is {'a broken link' if not w.exists() else 'a file'}, not a folder",
+                         "give a new or empty folder")
+    if w.is_dir():
+        try:
+            entries = sorted(os.listdir(w))
+        except OSError as exc:
+            raise UsageError(f"--workdir {w} cannot be read: {exc.strerror}") from None
+        if entries and WORKDIR_MARKER not in entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UsageError(f"--workdir {w} holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
+                             f"infercmp did not create ({shown})",
+                             "give a new or empty folder: infercmp keeps its runs there and marks it as its own")
+    parent = next((a for a in [w, *w.absolute().parents] if os.path.lexists(a)), Path("."))
+    if not parent.is_dir():
+        raise UsageError(f"--workdir {w}: {parent} is a file, not a folder", "give a new or empty folder")
+    try:
+        read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only or not os.access(parent, os.W_OK):
+        raise UsageError(f"--workdir {w}: cannot write in {parent} "
+                         f"({'read-only file system' if read_only else 'permission denied'})",
+                         "give a folder you may write in")
+    return w
+
+
+def new_run_dir(workdir: str | Path) -> Path:
+    """A fresh folder for one run under a checked --workdir (created, and marked, when needed): each run has its
+    own, so a run never reads what another left, and runs sharing a workdir never see each other's files."""
+    w = check_workdir(workdir)
+    try:
+        w.mkdir(parents=True, exist_ok=True)
+        marker = w / WORKDIR_MARKER
+        if not marker.exists():
+            write_text(marker, "A folder of infercmp runs (--workdir): one run-* folder per run.\n")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while True:
+            run = w / f"run-{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+            try:
+                run.mkdir()  # fails if it exists: never shared
+                return run
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise write_error(w, exc, "create a run folder in") from None
 
 
 def resolve_variants(variants: Sequence[str | Variant] | str,
@@ -84,17 +184,23 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  max_disk: int | None = None) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`.
     `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that needs more is
-    refused before anything runs."""
+    refused before anything runs. The variants' folders under `folder` must not exist yet: a run never reads
+    what an earlier one left."""
+    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat)
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     plan = tap.plan(loaded, tap_spec)
     feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
-    if jobs < 0:
-        raise UsageError("--jobs must be >= 0 (0: one per core)")
-    if repeat < 1:
-        raise UsageError("--repeat must be >= 1")
     jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
-    folder.mkdir(parents=True, exist_ok=True)
+    outs = [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
+    stale = [p.name for p in outs if os.path.lexists(p)]
+    if stale:
+        raise UsageError(f"{folder} already holds a run ({stale[0]}): a run needs a fresh folder",
+                         "let infercmp pick one (compare's --workdir makes a new run folder each time)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc, "create") from None
     _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk)
     if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
         kernel.warm_in_background()
@@ -113,7 +219,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     jobs_list = []
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
-        jobs_list.append((v, backend.environment(options), request, folder / f"{i:02d}-{v.slug}"))
+        jobs_list.append((v, backend.environment(options), request, outs[i]))
     emit(events, "run", "running the variants", 0, len(jobs_list))
     finished: list[VariantRun] = []
 
@@ -220,6 +326,10 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         noise is listed in `report.oracle`. Both are added to the variants if missing.
     Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
     """
+    tolerance = check_tolerance(Tolerance() if tolerance is None else tolerance)
+    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat)
+    if workdir is not None:
+        check_workdir(workdir)
     if oracle:
         if reference is not None and str(reference) != analysis.ORACLES[0]:
             raise UsageError(f"--oracle compares every variant with {analysis.ORACLES[0]}, not {reference}",
@@ -235,9 +345,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     scores = analysis.class_outputs(loaded.tensors, classes)
     own_dir = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-")) if own_dir else Path(str(workdir))
+    folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
     try:
-        tolerance = tolerance or Tolerance()
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
                           events=events, max_disk=max_disk)
@@ -253,10 +362,25 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
 
             report.origins = origins.rank(report.tensors, [str(r.variant) for r in iso[0] if r.ok])
             report.model.setdefault("notes", []).extend(iso[1])
+        if not own_dir:
+            report.model.setdefault("notes", []).append(f"--workdir: this run's tensors and logs are in {folder}")
         return report
     finally:
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
+        else:
+            try:
+                folder.rmdir()  # only when nothing ran (an argument was refused): an empty run folder says nothing
+            except OSError:
+                pass
+
+
+def temp_dir(prefix: str) -> Path:
+    """A fresh temporary folder; a full or read-only temporary disk is a one-line error."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    except OSError as exc:
+        raise write_error(Path(tempfile.gettempdir()) / prefix, exc, "create a temporary folder") from None
 
 
 def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
@@ -323,6 +447,19 @@ def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantR
     return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for, classes=classes)[0]
 
 
+def _fail_owner(runs: list[VariantRun], exc: TensorFileError) -> bool:
+    """Mark the run that wrote the unreadable file as failed (in place in `runs`); False when none did."""
+    for i, run in enumerate(runs):
+        if not run.ok:
+            continue
+        if any(run.folder / info["file"] == exc.path for entries in run.tensors.values() for info in entries.values()):
+            runs[i] = dataclasses.replace(run, status="failed", error=f"its tensor file {exc.path} {exc.why}",
+                                          hint="the file was changed or cut short after the worker wrote it "
+                                               "(a full disk, or another process in the same folder); run again")
+            return True
+    return False
+
+
 def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
             tolerance: Tolerance, feed_info: dict[str, Any],
             tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
@@ -331,16 +468,23 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
     tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
     top-1 labels are compared, by default those of analysis.class_outputs)."""
-    reference = next(r for r in runs if r.variant == ref)
     classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
     blind = {str(r.variant) for r in runs if plan.inside and not _taps_subgraphs(r.variant)}
-    total = len(plan.tapped) if reference.ok else len(loaded.outputs)
+    runs, isolated = list(runs), list(isolated)
+    while True:
+        reference = next(r for r in runs if r.variant == ref)
+        total = len(plan.tapped) if reference.ok else len(loaded.outputs)
 
-    def counted(done: int) -> None:
-        emit(events, "compare", "comparing tensors", done, total, end=done == total)
+        def counted(done: int, total: int = total) -> None:
+            emit(events, "compare", "comparing tensors", done, total, end=done == total)
 
-    facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated, classes,
-                   blind, counted if events is not None else None)
+        try:
+            facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated,
+                           classes, blind, counted if events is not None else None)
+            break
+        except TensorFileError as exc:  # that run failed; the others are compared without it
+            if not (_fail_owner(runs, exc) or _fail_owner(isolated, exc)):
+                raise
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,

@@ -19,8 +19,8 @@ FOUR = ["ort", "ort:opt=disable", "ref", "ref:dtype=float64"]
 
 
 def output(work, variant, name, kind="untapped"):
-    """A tensor as the variant's worker wrote it (leading sample axis)."""
-    (folder,) = work.glob(f"*-{Variant.parse(variant).slug}")
+    """A tensor as the variant's worker wrote it (leading sample axis), in the one run folder under `work`."""
+    (folder,) = work.glob(f"run-*/*-{Variant.parse(variant).slug}")
     record = json.loads((folder / "record.json").read_text())
     return np.load(folder / record["tensors"][kind][name]["file"], allow_pickle=False)
 
@@ -221,7 +221,7 @@ def test_arrays_as_inputs_and_temporary_folder_removed(models):
 
 
 @pytest.mark.parametrize("kwargs, fragment", [({"jobs": -1}, "--jobs"), ({"repeat": 0}, "--repeat"),
-                                              ({"samples": 0}, "--samples"), ({"tap_spec": "nope*"}, "--tap")])
+                                              ({"samples": 0}, "samples"), ({"tap_spec": "nope*"}, "--tap")])
 def test_bad_arguments_fail_before_any_worker(models, kwargs, fragment, tmp_path):
     with pytest.raises(UsageError, match=fragment):
         comparator.compare(models.small, ["ort", "ref"], workdir=tmp_path / "w", **kwargs)

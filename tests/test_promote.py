@@ -169,10 +169,11 @@ def test_ref_backend_float64(models):
 def test_float64_variant_writes_float64_tensors(tmp_path, models):
     report = comparator.compare(models.small, ["ref", "ref:dtype=float64"], workdir=tmp_path)
     assert [v.status for v in report.variants] == ["ok", "ok"]
-    files = sorted((tmp_path / "01-ref__dtype=float64").rglob("*.npy"))
+    (run,) = tmp_path.glob("run-*")  # the run's own folder under --workdir
+    files = sorted((run / "01-ref__dtype=float64").rglob("*.npy"))
     assert len(files) == 3  # untapped y; tapped y and mm
     assert {np.load(f, allow_pickle=False).dtype for f in files} == {np.dtype(np.float64)}
-    assert {np.load(f, allow_pickle=False).dtype for f in (tmp_path / "00-ref").rglob("*.npy")} == {
+    assert {np.load(f, allow_pickle=False).dtype for f in (run / "00-ref").rglob("*.npy")} == {
         np.dtype(np.float32)}
 
 

@@ -124,6 +124,17 @@ def test_each_worker_phase_is_heard_as_it_starts(tmp_path, models):
     assert heard == [("ort", "untapped open"), ("ort", "untapped run"), ("ort", "tapped open"), ("ort", "tapped run")]
 
 
+def run_folder(workdir, timeout=30.0):
+    """The folder compare() makes for its run under `workdir`, once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(workdir.glob("run-*"))
+        if found:
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no run folder appeared in {workdir}")
+
+
 @pytest.fixture(scope="module")
 def killed_report(tmp_path_factory):
     """compare() with three variants, the middle one's worker SIGKILLed while it runs."""
@@ -134,7 +145,7 @@ def killed_report(tmp_path_factory):
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(comparator.compare, path, ["ort", "ref", "ort:opt=disable"], workdir=folder / "work",
                              jobs=2, progress=lambda r: seen.append(str(r.variant)))
-        os.kill(worker_pid(str(folder / "work" / "01-ref")), signal.SIGKILL)
+        os.kill(worker_pid(str(run_folder(folder / "work") / "01-ref")), signal.SIGKILL)
         report = future.result(timeout=120)
     return report, seen
 

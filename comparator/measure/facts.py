@@ -94,15 +94,30 @@ class Facts:
 
 # -- reading ------------------------------------------------------------------------------------------------------
 
+class TensorFileError(ValueError):
+    """A run's tensor file cannot be read (missing, not an .npy, truncated): a failure of the run that wrote it,
+    which the caller reports as that variant's (api.analyse), not an error of the whole comparison."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = Path(path), why
+
+
 class _Reader:
     """One .npy file, read front to back in flat (C-order) chunks; opened once."""
 
     def __init__(self, path: Path):
-        self._fh = open(path, "rb")  # closed by close()
+        try:
+            self._fh = open(path, "rb")  # closed by close()
+        except OSError as exc:
+            raise TensorFileError(path, f"cannot be opened ({exc.strerror})") from None
         try:
             version = np.lib.format.read_magic(self._fh)
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, self.dtype = header(self._fh)
+        except (ValueError, EOFError, OSError) as exc:
+            self._fh.close()
+            raise TensorFileError(path, f"is not a readable .npy file ({exc})") from None
         except BaseException:
             self._fh.close()
             raise
@@ -114,9 +129,13 @@ class _Reader:
             self._whole = self._read(self.size).reshape(self.shape[::-1]).T.reshape(-1)
 
     def _read(self, n: int) -> np.ndarray:
-        arr = np.fromfile(self._fh, dtype=self.dtype, count=n)
+        try:
+            arr = np.fromfile(self._fh, dtype=self.dtype, count=n)
+        except (OSError, ValueError) as exc:
+            raise TensorFileError(Path(self._fh.name), f"cannot be read ({exc})") from None
         if arr.size != n:
-            raise ValueError(f"{self._fh.name}: truncated ({self._done + arr.size} of {self.size} elements)")
+            raise TensorFileError(Path(self._fh.name), f"is truncated ({self._done + arr.size} of {self.size} "
+                                                       "elements)")
         return arr
 
     def next(self, n: int) -> np.ndarray:
