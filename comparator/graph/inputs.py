@@ -5,7 +5,11 @@ model once per sample; every tensor they write keeps that leading axis.
 """
 from __future__ import annotations
 
+import io
+import math
+import os
 import re
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
+from ..fileio import available_memory, size_text
 from .model import InputSpec, Model
 
 # What an unbound dynamic first axis of an input (of rank 2 or more) is set to in random feeds: the batch.
@@ -102,13 +107,28 @@ def make_feeds(model: Model, shapes: Mapping[str, tuple[int, ...]], seed: int = 
     if samples < 1:
         raise UsageError("--samples must be >= 1")
     _check_shape_keys(model, shapes)
+    planned = [(spec, np_dtype(spec), (samples, *resolve_shape(spec, shapes))) for spec in model.inputs]
+    _check_memory([(spec.name, shape, dtype) for spec, dtype, shape in planned])
     feeds = {}
-    for spec in model.inputs:
-        shape = resolve_shape(spec, shapes)
+    for spec, dtype, shape in planned:
         # Seeded per input name, so adding an input to the model leaves the others' data unchanged.
         rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
-        feeds[spec.name] = random_array(np_dtype(spec), (samples, *shape), rng)
+        feeds[spec.name] = random_array(dtype, shape, rng)
     return feeds
+
+
+def _check_memory(arrays: list[tuple[str, tuple[int, ...], np.dtype]]) -> None:
+    """Refuse random feeds that would not fit in memory, saying how much they need, before allocating any."""
+    have = available_memory()
+    # Random floats are drawn in float64 first, then converted: count both while one input is made.
+    sizes = [(name, shape, math.prod(shape) * (dtype.itemsize or 8), math.prod(shape) * 8)
+             for name, shape, dtype in arrays]
+    need = sum(s[2] for s in sizes) + max((s[3] for s in sizes), default=0)
+    if have is not None and need > have:
+        name, shape, nbytes, _ = max(sizes, key=lambda s: s[2])
+        raise InputError(f"the random feeds need {size_text(need)} of memory (input {name!r} "
+                         f"{'x'.join(map(str, shape))} alone {size_text(nbytes)}); {size_text(have)} is available",
+                         "bind smaller dimensions with --shape, or use fewer --samples")
 
 
 def _check_shape_keys(model: Model, shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -124,10 +144,9 @@ def load_feeds(model: Model, path: str | Path, shapes: Mapping[str, tuple[int, .
     """User feeds from .npz (keys = input names) or .npy (single-input models). An array of the input's rank is
     one sample; one more leading axis is a stack of samples."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"inputs file {str(p)!r} does not exist")
+    kind = check_feed_file(p)
     try:
-        if p.suffix == ".npy":
+        if kind == "npy":
             if len(model.inputs) != 1:
                 raise InputError(f"{p.name} holds one array but the model has {len(model.inputs)} inputs",
                                  f"save an .npz with keys {', '.join(i.name for i in model.inputs)}")
@@ -138,9 +157,91 @@ def load_feeds(model: Model, path: str | Path, shapes: Mapping[str, tuple[int, .
     except ValueError as exc:
         raise InputError(f"cannot read {str(p)!r} without pickle ({exc})",
                          "save arrays with numpy (np.savez), not object arrays") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read {str(p)!r}: {exc}", "the file is not a valid .npz/.npy") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"inputs file {str(p)!r} is corrupt ({exc})",
+                         "it is truncated or damaged; save it again with numpy.savez") from None
+    except OSError as exc:
+        raise InputError(f"cannot read inputs file {str(p)!r}: {exc.strerror or exc}") from None
     return check_feeds(model, raw, shapes or {}, source=p.name)
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_DEFLATE_RATIO = 1032  # deflate never expands more: a member declaring more is forged
+
+
+def check_feed_file(path: str | Path, flag: str = "--inputs") -> str:
+    """What an inputs file holds, "npz" or "npy" (by its bytes, not its name), after checking, without reading
+    its data, that it is one of those, not truncated, and fits in memory; InputError otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a folder, not an .npz or .npy file", "give the file holding the arrays")
+    if not p.exists():
+        raise InputError(f"inputs file {str(p)!r} does not exist", "check the path")
+    if not p.is_file():
+        raise InputError(f"{flag} {p} is not a regular file", "give an .npz or .npy file")
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(8)
+            size = os.fstat(fh.fileno()).st_size
+            if not head:
+                raise InputError(f"inputs file {str(p)!r} is empty", "save the arrays with numpy.savez")
+            if head.startswith(_NPY_MAGIC):
+                fh.seek(0)
+                arrays = [(p.name, _npy_header(fh, size, p.name))]
+                kind = "npy"
+            elif head.startswith(_ZIP_MAGIC):
+                fh.seek(0)
+                arrays = _npz_members(fh, p)
+                kind = "npz"
+            else:
+                raise InputError(f"{flag} {p} is not an .npz or .npy file (it starts with {head!r})",
+                                 "save the arrays with numpy.savez (keys = input names) or numpy.save")
+    except OSError as exc:
+        raise InputError(f"cannot read inputs file {str(p)!r}: {exc.strerror or exc}") from None
+    need, have = sum(n for _, n in arrays), available_memory()
+    if have is not None and need > have:
+        raise InputError(f"{flag} {p} holds {size_text(need)} of arrays; {size_text(have)} of memory is available",
+                         "use fewer samples per file")
+    return kind
+
+
+def _npy_header(fh: Any, available: int, name: str) -> int:
+    """Bytes of data the .npy header at the file position declares, checked against the bytes that follow."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh, max_header_size=1 << 20)
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{name} does not start with a readable .npy header ({exc})",
+                         "the file is truncated or not written by numpy") from None
+    nbytes = math.prod(shape) * dtype.itemsize
+    left = available - fh.tell()
+    if not dtype.hasobject and nbytes != left:
+        raise InputError(f"{name}: its header declares {'x'.join(map(str, shape)) or 'a scalar'} {dtype} "
+                         f"({size_text(nbytes)}), but {size_text(max(left, 0))} of data follow",
+                         "the file is truncated or damaged; save it again")
+    return nbytes
+
+
+def _npz_members(fh: Any, p: Path) -> list[tuple[str, int]]:
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            found = []
+            for info in zf.infolist():
+                if info.compress_type != zipfile.ZIP_STORED and \
+                        info.file_size > _DEFLATE_RATIO * info.compress_size + 1024:
+                    raise InputError(f"inputs file {str(p)!r}: member {info.filename} declares {info.file_size} "
+                                     f"bytes from {info.compress_size} compressed, more than deflate can produce",
+                                     "the file is damaged or forged; save it again with numpy.savez")
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as member:  # the header only: a few hundred bytes decompressed
+                        head = io.BytesIO(member.read(min(info.file_size, 1 << 16)))
+                    found.append((info.filename, _npy_header(head, info.file_size, f"{p.name}:{info.filename}")))
+            return found
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
+        raise InputError(f"inputs file {str(p)!r} is corrupt ({exc})",
+                         "it is truncated or damaged; save it again with numpy.savez") from None
 
 
 def check_feeds(model: Model, raw: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]],
