@@ -9,13 +9,19 @@ A zip of `.npy` members and a `meta.json`, read without pickle and written atomi
     runs/<i>/tapped/<j>.npy      tapped tensors of variant i (only when capture tapped more than the outputs)
 
 Members with identical bytes are stored once, and each is deflated only where that pays (comparator.npyzip;
-benchmarks/bench_bundle.py measures the choice). Opening a bundle checks the whole structure and every member's
-`.npy` header (no object dtype, shapes and sizes as declared) before any data is read; the zip CRC catches
-corrupted bytes when a member is read. Nothing is ever unpickled.
+benchmarks/bench_bundle.py measures the choice). Opening a bundle checks the whole structure before any data is
+read: every member name in the layout above (nothing else, no name twice), sizes that deflate could produce,
+meta.json under META_MAX bytes and of the documented shape, and every member's `.npy` header (no object dtype,
+dtype, shape and size as meta.json declares). The zip CRC catches corrupted bytes when a member is read; reading
+refuses members that would not fit in memory (or on disk, when extracted). Nothing is ever unpickled.
+
+Writing is atomic and under the folder's lock: without `force` an existing file is never replaced (not even by a
+writer racing this one); `expect` makes a replacement conditional on the file being the one that was read.
 """
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +43,8 @@ import numpy as np
 from ..measure.facts import kind_for
 from . import npyzip
 from ..errors import InfercmpError, InputError, ReportError, UsageError
-from ..fileio import atomic_path, dumps
+from ..fileio import atomic_path, available_memory, dumps, write_error
+from ..graph.inputs import check_feed_file
 from ..graph.model import TensorInfo
 from ..run.record import VariantRun
 from ..variant import Variant
@@ -47,6 +54,8 @@ SCHEMA_VERSION = 1
 SUFFIX = ".icmp"
 KINDS = ("untapped", "tapped")
 _MEMBER = re.compile(r"^(?:feeds|runs/\d+/(?:untapped|tapped))/\d{5,}\.npy$|^labels\.npy$")
+META_MAX = 128 << 20  # bytes of meta.json, checked before it is decompressed
+DEFLATE_RATIO = 1032  # deflate never expands more than this: a member declaring more is forged
 # Where a backend's numbers come from: the distributions whose versions a bundle records per backend.
 _PACKAGES = {"ort": ("onnxruntime", "onnxruntime-gpu"), "ref": ("onnx",), "torch": ("torch",),
              "tf": ("tensorflow", "tensorflow-cpu"), "tvm": ("apache-tvm",)}
@@ -56,6 +65,23 @@ class RunFailedError(InfercmpError):
     """A variant could not run, so there is nothing to capture (exit code 3)."""
 
     exit_code = 3
+
+
+class ChangedError(InfercmpError):
+    """The file to replace is no longer the one that was read (another writer replaced it meanwhile)."""
+
+
+Stamp = tuple[int, int, int, int]
+
+
+def stamp(path: str | os.PathLike[str]) -> Stamp | None:
+    """What identifies one version of a file: device, inode, size, modification time (a rewrite renames a new file
+    into place, so its inode changes); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True, order=True)
@@ -142,15 +168,18 @@ def _entry(member: str, array_dtype: str, shape: list[Any]) -> dict[str, Any]:
 def write(path: str | os.PathLike[str], model: Any, tap: dict[str, Any], runs: list[VariantRun],
           feeds: Mapping[str, np.ndarray], inputs_info: Mapping[str, Any], *, labels: np.ndarray | None = None,
           labels_key: str | None = None, force: bool = False, keep_previous: bool = False,
-          compression: str = "auto") -> dict[str, Any]:
+          compression: str = "auto", expect: Stamp | None = None) -> dict[str, Any]:
     """Write a bundle of `runs` (all must be ok) of `model` (a loaded Model) fed `feeds`; return its meta.
 
     tap: {"spec": what was asked, "tapped": names, "skipped": [[name, why]]}. An existing file is replaced only
-    with `force`; `keep_previous` first copies it to `<path>.prev`. On any error nothing is written.
+    with `force` (without it, a file that appears while this one is written is not replaced either);
+    `keep_previous` first copies it to `<path>.prev`; `expect`: replace it only if it is still that version
+    (`stamp()` of the file when it was read), else ChangedError. On any error nothing is written.
     """
     target = Path(path)
+    exists = UsageError(f"{target} already exists; refusing to overwrite it", "pass --force to replace it")
     if target.exists() and not force:
-        raise UsageError(f"{target} already exists; refusing to overwrite it", "pass --force to replace it")
+        raise exists
     if compression not in ("auto", "stored", "deflate"):
         raise UsageError(f"unknown compression {compression!r}", "use auto, stored or deflate")
     failed = [r for r in runs if not r.ok]
@@ -168,21 +197,34 @@ def write(path: str | os.PathLike[str], model: Any, tap: dict[str, Any], runs: l
         "environment": environment(sorted({r.variant.backend for r in runs})),
         "inputs": dict(inputs_info, sha256=feeds_digest(feeds)),
     }
-    with atomic_path(target) as tmp:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-            w = npyzip.Writer(zf, compression)
-            meta["feeds"] = {name: _entry(w.add_array(f"feeds/{i:05d}.npy", np.asarray(arr)), str(arr.dtype),
-                                          list(arr.shape)) for i, (name, arr) in enumerate(feeds.items())}
-            meta["labels"] = None
-            if labels is not None:
-                meta["labels"] = dict(_entry(w.add_array("labels.npy", labels), str(labels.dtype),
-                                             list(labels.shape)), key=labels_key)
-            meta["runs"] = [_run_meta(w, i, r) for i, r in enumerate(runs)]
-            zf.writestr("meta.json", _meta_json(meta), compress_type=zipfile.ZIP_DEFLATED)
-        if keep_previous and target.exists():
+    def commit(real: Path) -> None:  # under the folder's lock, just before the new file is put in place
+        if expect is not None and stamp(real) != expect:
+            raise ChangedError(f"{target} changed while this run used it (another process replaced it); "
+                               "not replaced", "run again against the file as it is now")
+        if keep_previous and real.exists():
             with atomic_path(target.with_name(target.name + ".prev")) as prev:
-                shutil.copyfile(target, prev)
+                shutil.copyfile(real, prev)
+
+    try:
+        with atomic_path(target, exclusive=not force, lock=True, before_commit=commit) as tmp:
+            _write_zip(tmp, meta, runs, feeds, labels, labels_key, compression)
+    except FileExistsError:
+        raise exists from None
     return meta
+
+
+def _write_zip(tmp: Path, meta: dict[str, Any], runs: list[VariantRun], feeds: Mapping[str, np.ndarray],
+               labels: np.ndarray | None, labels_key: str | None, compression: str) -> None:
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        w = npyzip.Writer(zf, compression)
+        meta["feeds"] = {name: _entry(w.add_array(f"feeds/{i:05d}.npy", np.asarray(arr)), str(arr.dtype),
+                                      list(arr.shape)) for i, (name, arr) in enumerate(feeds.items())}
+        meta["labels"] = None
+        if labels is not None:
+            meta["labels"] = dict(_entry(w.add_array("labels.npy", labels), str(labels.dtype),
+                                         list(labels.shape)), key=labels_key)
+        meta["runs"] = [_run_meta(w, i, r) for i, r in enumerate(runs)]
+        zf.writestr("meta.json", _meta_json(meta), compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _meta_json(meta: dict[str, Any]) -> str:
@@ -210,7 +252,7 @@ def _run_meta(w: npyzip.Writer, i: int, run: VariantRun) -> dict[str, Any]:
 
 def _fail(path: Path, what: str, hint: str | None = None) -> ReportError:
     return ReportError(f"{path} is not a usable {SUFFIX} bundle: {what}",
-                       hint or "it is truncated or corrupt; capture it again")
+                       hint or "it is truncated, corrupt or not written by infercmp; capture it again")
 
 
 def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -221,6 +263,129 @@ def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], path: P
 
 
 _READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error)
+_JSON = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
+         bool: "true or false", type(None): "null"}
+
+
+def _what(value: Any) -> str:
+    return _JSON.get(type(value), type(value).__name__)
+
+
+class _Shape:
+    """Checks meta.json's structure, each error naming the key (`runs[0].options`) and what it holds instead."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def need(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            want = " or ".join(_JSON.get(k, k.__name__) for k in kinds)
+            raise _fail(self.path, f"meta.json: {where} must be {want}, not {_what(value)}")
+        return value
+
+    def field(self, table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+              optional: bool = False) -> Any:
+        if key not in table:
+            if optional:
+                return None
+            raise _fail(self.path, f"meta.json: {where} has no {key!r}")
+        return self.need(table[key], kind, f"{where}.{key}")
+
+    def entry(self, value: Any, where: str) -> dict[str, Any]:
+        e = self.need(value, dict, where)
+        self.field(e, "file", str, where)
+        self.field(e, "dtype", str, where)
+        shape = self.field(e, "shape", list, where)
+        for i, d in enumerate(shape):
+            if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+                raise _fail(self.path, f"meta.json: {where}.shape[{i}] must be a size >= 0, not {d!r}")
+        return e
+
+    def check(self, meta: dict[str, Any]) -> None:
+        model = self.need(meta["model"], dict, "model")
+        self.field(model, "outputs", list, "model", optional=True)
+        for i, t in enumerate(self.need(meta["catalogue"], list, "catalogue")):
+            where = f"catalogue[{i}]"
+            self.need(t, dict, where)
+            for key in ("name", "op_type", "node"):
+                self.field(t, key, str, where)
+            self.field(t, "index", int, where)
+            self.field(t, "shape", (list, type(None)), where)
+            self.field(t, "elem_type", (int, type(None)), where)
+            self.field(t, "is_output", bool, where)
+        tap = self.need(meta["tap"], dict, "tap")
+        self.field(tap, "spec", (str, list), "tap", optional=True)
+        for name, e in self.need(meta["feeds"], dict, "feeds").items():
+            self.entry(e, f"feeds.{name}")
+        if meta.get("labels") is not None:
+            self.entry(meta["labels"], "labels")
+        for i, run in enumerate(self.need(meta["runs"], list, "runs")):
+            where = f"runs[{i}]"
+            self.need(run, dict, where)
+            self.field(run, "variant", str, where)
+            self.field(run, "backend", str, where)
+            for key, value in self.field(run, "options", dict, where).items():
+                self.need(value, (str, int, float, bool), f"{where}.options.{key}")
+            for key in ("provenance", "timings"):
+                self.field(run, key, (dict, type(None)), where, optional=True)
+            self.field(run, "wall_s", (int, float, type(None)), where, optional=True)
+            for kind, entries in self.field(run, "tensors", dict, where).items():
+                if kind not in KINDS:
+                    raise _fail(self.path, f"meta.json: {where}.tensors has an unknown run kind {kind!r}")
+                for name, e in self.need(entries, dict, f"{where}.tensors.{kind}").items():
+                    self.entry(e, f"{where}.tensors.{kind}.{name}")
+
+
+def _dtype_matches(found: np.dtype, declared: str) -> bool:
+    """Whether a member's .npy dtype is the dtype meta.json declares. NumPy writes dtypes it does not know
+    (ml_dtypes' bfloat16, float8...) as raw bytes of the same width (`|V2`)."""
+    if str(found) == declared:
+        return True
+    try:
+        want = np.dtype(declared)
+    except TypeError:
+        try:
+            import ml_dtypes
+
+            want = np.dtype(getattr(ml_dtypes, declared))
+        except (ImportError, AttributeError, TypeError):
+            return False
+    return found == want or (found.kind == "V" and not found.names and found.itemsize == want.itemsize
+                             and want.kind == "V")
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _check_names(path: Path, zr: npyzip.Reader) -> None:
+    """Every member is meta.json or in the layout (no `../x`, no `/abs`, nothing else), named once, and declares a
+    size that deflate could produce from its compressed bytes; all checked before anything is decompressed."""
+    infos = zr.zf.infolist()
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        if name != "meta.json" and not _MEMBER.match(name):
+            raise _fail(path, f"member name {name!r} is outside the bundle layout; refused",
+                        "a bundle holds meta.json, feeds/, labels.npy and runs/ only")
+        if name in seen:
+            raise _fail(path, f"member {name} appears twice")
+        seen.add(name)
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > DEFLATE_RATIO * info.compress_size + 1024:
+            raise _fail(path, f"member {name} declares {info.file_size} bytes from {info.compress_size} compressed: "
+                              "more than deflate can produce; refused")
+
+
+def _read_meta(path: Path, zr: npyzip.Reader) -> bytes:
+    info = zr.infos.get("meta.json")
+    if info is None:
+        raise _fail(path, "it has no meta.json")
+    if info.file_size > META_MAX:
+        raise _fail(path, f"meta.json declares {info.file_size} bytes, over the limit of {META_MAX} "
+                          "(checked before decompressing it); refused")
+    return zr.zf.read(info)
 
 
 @dataclass
@@ -232,23 +397,30 @@ class Bundle:
     sizes: dict[str, tuple[int, int]]  # member -> (bytes in the zip, bytes uncompressed)
     _offsets: dict[str, int] = field(default_factory=dict, repr=False)  # found while validating
     _headers: dict[str, npyzip.Header] = field(default_factory=dict, repr=False)
+    stamp: Stamp | None = None  # the version of the file that was opened (see stamp())
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Bundle:
         """Open and validate: readable zip, known format, supported schema, every member present and sane."""
         p = Path(path)
+        if p.is_dir():
+            raise ReportError(f"bundle {str(p)!r} is a folder, not a {SUFFIX} file", "give the bundle's file")
         if not p.is_file():
-            raise ReportError(f"bundle {str(p)!r} does not exist", "check the path")
+            raise ReportError(f"bundle {str(p)!r} does not exist" if not p.exists()
+                              else f"bundle {str(p)!r} is not a regular file", "check the path")
+        version = stamp(p)
         try:
             with npyzip.Reader(p) as zr:
-                if "meta.json" not in zr.infos:
-                    raise _fail(p, "it has no meta.json")
-                meta = json.loads(zr.zf.read("meta.json").decode("utf-8"))
-                bundle = cls(p, meta, {n: (i.compress_size, i.file_size) for n, i in zr.infos.items()})
+                _check_names(p, zr)
+                meta = json.loads(_read_meta(p, zr).decode("utf-8"))
+                bundle = cls(p, meta, {n: (i.compress_size, i.file_size) for n, i in zr.infos.items()},
+                             stamp=version)
                 bundle._validate(zr)
                 bundle._offsets = dict(zr.offsets)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _fail(p, f"meta.json is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _fail(p, "meta.json nests too deeply") from None
         except _READ_ERRORS as exc:
             raise _fail(p, f"the zip cannot be read ({exc})") from None
         return bundle
@@ -270,9 +442,10 @@ class Bundle:
         _need(meta["inputs"], "sha256", str, p)
         if not meta["runs"]:
             raise _fail(p, "it holds no run")
+        _Shape(p).check(meta)
         try:
             _ = (self.catalogue, self.variants)
-        except (KeyError, TypeError, ValueError, InfercmpError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, InfercmpError) as exc:
             raise _fail(p, f"meta.json is malformed ({exc})") from None
         for entry in self._entries():
             self._check_member(zr, entry)
@@ -296,14 +469,19 @@ class Bundle:
             raise _fail(p, f"bad member name {member!r}")
         if member not in zr.infos:
             raise _fail(p, f"member {member} is missing")
-        try:
-            h = zr.header(member)
-        except ValueError as exc:
-            raise _fail(p, f"member {member} is not a .npy array ({exc})") from None
-        self._headers[member] = h
+        if member in self._headers:
+            h = self._headers[member]  # stored once, named by several entries
+        else:
+            try:
+                h = zr.header(member)
+            except ValueError as exc:
+                raise _fail(p, f"member {member} is not a .npy array ({exc})") from None
+            self._headers[member] = h
         if h.dtype.hasobject:
             raise _fail(p, f"member {member} holds Python objects (a pickle); refused",
                         "bundles hold plain arrays only; do not load this file with pickling enabled")
+        if not _dtype_matches(h.dtype, entry.get("dtype")):
+            raise _fail(p, f"member {member} holds {h.dtype}, meta.json says {entry.get('dtype')}")
         if list(h.shape) != entry.get("shape"):
             raise _fail(p, f"member {member} has shape {list(h.shape)}, meta.json says {entry.get('shape')}")
         if h.length + h.nbytes != zr.infos[member].file_size:
@@ -358,6 +536,10 @@ class Bundle:
     def arrays(self, members: list[str] | None = None) -> dict[str, np.ndarray]:
         """Members (default: every array) in memory, by member name, in one pass over the file."""
         names = members if members is not None else [m for m in self.sizes if m.endswith(".npy")]
+        need, have = sum(self.sizes[m][1] for m in set(names) if m in self.sizes), available_memory()
+        if have is not None and need > have:
+            raise ReportError(f"reading {self.path} needs {_gib(need)} of memory for its arrays; "
+                              f"{_gib(have)} is available", "free memory, or read fewer members at once")
         try:
             with npyzip.Reader(self.path, self._offsets) as zr:
                 return {m: zr.array(m, self._headers.get(m)) for m in names}
@@ -379,12 +561,27 @@ class Bundle:
     def extract(self, folder: Path, label: str = "") -> list[VariantRun]:
         """Unpack every run's arrays into `folder`, laid out like workers' output; one ok VariantRun per run,
         its variant labelled `label` and its provenance completed with the bundle's machine fingerprint."""
-        folder.mkdir(parents=True, exist_ok=True)
+        members = sorted({e["file"] for e in self._entries()})
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(folder).free
+        except OSError as exc:
+            raise write_error(folder, exc, "unpack the bundle into") from None
+        need = sum(self.sizes[m][1] for m in members)
+        if need > free:
+            raise ReportError(f"unpacking {self.path} needs {_gib(need)} in {folder}; {_gib(free)} is free",
+                              "free some space, or point TMPDIR to a bigger disk")
         try:
             with npyzip.Reader(self.path) as zr:
-                for member in sorted({e["file"] for e in self._entries()}):
+                for member in members:
                     (folder / member).parent.mkdir(parents=True, exist_ok=True)
                     zr.copy_to(member, folder / member)
+        except OSError as exc:
+            if exc.filename is not None and str(exc.filename).startswith(str(folder)):
+                raise write_error(exc.filename, exc, "unpack") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # while writing a member
+                raise write_error(folder, exc, "unpack the bundle into") from None
+            raise _fail(self.path, f"a member cannot be read ({exc})") from None
         except _READ_ERRORS as exc:
             raise _fail(self.path, f"a member cannot be read ({exc})") from None
         machine = {k: self.meta["environment"][k] for k in ("host", "gpus", "packages")
@@ -405,6 +602,8 @@ def read_labels(path: str | os.PathLike[str] | None, key: str | None) -> tuple[n
     """Labels stored next to the feeds in an .npz (`key`, default `label` when present); (None, None) if none."""
     if path is None or Path(path).suffix != ".npz" or not Path(path).is_file():
         return None, None  # no labels; a missing inputs file is reported where the feeds are read
+    if check_feed_file(Path(path)) != "npz":
+        return None, None
     try:
         with np.load(path, allow_pickle=False) as npz:
             name = key or ("label" if "label" in npz.files else None)

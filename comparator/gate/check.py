@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..result import Report
 from ..run.record import VariantRun
 from ..graph.tap import TapPlan, plan as tap_plan
 from ..variant import parse_list
-from .verdict import GateResult, classifiers, evaluate, note_rules
+from .verdict import EXIT_USAGE, GateResult, classifiers, evaluate, note_rules
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def _policy(policy: Policy | str | Path | None, tolerance: Tolerance | None = No
     elif policy is not None:
         found = load_policy(policy)
     else:
-        return Policy.from_tolerance(tolerance) if tolerance is not None else Policy()
+        return Policy.from_tolerance(api.check_tolerance(tolerance)) if tolerance is not None else Policy()
     if tolerance is not None:
         raise UsageError("give either a tolerance or a policy, not both",
                          "put the tolerance in the policy's [defaults]")
@@ -171,7 +170,7 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
     inner = [escape(m.tensor.name) for m in matches if not m.tensor.is_output]
     tap_spec: Any = "outputs" if not inner else ("all" if spec == "all" else inner)
     feeds, labels = base.feeds(), base.labels()
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-check-"))
+    folder = api.temp_dir("infercmp-check-")
     try:
         reference = base.extract(folder / "baseline", "baseline")
         by_variant = {getattr(r.variant, "plain", r.variant): r for r in reference}
@@ -190,10 +189,19 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
             result.not_updated = f"{', '.join(failed)} could not run"
         elif update_baseline:
             label = base.meta.get("labels") or {}
-            bundle_mod.write(base.path, new, {"spec": spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
-                             rs.runs, feeds, feed_info, labels=labels, labels_key=label.get("key"), force=True,
-                             keep_previous=True)
-            result.updated = str(base.path)
+            try:
+                bundle_mod.write(base.path, new, {"spec": spec, "tapped": rs.plan.names,
+                                                  "skipped": rs.plan.skipped},
+                                 rs.runs, feeds, feed_info, labels=labels, labels_key=label.get("key"), force=True,
+                                 keep_previous=True, expect=base.stamp)
+                result.updated = str(base.path)
+            except bundle_mod.ChangedError:
+                # Another --update-baseline replaced it while this gate ran against the old one: keeping theirs
+                # keeps both versions (theirs, and the original in .prev); this verdict was about the original.
+                result.not_updated = (f"{base.path} was replaced by another process while this check ran; "
+                                      "run the check again against it")
+                result.exit_code = max(result.exit_code, EXIT_USAGE)
+                result.passed = False
         return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -216,7 +224,7 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     pol.bind(new_m.tensors, new_m.outputs, chosen, classifiers(new_m.tensors))
     feeds, feed_info = api.resolve_feeds(new_m, inputs, shapes or {}, seed, samples)
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-models-"))
+    folder = api.temp_dir("infercmp-models-")
     try:
         rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
                                   jobs=jobs, progress=progress)
@@ -241,7 +249,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     variant_list, ref = api.resolve_variants(variants, None)
     pol.bind(loaded.tensors, loaded.outputs, variant_list, classifiers(loaded.tensors))
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-agree-"))
+    folder = api.temp_dir("infercmp-agree-")
     try:
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec="all", shapes=shapes, seed=seed,
                               samples=samples, timeout=timeout, jobs=jobs)
@@ -288,6 +296,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
     are, because their differences would measure the inputs, not the machines."""
     if len(paths) < 2:
         raise UsageError("diff needs at least two bundles", "infercmp diff A.icmp B.icmp [C.icmp ...]")
+    tolerance = api.check_tolerance(tolerance or Tolerance())
     bundles = [bundle_mod.Bundle.open(p) for p in paths]
     ref = bundles[0]
     for b in bundles[1:]:
@@ -301,7 +310,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
                              "to compare two versions of a model, pass --allow-model-change "
                              "(or gate the new model with `infercmp check NEW --baseline OLD.icmp`)")
     infos = ref.stored()
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-diff-"))
+    folder = api.temp_dir("infercmp-diff-")
     try:
         runs: list[VariantRun] = []
         notes: list[str] = []

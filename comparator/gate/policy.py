@@ -262,7 +262,7 @@ def _rule(table: dict[str, Any], path: tuple[str, ...], lines: dict[tuple[str, .
         if key in ("atol", "rtol"):
             values[key] = _number(value, kpath, err, low=0.0)
         elif key == "max_ulp":
-            values[key] = _integer(value, kpath, err)
+            values[key] = _integer(value, kpath, err, high=(1 << 64) - 1)
         elif key == "cosine":
             values[key] = _number(value, kpath, err, low=-1.0, high=1.0)
         else:
@@ -290,11 +290,14 @@ def _number(value: Any, path: tuple[str, ...], err: Any, low: float | None = Non
     return x
 
 
-def _integer(value: Any, path: tuple[str, ...], err: Any) -> int:
+def _integer(value: Any, path: tuple[str, ...], err: Any, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise err(path, f"{path[-1]} must be a non-negative integer, got {_kind(value)}")
     if value < 0:
         raise err(path, f"{path[-1]} = {value} must be >= 0")
+    if high is not None and value > high:
+        raise err(path, f"{path[-1]} = {value} is over {high}" + (" (2**64 - 1: ULPs are counted in 64 bits)"
+                                                                   if high == (1 << 64) - 1 else ""))
     return value
 
 

@@ -51,14 +51,16 @@ class GateResult:
     def model_changed(self) -> bool:
         return self.reference.get("sha256") != self.candidate.get("sha256")
 
-    def finish(self) -> GateResult:
+    def _verdict_code(self) -> int:
         required = [v for v in self.verdicts.values() if v["required"]]
         if any(v["status"] == "error" for v in required):
-            self.exit_code = EXIT_FAILED
-        elif any(v["status"] == "fail" for v in required):
-            self.exit_code = EXIT_REGRESSION
-        else:
-            self.exit_code = EXIT_OK
+            return EXIT_FAILED
+        if any(v["status"] == "fail" for v in required):
+            return EXIT_REGRESSION
+        return EXIT_OK
+
+    def finish(self) -> GateResult:
+        self.exit_code = self._verdict_code()
         self.passed = self.exit_code == EXIT_OK
         return self
 
@@ -98,8 +100,10 @@ class GateResult:
         required = [v for v in self.verdicts.values() if v["required"]]
         failing = sum(v["status"] != "pass" for v in required)
         word = {EXIT_OK: "PASS", EXIT_REGRESSION: "FAIL (regression)", EXIT_FAILED: "FAIL (could not run)"}
-        out.append(f"GATE {word[self.exit_code]}: {len(required) - failing} of {len(required)} required "
-                   f"variant(s) pass (exit {self.exit_code})")
+        verdict = self._verdict_code()
+        out.append(f"GATE {word[verdict]}: {len(required) - failing} of {len(required)} required "
+                   f"variant(s) pass (exit {self.exit_code}"
+                   + (": the baseline was not updated" if self.exit_code != verdict else "") + ")")
         return out
 
     def summary(self) -> str:
