@@ -12,7 +12,7 @@ import typer
 
 from ..errors import InfercmpError
 from . import cache, compare, conformance, gate  # noqa: F401  (each registers its commands on `app`)
-from .app import _click_exceptions, _err, app
+from .app import _click_exceptions, _err, app, os_error_lines
 
 __all__ = ["app", "main"]
 
@@ -76,6 +76,11 @@ def _main() -> None:
             sys.exit(exc.exit_code or 2)
         if os.environ.get("INFERCMP_DEBUG") == "1":
             raise
+        lines = os_error_lines(exc) if isinstance(exc, OSError) else None
+        if lines is not None:  # a full or read-only disk is not a bug
+            for line in lines:
+                _err(line)
+            sys.exit(2)
         _err(f"error: {type(exc).__name__}: {exc}")
         _err("  hint: this is a bug in infercmp; rerun with INFERCMP_DEBUG=1 and report the traceback")
         sys.exit(2)

@@ -10,7 +10,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _err(message: str) -> None:
+    """One line on stderr, printed as it is (no rich markup: `pip install 'infercmp[ort]'` keeps its brackets)."""
     typer.echo(message, err=True)
+
+
+def plain(console: Any, text: str) -> None:
+    """Print `text` on a rich console without reading `[...]` in it as markup or colouring its numbers."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def os_error_lines(exc: OSError) -> tuple[str, str] | None:
+    """The error and hint lines for a file-system error that escaped a command (a full or read-only disk, a file
+    where a folder should be); None for the others, which may be bugs."""
+    import errno
+
+    from ..fileio import write_error
+
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR, errno.EISDIR):
+        e = write_error(str(where), exc)
+        return f"error: {e.message}", f"  hint: {e.hint or 'check the paths given'}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"error: {where}: permission denied", "  hint: check the file's permissions, or use another path"
+    return None
 
 
 def _click_exceptions() -> Any:

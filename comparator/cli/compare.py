@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import typer
 
 from ..errors import InfercmpError
-from .app import app
+from .app import app, plain
 
 
 @app.command()
@@ -45,6 +44,7 @@ def compare(
     max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take (500M, 20G); "
                                         "a plan that needs more is refused before running (default: 90% of the "
                                         "free space)"),
+    yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
     if no_cache:
@@ -59,7 +59,12 @@ def compare(
 
     from .progress import phases
 
+    from . import outputs
+
+    reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    outputs.guard(reports, {"--inputs": inputs}, {"the model": model})
     variants = parse_list(backends)
+    api.check_sweep(variants, yes, jobs)
     with phases(Console(stderr=True)) as events:
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
@@ -67,8 +72,8 @@ def compare(
                              repeat=repeat, isolate=isolate, workdir=workdir,
                              classes=[c for item in classes for c in item.split(",") if c.strip()], oracle=oracle,
                              events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
-    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
-    out = Console() if sys.stdout.isatty() else Console(width=200)
+    # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.
+    out = outputs.console(to_stderr=outputs.takes_stdout(*reports.values()))
     if quiet:
         console_report.render_findings(report, out)
     else:
@@ -77,18 +82,25 @@ def compare(
         from ..report.json import write
 
         write(report, json_out)
-        out.print(f"JSON report: {json_out}")
+        _written(out, "JSON report", json_out)
     if html_out is not None:
         from ..report import html
 
         html.write(report, html_out)
-        out.print(f"HTML report: {html_out}")
+        _written(out, "HTML report", html_out)
     if junit_out is not None:
         from ..report import junit
 
         junit.write(report, junit_out)
-        out.print(f"JUnit report: {junit_out}")
+        _written(out, "JUnit report", junit_out)
     raise typer.Exit(report.exit_code)
+
+
+def _written(out: object, what: str, path: Path) -> None:
+    from ..fileio import is_stdout
+
+    if not is_stdout(path):
+        plain(out, f"{what}: {path}")
 
 
 @app.command("backends")

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .app import app
+from .app import app, plain
 from ..errors import UsageError
 
 
-def _console() -> Any:
-    from rich.console import Console
+def _console(to_stderr: bool = False) -> Any:
+    from .outputs import console
 
-    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return console(to_stderr)
 
 
 def _exit(code: int) -> None:
@@ -56,6 +54,7 @@ def capture(
     force: bool = typer.Option(False, "--force", help="replace an existing bundle"),
     compression: str = typer.Option("auto", help="auto (deflate only members that are at least half zero "
                                                  "bytes) | stored | deflate"),
+    yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Run MODEL and save inputs, outputs, tapped tensors and the machine's fingerprint in one .icmp file.
 
@@ -65,16 +64,22 @@ def capture(
     from ..graph.inputs import parse_shapes
     from ..variant import parse_list
 
+    from . import outputs
+
+    outputs.no_stdout("--out", out)
+    outputs.guard({"--out": out}, {"--inputs": inputs}, {"the model": model})
     if out.exists() and not force:
         raise UsageError(f"{out} already exists; refusing to overwrite it", "pass --force to replace it")
     variants = parse_list(backend)
+    api.check_sweep(variants, yes, jobs)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs)
     label_values, label_key = bundle.read_labels(inputs, labels)
     if labels is not None and label_values is None:
         raise UsageError("--labels needs --inputs FILE.npz holding that array")
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-capture-"))
+    folder = api.temp_dir("infercmp-capture-")
     try:
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap, shapes=parse_shapes(shape),
-                              seed=seed, samples=samples, timeout=timeout, jobs=jobs,
+                              seed=seed, samples=samples, timeout=timeout_s, jobs=jobs,
                               kinds=("untapped",) if tap == "outputs" else ("untapped", "tapped"))
         meta = bundle.write(out, rs.model, {"spec": tap, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
                             rs.runs, rs.feeds, rs.feed_info, labels=label_values, labels_key=label_key, force=force,
@@ -150,27 +155,32 @@ def diff(
     allow_model_change: bool = typer.Option(False, "--allow-model-change",
                                             help="compare bundles of different models (tensors matched by name, "
                                                  "then structure)"),
-    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here (- for stdout)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
 ) -> None:
     """Compare bundles captured on different machines or days (runs named VARIANT@FILE-STEM)."""
+    from .. import api
     from ..gate import check as gate
     from ..measure.metrics import Tolerance
+    from . import outputs
 
-    report = gate.diff(bundles, Tolerance(atol, rtol, max_ulp), allow_model_change)
-    out = _console()
+    outputs.guard({"--json": json_out}, {"a bundle": bundles})
+    tolerance = api.check_tolerance(Tolerance(atol, rtol, max_ulp))
+    report = gate.diff(bundles, tolerance, allow_model_change)
+    out = _console(outputs.takes_stdout(json_out))
     for v in report.variants:
         env, prov = v.provenance.get("environment", {}), v.provenance
         gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "no GPU"
         versions = ", ".join(f"{k} {val}" for k, val in env.get("packages", {}).items() if k != "infercmp")
-        out.print(f"{v.name}: captured {prov.get('captured')} on {env.get('host')} ({env.get('cpu')}, "
-                  f"{env.get('cores')} cores, {gpus}); {versions}", markup=False, highlight=False)
+        plain(out, f"{v.name}: captured {prov.get('captured')} on {env.get('host')} ({env.get('cpu')}, "
+                   f"{env.get('cores')} cores, {gpus}); {versions}")
     _render(report, quiet, out)
     if json_out is not None:
         from ..report.json import write
 
         write(report, json_out)
-        out.print(f"JSON report: {json_out}")
+        if not outputs.takes_stdout(json_out):
+            plain(out, f"JSON report: {json_out}")
     _exit(report.exit_code)
 
 
@@ -183,7 +193,8 @@ def check(
                                                                     "with --against: ort)"),
     policy: Path | None = typer.Option(None, help="policy file (TOML): tolerances, label budget, "
                                                      "required variants"),
-    json_out: Path | None = typer.Option(None, "--json", help="write the gate result (with its reports) here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the gate result (with its reports) here "
+                                                              "(- for stdout)"),
     update_baseline: bool = typer.Option(False, "--update-baseline",
                                          help="rewrite the baseline with this run (previous kept as .prev)"),
     inputs: Path | None = typer.Option(None, help="with --against: feeds from .npz or .npy"),
@@ -195,23 +206,34 @@ def check(
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
     jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the gate's verdict, not the reports"),
+    yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Gate MODEL against a baseline bundle, or against an earlier export (--against).
 
     With --baseline, MODEL runs now on the baseline's variants and inputs. Exit 0 pass, 1 regression,
     2 usage or configuration error, 3 a variant could not run."""
+    from .. import api
     from ..gate import check as gate
     from ..fileio import write_json
     from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+    from . import outputs
 
     if (baseline is None) == (against is None):
         raise UsageError("give exactly one of --baseline BUNDLE and --against OLD.onnx",
                          "--baseline gates against a captured run; --against runs two exports side by side")
+    # The baseline is an input here: only --update-baseline replaces it (and keeps the previous one as .prev).
+    prev = baseline.with_name(baseline.name + ".prev") if baseline is not None and update_baseline else None
+    outputs.guard({"--update-baseline's .prev": prev, "--json": json_out},
+                  {"--baseline": baseline, "--policy": policy, "--inputs": inputs},
+                  {"the model": model, "--against": against})
+    api.check_sweep(parse_list(backends) if backends else [], yes, jobs)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs)
     if baseline is not None:
         if inputs is not None or shape or labels is not None:
             raise UsageError("--inputs, --labels and --shape apply to --against only",
                              "the baseline bundle carries its own inputs")
-        result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout, jobs=jobs,
+        result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout_s, jobs=jobs,
                             update_baseline=update_baseline)
     else:
         assert against is not None  # exactly one of the two, checked above
@@ -219,14 +241,15 @@ def check(
             raise UsageError("--update-baseline applies to --baseline only")
         result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,
                                      shapes=parse_shapes(shape), seed=seed, samples=samples, labels_key=labels,
-                                     tap_spec=tap, timeout=timeout, jobs=jobs)
-    out = _console()
+                                     tap_spec=tap, timeout=timeout_s, jobs=jobs)
+    out = _console(outputs.takes_stdout(json_out))
     if not quiet:
         for report in result.reports:
             _render(report, False, out)
     for line in result.lines():
-        out.print(line, markup=False, highlight=False)
+        plain(out, line)
     if json_out is not None:
         write_json(json_out, result.to_dict())
-        out.print(f"JSON: {json_out}")
+        if not outputs.takes_stdout(json_out):
+            plain(out, f"JSON: {json_out}")
     _exit(result.exit_code)

@@ -1,0 +1,81 @@
+"""What a command writes, checked before anything runs against what it reads, and where its own lines go.
+
+Every command calls `guard` first: each output (reports, bundles) is compared with every input (models and their
+external data files, feeds, policy, baselines, bundles) and with the other outputs by resolved identity (the same
+path, a symlink, a hard link), and must be writable; a clash is a usage error (exit 2) and nothing is written.
+`-` is standard output for text reports; then the command's own lines go to stderr (`console`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from collections.abc import Iterable, Mapping
+
+from ..errors import UsageError
+from ..fileio import check_outputs, is_stdout, resolve_output
+
+Given = Path | str | None
+
+
+def _data_files(model: Path) -> list[Path]:
+    """The external data files a model names (they sit in its folder); [] when it cannot be read: loading the
+    model reports that."""
+    try:
+        import onnx
+
+        from ..graph import model as model_mod
+        from ..graph import stored
+
+        real = model.resolve()
+        proto = onnx.load_from_string(stored.skim(real))
+        return [f for f in model_mod.check_external_data(proto, stored.external_dir(real)) if f != real]
+    except Exception:  # noqa: BLE001 - best effort: model_mod.load gives the real error later
+        return []
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder == path or folder in path.parents
+
+
+def guard(outputs: Mapping[str, Given], inputs: Mapping[str, Given | Iterable[Given]],
+          models: Mapping[str, Given] | None = None) -> None:
+    """Refuse outputs that would overwrite an input or each other, or cannot be written (fileio.check_outputs).
+    `models`: what each model is (`the model`, `--against`) -> its path; its external data files count too."""
+    ins: dict[str, Any] = {}
+    for label, value in inputs.items():
+        if value is None:
+            continue
+        paths = [value] if isinstance(value, (str, os.PathLike)) else [v for v in value if v is not None]
+        ins[label] = paths
+    written = [resolve_output(p) for p in outputs.values() if p is not None and not is_stdout(p)]
+    for label, model in (models or {}).items():
+        if model is None:
+            continue
+        ins[label] = [model]
+        folder = Path(model).resolve().parent
+        if Path(model).is_file() and any(_inside(w, folder) for w in written):  # data files sit in that folder
+            data = _data_files(Path(model))
+            if data:
+                ins[f"{label}'s external data"] = data
+    check_outputs(outputs, ins)
+
+
+def no_stdout(flag: str, value: Given) -> None:
+    """Refuse `-` for a binary output."""
+    if is_stdout(value):
+        raise UsageError(f"{flag} - : a bundle is a binary file, not for standard output", "give a file name")
+
+
+def console(to_stderr: bool = False) -> Any:
+    """The console of a command's own lines: stdout, or stderr when a report takes stdout (`--json -`)."""
+    from rich.console import Console
+
+    stream = sys.stderr if to_stderr else sys.stdout
+    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
+    return Console(stderr=to_stderr) if stream.isatty() else Console(stderr=to_stderr, width=200)
+
+
+def takes_stdout(*paths: Given) -> bool:
+    return any(is_stdout(p) for p in paths)
