@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -60,6 +61,16 @@ def test_public_names():
     assert (ROOT / "comparator" / "py.typed").exists()
     assert inspect.signature(comparator.compare).parameters["tolerance"].default is None
     assert comparator.compare.__doc__ == importlib.import_module("comparator.api").compare.__doc__
+
+
+def test_the_suite_runs_on_the_lowest_supported_python():
+    """requires-python names the lowest version, and CI (CI=true, .ci/run) runs the suite on exactly that one."""
+    floor = re.search(r'^requires-python = ">=(\d+)\.(\d+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert floor, "requires-python is not a plain lower bound"
+    lowest = (int(floor[1]), int(floor[2]))
+    assert sys.version_info[:2] >= lowest
+    if os.environ.get("CI") == "true":
+        assert sys.version_info[:2] == lowest, f"CI runs {sys.version_info[:2]}, requires-python says {lowest}"
 
 
 def test_version_matches_the_package_metadata():
