@@ -174,7 +174,6 @@ class CompileCache:
             tmp_lib = None
             os.replace(tmp_meta, meta_path)
             tmp_meta = None
-            self.evicted = self.evict(keep=key)
         except Exception as exc:  # noqa: BLE001 - an unwritable cache must not fail the variant
             return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
         finally:
@@ -184,6 +183,10 @@ class CompileCache:
                         os.unlink(leftover)
                     except OSError:
                         pass
+        try:
+            self.evicted = self.evict(keep=key)
+        except OSError:  # the folder went away (infercmp cache clear): the entry is stored or gone, either is fine
+            self.evicted = []
         return None
 
     def entries(self) -> list[tuple[float, int, str]]:
