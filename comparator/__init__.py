@@ -32,10 +32,6 @@ def __getattr__(name: str) -> Any:
     """The public names, imported on first access."""
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        if name == "compare":  # arguments of the wrong type fail at once, saying what to pass
-            from .arguments import check_compare, checked
-
-            value = checked(value, check_compare)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ import numpy as np
 from .measure import analysis
 from . import backends
 from .graph import inputs as feeds_mod, model as model_mod, tap
+from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
 from .fileio import save_npz, write_error, write_text
@@ -324,8 +325,10 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     oracle: compare against the float64 oracle that checks itself: `ref:dtype=float64` is the reference and
         `torch:dtype=float64` (no kernel in common) runs too; every tensor where the two disagree beyond float64
         noise is listed in `report.oracle`. Both are added to the variants if missing.
-    Raises InfercmpError subclasses for bad input; a variant that fails is reported, not raised.
+    Raises TypeError for an argument of the wrong type, InfercmpError subclasses for bad input; a variant that
+    fails is reported, not raised.
     """
+    check_compare(dict(locals()))  # types first, saying what to pass; then the values
     tolerance = check_tolerance(Tolerance() if tolerance is None else tolerance)
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat)
     if workdir is not None:

@@ -1,13 +1,13 @@
 """Argument checks for the library's entry points: a value of the wrong type is a TypeError that says what to pass,
 raised before anything loads or runs (not an AttributeError from deep inside once the workers have finished).
 
-`check_compare` takes the arguments of `comparator.compare` by name (as `inspect.Signature.bind` gives them);
-`comparator.compare` is `api.compare` behind this check.
+`check_compare` takes the arguments of `comparator.compare` by name; `api.compare` calls it first. The ranges of
+the numbers (tolerances >= 0, timeout > 0...) are checked by api.check_tolerance and api.check_numbers.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import UsageError
@@ -97,13 +97,9 @@ def check_compare(args: Mapping[str, Any], func: str = "compare") -> None:
     for name in ("seed", "samples", "jobs", "repeat"):
         if name in got and not _is_int(got[name]):
             _fail(func, name, got[name], "an int")
-    if "samples" in got and _is_int(got["samples"]) and got["samples"] < 1:
-        raise UsageError(f"{func}(samples={got['samples']}): samples must be >= 1")
     timeout = got.get("timeout")
     if timeout is not None and not _is_number(timeout):
         _fail(func, "timeout", timeout, "seconds as a number, or None (no limit)")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"{func}(timeout={timeout}): the timeout must be > 0 seconds", "or None: no limit")
     for name in ("isolate", "oracle"):
         if name in got and not isinstance(got[name], bool):
             _fail(func, name, got[name], "True or False")
@@ -130,23 +126,3 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def checked(func: Callable[..., Any], check: Callable[[Mapping[str, Any]], None]) -> Callable[..., Any]:
-    """`func` behind `check`: the call's arguments are bound to `func`'s signature (defaults left out) and checked
-    before `func` runs. Keeps `func`'s name, docstring and signature."""
-    import functools
-    import inspect
-
-    signature = inspect.signature(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{func.__name__}(): {exc}") from None
-        check(bound.arguments)
-        return func(*args, **kwargs)
-
-    return wrapper

@@ -20,8 +20,6 @@ subclasses or TypeError instead, so that a broken test setup is not mistaken for
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +27,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import api
 from .arguments import check_inputs, check_model, check_tolerance, check_variants
 from .errors import UsageError
 from .gate import check as gate
-from .gate import bundle as bundle_mod
 from .gate.bundle import Bundle
-from .gate.verdict import GateResult, classifiers, evaluate, note_rules
+from .gate.verdict import GateResult
 from .measure.metrics import Tolerance
-from .graph import model as model_mod
 from .graph.model import Model
 from .gate.policy import Policy
 
@@ -107,42 +102,11 @@ def assert_agrees(model: str | Path | Model, variants: Sequence[str] | str,
         spec = spec[0]
     if not spec:
         raise UsageError(f"{func}(tap={tap!r}): nothing to tap", "pass \"outputs\", \"all\", or tensor names and globs")
-    if spec == "all":
-        result = gate.agree(model, variants, inputs, tolerance, policy, **options)  # type: ignore[arg-type]
-    else:
-        result = _agree(model, variants, inputs, tolerance, policy, spec, **options)  # type: ignore[arg-type]
+    result = gate.agree(model, variants, inputs, tolerance, policy, tap_spec=spec, **options)  # type: ignore[arg-type]
     tapped = [t.name for t in result.reports[0].tensors] if result.reports else []
     agreement = Agreement(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)}, tap=spec,
                           tapped=tapped)
     return _raise_unless_passed(agreement)  # type: ignore[return-value]
-
-
-def _agree(model: str | Path | Model, variants: Sequence[str] | str,
-           inputs: str | Path | Mapping[str, np.ndarray] | None, tolerance: Tolerance | None,
-           policy: Policy | str | Path | None, tap: str | list[str], *,
-           shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
-           labels_key: str | None = None, timeout: float | None = 600.0, jobs: int = 0) -> GateResult:
-    """comparator.gate.agree on the tensors `tap` names: for "outputs", one untapped run per variant."""
-    pol = gate._policy(policy, tolerance)
-    loaded = model if isinstance(model, Model) else model_mod.load(model)
-    variant_list, ref = api.resolve_variants(variants, None)
-    outs = classifiers(loaded.tensors)
-    pol.bind(loaded.tensors, loaded.outputs, variant_list, outs)
-    labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-agree-"))
-    try:
-        kinds = ("untapped",) if tap == "outputs" else ("untapped", "tapped")
-        rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, kinds=kinds)
-        report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
-                                    pol.tolerance_for, classes=outs)
-        note_rules(report, pol)
-        result = GateResult("variants", {"kind": "variant", "path": str(ref), "sha256": loaded.sha256},
-                            {"path": str(loaded.path), "sha256": loaded.sha256}, pol.to_dict(), [report])
-        result.verdicts = evaluate(report, facts, pol, {t.name: t for t in rs.plan.tapped}, labels, outs)
-        return result.finish()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def assert_matches_baseline(model: str | Path | Model, baseline: str | Path | Bundle,

@@ -242,8 +242,9 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
           inputs: str | Path | Mapping[str, np.ndarray] | None = None, tolerance: Tolerance | None = None,
           policy: Policy | str | Path | None = None, *, shapes: Mapping[str, tuple[int, ...]] | None = None,
           seed: int = 0, samples: int = 1, labels_key: str | None = None, timeout: float | None = 600.0,
-          jobs: int = 0) -> GateResult:
-    """Gate variants against the first one (the reference) on one model, every tensor tapped."""
+          jobs: int = 0, tap_spec: str | Sequence[str] = "all") -> GateResult:
+    """Gate variants against the first one (the reference) on one model. `tap_spec`: "all" (every tensor),
+    "outputs" (the final outputs only: one untapped run per variant), or tensor names and globs."""
     pol = _policy(policy, tolerance)
     loaded = model if isinstance(model, Model) else model_mod.load(model)
     variant_list, ref = api.resolve_variants(variants, None)
@@ -251,8 +252,9 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
     folder = api.temp_dir("infercmp-agree-")
     try:
-        rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec="all", shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs)
+        kinds = ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
+        rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
+                              samples=samples, timeout=timeout, jobs=jobs, kinds=kinds)
         report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
                                     pol.tolerance_for, classes=classifiers(loaded.tensors))
         infos = {t.name: t for t in rs.plan.tapped}
