@@ -17,6 +17,7 @@ import numpy as np
 
 from .measure import analysis
 from . import backends
+from . import caches
 from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
@@ -256,8 +257,9 @@ def _check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sampl
     need = writes * samples * variants
     budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
     if need > budget:
-        raise UsageError(f"the tapped tensors need at least {_size(need)} of disk in {folder} ({len(plan.tapped)} "
-                         f"tensors, {variants} variants, {samples} samples), over the budget of {_size(budget)}"
+        size = caches.format_size
+        raise UsageError(f"the tapped tensors need at least {size(need)} of disk in {folder} ({len(plan.tapped)} "
+                         f"tensors, {variants} variants, {samples} samples), over the budget of {size(budget)}"
                          + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
                          "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
                          "use a --workdir on a bigger disk, or raise --max-disk")
@@ -270,25 +272,9 @@ def _itemsize(dtype: str | None) -> int:
         return 4
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def parse_size(text: str) -> int:
-    """Bytes from `500M`, `20G`, `1.5T`, `1000` (binary units); UsageError otherwise."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-    try:
-        value = float(t[:-1] if scale > 1 else t)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise UsageError(f"--max-disk {text!r} is not a size", "write it like 500M, 20G or 1.5T")
-    return int(value * scale)
+    """Bytes from a --max-disk value (`500M`, `20G`, `1.5T`); UsageError otherwise."""
+    return caches.parse_size(text, "--max-disk")
 
 
 def _elements(shape: tuple[Any, ...] | None) -> int:
