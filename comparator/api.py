@@ -212,6 +212,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
+               "feed_dtypes": {k: v.dtype.name for k, v in feeds.items() if v.dtype.type is not np.void
+                               and v.dtype.kind == "V"},
                "runs": list(kinds),
                "outputs": {"untapped": list(loaded.outputs),
                            "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]

@@ -128,6 +128,9 @@ class OrtSession:
     def __init__(self, session: Any, options: Mapping[str, Any], version: str, lowered: Mapping[str, int]):
         self._session = session
         self._names = [o.name for o in session.get_outputs()]
+        # bfloat16 and float8 have no NumPy type in onnxruntime's Python API: such models go through OrtValues
+        types = [t.type for t in list(session.get_inputs()) + list(session.get_outputs())]
+        self._raw = any(t.startswith(("tensor(bfloat16", "tensor(float8", "tensor(float4")) for t in types)
         self._info = {"backend": "onnxruntime", "onnxruntime": version,
                       "providers_used": session.get_providers(),
                       "provider_options": {k: dict(v) for k, v in session.get_provider_options().items()}}
@@ -135,8 +138,41 @@ class OrtSession:
             self._info["ir_version_lowered"] = dict(lowered)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._raw:
+            return self._run_raw(feeds)
         values = self._session.run(self._names, dict(feeds))
         return dict(zip(self._names, values))
+
+    def _run_raw(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with OrtValues: ml_dtypes inputs go in as their bytes with the ONNX type, and every output comes
+        back as bytes in the ml_dtypes (or NumPy) type it names."""
+        import ctypes
+
+        import onnx
+        import onnxruntime as ort
+
+        values = {}
+        for name, arr in feeds.items():
+            arr = np.ascontiguousarray(arr)
+            if arr.dtype.type is not np.void and arr.dtype.kind == "V":  # an ml_dtypes type
+                elem = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
+                values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                    arr.view(f"u{arr.dtype.itemsize}"), onnx_element_type=elem)
+            else:
+                values[name] = ort.OrtValue.ortvalue_from_numpy(arr)
+        out = {}
+        for name, value in zip(self._names, self._session.run_with_ort_values(self._names, values)):
+            kind = value.data_type()[len("tensor("):-1]
+            try:
+                out[name] = value.numpy()
+            except (RuntimeError, TypeError, ValueError):  # no NumPy type: copy the bytes into the ml_dtypes one
+                import ml_dtypes
+
+                dtype = np.dtype(getattr(ml_dtypes, kind))
+                size = value.tensor_size_in_bytes()
+                raw = (ctypes.c_uint8 * size).from_address(value.data_ptr()) if size else b""
+                out[name] = np.frombuffer(bytes(raw), dtype).reshape(value.shape())
+        return out
 
     def provenance(self) -> dict[str, Any]:
         return dict(self._info)

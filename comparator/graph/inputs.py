@@ -244,6 +244,26 @@ def _npz_members(fh: Any, p: Path) -> list[tuple[str, int]]:
                          "it is truncated or damaged; save it again with numpy.savez") from None
 
 
+def as_declared(arr: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """`arr` viewed as `dtype` when it is raw bytes of that width: .npy files store ml_dtypes arrays (bfloat16,
+    float8_*) as void (`|V2`, `|V1`), which NumPy reads back as such."""
+    want = np.dtype(dtype) if not isinstance(dtype, str) else _dtype_named(dtype)
+    raw = arr.dtype.type is np.void and not arr.dtype.names
+    if raw and want is not None and want.type is not np.void and want.itemsize == arr.dtype.itemsize:
+        return arr.view(want)
+    return arr
+
+
+def _dtype_named(name: str) -> np.dtype | None:
+    try:
+        return np.dtype(name)
+    except TypeError:
+        import ml_dtypes
+
+        found = getattr(ml_dtypes, name, None)
+        return None if found is None else np.dtype(found)
+
+
 def check_feeds(model: Model, raw: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]],
                 source: str = "inputs") -> dict[str, np.ndarray]:
     names = [i.name for i in model.inputs]
@@ -254,7 +274,7 @@ def check_feeds(model: Model, raw: Mapping[str, Any], shapes: Mapping[str, tuple
     feeds: dict[str, np.ndarray] = {}
     counts = set()
     for spec in model.inputs:
-        arr = np.asarray(raw[spec.name])
+        arr = as_declared(np.asarray(raw[spec.name]), np_dtype(spec))
         want = np_dtype(spec)
         if arr.dtype != want and not (want.kind in "OU" and arr.dtype.kind in "OU"):
             raise InputError(f"{source}: input {spec.name!r} is {arr.dtype}, the model wants {want}",

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..graph.inputs import as_declared
 from ..graph.model import TensorInfo
 from ..run.record import VariantRun
 from . import metrics
@@ -106,7 +107,7 @@ class TensorFileError(ValueError):
 class _Reader:
     """One .npy file, read front to back in flat (C-order) chunks; opened once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, declared: str | None = None):
         try:
             self._fh = open(path, "rb")  # closed by close()
         except OSError as exc:
@@ -121,6 +122,8 @@ class _Reader:
         except BaseException:
             self._fh.close()
             raise
+        if declared:  # bfloat16 and float8 are stored as raw bytes (|V2, |V1): the worker's manifest names them
+            self.dtype = as_declared(np.empty(0, self.dtype), declared).dtype
         self.shape: tuple[int, ...] = tuple(shape)
         self.size = math.prod(self.shape)
         self._done = 0
@@ -197,8 +200,9 @@ class _Pass:
 
     def reader(self, key: Key) -> _Reader | None:
         if key not in self.readers:
-            path = self.runs[key[0]].path(key[1], self.name)
-            self.readers[key] = None if path is None else _Reader(path)
+            run = self.runs[key[0]]
+            path = run.path(key[1], self.name)
+            self.readers[key] = None if path is None else _Reader(path, run.tensors[key[1]][self.name]["dtype"])
         return self.readers[key]
 
     def compare(self, ref: Key, got: Key, tolerance: metrics.Tolerance, sink: Sink) -> None:

@@ -5,7 +5,8 @@ import. Tensors go to `.npy` files (one per tensor, leading sample axis); the re
 atomically, last) says what happened. A worker that dies leaves no record: the parent reports the crash.
 
 Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
-[...]}: the graph outputs of each file), feeds, out_dir, runs ("untapped", "tapped" or both, in that order),
+[...]}: the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as
+raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order),
 repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
 subgraphs).
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..errors import BackendError, InfercmpError
 from ..fileio import read_json, write_json
+from ..graph.inputs import as_declared
 from .machine import environment_fingerprint
 
 
@@ -83,7 +85,7 @@ def _append(path: Path, value: np.ndarray, samples: int | None) -> None:
                 np.lib.format.write_array_header_1_0(fh, header)
             except ValueError:  # a header over 64 KiB (a very high rank): format 2.0
                 np.lib.format.write_array_header_2_0(fh, header)
-        fh.write(value.data if value.size else b"")
+        fh.write(value.reshape(-1).view(np.uint8).data if value.size else b"")  # raw bytes: ml_dtypes too
 
 
 PHASE = "infercmp-phase: "  # a stdout line the parent reads as progress (run/runner.py)
@@ -106,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
         variant = Variant(request["backend"], tuple(sorted(request["options"].items())))
         backend, options = backends.resolve_variant(variant)
+        declared = request.get("feed_dtypes", {})
         with np.load(request["feeds"], allow_pickle=False) as npz:
-            feeds = {k: npz[k] for k in npz.files}
+            feeds = {k: as_declared(npz[k], declared[k]) if k in declared else npz[k] for k in npz.files}
         record["provenance"] = {"environment": environment_fingerprint(), "options": dict(options)}
         repeat = int(request.get("repeat", 1))
         for kind in request.get("runs", ["untapped", "tapped"]):
