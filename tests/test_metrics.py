@@ -335,7 +335,7 @@ def test_empty_tensor():
     assert r == {"bit_identical": True, "identical_fraction": 1.0, "max_abs": 0.0, "mean_abs": 0.0,
                  "max_rel": 0.0, "max_ulp": 0, "p99_ulp": 0, "cosine": 1.0, "snr_db": math.inf,
                  "nan_mismatch": 0, "inf_mismatch": 0, "count": 0, "violations": 0,
-                 "ulp_dtype": "float32"}
+                 "ulp_dtype": "float32", "worst_index": None}
 
 
 def test_shape_mismatch_and_bad_input():
@@ -353,7 +353,7 @@ def test_shape_mismatch_and_bad_input():
 
 def test_result_is_plain_json():
     r = compare(np.array([0.0, 1.0, np.nan]), np.array([1.0, 1.0, 2.0], np.float32))
-    assert list(r) == [*FIELDS, "count", "violations", "ulp_dtype"]
+    assert list(r) == [*FIELDS, "count", "violations", "ulp_dtype", "worst_index"]
     assert all(type(v) in (bool, int, float, str, type(None)) for v in r.values())
     back = json.loads(json.dumps(r))   # max_rel is inf here: written as Infinity
     assert back["max_rel"] == math.inf and back["count"] == 3
@@ -363,3 +363,14 @@ def test_cosine_of_equal_vectors_is_exactly_one():
     # dot/(|a||b|) of an equal pair rounds to 1 - 2**-53 for this vector; equal values must give exactly 1.
     a = np.array([0.1, 0.7, 0.3, 1e-3, 5.0], dtype=np.float32)
     assert compare(a, a.copy())["cosine"] == 1.0
+
+
+def test_worst_index_on_the_numpy_path():
+    """Ints, float16 and a 2-D float32 pair: the flat C-order index of the first largest |ref - got|."""
+    assert compare(np.array([[1, 5], [9, 2]]), np.array([[1, 2], [6, 2]]))["worst_index"] == 1
+    h = np.array([1.0, 2.0, 4.0, 8.0], np.float16)
+    assert compare(h, h + np.float16(0.5) * (h > 3))["worst_index"] == 2
+    a = np.zeros((3, 4), np.float32)
+    b = a.copy()
+    b[2, 1] = 1e-3
+    assert compare(a, b)["worst_index"] == 9 and compare(a, a.copy())["worst_index"] is None

@@ -76,6 +76,30 @@ def test_kernel_equals_numpy_path_exactly(seed, pair):
     a, b = _numpy(ref, got, tol, chunk), _fused(ref, got, tol, chunk)
     _same(a, b)
     assert a["count"] == n
+    assert a["worst_index"] == _worst(ref, got)
+
+
+def _worst(ref, got):
+    """The flat index of the first element with the largest |ref - got| over both-finite elements, computed
+    directly (None when none differs)."""
+    with np.errstate(all="ignore"):
+        r, g = ref.astype(np.float64), got.astype(np.float64)
+        err = np.where(np.isfinite(r) & np.isfinite(g), np.abs(r - g), 0.0)
+    return int(np.argmax(err)) if err.size and err.max() > 0 else None
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{np.dtype(p[0]).name}-{np.dtype(p[1]).name}")
+@pytest.mark.parametrize("chunk", [1, 5, 4096, 1 << 20])
+def test_worst_index_is_the_first_largest_error_across_chunks(pair, chunk):
+    """Ties keep the first element, wherever the chunks cut; specials and identical tensors give no index."""
+    ref = ((np.arange(9000) - 4500) / 1024).astype(pair[0])
+    got = ref.astype(pair[1]).copy()
+    got[[10, 4100, 8999]] += 0.5  # equal errors (exact in both dtypes: every value is a multiple of 2**-10)
+    got[7] = np.nan
+    got[20] = np.inf
+    for run in (_numpy, _fused):
+        assert run(ref, got, Tolerance(), chunk)["worst_index"] == _worst(ref, got) == 10
+        assert run(ref, ref.astype(pair[1]), Tolerance(), chunk)["worst_index"] is None
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{np.dtype(p[0]).name}-{np.dtype(p[1]).name}")

@@ -21,6 +21,7 @@ _UINT = {4: np.uint32, 8: np.uint64}
 #   fsum   float64 [max_abs, max_rel, sum |err|, sum ref*got, sum ref^2, sum got^2, sum err^2]
 #   counts int64   [identical, nan_mismatch, inf_mismatch, n_finite, violations, n_ulp]
 #   top    uint64  [max_ulp]
+#   worst  int64   [flat index of the first element with the largest |err| (max_abs); -1 while none differs]
 #   small  int64   [65536]: how many elements have each ULP distance below 2**16
 
 _kernel: Any = None
@@ -56,12 +57,14 @@ def supports(ref: np.dtype, got: np.dtype) -> bool:
 
 
 def run(ref: np.ndarray, got: np.ndarray, narrow_f32: bool, atol: float, rtol: float, max_ulp: int | None,
-        small: np.ndarray, fsum: np.ndarray, counts: np.ndarray, top: np.ndarray, big: np.ndarray) -> int:
+        small: np.ndarray, fsum: np.ndarray, counts: np.ndarray, top: np.ndarray, big: np.ndarray,
+        offset: int, worst: np.ndarray) -> int:
     """Fold one chunk pair (C-contiguous, 1-D) into the state; returns how many ULP distances >= 2**16 it wrote
-    to `big`. `narrow_f32`: identity and ULPs in float32 (one side is float32). `max_ulp` None: no ULP clause."""
+    to `big`. `narrow_f32`: identity and ULPs in float32 (one side is float32). `max_ulp` None: no ULP clause.
+    `offset`: the flat index of the chunk's first element in the whole tensor (for `worst`)."""
     limit = np.uint64(0 if max_ulp is None else min(max_ulp, (1 << 64) - 1))
     return int(_kernel(ref, got, ref.view(_UINT[ref.itemsize]), got.view(_UINT[got.itemsize]), narrow_f32, atol,
-                       rtol, max_ulp is not None, limit, small, fsum, counts, top, big))
+                       rtol, max_ulp is not None, limit, small, fsum, counts, top, big, offset, worst))
 
 
 def run_identical(x: np.ndarray, small: np.ndarray, fsum: np.ndarray, counts: np.ndarray) -> None:

@@ -3,7 +3,7 @@
 Pure NumPy; ``ml_dtypes`` is imported lazily, only when a non-NumPy dtype shows up.
 :func:`compare` flattens a pair of arrays (``np.memmap`` is read chunk by chunk) and feeds an
 :class:`Accumulator`, whose ``result()`` is a JSON-able dict with every key of :data:`FIELDS`
-plus ``count``, ``violations`` and ``ulp_dtype``.
+plus ``count``, ``violations``, ``ulp_dtype`` and ``worst_index``.
 
 Rules
 -----
@@ -30,6 +30,8 @@ Rules
   floor(2**(k/8)): approximate, exact/reported < 2**(1/8). max_ulp is always exact.
 * max_abs / mean_abs: |ref - got| in float64 over elements where both sides are finite.
   max_rel = max |ref - got| / |ref| over the same elements, 0/0 = 0 and x/0 = inf for x > 0.
+  worst_index: the flat (C-order) index of the first element whose |ref - got| is max_abs; None when
+  max_abs is 0 (no finite element differs). Over the whole array, leading sample axis included.
 * cosine (both-finite elements, float64): dot/(|a||b|); both all-zero -> 1.0; one -> 0.0.
   snr_db = 10*log10(sum(ref^2) / sum((ref-got)^2)); zero error -> inf; zero signal and
   nonzero error -> -inf. Both are NaN when a sum of squares overflows float64 (values beyond ~1e154).
@@ -191,6 +193,7 @@ class Accumulator:
         self._fsum = np.zeros(7, np.float64)   # max_abs, max_rel, sum |err|, sum ref*got, sum ref^2, got^2, err^2
         self._counts = np.zeros(6, np.int64)   # identical, nan_mismatch, inf_mismatch, n_finite, violations, n_ulp
         self._top = np.zeros(1, np.uint64)     # max_ulp
+        self._worst = np.full(1, -1, np.int64)  # flat index of the first element with the largest |err|; -1: none
         self._small = np.zeros(_SMALL, np.int64)
         self._big = np.zeros(_NBIG, np.int64)
         self._fused = kernel.supports(self.ref_dtype, self.got_dtype)
@@ -201,14 +204,15 @@ class Accumulator:
             raise TypeError(f"chunk dtypes {ref.dtype}/{got.dtype}, declared {self.ref_dtype}/{self.got_dtype}")
         if ref.size != got.size:
             raise ValueError(f"chunk lengths differ: {ref.size} vs {got.size}")
+        offset = self.count
         self.count += ref.size
         if self._fused and ref.size >= self.KERNEL_MIN and (kernel.loaded() or ref.size >= self.KERNEL_LOAD) \
-                and self._kernel(ref, got):
+                and self._kernel(ref, got, offset):
             return
         with np.errstate(all="ignore"):
-            self._update(ref, got)
+            self._update(ref, got, offset)
 
-    def _kernel(self, ref: np.ndarray, got: np.ndarray) -> bool:
+    def _kernel(self, ref: np.ndarray, got: np.ndarray, offset: int) -> bool:
         if not kernel.available():
             self._fused = False
             return False
@@ -220,12 +224,12 @@ class Accumulator:
         big = np.empty(ref.size, np.uint64)
         n = kernel.run(ref, got, self._narrow == np.float32,
                        float(t.atol), float(t.rtol), t.max_ulp, self._small, self._fsum, self._counts, self._top,
-                       big)
+                       big, offset, self._worst)
         if n:
             self._bucket(big[:n])
         return True
 
-    def _update(self, ref: np.ndarray, got: np.ndarray) -> None:
+    def _update(self, ref: np.ndarray, got: np.ndarray, offset: int) -> None:
         r64, g64 = ref.astype(np.float64), got.astype(np.float64)
         nr, ng = np.isnan(r64), np.isnan(g64)
         ulp = None
@@ -255,7 +259,10 @@ class Accumulator:
         ad = np.abs(err)
         f = self._fsum
         if ref.size:
-            f[0] = max(f[0], ad.max())
+            top = ad.max()
+            if top > f[0]:  # strictly: the first element with the largest error keeps its place
+                f[0] = top
+                self._worst[0] = offset + int(np.argmax(ad))
             rel = np.where(rf == 0, np.where(ad == 0, 0.0, np.inf), ad / np.abs(rf))
             f[1] = max(f[1], rel.max())
         c[3] += np.count_nonzero(fin)
@@ -316,6 +323,7 @@ class Accumulator:
             "count": self.count,
             "violations": violations,
             "ulp_dtype": self.ulp_dtype,
+            "worst_index": int(self._worst[0]) if self._worst[0] >= 0 else None,
         }
 
 
