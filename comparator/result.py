@@ -58,6 +58,25 @@ class TensorReport:
             return "origin"
         return "identical" if ("error" not in acc and acc["bit_identical"]) else "propagated"
 
+    def worst_element(self, variant: str, local: bool = False) -> tuple[int, list[int]] | None:
+        """Where `variant`'s largest absolute error in this tensor is: (sample, index within the per-sample
+        shape), from the metrics' flat `worst_index`; None when no element differs, or when the shape has a named
+        dimension (then only `worst_index` says where)."""
+        m = (self.local if local else self.metrics).get(variant) or {}
+        flat, count = m.get("worst_index"), m.get("count")
+        if flat is None or not isinstance(count, int) or self.shape is None \
+                or not all(isinstance(d, int) and d > 0 for d in self.shape):
+            return None
+        per = math.prod(self.shape)
+        if count % per:
+            return None
+        sample, rest = divmod(flat, per)
+        index = []
+        for d in reversed(self.shape):
+            rest, i = divmod(rest, d)
+            index.append(i)
+        return sample, index[::-1]
+
 
 @dataclass
 class Report:
@@ -165,6 +184,75 @@ class Report:
                          f"{beyond} of {compared} tensors beyond tolerance")
         return "\n".join(lines)
 
+    # -- what the views show and the analyses do not store: computed from the tensors' metrics --------------------
+
+    def compared(self) -> list[str]:
+        """The variants compared with the reference: every other variant that ran, in run order."""
+        return [v.name for v in self.variants if v.name != self.reference and v.status == "ok"]
+
+    def worst_tensors(self, variant: str | None = None, local: bool = False) -> list[TensorReport]:
+        """The tensors that differ from the reference, worst first by `severity` (SNR, scale-free), for `variant`
+        or for the worst of every compared variant; `local`: by the --isolate local error instead."""
+        names = [variant] if variant is not None else self.compared()
+        keyed = []
+        for t in self.tensors:
+            found = t.local if local else t.metrics
+            keys = [severity(m) for v in names if (m := found.get(v)) is not None]
+            if keys and min(keys)[0] < IDENTICAL:
+                keyed.append((min(keys), t.index, t))
+        return [t for *_, t in sorted(keyed, key=lambda k: k[:2])]
+
+    def minimum_tolerance(self, variant: str) -> dict[str, Any]:
+        """The smallest tolerance under which every final output of `variant` passes, as Polygraphy gives it:
+        {"atol": at rtol 0, "rtol": at atol 0, "max_ulp": the ULP clause alone (None without ULPs)}, each enough
+        on its own (with both atol and rtol set, less of each may do); {"none": why} when no tolerance can pass
+        (a NaN or Inf mismatch, an output not compared); {} when the variant has no final output compared."""
+        finals = [(t.name, m) for t in self.tensors if t.is_output and (m := t.metrics.get(variant)) is not None]
+        if not finals:
+            return {}
+        for name, m in finals:
+            if "error" in m:
+                return {"none": f"{name} could not be compared"}
+            if m.get("nan_mismatch") or m.get("inf_mismatch"):
+                return {"none": f"{name} has NaN or Inf where the reference has not"}
+        ulps = [u for _, m in finals if isinstance(u := m.get("max_ulp"), int)]
+        return {"atol": max(float(m["max_abs"]) for _, m in finals),
+                "rtol": max(float(m["max_rel"]) for _, m in finals),
+                "max_ulp": max(ulps) if len(ulps) == len(finals) else None}
+
+    def op_types(self) -> list[dict[str, Any]]:
+        """Per op type, worst first: "op_type"; "tensors" compared; "differ" and "beyond" (tensors not
+        bit-identical, beyond tolerance, in some compared variant); "worst": {"tensor", "variant", "snr_db",
+        "max_rel", "max_ulp"} of its worst tensor by `severity`, None when every tensor is bit-identical;
+        "max_ulp" over all. With --isolate also "origins" (tensors whose node adds error itself in some variant)
+        and "local_worst", by the local error, which orders the list then: the op types that add error first."""
+        variants = self.compared()
+        isolated = any(t.local for t in self.tensors)
+        groups: dict[str, dict[str, Any]] = {}
+        for t in self.tensors:
+            ms = {v: m for v in variants if (m := t.metrics.get(v)) is not None}
+            if not ms:
+                continue
+            g = groups.setdefault(t.op_type, {"op_type": t.op_type, "tensors": 0, "differ": 0, "beyond": 0,
+                                              "worst": None, "max_ulp": 0, "_key": (IDENTICAL + 1,)})
+            g["tensors"] += 1
+            g["differ"] += any("error" in m or not m.get("bit_identical") for m in ms.values())
+            g["beyond"] += any("error" in m or m.get("violations", 0) > 0 for m in ms.values())
+            g["max_ulp"] = max([g["max_ulp"]] + [u for m in ms.values() if isinstance(u := m.get("max_ulp"), int)])
+            _worse(g, "worst", "_key", t, ms)
+            if isolated:
+                g.setdefault("origins", 0)
+                g.setdefault("local_worst", None)
+                g.setdefault("_local", (IDENTICAL + 1,))
+                local = {v: m for v in variants if (m := t.local.get(v)) is not None}
+                g["origins"] += any("error" not in m and not m.get("bit_identical") for m in local.values())
+                _worse(g, "local_worst", "_local", t, local)
+        order = sorted(groups.values(), key=lambda g: (g.get("_local", g["_key"]), g["_key"], g["op_type"]))
+        for g in order:
+            g.pop("_key")
+            g.pop("_local", None)
+        return order
+
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data: `json.dumps(report.to_dict(), allow_nan=False)` works. JSON has
         no NaN or infinity, so non-finite numbers are the strings "nan", "inf" and "-inf" (as the JSON report
@@ -208,6 +296,37 @@ class Report:
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # valid JSON, wrong shape
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from None
+
+
+IDENTICAL = 3  # severity's first member for a bit-identical pair
+
+
+def severity(m: dict[str, Any]) -> tuple[Any, ...]:
+    """How far one metrics entry (`TensorReport.metrics[v]` or `.local[v]`) is from the reference, as a sort key,
+    smallest first is worst: not comparable, then NaN/Inf mismatches (most first), then the lowest SNR (the error's
+    energy against the signal's: a figure that does not depend on the tensor's scale, unlike max ULP or max abs),
+    then the largest max rel; bit-identical last."""
+    if "error" in m:
+        return (0, 0.0, 0.0)
+    mismatches = (m.get("nan_mismatch") or 0) + (m.get("inf_mismatch") or 0)
+    if mismatches:
+        return (1, -float(mismatches), 0.0)
+    if m.get("bit_identical"):
+        return (IDENTICAL, 0.0, 0.0)
+    snr, rel = m.get("snr_db"), m.get("max_rel")
+    snr = math.inf if not isinstance(snr, (int, float)) or math.isnan(snr) else float(snr)
+    rel = float(rel) if isinstance(rel, (int, float)) and not math.isnan(rel) else 0.0
+    return (2, snr, -rel)
+
+
+def _worse(group: dict[str, Any], slot: str, key_slot: str, t: TensorReport, found: dict[str, dict[str, Any]]) -> None:
+    """Keep in group[slot] the worst (tensor, variant) entry seen so far by `severity`."""
+    for v, m in found.items():
+        key = severity(m)
+        if key < group[key_slot] and key[0] < IDENTICAL:
+            group[key_slot] = key
+            group[slot] = {"tensor": t.name, "variant": v, "snr_db": m.get("snr_db"), "max_rel": m.get("max_rel"),
+                           "max_ulp": m.get("max_ulp"), "error": m.get("error")}
 
 
 def _decode(v: Any) -> Any:

@@ -7,6 +7,7 @@ is where results first diverge, the only node with local error, and everything a
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import numpy as np
 import onnx
@@ -122,3 +123,24 @@ def test_isolated_model_feeds_every_typed_intermediate(tmp_path):
     exp_node = next(n for n in proto.graph.node if n.op_type == "Exp")
     assert list(exp_node.input) == ["centred" + isolate.FED]
     onnx.checker.check_model(proto)
+
+
+def test_origins_are_ranked_on_the_tensors_own_scale():
+    """A MatMul whose outputs near zero are 524,288 ULP off at an absolute error of 5e-6 (SNR 130 dB) does not
+    outrank a Softmax that loses precision everywhere (SNR 60 dB, 40 ULP); max ULP is kept beside."""
+    from comparator.measure import origins
+    from comparator.result import TensorReport
+
+    def local(snr, ulp, abs_, rel):
+        return {"bit_identical": False, "identical_fraction": 0.1, "max_abs": abs_, "mean_abs": abs_ / 10,
+                "max_rel": rel, "max_ulp": ulp, "p99_ulp": ulp // 2, "cosine": 1.0, "snr_db": snr,
+                "nan_mismatch": 0, "inf_mismatch": 0, "count": 64, "violations": 0, "ulp_dtype": "float32"}
+
+    tensors = [TensorReport("mm", "MatMul", "n0", 0, [64], "float32", False,
+                            local={"v": local(130.0, 524_288, 5e-6, 3.0)}),
+               TensorReport("sm", "Softmax", "n1", 1, [64], "float32", True, local={"v": local(60.0, 40, 1e-3, 1e-3)}),
+               TensorReport("id", "Identity", "n2", 2, [64], "float32", True,
+                            local={"v": dict(local(math.inf, 0, 0.0, 0.0), bit_identical=True)})]
+    ranked = origins.rank(tensors, ["v"])["v"]
+    assert [o["tensor"] for o in ranked] == ["sm", "mm"]
+    assert ranked[1]["max_ulp"] == 524_288 and ranked[0]["snr_db"] == 60.0

@@ -1,6 +1,8 @@
 """Origin vs propagation, the analysis half of `--isolate`: feed the isolated model (graph/isolate.py) the
 reference's tensors, then rank the nodes by the error each adds on its own (local error, gathered with the other
-facts in measure/facts.py)."""
+facts in measure/facts.py), measured on the tensor's own scale: SNR first (result.severity), so that a MatMul
+whose outputs near zero are 524,288 ULP off at an absolute error of 5e-6 does not outrank a node that really
+loses precision."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -9,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..graph.isolate import FED
-from ..result import TensorReport
+from ..result import TensorReport, severity
 from ..run.record import VariantRun
 
 TOP = 5
@@ -27,15 +29,18 @@ def feeds(reference: VariantRun, fed: list[str], base: dict[str, np.ndarray]) ->
 
 
 def rank(tensors: list[TensorReport], isolated: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """The top nodes by local error (`tensor.local`) per isolated variant, largest first."""
+    """The top nodes by local error (`tensor.local`) per isolated variant, worst first by `result.severity`: NaN
+    or Inf mismatches, then the lowest SNR, then the largest max rel; max ULP is given beside, not ranked on (it
+    counts steps of the tensor's own spacing, which is tiny near zero)."""
     origins: dict[str, list[dict[str, Any]]] = {}
     for name in isolated:
         ranked = []
         for t in tensors:
             m = t.local.get(name)
             if m is not None and "error" not in m and not m["bit_identical"]:
-                ranked.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "max_ulp": m["max_ulp"],
-                               "max_rel": m["max_rel"], "max_abs": m["max_abs"]})
-        ranked.sort(key=lambda r: (-(r["max_ulp"] or 0), -r["max_rel"], r["tensor"]))
-        origins[name] = ranked[:TOP]
+                ranked.append((severity(m), t.name, {
+                    "tensor": t.name, "node": t.node, "op_type": t.op_type, "snr_db": m["snr_db"],
+                    "max_rel": m["max_rel"], "max_abs": m["max_abs"], "max_ulp": m["max_ulp"]}))
+        ranked.sort(key=lambda r: r[:2])
+        origins[name] = [r[2] for r in ranked[:TOP]]
     return origins
