@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ..errors import InfercmpError
+from ..errors import InfercmpError, UsageError
 from .app import app, plain
 
 
@@ -29,7 +30,11 @@ def compare(
     jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     workdir: Path | None = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the tables"),
+    table: str = typer.Option("worst", "--table", help="worst: the findings, the op types and the --top worst "
+                              "tensors, fitted to the terminal; full: every tensor and variant, one row each; "
+                              "none: the findings only"),
+    top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
     oracle: bool = typer.Option(False, "--oracle", help="compare with the float64 oracle that checks itself: "
@@ -61,6 +66,10 @@ def compare(
 
     from . import outputs
 
+    if table not in TABLES:
+        raise UsageError(f"--table {table}: no such table", f"--table takes {', '.join(TABLES)}")
+    if top < 1:
+        raise UsageError(f"--top {top}: the table of the worst tensors needs 1 row or more")
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
     outputs.guard(reports, {"--inputs": inputs}, {"the model": model})
     variants = parse_list(backends)
@@ -74,10 +83,11 @@ def compare(
                              events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
     # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.
     out = outputs.console(to_stderr=outputs.takes_stdout(*reports.values()))
-    if quiet:
-        console_report.render_findings(report, out)
-    else:
+    _fit_width(out, table)
+    if table == "full" and not quiet:
         console_report.render(report, out)
+    else:
+        console_report.summary(report, out, top=top, tables=table == "worst" and not quiet)
     if json_out is not None:
         from ..report.json import write
 
@@ -94,6 +104,18 @@ def compare(
         junit.write(report, junit_out)
         _written(out, "JUnit report", junit_out)
     raise typer.Exit(report.exit_code)
+
+
+TABLES = ("worst", "full", "none")
+
+
+def _fit_width(out: Any, table: str) -> None:
+    """Output that is not a terminal (a CI log, a file) is plain text as wide as COLUMNS says, else 100 columns
+    (200 for --table full, whose rows need them). On a terminal rich reads its width (COLUMNS first)."""
+    if out.is_terminal:
+        return
+    columns = os.environ.get("COLUMNS", "").strip()
+    out.width = int(columns) if columns.isdigit() and int(columns) > 0 else (200 if table == "full" else 100)
 
 
 def _written(out: object, what: str, path: Path) -> None:

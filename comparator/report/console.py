@@ -1,10 +1,13 @@
-"""Terminal rendering: a per-tensor table in topological order, then the findings."""
+"""Terminal rendering. `summary` (the default of `infercmp compare`): the findings first, then the op types and the
+worst tensors, fitted to the terminal's width whatever the model's size. `render` (`--table full`): a row per
+tensor and variant in topological order, then the findings."""
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
-from ..result import Report, TensorReport
+from ..result import Report, TensorReport, severity
 
 COLUMNS = ("identical", "max_abs", "mean_abs", "max_rel", "max_ulp", "p99_ulp", "cosine", "snr_dB", "nan/inf")
 
@@ -204,3 +207,374 @@ def render_findings(report: Report, console: Any) -> None:
     console.print(f"{verdict} (atol {tol['atol']:g}, rtol {tol['rtol']:g}"
                   + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else "") + ")",
                   style=colour, markup=False, highlight=False)
+
+
+# -- the summary: findings first, one screen whatever the model, no number ever folded ---------------------------
+
+TOP = 15  # rows of the table of the worst tensors
+OPS = 6  # op types listed
+SHORT = 8  # variant names up to this long head the table's columns themselves; longer ones become v1, v2...
+NAME_MIN = 16  # the tensor column never gets narrower than this (or the longest name)
+STDERR_LINES = 6  # of a failed variant's stderr
+
+
+def snr_text(x: Any) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.1f}"
+
+
+def ulp_text(u: Any) -> str:
+    """A max ULP in at most 7 characters: exact up to 99,999, then two digits (1.9e9)."""
+    if not isinstance(u, int) or isinstance(u, bool):
+        return "-"
+    if u < 100_000:
+        return f"{u:,}"
+    mant, exp = f"{u:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def sci_text(x: Any) -> str:
+    """A figure in at most 7 characters: 3 digits between 1e-3 and 1e4, else two (6.2e-40)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    if math.isnan(x) or math.isinf(x) or x == 0:
+        return _num(float(x))
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    mant, exp = f"{x:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def labels(names: list[str]) -> dict[str, str]:
+    """Column labels of the compared variants: their names when every one is short, else v1, v2..."""
+    if all(len(n) <= SHORT for n in names):
+        return {n: n for n in names}
+    return {n: f"v{i + 1}" for i, n in enumerate(names)}
+
+
+GLUE = "\x00"  # a space no line breaks at: "SNR 118.1 dB" stays on one line
+
+
+def _g(text: str) -> str:
+    """`text` with its spaces glued (never broken by `_wrap`)."""
+    return text.replace(" ", GLUE)
+
+
+def _wrap(text: str, width: int, indent: int = 4) -> list[str]:
+    """`text` in lines of at most `width` characters, continuation lines indented; breaks fall between words (not
+    at glued spaces, see `_g`), so a number is never cut (only a word longer than a whole line is)."""
+    lines = textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False) or [""]
+    return [line.replace(GLUE, " ") for line in lines]
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` cut in the middle with an ellipsis to at most `width` characters."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _grid(heads: list[list[str]], rows: list[list[str]], right: list[bool], width: int, flex: int | None) -> list[str]:
+    """A plain-text table: header rows then rows, columns two spaces apart; column `flex` (a name) takes what the
+    others leave, names cut in the middle; None when it would get less than it needs (see `_fits`)."""
+    n = len(right)
+    widths = [max([len(h[i]) for h in heads] + [len(r[i]) for r in rows]) for i in range(n)]
+    if flex is not None:
+        room = width - (sum(widths) - widths[flex]) - 2 * (n - 1)
+        widths[flex] = min(widths[flex], room)
+    lines = []
+    for r in heads + rows:
+        cells = [_fit(c, widths[i]) for i, c in enumerate(r)]
+        lines.append("  ".join(c.rjust(widths[i]) if right[i] else c.ljust(widths[i])
+                               for i, c in enumerate(cells)).rstrip())
+    return lines
+
+
+def _room(heads: list[list[str]], rows: list[list[str]], flex: int, width: int) -> int:
+    """The width column `flex` would get."""
+    n = len(heads[0])
+    widths = [max([len(h[i]) for h in heads] + [len(r[i]) for r in rows]) for i in range(n)]
+    return width - (sum(widths) - widths[flex]) - 2 * (n - 1)
+
+
+def _name_need(rows: list[list[str]], flex: int) -> int:
+    return min(NAME_MIN, max((len(r[flex]) for r in rows), default=0))
+
+
+def _at(report: Report, name: str | None) -> str:
+    if name is None:
+        return "none"
+    try:
+        return f"{name} {_g('(' + report.tensor(name).op_type + ')')}"
+    except KeyError:
+        return name
+
+
+def where_text(report: Report, t: TensorReport, variant: str, local: bool = False) -> str | None:
+    """Where the largest error is: '[0, 1877, 2, 4]' (the index within one sample), 'sample 3 [0, 5]' when there
+    are several, 'element 12345' (flat) when the shape has a named dimension; None when nothing differs."""
+    at = t.worst_element(variant, local)
+    if at is not None:
+        sample, index = at
+        text = "[" + ", ".join(map(str, index)) + "]"
+        return text if report.inputs.get("samples", 1) == 1 and sample == 0 else f"sample {sample} {text}"
+    flat = (t.local if local else t.metrics).get(variant, {}).get("worst_index")
+    return None if flat is None else f"element {flat:,}"
+
+
+def _figures(m: dict[str, Any], where: str | None = None) -> str:
+    """'SNR 118.1 dB, max ULP 1.0e7, max abs 3.2e-04 at [0, 1877, 2, 4]', figures glued."""
+    if "error" in m:
+        return f"not comparable: {m['error']}"
+    text = (_g(f"SNR {snr_text(m.get('snr_db'))} dB") + ", " + _g(f"max ULP {ulp_text(m.get('max_ulp'))}") + ", "
+            + _g(f"max abs {sci_text(m.get('max_abs'))}" + (f" at {where}" if where else "")))
+    mism = [_g(f"{m[k]:,} {k.split('_')[0].replace('nan', 'NaN').replace('inf', 'Inf')} mismatches")
+            for k in ("nan_mismatch", "inf_mismatch") if m.get(k)]
+    return ", ".join([text] + mism)
+
+
+def _tolerance_text(tol: dict[str, Any]) -> str:
+    return (f"atol {tol['atol']:g}, rtol {tol['rtol']:g}"
+            + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else ""))
+
+
+def minimum_tolerance_text(report: Report, variant: str) -> str | None:
+    """E.g. 'minimum atol 6.2e-40 (rtol 0) or rtol 1 (atol 0)': the least tolerance under which every final output
+    passes, each alone (Report.minimum_tolerance); None when no final output was compared."""
+    text = _minimum(report, variant)
+    return None if text is None else text.replace(GLUE, " ")
+
+
+def _minimum(report: Report, variant: str) -> str | None:
+    """`minimum_tolerance_text` with the spaces inside each figure glued (`_g`)."""
+    need = report.minimum_tolerance(variant)
+    if not need:
+        return None
+    if "none" in need:
+        return f"no tolerance passes: {need['none']}"
+    ways = [_g(f"atol {sci_text(need['atol'])} (rtol 0)")]
+    if math.isfinite(need["rtol"]):
+        ways.append(_g(f"rtol {sci_text(need['rtol'])} (atol 0)"))
+    if report.tolerance.get("max_ulp") is not None and need.get("max_ulp") is not None:
+        ways.append(_g(f"max_ulp {need['max_ulp']:,}"))
+    return "minimum " + " or ".join(ways)
+
+
+def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple[str, str | None]]:
+    head = f"{label} {v.name}" if label != v.name else v.name
+    out: list[tuple[str, str | None]] = []
+
+    def add(text: str, style: str | None = None, first: bool = False) -> None:
+        lead = "" if first else "    "
+        out.extend((line, style) for line in _wrap(lead + text, width, 6 if not first else 4))
+
+    if v.status != "ok":
+        add(f"{head}: {v.status}: {v.error}", "red", first=True)
+        if v.hint:
+            add(f"hint: {v.hint}")
+        tail = [line for line in v.stderr_tail.splitlines() if line.strip()][-STDERR_LINES:]
+        if tail:
+            out.append(("    stderr (last lines):", None))
+            out.extend((_fit("      " + line, width), "dim") for line in tail)
+        return out
+    mine = [t for t in report.tensors if v.name in t.metrics]
+    if not mine:
+        add(f"{head}: no tensor compared", first=True)
+        return out
+    finals = [t.metrics[v.name] for t in mine if t.is_output]
+    beyond = sum(1 for t in mine if "error" in (m := t.metrics[v.name]) or m.get("violations", 0) > 0)
+    out_beyond = any("error" in m or m.get("violations", 0) > 0 for m in finals)
+    first = report.first_divergence.get(v.name)
+    if v.name in report.first_divergence and first is None:
+        add(f"{head}: bit-identical to the reference on every tensor", "green", first=True)
+        return out
+    fb = report.first_beyond_tolerance.get(v.name)
+    add(f"{head}: diverges from {_at(report, first)}; " + _g(f"{beyond:,} of {len(mine):,}")
+        + " tensors beyond tolerance" + (f", from {_at(report, fb)}" if fb else ""), first=True)
+    worst = report.worst_tensors(v.name)
+    if worst:
+        t = worst[0]
+        add(f"worst {t.name} {_g('(' + t.op_type + ')')}: {_figures(t.metrics[v.name], where_text(report, t, v.name))}")
+    if finals:
+        need = _minimum(report, v.name)
+        found = report.label_flips.get(v.name, {})
+        flips = [_g(f"{info['flip_count']:,} of {info['rows']:,}") + (f" ({o})" if len(found) > 1 else "")
+                 for o, info in found.items()]
+        add("final outputs " + ("fail" if out_beyond else "pass")
+            + (f"; {need}" if need else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
+            "red" if out_beyond else None)
+    if report.observer_effect.get(v.name):
+        add(f"observer effect: tapping changed {observer_text(report, v.name)}", "yellow")
+    nodes = report.origins.get(v.name)
+    if nodes is not None:  # as many as fit on one line (at least one); every one in the JSON and HTML reports
+        text = "origins: " + ("no node adds error itself (every deviation is fusion or propagation)" if not nodes
+                              else "")
+        for k, n in enumerate(nodes):
+            item = (f"{n['tensor']} " + _g(f"({n['op_type']}) {snr_text(n.get('snr_db'))} dB, "
+                                            f"{ulp_text(n.get('max_ulp'))} ULP"))
+            if k and len("    " + text + "; " + item) > width:
+                break
+            text += ("; " if k else "") + item
+        add(text)
+    d = report.determinism.get(v.name)
+    if d:
+        tol = d.get("suggested_tolerance")
+        add(f"{d['runs']} runs, {d['distinct_outputs']} distinct final output(s)"
+            + (f"; not deterministic: atol {tol['atol']:.3g} or max_ulp {tol['max_ulp']:,} covers the spread"
+               if tol else ""), "yellow" if tol else None)
+    return out
+
+
+def _op_lines(report: Report, width: int) -> list[str]:
+    groups = report.op_types()
+    differ = [g for g in groups if g["worst"] is not None or g.get("local_worst") is not None]
+    if not differ:
+        return []
+    isolated = "local_worst" in groups[0]
+    title = ("op types, worst first by the error each adds itself (--isolate)" if isolated else
+             "op types, worst first (accumulated error; --isolate: what each adds itself)")
+    heads = ["op", "tensors", "differ", "beyond", "worst SNR", "max ULP"] + (["origins", "local SNR"] if isolated
+                                                                            else [])
+    rows = []
+    for g in differ[:OPS]:
+        w = g["worst"] or {}
+        row = [g["op_type"], f"{g['tensors']:,}", f"{g['differ']:,}", f"{g['beyond']:,}",
+               snr_text(w.get("snr_db")) if "error" not in w or w["error"] is None else "err", ulp_text(g["max_ulp"])]
+        if isolated:
+            lw = g["local_worst"] or {}
+            row += [f"{g['origins']:,}", snr_text(lw.get("snr_db")) if lw else "=="]
+        rows.append(row + [w.get("tensor", "")])
+    heads.append("worst tensor")
+    right = [False] + [True] * (len(heads) - 2) + [False]
+    flex = len(heads) - 1
+    if _room([heads], rows, flex, width) < min(NAME_MIN, max(len(r[flex]) for r in rows)):
+        heads, rows, right, flex = heads[:-1], [r[:-1] for r in rows], right[:-1], 0  # no room for the name
+    lines = _wrap(title, width, 2) + _grid([heads], rows, right, width, flex)
+    rest = differ[OPS:]
+    same = [g["op_type"] for g in groups if g not in differ]
+    tail = ([f"{len(rest)} more op type(s) differ: " + ", ".join(g["op_type"] for g in rest)] if rest else []) + (
+        [f"bit-identical in every variant: {', '.join(same)}"] if same else [])
+    for text in tail:
+        lines += _wrap(text, width, 2)
+    return lines
+
+
+WORST_FIGURES = (("SNR", "snr_db"), ("ULP", "max_ulp"), ("rel", "max_rel"), ("abs", "max_abs"))
+
+
+def _cell(m: dict[str, Any] | None, key: str) -> str:
+    if m is None:
+        return "-"
+    if "error" in m:
+        return "err"
+    if m.get("bit_identical"):
+        return "=="
+    if key == "snr_db":
+        return snr_text(m.get(key)) + ("*" if m.get("violations", 0) > 0 else " ")
+    return ulp_text(m.get(key)) if key == "max_ulp" else sci_text(m.get(key))
+
+
+def _worst_lines(report: Report, width: int, top: int) -> list[str]:
+    variants = report.compared()
+    worst = report.worst_tensors()[:top]
+    if not worst or not variants:
+        return []
+    label = labels(variants)
+    base = [["#", "tensor", "op"]]
+    lead = [[str(t.index), t.name + (" (output)" if t.is_output else ""), _fit(t.op_type, 18)] for t in worst]
+    # Per variant as many figures as fit (SNR, then max ULP, max rel, max abs); if not even SNR fits for every
+    # variant, one column group for the worst variant of each tensor.
+    for k in range(len(WORST_FIGURES), 0, -1):
+        figures = WORST_FIGURES[:k]
+        if k == 1:
+            heads = [base[0] + [label[v] for v in variants]]
+        else:
+            heads = [["", "", ""] + [label[v] if i == 0 else "" for v in variants for i in range(k)],
+                     base[0] + [name for _ in variants for name, _ in figures]]
+        rows = [lead[j] + [_cell(t.metrics.get(v), key) for v in variants for _, key in figures]
+                for j, t in enumerate(worst)]
+        if _room(heads, rows, 1, width) >= _name_need(rows, 1):
+            break
+    else:
+        for k in range(len(WORST_FIGURES), 0, -1):
+            figures = WORST_FIGURES[:k]
+            heads = [base[0] + ["variant"] + [name for name, _ in figures]]
+            rows = []
+            for j, t in enumerate(worst):
+                v = min((v for v in variants if v in t.metrics), key=lambda v: severity(t.metrics[v]))
+                rows.append(lead[j] + [label[v]] + [_cell(t.metrics[v], key) for _, key in figures])
+            if _room(heads, rows, 1, width) >= _name_need(rows, 1) or k == 1:
+                break
+    right = [True, False, False] + [True] * (len(heads[-1]) - 3)
+    if heads[-1][3] == "variant":
+        right[3] = False
+    title = (f"worst {len(worst)} of {sum(1 for t in report.tensors if t.metrics)} tensors by SNR in dB "
+             "(lower is worse; * beyond tolerance, == bit-identical)")
+    return _wrap(title, width, 2) + _grid(heads, rows, right, width, 1)
+
+
+def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool = True
+                  ) -> list[tuple[str, str | None]]:
+    """The summary as (line, style) pairs, no line longer than `width`: model and verdict; per variant its first
+    divergence, first tensor beyond tolerance, how many tensors are beyond it, its worst tensor (SNR, with max rel
+    and max ULP beside it, and where its largest error is), the tolerance its final outputs would pass at, label
+    flips, observer effect, origins, determinism; the doubts (oracle disagreements, broken middles) and notes;
+    with `tables`, the op types that add error and the `top` worst tensors (one column group per variant)."""
+    width = max(40, width)
+    model = report.model
+    out: list[tuple[str, str | None]] = []
+    verdict = verdict_text(report)
+    colour = "green" if report.exit_code == 0 and verdict == VERDICTS[0] else (
+        "yellow" if report.exit_code == 0 else "red")
+    out += [(line, colour) for line in _wrap(f"{verdict} ({_tolerance_text(report.tolerance)})", width)]
+    opsets = ", ".join(f"{k} {v}" for k, v in model.get("opsets", {}).items())
+    path = str(model.get("path"))  # a path longer than the line is cut in its middle (the JSON report has it all)
+    out += [(line, None) for line in _wrap(f"{_fit(path, width)}  sha256 {str(model.get('sha256', ''))[:12]}  "
+                                           f"opsets {opsets}  reference {report.reference}", width)]
+    for note in model.get("notes", []):
+        out += [(line, None) for line in _wrap(f"note: {note}", width)]
+    compared = report.compared()
+    label = labels(compared)
+    for v in report.variants:
+        if v.name == report.reference and v.status == "ok":
+            continue
+        out += _variant_lines(report, v, label.get(v.name, v.name), width)
+    notes: list[tuple[str, str | None]] = []
+    for line in oracle_lines(report, 3) + broken_lines(report):
+        notes += [(x, "yellow" if "agree on every" not in line else None) for x in _wrap(line, width)]
+    if any(len(c) > 1 for c in report.equivalence_classes):
+        classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
+        notes += [(x, None) for x in _wrap(f"bit-identical final outputs: {classes}", width)]
+    if report.skipped_taps:
+        names = ", ".join(f"{n} ({why})" for n, why in report.skipped_taps[:3])
+        more = len(report.skipped_taps) - 3
+        notes += [(x, "dim") for x in _wrap(f"not tapped: {len(report.skipped_taps)} tensor(s): {names}"
+                                            + (f" and {more} more (in the JSON report)" if more > 0 else ""), width)]
+    for variant in report.untapped_subgraphs:
+        notes += [(x, "dim") for x in _wrap(str(report.untapped_subgraph_note(variant)), width)]
+    if notes:
+        out += [("", None)] + notes
+    if tables:
+        for block in (_op_lines(report, width), _worst_lines(report, width, top)):
+            if block:
+                out += [("", None)] + [(line, None) for line in block]
+    if report.tensors and compared:
+        out += [(x, "dim") for x in _wrap("every tensor: --table full, or the --json and --html reports", width)]
+    return out
+
+
+def summary(report: Report, console: Any = None, top: int = TOP, tables: bool = True) -> None:
+    """Print the summary (`summary_lines`) fitted to the console's width, as plain text (no markup read)."""
+    from rich.console import Console
+
+    console = console or Console()
+    for line, style in summary_lines(report, console.width, top, tables):
+        console.print(line, style=style, markup=False, highlight=False, overflow="ignore", crop=False)
