@@ -198,6 +198,20 @@ def ulp_policy(f: Path) -> Path:
     return f / "ulp.toml"
 
 
+def sequence_input(f: Path) -> Path:
+    """A model whose input is a sequence of tensors."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("SequenceLength", ["s"], ["n"])], "g",
+                              [helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("n", TensorProto.INT64, [])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(f / "seq.onnx"))
+    return f / "seq.onnx"
+
+
 def links(f: Path) -> None:
     os.link(f / "m" / "model.onnx", f / "hard.onnx")
     (f / "sym.onnx").symlink_to("m/model.onnx")
@@ -297,6 +311,7 @@ CASES = [
     C("absurd --samples", ("compare", M, "-b", "ort", "--samples", "100000000000"), 2, "the random feeds need"),
     C("json onto a full device", RUN + ("--json", "/dev/full"), 2, "cannot write /dev/full: no space left",
       runs=True),
+    C("a sequence input", ("compare", sequence_input, "-b", "ort"), 2, "input 's' is a sequence, not a tensor"),
 ]
 
 

@@ -96,6 +96,11 @@ def random_array(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generat
 def np_dtype(spec: InputSpec) -> np.dtype:
     import onnx
 
+    if spec.kind != "tensor":
+        raise InputError(f"input {spec.name!r} is a{'n' if spec.kind[0] in 'aeiou' else ''} {spec.kind}, not a "
+                         "tensor: infercmp feeds tensor inputs only, not yet sequences, optionals or maps",
+                         "compare a model whose inputs are tensors (e.g. a wrapper graph that builds the "
+                         f"{spec.kind} from tensors)")
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(spec.elem_type))
     except (KeyError, TypeError, ValueError):

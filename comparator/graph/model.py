@@ -44,6 +44,7 @@ class InputSpec:
     name: str
     elem_type: int
     shape: tuple[Any, ...] | None
+    kind: str = "tensor"  # the ONNX type's kind: tensor, sequence, optional, map, sparse_tensor
 
     @property
     def dtype(self) -> str:
@@ -225,7 +226,8 @@ def _catalogue(model: Model) -> None:
         if vi.name in init_names:
             continue
         shape, elem = _shape_of(vi.type)
-        model.inputs.append(InputSpec(vi.name, elem or 0, shape))
+        kind = (vi.type.WhichOneof("value") or "tensor_type").removesuffix("_type")
+        model.inputs.append(InputSpec(vi.name, elem or 0, shape, kind))
     model.outputs = [o.name for o in graph.output]
     outputs = set(model.outputs)
     seen: set[str] = set()
