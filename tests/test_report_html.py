@@ -103,14 +103,15 @@ def test_real_report_has_every_section(real: Report) -> None:
     page = html.render(real)
     compared = [v.name for v in real.variants if v.name != "ort" and v.status == "ok"]
     assert compared == ["ort:opt=disable", "ref"] and real.variant(MISSING).status == "failed"
-    assert page.count('<polyline class="series"') == len(compared)
+    assert page.count('<polyline class="series"') == len(compared) * len(html.METRICS)
     assert page.count('<tbody id="t') == len(real.tensors) == 17
     for needle in ('id="plot"', 'id="dendrogram"', 'id="determinism"', "Origins", "local ulp", ">role<",
+                   'id="optypes"', ">worst at<", "local SNR dB", 'id="metric"',
                    ">spread<", ">classes<", "Label flips", "Bit-identical final outputs", PROVIDER,
                    "hint: ", "provenance.onnxruntime", "FAIL: a variant could not run"):
         assert needle in page, needle
     assert "<details open><summary>" in page  # the failed variant's block starts unfolded
-    assert page.count('class="marker"') >= len(compared)  # first divergence of each variant
+    assert page.count('class="marker"') >= len(compared) * len(html.METRICS)  # first divergence of each variant
     assert page.count('<text class="leaf"') == len(real.pairwise["variants"]) == 3
 
 
@@ -164,7 +165,7 @@ def test_cluster_uses_average_linkage() -> None:
 def test_large_report_is_small() -> None:  # its render time is measured in benchmarks/bench_analysis.py
     page = html.render(synthetic(2000, 5))
     assert len(page.encode()) < 5 * 2**20, len(page.encode())
-    assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5
+    assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5 * len(html.METRICS)
     assert len(re.findall(r'<tbody id="t\d+" [^>]* hidden>', page)) == 2000 - html.PAGE  # even before scripts run
 
 
@@ -174,13 +175,54 @@ def test_chromium_runs_the_page(real: Report, tmp_path: Path) -> None:
     html.write(real, path)
     dom = chromium(path.as_uri(), tmp_path, "--dump-dom")
     assert "17 of 17 tensors shown" in dom  # written by the page's script
-    assert len(re.findall(r'<polyline class="series"', dom)) == 2
+    assert len(re.findall(r'<polyline class="series"', dom)) == 2 * len(html.METRICS)
+    assert '<svg id="plot" data-m="max_ulp"' in dom
     assert 'id="dendrogram"' in dom and len(re.findall(r'<path class="link"', dom)) == 2
     assert len(visible_rows(dom)) == 17
     filtered = chromium(path.as_uri() + "#filter=Relu", tmp_path, "--dump-dom")
     keys = visible_rows(filtered)
     assert len(keys) == 4 and all("relu" in k for k in keys)
     assert "4 of 17 tensors shown" in filtered
+
+
+@needs_chromium
+def test_chromium_picks_the_metric_from_the_link(real: Report, tmp_path: Path) -> None:
+    path = tmp_path / "r.html"
+    html.write(real, path)
+    dom = chromium(path.as_uri() + "#metric=snr_db", tmp_path, "--dump-dom")
+    assert '<svg id="plot" data-m="snr_db"' in dom
+    assert re.search(r'<input type="radio" name="metric" value="snr_db"[^>]*>', dom)
+
+
+def test_metric_picker_and_tolerance_lines() -> None:
+    """One axis group per metric, the first shown; the tolerance drawn where it applies (atol on max abs, rtol on
+    max rel and as an SNR, max_ulp on max ULP when set); the stylesheet shows the group the picker names."""
+    from comparator.report.html_assets import CSS, PLOT_METRICS
+
+    assert tuple(k for k, _, _ in html.METRICS) == PLOT_METRICS
+    r = synthetic(30, 2)
+    page = html.render(r)
+    groups = re.findall(r'<g class="m" data-m="(\w+)">(.*?)</g>', page)
+    assert [k for k, _ in groups] == list(PLOT_METRICS)
+    tol = {k: re.findall(r'<text class="tol"[^>]*>([^<]*)</text>', body) for k, body in groups}
+    assert tol == {"max_ulp": [], "max_rel": ["rtol 1e-05"], "max_abs": ["atol 1e-05"],
+                   "snr_db": ["rtol 1e-05 as SNR (100 dB)"], "identical_fraction": []}
+    r.tolerance["max_ulp"] = 64
+    assert "max_ulp 64" in html.render(r)
+    for key in PLOT_METRICS:
+        assert f'#plot[data-m="{key}"] g.m[data-m="{key}"]{{display:inline}}' in CSS
+
+
+def test_op_types_and_worst_element() -> None:
+    r = synthetic(30, 2)
+    for t in r.tensors:
+        for m in t.metrics.values():
+            m["worst_index"] = 768 * 10 + 5
+            m["count"] = 64 * 768
+    page = html.render(r)
+    table = re.search(r'<table class="grid" id="optypes">.*?</table>', page, re.S)
+    assert table and all(op in table.group(0) for op in ("MatMul", "Softmax", "LayerNormalization"))
+    assert "<td>[0, 10, 5]" in page  # per-sample shape [1, 64, 768]
 
 
 @needs_chromium

@@ -1,8 +1,10 @@
 """HTML report: one self-contained file (inline CSS, inline SVG, a little vanilla JS) that opens offline.
 
-Sections: summary and variants, deviation along the graph (log max ULP per tensor), a dendrogram of the variants
-from their pairwise final-output distances, findings (label flips, origins, determinism) and a per-tensor table
-with a filter box (`#filter=TEXT` in the URL pre-fills it). Every string from the report is escaped.
+Sections: summary and variants, deviation along the graph (one metric at a time, picked above the chart: max ULP,
+max rel, max abs, SNR or identical fraction, with the tolerance drawn where it applies), the op types worst first,
+a dendrogram of the variants from their pairwise final-output distances, findings (label flips, origins,
+determinism) and a per-tensor table with where each tensor's largest error is and a filter box (`#filter=TEXT` in
+the URL pre-fills it). Every string from the report is escaped.
 """
 from __future__ import annotations
 
@@ -15,16 +17,23 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .console import COLUMNS, _num, broken_lines, metric_cells, observer_text, oracle_lines, verdict_text
+from .console import (COLUMNS, _num, broken_lines, metric_cells, minimum_tolerance_text, observer_text, oracle_lines,
+                      snr_text, ulp_text, sci_text, verdict_text, where_text)
 from .html_assets import CSS, JS, PALETTE
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
 _CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in HTML text
 
 
-ORIGIN_FIGURES = ("max_ulp", "max_rel", "max_abs")
+ORIGIN_FIGURES = ("max_rel", "max_abs", "max_ulp")
+# The deviation chart's metrics: key in the metrics, label, scale (log: log10 of the value, zeros on the floor;
+# ulp: log10(value + 1); linear), and what a higher point means.
+METRICS = (("max_ulp", "max ULP", "ulp"), ("max_rel", "max rel", "log"), ("max_abs", "max abs", "log"),
+           ("snr_db", "SNR (dB)", "snr"), ("identical_fraction", "identical", "fraction"))
 PAGE = 250  # tensors laid out at once: a browser takes seconds to lay out thousands; the rest come on request
 TIPS = {"local ulp": "max ULP of the node replayed alone on the reference's inputs (error it adds itself)",
+        "worst at": "where the largest absolute error is: the index within one sample (sample N first when there "
+                    "are several)",
         "role": "origin: the node adds error itself; propagated: it only inherits it",
         "spread": "run-to-run max ULP of this tensor within the variant (--repeat)",
         "classes": "variants (reference included) whose values of this tensor are bit-identical"}
@@ -55,7 +64,7 @@ def render(report: Report) -> str:
     return "".join([
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>infercmp: {esc(title)}</title>'
         f'<meta name="viewport" content="width=device-width"><style>{CSS}</style></head><body>',
-        _summary(report, colors), _plot(report, compared, colors), _dendrogram(report, colors),
+        _summary(report, colors), _plot(report, compared, colors), _op_types(report), _dendrogram(report, colors),
         _findings(report), _table(report, compared, colors), f"<script>{JS}</script></body></html>\n"])
 
 
@@ -114,13 +123,19 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
                     default=None)
         div = report.first_divergence.get(v.name, "-") if v.name in report.first_divergence else "-"
         badge = f'<span class="badge {"ok" if v.status == "ok" else "fail"}">{esc(v.status)}</span>'
+        mine = [t for t in report.tensors if v.name in t.metrics]
+        beyond = sum(1 for t in mine if "error" in (m := t.metrics[v.name]) or m.get("violations", 0) > 0)
+        least = minimum_tolerance_text(report, v.name) if mine else None
         rows.append([_sw(colors, v.name) + (" <small>(reference)</small>" if v.name == report.reference else ""),
                      esc(v.backend), badge,
                      f"{v.wall_s:.2f}", f"<code>{esc(div or 'none (bit-identical)')}</code>",
-                     f"<code>{esc(report.first_beyond_tolerance.get(v.name) or '-')}</code>", esc(_num(worst)),
+                     f"<code>{esc(report.first_beyond_tolerance.get(v.name) or '-')}</code>",
+                     f"{beyond:,} of {len(mine):,}" if mine else "-", esc(_num(worst)),
+                     esc(least.removeprefix("minimum ")) if least else "-",
                      "yes" if report.observer_effect.get(v.name) else "no"])
     out.append(_grid(["<variant", "<backend", "<status", "wall s", "<first divergence", "<first beyond tolerance",
-                      "outputs max ULP", "<observer effect"], rows, ' id="variants"'))
+                      "tensors beyond tolerance", "outputs max ULP", "<minimum tolerance (outputs)",
+                      "<observer effect"], rows, ' id="variants"'))
     for v in report.variants:
         out.append(f'<details{" open" if v.status != "ok" else ""}><summary>{_sw(colors, v.name)} '
                    f'<b>{esc(v.status)}</b>{(": " + esc(v.error)) if v.error else ""}</summary>'
@@ -153,57 +168,181 @@ def _axis(out: list[str], top_dec: int, pos: Any, vertical: bool, lo: float, hi:
                    f'y="{hi + 14}" text-anchor="middle">{_decade(k)}</text>')
 
 
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _tolerance_for(key: str, tol: dict[str, Any]) -> tuple[float, str] | None:
+    """The tolerance drawn on a metric's chart, with its label; None where the tolerance says nothing of it."""
+    atol = float(tol["atol"]) if _finite(tol.get("atol")) else 0.0
+    rtol = float(tol["rtol"]) if _finite(tol.get("rtol")) else 0.0
+    ulps = tol.get("max_ulp")
+    if key == "max_abs" and atol > 0:
+        return atol, f"atol {atol:g}"
+    if key == "max_rel" and rtol > 0:
+        return rtol, f"rtol {rtol:g}"
+    if key == "max_ulp" and isinstance(ulps, int):
+        return float(ulps), f"max_ulp {ulps:,}"
+    if key == "snr_db" and rtol > 0:
+        return -20 * math.log10(rtol), f"rtol {rtol:g} as SNR ({-20 * math.log10(rtol):.0f} dB)"
+    return None
+
+
+SNR_TOP = 350.0  # dB: float64 rounding noise is about 300 dB; the SNR scale stops here
+
+
+def _scale(kind: str, values: list[Any], extra: float | None) -> tuple[Any, list[tuple[float, str]]]:
+    """(unit, ticks) of one metric's axis: unit(value) is its height from the axis floor, 0 to 1 (None: no point);
+    ticks are (height, label). `extra` (the tolerance) is kept inside the axis."""
+    seen = [float(v) for v in values if _finite(v)] + ([extra] if extra is not None else [])
+    if kind == "fraction":
+        return (lambda v: min(1.0, max(0.0, v)) if _finite(v) else None), [(k / 4, f"{25 * k}%") for k in range(5)]
+    if kind == "ulp":
+        top = max(1, math.ceil(max((math.log10(v + 1) for v in seen), default=1)))
+        return ((lambda v: None if not isinstance(v, (int, float)) or v != v else
+                 1.0 if not math.isfinite(v) else min(math.log10(v + 1), top) / top),
+                [(k / top, _decade(k)) for k in range(top + 1)])
+    if kind == "log":  # zeros sit on the floor, a decade below the smallest figure
+        logs = [math.log10(v) for v in seen if v > 0]
+        lo, hi = (math.floor(min(logs)) - 1, math.ceil(max(logs))) if logs else (-1, 0)
+        hi = max(hi, lo + 2)
+        every = max(1, math.ceil((hi - lo) / 10))
+
+        def unit(v: Any) -> float | None:
+            if not isinstance(v, (int, float)) or v != v:
+                return None
+            return 0.0 if v <= 0 else 1.0 if not math.isfinite(v) else max(0.0, (math.log10(v) - lo) / (hi - lo))
+        return unit, [(0.0, "0")] + [((k - lo) / (hi - lo), f"1e{k}") for k in range(lo + 1, hi + 1)
+                                     if (k - lo) % every == 0 or k == hi]
+    # snr: linear in dB up to SNR_TOP (beyond, float64 rounding noise: drawn at the top of the scale); a bit-identical
+    # tensor (inf) on a row of its own above it, -inf on the floor
+    seen = [min(v, SNR_TOP) for v in seen]
+    low, high = (min(seen), max(seen)) if seen else (0.0, 100.0)
+    step = next((s for s in (5.0, 10.0, 20.0, 50.0, 100.0, 200.0) if (high - low) / s <= 7), 500.0)
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step + step
+    span = high - low
+
+    def unit_snr(v: Any) -> float | None:
+        if not isinstance(v, (int, float)) or v != v:
+            return None
+        return 1.0 if v == math.inf else 0.0 if v == -math.inf else min(1.0, max(0.0, (v - low) / span))
+    ticks = [((k - low) / span, f"{k:g}") for k in range(int(low), int(high), int(step))]
+    return unit_snr, ticks + [(1.0, "∞")]
+
+
 def _plot(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     head, tensors = "<h2>Deviation along the graph</h2>", report.tensors
     if not tensors or not compared:
         return head + '<p class="muted">Nothing to plot: no variant was compared with the reference.</p>'
-    w, h, left, right, top, bottom, n = 1100, 320, 56, 16, 12, 40, len(tensors)
+    w, h, left, right, top, bottom, n = 1100, 320, 64, 16, 12, 40, len(tensors)
     span = (w - left - right) / max(1, n - 1)
-    vals = {v: [_log(t.metrics.get(v, {}).get("max_ulp")) for t in tensors] for v in compared}
-    top_dec = max(1, math.ceil(max((y for ys in vals.values() for y in ys if y is not None and math.isfinite(y)),
-                                   default=1)))
 
-    def xy(i: int, y: float) -> tuple[float, float]:
-        return left + i * span, top + (1 - min(y, top_dec) / top_dec) * (h - top - bottom)
+    def x(i: int) -> float:
+        return left + i * span
 
-    out = [head, '<div class="legend">' + "".join(f"<span>{_sw(colors, v)}</span>" for v in compared)
+    def y(unit: float) -> float:
+        return top + (1 - unit) * (h - top - bottom)
+
+    picker = "".join(f'<label><input type="radio" name="metric" value="{k}"{" checked" if k == METRICS[0][0] else ""}>'
+                     f" {esc(label)}</label> " for k, label, _ in METRICS)
+    out = [head, f'<div class="tools" id="metric">metric: {picker}<span class="muted">(higher is worse, but for '
+           'SNR and identical; dashed: the tolerance)</span></div>'
+           '<div class="legend">' + "".join(f"<span>{_sw(colors, v)}</span>" for v in compared)
            + '<span class="muted">&#9675; first divergence &#9670; first beyond tolerance</span></div>'
-           f'<svg id="plot" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="max ULP per tensor">']
-    _axis(out, top_dec, lambda k: xy(0, k)[1], True, left, w - right)
+           f'<svg id="plot" data-m="{METRICS[0][0]}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+           'aria-label="deviation per tensor">']
     rough = max(1, (n - 1) // 8)
     mag = 10 ** (len(str(rough)) - 1)
     step = next(k * mag for k in (1, 2, 5, 10) if k * mag >= rough)  # 1-2-5 ticks: 0, 250, 500...
-    out += [f'<text x="{xy(i, 0)[0]:.1f}" y="{h - bottom + 16}" text-anchor="middle">{i}</text>'
-            for i in range(0, n, step)]
-    out.append(f'<text x="{(left + w) / 2}" y="{h - 6}" text-anchor="middle">tensor (topological order)</text>'
-               f'<text transform="translate(14,{(h - bottom) / 2}) rotate(-90)" text-anchor="middle">'
-               'max ULP + 1 (log)</text>')
+    out += [f'<text x="{x(i):.1f}" y="{h - bottom + 16}" text-anchor="middle">{i}</text>' for i in range(0, n, step)]
+    out.append(f'<text x="{(left + w) / 2}" y="{h - 6}" text-anchor="middle">tensor (topological order)</text>')
     for i, t in enumerate(tensors):  # hover bands: one tooltip per tensor listing every variant, a link to its row
         tip = "\n".join([f"#{t.index} {t.name} ({t.op_type})"] + [
-            f"{v}: " + (m["error"] if "error" in m else f"max_ulp {_num(m.get('max_ulp'))}, max_abs "
-                        f"{_num(m.get('max_abs'))}") for v in compared if (m := t.metrics.get(v)) is not None])
-        out.append(f'<a href="#t{i}"><rect class="b" x="{max(left - 2, xy(i, 0)[0] - span / 2):.1f}" y="{top}" '
+            f"{v}: " + (m["error"] if "error" in m else
+                        f"max_ulp {_num(m.get('max_ulp'))}, max_rel {_num(m.get('max_rel'))}, max_abs "
+                        f"{_num(m.get('max_abs'))}, SNR {snr_text(m.get('snr_db'))} dB, identical "
+                        f"{100 * m.get('identical_fraction', 0):.1f}%")
+            for v in compared if (m := t.metrics.get(v)) is not None])
+        out.append(f'<a href="#t{i}"><rect class="b" x="{max(left - 2, x(i) - span / 2):.1f}" y="{top}" '
                    f'width="{max(span, 1):.2f}" height="{h - top - bottom}"><title>{esc(tip)}</title></rect></a>')
     index = {t.name: i for i, t in enumerate(tensors)}
-    for v in compared:
-        c = PALETTE[colors[v]]
-        points = [xy(i, y) for i, y in enumerate(vals[v]) if y is not None]
-        pts = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-        out.append(f'<polyline class="series" points="{pts}" fill="none" stroke="{c}" stroke-width="1.6" '
-                   f'stroke-linejoin="round"><title>{esc(v)}</title></polyline>')
-        if n <= 80:  # dots only while they stay apart
-            out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.2" fill="{c}"/>' for px, py in points]
-        for kind, found in (("first divergence", report.first_divergence),
-                            ("first beyond tolerance", report.first_beyond_tolerance)):
-            if (at := index.get(found.get(v) or "")) is None:
-                continue
-            x, y = xy(at, vals[v][at] or 0)
-            tip = f"<title>{esc(f'{v}: {kind} at #{tensors[at].index} {tensors[at].name}')}</title>"
-            out.append(f'<circle class="marker" cx="{x:.1f}" cy="{y:.1f}" r="5.5" fill="#fff" fill-opacity=".4" '
-                       f'stroke="{c}" stroke-width="2">{tip}</circle>' if kind == "first divergence" else
-                       f'<path class="marker" d="M{x:.1f} {y - 6:.1f}l6 6l-6 6l-6-6z" fill="{c}" stroke="#fff">'
-                       f'{tip}</path>')
+    for key, label, kind in METRICS:
+        raw = {v: [None if "error" in (m := t.metrics.get(v, {"error": ""})) else m.get(key) for t in tensors]
+               for v in compared}
+        tol = _tolerance_for(key, report.tolerance)
+        unit, ticks = _scale(kind, [u for vals in raw.values() for u in vals], tol[0] if tol else None)
+        out.append(f'<g class="m" data-m="{key}">')
+        for at, text in ticks:
+            out.append(f'<line x1="{left}" x2="{w - right}" y1="{y(at):.1f}" y2="{y(at):.1f}" stroke="#e5e7eb"/>'
+                       f'<text x="{left - 6}" y="{y(at) + 4:.1f}" text-anchor="end">{esc(text)}</text>')
+        out.append(f'<text transform="translate(14,{(h - bottom) / 2}) rotate(-90)" text-anchor="middle">'
+                   f'{esc(label)}</text>')
+        if tol is not None and (at := unit(tol[0])) is not None:
+            out.append(f'<line class="tol" x1="{left}" x2="{w - right}" y1="{y(at):.1f}" y2="{y(at):.1f}" '
+                       f'stroke="#c62828" stroke-dasharray="6 4"><title>{esc(tol[1])}</title></line>'
+                       f'<text class="tol" x="{w - right - 4}" y="{y(at) - 4:.1f}" text-anchor="end" fill="#c62828">'
+                       f'{esc(tol[1])}</text>')
+        for v in compared:
+            c = PALETTE[colors[v]]
+            ys = [unit(u) for u in raw[v]]
+            points = [(x(i), y(u)) for i, u in enumerate(ys) if u is not None]
+            pts = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            out.append(f'<polyline class="series" points="{pts}" fill="none" stroke="{c}" stroke-width="1.6" '
+                       f'stroke-linejoin="round"><title>{esc(v)}</title></polyline>')
+            if n <= 80:  # dots only while they stay apart
+                out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.2" fill="{c}"/>' for px, py in points]
+            for what, found in (("first divergence", report.first_divergence),
+                                ("first beyond tolerance", report.first_beyond_tolerance)):
+                if (pos := index.get(found.get(v) or "")) is None:
+                    continue
+                px, py = x(pos), y(ys[pos] or 0.0)
+                tip = f"<title>{esc(f'{v}: {what} at #{tensors[pos].index} {tensors[pos].name}')}</title>"
+                out.append(f'<circle class="marker" cx="{px:.1f}" cy="{py:.1f}" r="5.5" fill="#fff" '
+                           f'fill-opacity=".4" stroke="{c}" stroke-width="2">{tip}</circle>'
+                           if what == "first divergence" else
+                           f'<path class="marker" d="M{px:.1f} {py - 6:.1f}l6 6l-6 6l-6-6z" fill="{c}" '
+                           f'stroke="#fff">{tip}</path>')
+        out.append("</g>")
     return "".join(out) + "</svg>"
+
+
+def _op_types(report: Report) -> str:
+    """The op types, worst first: how many tensors of each differ and exceed the tolerance, the worst one (SNR,
+    max rel, max ULP) and, with --isolate, how many add error themselves and the worst local error."""
+    head = "<h2>Op types</h2>"
+    groups = report.op_types()
+    if not groups:
+        return head + '<p class="muted">No tensors were compared.</p>'
+    isolated = "local_worst" in groups[0]
+    index = {t.name: i for i, t in enumerate(report.tensors)}
+
+    def worst(w: dict[str, Any] | None) -> list[str]:
+        if not w:
+            return ["bit-identical", "", "", "", ""]
+        link = f'<a href="#t{index.get(w["tensor"], 0)}"><code>{esc(w["tensor"])}</code></a>'
+        if w.get("error"):
+            return [link, esc(w["variant"]), "not comparable", "", ""]
+        return [link, esc(w["variant"]), esc(snr_text(w.get("snr_db"))), esc(sci_text(w.get("max_rel"))),
+                esc(ulp_text(w.get("max_ulp")))]
+
+    rows = []
+    for g in groups:
+        row = [f"<b>{esc(g['op_type'])}</b>", f"{g['tensors']:,}", f"{g['differ']:,}", f"{g['beyond']:,}",
+               *worst(g["worst"])]
+        if isolated:
+            row += [f"{g['origins']:,}", *worst(g["local_worst"])]
+        rows.append(row)
+    heads = ["<op", "tensors", "not bit-identical", "beyond tolerance", "<worst tensor", "<variant", "SNR dB",
+             "max rel", "max ULP"]
+    if isolated:
+        heads += ["add error themselves", "<worst local", "<variant", "local SNR dB", "local max rel",
+                  "local max ULP"]
+    note = ("Ordered by the error each op type adds on its own (--isolate: every node replayed on the reference's "
+            "inputs), then by the accumulated error." if isolated else
+            "Ordered by the accumulated error of the worst tensor (lowest SNR first); --isolate tells what each op "
+            "type adds on its own.")
+    return head + f'<p class="muted">{esc(note)} Counts are tensors, over every compared variant.</p>' + _grid(
+        heads, rows, ' id="optypes"')
 
 
 def cluster(dist: list[list[float]]) -> Any:
@@ -282,12 +421,16 @@ def _findings(report: Report) -> str:
                        if flips else f"<p>{esc(text)}</p>")
     if report.origins:
         out.append("<h2>Origins: nodes that add error themselves (isolated replay)</h2>")
+    if report.origins:
+        out.append('<p class="muted">Ranked by the local error on the tensor\'s own scale: NaN/Inf mismatches, then '
+                   "the lowest SNR, then the largest max rel; max ULP beside (near zero one ULP is tiny).</p>")
     for name, nodes in report.origins.items():
         rows = [[str(k + 1), f"<code>{esc(n.get('tensor'))}</code>", esc(n.get("op_type")),
-                 f"<code>{esc(n.get('node'))}</code>", *(esc(_num(n.get(x))) for x in ORIGIN_FIGURES)]
+                 f"<code>{esc(n.get('node'))}</code>", esc(snr_text(n.get("snr_db"))),
+                 *(esc(_num(n.get(x))) for x in ORIGIN_FIGURES)]
                 for k, n in enumerate(nodes)]
-        out.append(f"<h3>{esc(name)}</h3>" + _grid(["#", "<tensor", "<op", "<node", "local max_ulp", "max_rel",
-                                                     "max_abs"], rows) if nodes else
+        out.append(f"<h3>{esc(name)}</h3>" + _grid(["#", "<tensor", "<op", "<node", "local SNR dB", "max_rel",
+                                                     "max_abs", "max_ulp"], rows) if nodes else
                    f"<p>{esc(name)}: no node adds error on its own (every deviation is fusion or propagation)</p>")
     if report.determinism:
         rows = []
@@ -314,7 +457,8 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     local = any(t.local for t in report.tensors)
     spread = any(t.spread for t in report.tensors)
     classes = any(t.classes for t in report.tensors)
-    cols = ["#", "tensor / op", "variant", *COLUMNS] + (["local ulp", "local abs", "role"] if local else []) \
+    cols = ["#", "tensor / op", "variant", *COLUMNS, "worst at"] + (["local ulp", "local abs", "role"] if local
+                                                                    else []) \
         + (["spread"] if spread else []) + (["classes"] if classes else [])
     left = {"tensor / op", "variant", "role", "classes"}
     out = [head, '<div class="tools"><input id="q" type="search" placeholder="filter by tensor, op or node name" '
@@ -341,8 +485,8 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
             cls = "bad" if ("error" in m or m.get("violations", 0)) else ("eq" if m.get("bit_identical") else "")
             cells = [f"<tr{' class=' + cls if cls else ''}>{lead if k == 0 else ''}<td class=l>"
                      f"<i class='sw c{colors.get(v, 0)}'></i>{esc(v)}"]
-            cells += ([f"<td class='l err' colspan={len(COLUMNS)}>{esc(m['error'])}"] if "error" in m
-                      else [f"<td>{esc(c)}" for c in metric_cells(m)])
+            cells += ([f"<td class='l err' colspan={len(COLUMNS) + 1}>{esc(m['error'])}"] if "error" in m
+                      else [f"<td>{esc(c)}" for c in metric_cells(m)] + [f"<td>{esc(where_text(report, t, v) or '-')}"])
             if local:
                 lm = t.local.get(v)
                 if lm is None or "error" in lm:

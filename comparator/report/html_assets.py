@@ -3,6 +3,7 @@
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
            "#bab0ac")
 
+PLOT_METRICS = ("max_ulp", "max_rel", "max_abs", "snr_db", "identical_fraction")  # html.METRICS's keys, in order
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0 auto;max-width:1500px;
 padding:12px 16px 40px}
@@ -26,10 +27,17 @@ details{margin:4px 0;border:1px solid #e3e5e8;border-radius:5px;padding:4px 10px
 .legend span{margin-right:16px;white-space:nowrap}.err{color:#c62828}
 svg{max-width:100%;height:auto;background:#fff}svg text{font:11px system-ui,sans-serif;fill:#444}
 rect.b{fill:transparent}rect.b:hover{fill:rgba(0,0,0,.07)}.tools{margin:6px 0}
-#q{font-size:14px;padding:4px 8px;width:320px}
-""" + "".join(f".c{i}{{background:{c}}}" for i, c in enumerate(PALETTE))
+#q{font-size:14px;padding:4px 8px;width:320px}#metric label{margin-right:10px;white-space:nowrap}
+#plot g.m{display:none}svg text.tol{font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
+""" + "".join(f".c{i}{{background:{c}}}" for i, c in enumerate(PALETTE)) + "".join(
+    f'#plot[data-m="{m}"] g.m[data-m="{m}"]{{display:inline}}'
+    for m in PLOT_METRICS)
 
-JS = """(function(){var q=document.getElementById('q');if(!q)return;var same=document.getElementById('same'),
+JS = """(function(){var plot=document.getElementById('plot');if(!plot)return;
+var radios=[].slice.call(document.querySelectorAll('#metric input')),m=/(?:^#|&)metric=([a-z_]+)/.exec(location.hash);
+radios.forEach(function(r){if(m)r.checked=r.value===m[1];r.addEventListener('change',function(){
+if(r.checked)plot.setAttribute('data-m',r.value);});if(r.checked)plot.setAttribute('data-m',r.value);});})();
+(function(){var q=document.getElementById('q');if(!q)return;var same=document.getElementById('same'),
 count=document.getElementById('count'),bodies=[].slice.call(document.querySelectorAll('#tensors tbody')),timer=0,
 more=document.getElementById('more'),all=document.getElementById('all'),
 page=+document.getElementById('tensors').getAttribute('data-page')||Infinity,limit=page;
