@@ -3,6 +3,7 @@ one whose interpreter cannot start, and a backend lacking an op; the other varia
 import os
 import signal
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -192,3 +193,22 @@ def test_failed_reference_leaves_nothing_to_compare(models, ort_lacks_tan_float6
     assert [v.status for v in report.variants] == ["unsupported", "ok"]
     assert report.tensors == [] and report.exit_code == 3
     assert report.equivalence_classes == [["ref"]]
+
+
+def test_a_worker_that_fills_the_disk_says_so(tmp_path):
+    """A 200 KiB tmpfs as --workdir (root only): the workers fill it, and cannot even write their stderr."""
+    import subprocess as sp
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or sp.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                                   capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        report = comparator.compare(Path(__file__).parents[1] / "models" / "cnn.onnx", ["ort"],
+                                    workdir=disk / "w", max_disk=1 << 40)
+        (run,) = report.variants
+        assert run.status == "failed" and run.error.startswith("the disk filled up while the worker wrote"), run
+        assert "--workdir on a bigger disk" in run.hint
+    finally:
+        sp.run(["umount", str(disk)], check=True)

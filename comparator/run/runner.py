@@ -6,6 +6,7 @@ with its reason and the tail of its stderr; the other variants are unaffected.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from .record import VariantRun
 from .worker import PHASE
 
 STDERR_TAIL_LINES = 20
+POLL_S = 0.25  # how often a running worker's phases are read
+FULL_BELOW = 1 << 20  # free bytes under which a worker that left no record is taken to have filled the disk
+FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 _LIVE: set[subprocess.Popen[bytes]] = set()  # the workers running now, in every thread
 _LIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
@@ -30,8 +34,6 @@ _STOPPING = threading.Event()
 
 class Interrupted(BaseException):
     """The run was interrupted (Ctrl-C or SIGTERM) while this worker waited to start."""
-POLL_S = 0.25  # how often a running worker's phases are read
-FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
@@ -103,9 +105,19 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         run.error = f"the worker died from {_signal_name(code)}"
         if -code == signal.SIGKILL:
             run.hint = "SIGKILL usually means the out-of-memory killer: try fewer taps or --samples"
+    elif "[Errno 28]" in run.stderr_tail or _disk_full(folder):  # its stderr may not have fitted either
+        run.status, run.error = "failed", f"the disk filled up while the worker wrote its tensors in {folder}"
+        run.hint = "free some space, use a --workdir on a bigger disk, or tap fewer tensors (--tap)"
     else:
         run.status, run.error = "crashed", f"the worker exited with code {code} without a result"
     return run
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def _wait(proc: subprocess.Popen[bytes], started: float, timeout: float | None, stdout: Path,
