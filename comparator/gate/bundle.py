@@ -32,7 +32,7 @@ import subprocess
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def write(path: str | os.PathLike[str], model: Any, tap: dict[str, Any], runs: l
         raise RunFailedError(f"{r.variant} could not run ({r.status}): {r.error}", r.hint)
     meta: dict[str, Any] = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": dict(model.summary(), file=Path(model.path).name),
         "catalogue": [{"name": t.name, "op_type": t.op_type, "node": t.node, "index": t.index,
                        "shape": None if t.shape is None else list(t.shape), "elem_type": t.elem_type,

@@ -30,16 +30,12 @@ import fnmatch
 import json
 import math
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Sequence
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as the tomli distribution
-    import tomli as tomllib  # type: ignore[import-not-found]
+import tomllib
 
 from ..errors import InfercmpError, UsageError
 from ..measure.metrics import Tolerance

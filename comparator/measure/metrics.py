@@ -177,7 +177,9 @@ class Accumulator:
         self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
         self.tolerance = tolerance if tolerance is not None else Tolerance()
         ri, gi = _float_info(self.ref_dtype), _float_info(self.got_dtype)
-        self._narrow = self._int = None
+        self._narrow: np.dtype | None = None
+        self._int: np.dtype | None = None
+        self.ulp_dtype: str | None = None
         if ri is not None and gi is not None:
             # narrower = fewer bits, then fewer mantissa bits
             self._narrow = self.ref_dtype if (ri[0], ri[2]) <= (gi[0], gi[2]) else self.got_dtype
@@ -187,8 +189,6 @@ class Accumulator:
             self._int = np.dtype(np.uint64 if unsigned else np.int64)
             same = self.ref_dtype == self.got_dtype
             self.ulp_dtype = self.ref_dtype.name if same else self._int.name
-        else:
-            self.ulp_dtype = None
         self.count = 0
         self._fsum = np.zeros(7, np.float64)   # max_abs, max_rel, sum |err|, sum ref*got, sum ref^2, got^2, err^2
         self._counts = np.zeros(6, np.int64)   # identical, nan_mismatch, inf_mismatch, n_finite, violations, n_ulp
