@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Event:
+    """One phase event: which phase, what a person reads, its count, whether it ended."""
     phase: str          # load | tap | run | compare | isolate | variant
     text: str           # what a person reads: "loading and checking the model"
     done: int = 0       # units done so far (tensors compared, variants finished)

@@ -396,6 +396,7 @@ def _layout(obj: Any, levels: int, newline: str) -> str:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write `obj` as JSON to `path` (write_text: atomic, `-` is standard output); see dumps."""
     write_text(path, dumps(obj) + "\n")
 
 
@@ -413,5 +414,6 @@ def save_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file written by write_json."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

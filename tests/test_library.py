@@ -80,7 +80,10 @@ def test_version_matches_the_package_metadata():
 
 LIBRARY = ["comparator", "comparator.api", "comparator.arguments", "comparator.result", "comparator.variant",
            "comparator.errors", "comparator.testing", "comparator.caches", "comparator.backends",
-           "comparator.backends.contract", "comparator.backends.options"]
+           "comparator.backends.contract", "comparator.backends.options", "comparator.measure.metrics",
+           "comparator.measure.kernel", "comparator.gate.policy", "comparator.gate.bundle", "comparator.gate.verdict",
+           "comparator.gate.check", "comparator.report.json", "comparator.fileio", "comparator.graph.stored",
+           "comparator.events"]
 
 
 def undocumented(module_name):

@@ -96,6 +96,7 @@ class LabeledVariant(Variant):
 
     @property
     def plain(self) -> Variant:
+        """The variant without its label."""
         return Variant(self.backend, self.options)
 
 
@@ -491,27 +492,33 @@ class Bundle:
     # -- what the bundle holds ------------------------------------------------------------------------------------
     @property
     def created(self) -> str:
+        """When the bundle was captured (ISO 8601, UTC)."""
         return self.meta["created"]
 
     @property
     def model_sha256(self) -> str:
+        """sha256 of the model the bundle was captured from (with its external data)."""
         return self.meta["model"]["sha256"]
 
     @property
     def feeds_sha256(self) -> str:
+        """sha256 of the feeds the bundle's runs were fed."""
         return self.meta["inputs"]["sha256"]
 
     @property
     def outputs(self) -> list[str]:
+        """The model's final outputs, in graph order."""
         return list(self.meta["model"].get("outputs", []))
 
     @property
     def variants(self) -> list[Variant]:
+        """The captured variants, in capture order."""
         return [Variant(str(r["backend"]), tuple(sorted((str(k), str(v)) for k, v in r["options"].items())))
                 for r in self.meta["runs"]]
 
     @property
     def catalogue(self) -> list[TensorInfo]:
+        """The captured tensors' catalogue (names, op types, shapes, dtypes)."""
         return [TensorInfo(str(t["name"]), str(t["op_type"]), str(t["node"]), int(t["index"]),
                            None if t["shape"] is None else tuple(t["shape"]), t["elem_type"], bool(t["is_output"]))
                 for t in self.meta["catalogue"]]
@@ -547,6 +554,7 @@ class Bundle:
             raise _fail(self.path, f"a member cannot be read ({exc})") from None
 
     def feeds(self) -> dict[str, np.ndarray]:
+        """The feeds, read from the bundle (leading sample axis)."""
         entries = self.meta["feeds"]
         arrays = self.arrays([e["file"] for e in entries.values()])
         feeds = {name: arrays[e["file"]] for name, e in entries.items()}
@@ -555,6 +563,7 @@ class Bundle:
         return feeds
 
     def labels(self) -> np.ndarray | None:
+        """The reference labels stored with the feeds, if any."""
         entry = self.meta.get("labels")
         return None if entry is None else self.read(entry["file"])
 

@@ -58,6 +58,7 @@ class Rule:
     cosine: float | None = None
 
     def get(self, key: str) -> Any:
+        """This rule's value for `key` (None when the rule leaves it unset)."""
         return getattr(self, key)
 
 
@@ -88,11 +89,13 @@ class Policy:
 
     @classmethod
     def from_tolerance(cls, tolerance: Tolerance) -> Policy:
+        """A policy that applies one tolerance to every final output and asks nothing else."""
         return cls(source="tolerance", defaults=Rule("[defaults]", 0, tolerance.atol, tolerance.rtol,
                                                      tolerance.max_ulp))
 
     @property
     def default_tolerance(self) -> Tolerance:
+        """The tolerance of the final outputs that no per-tensor rule names."""
         d = self.defaults
         return Tolerance(d.atol if d.atol is not None else 1e-5, d.rtol if d.rtol is not None else 1e-5, d.max_ulp)
 
@@ -131,16 +134,20 @@ class Policy:
         self._cache = {t.name: self._resolve(t) for t in tensors}
 
     def required(self, variant: str) -> bool:
+        """Whether `variant` must pass for the gate to pass (every variant when the policy names none)."""
         return self.require is None or variant in self.require
 
     def labels_output(self, classifiers: Sequence[str]) -> str | None:
+        """The class-score output whose labels are checked against the label budget, if any."""
         return self.label_output or (classifiers[0] if classifiers else None)
 
     def rule_for(self, info: TensorInfo) -> Resolved:
+        """What applies to one tensor: its tolerance and cosine floor, and the rules that name it."""
         found = self._cache.get(info.name)
         return found if found is not None else self._resolve(info)
 
     def tolerance_for(self, info: TensorInfo) -> Tolerance:
+        """The tolerance the policy sets for one tensor."""
         return self.rule_for(info).tolerance
 
     def _resolve(self, info: TensorInfo) -> Resolved:
@@ -167,6 +174,7 @@ class Policy:
         return Resolved(tol, values["cosine"], bool(used), used)
 
     def to_dict(self) -> dict[str, Any]:
+        """The policy as it was applied, for reports (JSON-able)."""
         def rule(r: Rule) -> dict[str, Any]:
             return {k: v for k, v in asdict(r).items() if v is not None and k not in ("where", "line")}
 
@@ -191,6 +199,7 @@ def load(path: str | Path) -> Policy:
 
 
 def parse(text: str, source: str = "policy") -> Policy:
+    """Parse a policy from TOML text; a UsageError naming the line on anything invalid."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -49,6 +49,7 @@ class GateResult:
 
     @property
     def model_changed(self) -> bool:
+        """Whether the model differs from the baseline's (by sha256)."""
         return self.reference.get("sha256") != self.candidate.get("sha256")
 
     def _verdict_code(self) -> int:
@@ -60,11 +61,13 @@ class GateResult:
         return EXIT_OK
 
     def finish(self) -> GateResult:
+        """Set `passed` and `exit_code` from the verdicts and the runs; returns self."""
         self.exit_code = self._verdict_code()
         self.passed = self.exit_code == EXIT_OK
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-able data."""
         return {"format": "infercmp-gate", "schema_version": 1, "mode": self.mode, "passed": self.passed,
                 "exit_code": self.exit_code, "reference": self.reference, "candidate": self.candidate,
                 "model_changed": self.model_changed, "policy": self.policy, "matching": self.matching,
@@ -107,6 +110,7 @@ class GateResult:
         return out
 
     def summary(self) -> str:
+        """A few plain-text lines: the verdict and each failed check."""
         return "\n".join(self.lines())
 
 

@@ -53,6 +53,7 @@ def warm_in_background() -> None:
 
 
 def supports(ref: np.dtype, got: np.dtype) -> bool:
+    """Whether the kernel computes this dtype pair (float32 or float64 on either side)."""
     return ref in DTYPES and got in DTYPES
 
 

@@ -139,6 +139,8 @@ def _round(x: np.ndarray, narrow: np.dtype) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Tolerance:
+    """Which elements pass: both NaN, equal infinities, |ref - got| <= atol + rtol * |ref|, or (max_ulp set)
+    at most max_ulp ULPs apart."""
     atol: float = 1e-5
     rtol: float = 1e-5
     max_ulp: int | None = None   # when set, an element also passes if its ULP distance <= max_ulp
@@ -199,6 +201,7 @@ class Accumulator:
         self._fused = kernel.supports(self.ref_dtype, self.got_dtype)
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
+        """Fold one chunk pair (same length, the declared dtypes) into the running metrics."""
         ref, got = np.asarray(ref).reshape(-1), np.asarray(got).reshape(-1)
         if ref.dtype != self.ref_dtype or got.dtype != self.got_dtype:
             raise TypeError(f"chunk dtypes {ref.dtype}/{got.dtype}, declared {self.ref_dtype}/{self.got_dtype}")
@@ -304,6 +307,7 @@ class Accumulator:
         return int(math.floor(2.0 ** (k / 8.0)))
 
     def result(self) -> dict:
+        """The metrics so far: every key of FIELDS plus count, violations, ulp_dtype and worst_index."""
         max_abs, max_rel, sum_abs, dot, ss_ref, ss_got, ss_err = (float(x) for x in self._fsum)
         identical, nan_mismatch, inf_mismatch, n_finite, violations, _ = (int(x) for x in self._counts)
         cosine, snr = _cosine_snr(dot, ss_ref, ss_got, ss_err)

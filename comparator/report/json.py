@@ -10,14 +10,17 @@ from ..result import Report
 
 
 def render(report: Report) -> str:
+    """The report as JSON text."""
     return dumps(report.to_dict()) + "\n"
 
 
 def write(report: Report, path: str | Path) -> None:
+    """Write the report as JSON to `path` (atomically; `-` is standard output)."""
     write_text(path, render(report))
 
 
 def read(path: str | Path) -> Report:
+    """A Report from a JSON report file."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
