@@ -215,6 +215,8 @@ TOP = 15  # rows of the table of the worst tensors
 OPS = 6  # op types listed
 SHORT = 8  # variant names up to this long head the table's columns themselves; longer ones become v1, v2...
 NAME_MIN = 16  # the tensor column never gets narrower than this (or the longest name)
+OP_MIN = 12  # op types are cut to this before tensor names are
+NAME_WITH_ULP = 24  # tensor names are cut to this much to keep max ULP beside SNR
 STDERR_LINES = 6  # of a failed variant's stderr
 
 
@@ -305,10 +307,6 @@ def _room(heads: list[list[str]], rows: list[list[str]], flex: int, width: int) 
     return width - (sum(widths) - widths[flex]) - 2 * (n - 1)
 
 
-def _name_need(rows: list[list[str]], flex: int) -> int:
-    return min(NAME_MIN, max((len(r[flex]) for r in rows), default=0))
-
-
 def _at(report: Report, name: str | None) -> str:
     if name is None:
         return "none"
@@ -353,6 +351,9 @@ def minimum_tolerance_text(report: Report, variant: str) -> str | None:
     return None if text is None else text.replace(GLUE, " ")
 
 
+_EQUAL = "equal to the reference's"
+
+
 def _minimum(report: Report, variant: str) -> str | None:
     """`minimum_tolerance_text` with the spaces inside each figure glued (`_g`)."""
     need = report.minimum_tolerance(variant)
@@ -360,6 +361,8 @@ def _minimum(report: Report, variant: str) -> str | None:
         return None
     if "none" in need:
         return f"no tolerance passes: {need['none']}"
+    if need["atol"] == 0 and need["rtol"] == 0:
+        return _EQUAL
     ways = [_g(f"atol {sci_text(need['atol'])} (rtol 0)")]
     if math.isfinite(need["rtol"]):
         ways.append(_g(f"rtol {sci_text(need['rtol'])} (atol 0)"))
@@ -408,8 +411,8 @@ def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple
         found = report.label_flips.get(v.name, {})
         flips = [_g(f"{info['flip_count']:,} of {info['rows']:,}") + (f" ({o})" if len(found) > 1 else "")
                  for o, info in found.items()]
-        add("final outputs " + ("fail" if out_beyond else "pass")
-            + (f"; {need}" if need else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
+        add("final outputs " + ("fail" if out_beyond else "pass" if need != _EQUAL else "equal the reference's")
+            + (f"; {need}" if need and need != _EQUAL else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
             "red" if out_beyond else None)
     if report.observer_effect.get(v.name):
         add(f"observer effect: tapping changed {observer_text(report, v.name)}", "yellow")
@@ -489,30 +492,43 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
         return []
     label = labels(variants)
     base = [["#", "tensor", "op"]]
-    lead = [[str(t.index), t.name + (" (output)" if t.is_output else ""), _fit(t.op_type, 18)] for t in worst]
-    # Per variant as many figures as fit (SNR, then max ULP, max rel, max abs); if not even SNR fits for every
-    # variant, one column group for the worst variant of each tensor.
-    for k in range(len(WORST_FIGURES), 0, -1):
+    lead = [[str(t.index), t.name + (" (output)" if t.is_output else ""), t.op_type] for t in worst]
+    longest = max(len(row[1]) for row in lead)
+    # Per variant as many figures as fit (SNR, then max ULP, max rel, max abs), fewer figures rather than cut names
+    # (op types are cut first); if not even SNR fits for every variant, one column group for the worst variant of
+    # each tensor.
+    def grouped(k: int, cut: bool) -> tuple[list[list[str]], list[list[str]]]:
         figures = WORST_FIGURES[:k]
         if k == 1:
             heads = [base[0] + [label[v] for v in variants]]
         else:
             heads = [["", "", ""] + [label[v] if i == 0 else "" for v in variants for i in range(k)],
                      base[0] + [name for _ in variants for name, _ in figures]]
-        rows = [lead[j] + [_cell(t.metrics.get(v), key) for v in variants for _, key in figures]
-                for j, t in enumerate(worst)]
-        if _room(heads, rows, 1, width) >= _name_need(rows, 1):
+        rows = [lead[j][:2] + [_fit(lead[j][2], OP_MIN) if cut else lead[j][2]]
+                + [_cell(t.metrics.get(v), key) for v in variants for _, key in figures] for j, t in enumerate(worst)]
+        return heads, rows
+
+    def single(k: int) -> tuple[list[list[str]], list[list[str]]]:
+        rows = []
+        for j, t in enumerate(worst):
+            v = min((v for v in variants if v in t.metrics), key=lambda v: severity(t.metrics[v]))
+            rows.append(lead[j][:2] + [_fit(lead[j][2], OP_MIN), label[v]]
+                        + [_cell(t.metrics[v], key) for _, key in WORST_FIGURES[:k]])
+        return [base[0] + ["variant"] + [name for name, _ in WORST_FIGURES[:k]]], rows
+
+    # In order of preference, with the room each needs for the names: more figures while names stay whole, SNR
+    # and max ULP with names cut to NAME_WITH_ULP, SNR alone, then the worst variant's figures alone.
+    need_whole, need_ulp, need_min = longest, min(longest, NAME_WITH_ULP), min(longest, NAME_MIN)
+    wanted = [(grouped, (k, cut), need_whole) for k in (4, 3, 2) for cut in (False, True)] + [
+        (grouped, (2, True), need_ulp)] + [(grouped, (1, cut), need) for need in (need_whole, need_min)
+                                           for cut in (False, True)] + [
+        (single, (k,), need_min) for k in range(len(WORST_FIGURES), 0, -1)]
+    heads, rows = single(1)
+    for make, args, need in wanted:
+        layout = make(*args)
+        if _room(*layout, 1, width) >= need:
+            heads, rows = layout
             break
-    else:
-        for k in range(len(WORST_FIGURES), 0, -1):
-            figures = WORST_FIGURES[:k]
-            heads = [base[0] + ["variant"] + [name for name, _ in figures]]
-            rows = []
-            for j, t in enumerate(worst):
-                v = min((v for v in variants if v in t.metrics), key=lambda v: severity(t.metrics[v]))
-                rows.append(lead[j] + [label[v]] + [_cell(t.metrics[v], key) for _, key in figures])
-            if _room(heads, rows, 1, width) >= _name_need(rows, 1) or k == 1:
-                break
     right = [True, False, False] + [True] * (len(heads[-1]) - 3)
     if heads[-1][3] == "variant":
         right[3] = False
