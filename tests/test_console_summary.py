@@ -246,3 +246,13 @@ def synthetic(n: int, k: int) -> Report:
                   variants=[VariantReport(v, v.split(":")[0], {}, "ok") for v in names], tensors=tensors,
                   first_divergence={v: tensors[0].name for v in names[1:]},
                   first_beyond_tolerance={v: tensors[1].name for v in names[1:]}, exit_code=1)
+
+
+def test_a_failed_variants_stderr_is_plain_and_fits() -> None:
+    """Colour codes and control characters in a worker's stderr are dropped; long lines are cut to the width."""
+    r = synthetic(3, 1)
+    r.variants.append(VariantReport("tvm", "tvm", {}, "crashed", error="the worker died from SIGSEGV",
+                                    hint="try fewer taps", stderr_tail="\x1b[31mSegfault\x1b[0m\x07 in " + "x" * 300))
+    lines = printed(r, 80)
+    assert "      Segfault in xxx" in "\n".join(lines) and not ANSI.search("\n".join(lines))
+    assert all(len(line) <= 80 for line in lines)

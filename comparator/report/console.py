@@ -4,6 +4,7 @@ tensor and variant in topological order, then the findings."""
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from typing import Any
 
@@ -260,6 +261,7 @@ def labels(names: list[str]) -> dict[str, str]:
 
 
 GLUE = "\x00"  # a space no line breaks at: "SNR 118.1 dB" stays on one line
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours and controls in a worker's stderr
 
 
 def _g(text: str) -> str:
@@ -383,7 +385,8 @@ def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple
         add(f"{head}: {v.status}: {v.error}", "red", first=True)
         if v.hint:
             add(f"hint: {v.hint}")
-        tail = [line for line in v.stderr_tail.splitlines() if line.strip()][-STDERR_LINES:]
+        tail = [clean for line in v.stderr_tail.splitlines() if (clean := _CONTROL.sub("", line)).strip()]
+        tail = tail[-STDERR_LINES:]
         if tail:
             out.append(("    stderr (last lines):", None))
             out.extend((_fit("      " + line, width), "dim") for line in tail)
