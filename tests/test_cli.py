@@ -164,3 +164,26 @@ def test_exit_codes_survive_a_real_process(models, script, ort_lacks_tan_float64
     assert strict.returncode == 1, strict.stderr
     failed = run("compare", models.unsupported, "-b", "ref,ort", "--tap", "outputs", "-q", script=script)
     assert failed.returncode == 3, failed.stderr
+
+
+def test_version_short_help_and_global_flags(models, tmp_path):
+    from importlib import metadata
+
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"infercmp {metadata.version('infercmp')}"
+    assert run("-h").stdout == run("--help").stdout and "--install-completion" in run("--help").stdout
+    quiet = run("-q", "compare", models.small, "-b", "ort,ref")
+    assert quiet.returncode == 0 and "infercmp: running" not in quiet.stderr
+    verbose = run("-v", "compare", models.small, "-b", "nosuch")
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    assert "--backends" in run("conformance", "--help").stdout
+
+
+def test_inspect_a_model(models):
+    proc = run("inspect", models.cnn)
+    assert proc.returncode == 0, proc.stderr
+    assert "ONNX model" in proc.stdout and "Conv 4" in proc.stdout and "tensors   17 can be tapped" in proc.stdout
+    import json
+
+    data = json.loads(run("inspect", models.cnn, "--json").stdout)
+    assert data["op_types"]["Conv"] == 4 and data["outputs"] == ["probs"] and data["weights_bytes"] > 0

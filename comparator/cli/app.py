@@ -5,8 +5,38 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Compare one ONNX model across inference backends and kernel settings, layer by layer.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("infercmp")
+        except metadata.PackageNotFoundError:
+            from .. import __version__ as version
+        typer.echo(f"infercmp {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print infercmp's version and exit"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="on an error, show the traceback too "
+                                 "(as INFERCMP_DEBUG=1)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines on stderr; errors still print"),
+) -> None:
+    """Compare one ONNX model across inference backends and kernel settings, layer by layer."""
+    import os
+
+    if verbose:
+        os.environ["INFERCMP_DEBUG"] = "1"
+    if quiet:
+        os.environ["INFERCMP_QUIET"] = "1"
 
 
 def _err(message: str) -> None:

@@ -74,7 +74,7 @@ def compare(
     outputs.guard(reports, {"--inputs": inputs}, {"the model": model})
     variants = parse_list(backends)
     api.check_sweep(variants, yes, jobs)
-    with phases(Console(stderr=True)) as events:
+    with phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1") as events:
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,

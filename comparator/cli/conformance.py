@@ -11,7 +11,8 @@ from .app import app
 
 @app.command()
 def conformance(
-    backend: str = typer.Option(..., "--backend", "-b", help="one variant, e.g. torch or ort:opt=disable"),
+    backend: str = typer.Option(..., "--backends", "--backend", "-b",
+                                help="one variant, e.g. torch or ort:opt=disable (the suite runs one at a time)"),
     op: list[str] = typer.Option([], "--op", help="only cases of this op type (repeatable)"),
     name: str | None = typer.Option(None, "--filter", help="only cases whose name contains this"),
     case_timeout: float = typer.Option(60.0, help="seconds one case may take before it counts as a hang"),

@@ -39,10 +39,11 @@ def _size(n: float) -> str:
 @app.command()
 def capture(
     model: Path = typer.Argument(..., help="the .onnx model"),
-    backend: list[str] = typer.Option(..., "--backend", "--backends", "-b",
+    backend: list[str] = typer.Option(..., "--backends", "--backend", "-b",
                                       help="variant(s) to run: ort, ort:opt=disable (comma separated for several)"),
     out: Path = typer.Option(..., "--out", "-o", help="the bundle to write (.icmp)"),
-    tap: str = typer.Option("outputs", help="outputs (default) | all | comma-separated tensor names or globs"),
+    tap: str = typer.Option("outputs", help="outputs (default: a baseline keeps what a gate checks, and a bundle "
+                            "of every tensor is as big as all activations) | all | comma-separated names or globs"),
     inputs: Path | None = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
     labels: str | None = typer.Option(None, help="class labels in the --inputs .npz (default: `label` "
                                                     "when present); gates score accuracy with them"),
@@ -93,13 +94,23 @@ def capture(
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="an .icmp bundle"),
-    tensors: bool = typer.Option(False, "--tensors", help="also list every stored tensor"),
+    path: Path = typer.Argument(..., help="an .icmp bundle, or an .onnx model"),
+    tensors: bool = typer.Option(False, "--tensors", help="also list every stored (or, for a model, every) tensor"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Summarise a bundle: model, variants, machine, inputs, tensors."""
+    """Summarise a bundle (model, variants, machine, inputs, tensors) or a model (inputs, outputs, opsets, node
+    counts by op type, weights, size)."""
     from ..gate.bundle import Bundle
 
+    if path.suffix.lower() == ".onnx":
+        _inspect_model(path, tensors, json_out)
+        return
     b = Bundle.open(path)
+    if json_out:
+        from ..fileio import dumps
+
+        typer.echo(dumps({k: v for k, v in b.meta.items() if k != "catalogue" or tensors}))
+        return
     m, env, inputs = b.meta["model"], b.meta["environment"], b.meta["inputs"]
     arrays = [size for member, size in b.sizes.items() if member.endswith(".npy")]
     raw, stored = sum(s[1] for s in arrays), sum(s[0] for s in arrays)
@@ -135,6 +146,59 @@ def inspect(
                 for name, e in entries.items():
                     typer.echo(f"  {r['variant']:<20} {kind:<9} {name:<40} {e['dtype']:<8} {e['shape']} "
                                f"{e['file']}")
+
+
+def _inspect_model(path: Path, tensors: bool, json_out: bool) -> None:
+    """What a model holds, read without its weights."""
+    from collections import Counter
+
+    from ..graph import model as model_mod
+
+    m = model_mod.load(path)
+    graph = m.proto.graph
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph.node)
+    weights = sum(_tensor_bytes(t) for t in graph.initializer)
+    data = [f for f in {e.value for t in graph.initializer for e in t.external_data if e.key == "location"}]
+    size = sum((m.path.resolve().parent / f).stat().st_size for f in data if f != m.path.resolve().name)
+    info = {**m.summary(), "op_types": dict(ops.most_common()), "initializers": len(graph.initializer),
+            "weights_bytes": weights, "file_bytes": m.path.stat().st_size, "external_data_bytes": size,
+            "tensors": len(m.tensors)}
+    if tensors:
+        info["catalogue"] = [{"name": t.name, "op_type": t.op_type, "dtype": t.dtype, "shape": t.shape}
+                             for t in m.tensors]
+    if json_out:
+        from ..fileio import dumps
+
+        typer.echo(dumps(info))
+        return
+    lines = [f"{path}: ONNX model, IR {info['ir_version']}, opsets "
+             + ", ".join(f"{k} {v}" for k, v in info["opsets"].items()) + f", producer {info['producer'] or '-'}",
+             f"sha256    {m.sha256}",
+             "inputs    " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in info["inputs"]),
+             "outputs   " + ", ".join(info["outputs"]),
+             f"nodes     {info['nodes']}: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()),
+             f"weights   {len(graph.initializer)} initializers, {_size(weights)}; file {_size(info['file_bytes'])}"
+             + (f", external data {_size(size)}" if size else ""),
+             f"tensors   {len(m.tensors)} can be tapped ({sum(1 for t in m.tensors if t.scope)} inside subgraphs)"]
+    lines += [f"note      {n}" for n in m.notes]
+    for line in lines:
+        typer.echo(line)
+    if tensors:
+        for t in m.tensors:
+            typer.echo(f"  {t.name:<40} {t.op_type:<20} {t.dtype or '-':<8} {t.shape}")
+
+
+def _tensor_bytes(t: Any) -> int:
+    import math
+
+    import numpy as np
+    import onnx
+
+    try:
+        item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        item = 0
+    return math.prod(t.dims) * item
 
 
 def _render(report: Any, quiet: bool, out: Any) -> None:
