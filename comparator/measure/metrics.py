@@ -8,7 +8,10 @@ plus ``count``, ``violations``, ``ulp_dtype`` and ``worst_index``.
 Rules
 -----
 * Dtypes: float16/32/64, ``ml_dtypes`` floats (bfloat16, float8_*, float6_*, float4_*), all
-  NumPy signed/unsigned ints and bool. Anything else (complex, longdouble, str...) -> TypeError.
+  NumPy signed/unsigned ints and bool, and strings (unicode against unicode: equality only; an element
+  passes when equal; max_abs, mean_abs and max_rel are 0 when every element is equal and inf otherwise,
+  cosine 1 or 0, snr_db inf or -inf, no ULPs). Anything else (complex, longdouble, a string against a
+  number...) -> TypeError.
 * Mixed floats: the wider dtype (more bits, then more mantissa bits; float16 vs bfloat16 ->
   bfloat16) is correctly rounded to the narrower one for bit identity, identical_fraction and
   ULPs (ULPs count the distance from the correctly rounded value, ``ulp_dtype`` names the
@@ -178,7 +181,9 @@ class Accumulator:
     def __init__(self, ref_dtype: np.dtype, got_dtype: np.dtype, tolerance: Tolerance | None = None):
         self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
         self.tolerance = tolerance if tolerance is not None else Tolerance()
-        ri, gi = _float_info(self.ref_dtype), _float_info(self.got_dtype)
+        # strings: equality only (bit_identical, identical_fraction, violations, worst_index); no error figures
+        self._text = self.ref_dtype.kind == "U" and self.got_dtype.kind == "U"
+        ri, gi = (None, None) if self._text else (_float_info(self.ref_dtype), _float_info(self.got_dtype))
         self._narrow: np.dtype | None = None
         self._int: np.dtype | None = None
         self.ulp_dtype: str | None = None
@@ -186,7 +191,7 @@ class Accumulator:
             # narrower = fewer bits, then fewer mantissa bits
             self._narrow = self.ref_dtype if (ri[0], ri[2]) <= (gi[0], gi[2]) else self.got_dtype
             self.ulp_dtype = self._narrow.name
-        elif ri is None and gi is None:
+        elif ri is None and gi is None and not self._text:
             unsigned = self.ref_dtype.kind in "ub" and self.got_dtype.kind in "ub"
             self._int = np.dtype(np.uint64 if unsigned else np.int64)
             same = self.ref_dtype == self.got_dtype
@@ -209,6 +214,13 @@ class Accumulator:
             raise ValueError(f"chunk lengths differ: {ref.size} vs {got.size}")
         offset = self.count
         self.count += ref.size
+        if self._text:
+            differ = ref != got
+            self._counts[0] += ref.size - int(np.count_nonzero(differ))
+            self._counts[4] += int(np.count_nonzero(differ))
+            if self._worst[0] < 0 and differ.any():
+                self._worst[0] = offset + int(np.argmax(differ))
+            return
         if self._fused and ref.size >= self.KERNEL_MIN and (kernel.loaded() or ref.size >= self.KERNEL_LOAD) \
                 and self._kernel(ref, got, offset):
             return
@@ -312,6 +324,14 @@ class Accumulator:
         identical, nan_mismatch, inf_mismatch, n_finite, violations, _ = (int(x) for x in self._counts)
         cosine, snr = _cosine_snr(dot, ss_ref, ss_got, ss_err)
         has_ulp = self.ulp_dtype is not None
+        if self._text:  # equality only: the error figures say "equal" (0) or "differ" (inf), nothing between
+            error = 0.0 if identical == self.count else math.inf
+            return {"bit_identical": identical == self.count,
+                    "identical_fraction": identical / self.count if self.count else 1.0,
+                    "max_abs": error, "mean_abs": error, "max_rel": error, "max_ulp": None, "p99_ulp": None,
+                    "cosine": 1.0 if error == 0.0 else 0.0, "snr_db": math.inf if error == 0.0 else -math.inf,
+                    "nan_mismatch": 0, "inf_mismatch": 0, "count": self.count, "violations": violations,
+                    "ulp_dtype": None, "worst_index": int(self._worst[0]) if self._worst[0] >= 0 else None}
         return {
             "bit_identical": identical == self.count,
             "identical_fraction": identical / self.count if self.count else 1.0,

@@ -54,10 +54,7 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
                 if value is None or (s > 0 and (value.shape, value.dtype) != first[name]):
                     dropped.add(name)
                     continue
-            value = np.ascontiguousarray(out[name])
-            if value.dtype.hasobject:
-                raise BackendError(f"output {name!r} holds {value.dtype} values (strings or objects): only "
-                                   "numeric and bool tensors are compared")
+            value = _storable(np.ascontiguousarray(out[name]), name, first.get(name))
             path = folder / f"{i:05d}.npy"
             if s == 0:
                 first[name] = (value.shape, value.dtype)
@@ -72,6 +69,22 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
         if name in files:
             (folder.parent / files.pop(name)["file"]).unlink(missing_ok=True)
     return files
+
+
+def _storable(value: np.ndarray, name: str, first: tuple[tuple[int, ...], np.dtype] | None) -> np.ndarray:
+    """`value` as a .npy file can hold it without pickle: strings (object arrays of str) as fixed-width
+    unicode, as wide as the first sample's (at least 64 characters) so that every sample fits one file."""
+    if not value.dtype.hasobject and value.dtype.kind != "U":
+        return value
+    if value.dtype.hasobject and not all(isinstance(v, str) for v in value.reshape(-1)):
+        raise BackendError(f"output {name!r} holds Python objects that are not strings: only numbers, bools and "
+                           "strings are compared")
+    text = value.astype(str)
+    width = first[1].itemsize // 4 if first is not None else max(64, text.dtype.itemsize // 4)
+    if text.dtype.itemsize // 4 > width:
+        raise BackendError(f"output {name!r}: a string of {text.dtype.itemsize // 4} characters in a later sample, "
+                           f"longer than the {width} the first sample's file holds", "compare one sample at a time")
+    return text.astype(f"<U{width}")
 
 
 def _append(path: Path, value: np.ndarray, samples: int | None) -> None:
