@@ -215,6 +215,9 @@ class Report:
                 return {"none": f"{name} could not be compared"}
             if m.get("nan_mismatch") or m.get("inf_mismatch"):
                 return {"none": f"{name} has NaN or Inf where the reference has not"}
+        for name, m in finals:
+            if not math.isfinite(m["max_abs"]):
+                return {"none": f"{name} differs by more than any finite tolerance"}
         ulps = [u for _, m in finals if isinstance(u := m.get("max_ulp"), int)]
         return {"atol": max(float(m["max_abs"]) for _, m in finals),
                 "rtol": max(float(m["max_rel"]) for _, m in finals),
@@ -224,8 +227,9 @@ class Report:
         """Per op type, worst first: "op_type"; "tensors" compared; "differ" and "beyond" (tensors not
         bit-identical, beyond tolerance, in some compared variant); "worst": {"tensor", "variant", "snr_db",
         "max_rel", "max_ulp"} of its worst tensor by `severity`, None when every tensor is bit-identical;
-        "max_ulp" over all. With --isolate also "origins" (tensors whose node adds error itself in some variant)
-        and "local_worst", by the local error, which orders the list then: the op types that add error first."""
+        "max_ulp" over all (None without ULPs: ints against floats, strings). With --isolate also "origins"
+        (tensors whose node adds error itself in some variant) and "local_worst", by the local error, which orders
+        the list then: the op types that add error first."""
         variants = self.compared()
         isolated = any(t.local for t in self.tensors)
         groups: dict[str, dict[str, Any]] = {}
@@ -234,11 +238,13 @@ class Report:
             if not ms:
                 continue
             g = groups.setdefault(t.op_type, {"op_type": t.op_type, "tensors": 0, "differ": 0, "beyond": 0,
-                                              "worst": None, "max_ulp": 0, "_key": (IDENTICAL + 1,)})
+                                              "worst": None, "max_ulp": None, "_key": (IDENTICAL + 1,)})
             g["tensors"] += 1
             g["differ"] += any("error" in m or not m.get("bit_identical") for m in ms.values())
             g["beyond"] += any("error" in m or m.get("violations", 0) > 0 for m in ms.values())
-            g["max_ulp"] = max([g["max_ulp"]] + [u for m in ms.values() if isinstance(u := m.get("max_ulp"), int)])
+            ulps = [u for m in ms.values() if isinstance(u := m.get("max_ulp"), int)]
+            if ulps:
+                g["max_ulp"] = max(ulps + ([g["max_ulp"]] if g["max_ulp"] is not None else []))
             _worse(g, "worst", "_key", t, ms)
             if isolated:
                 g.setdefault("origins", 0)

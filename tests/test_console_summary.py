@@ -256,3 +256,24 @@ def test_a_failed_variants_stderr_is_plain_and_fits() -> None:
     lines = printed(r, 80)
     assert "      Segfault in xxx" in "\n".join(lines) and not ANSI.search("\n".join(lines))
     assert all(len(line) <= 80 for line in lines)
+
+
+def test_string_outputs_need_no_tolerance_figures(tmp_path: Path) -> None:
+    """A string output that differs (ORT writes 9 where onnx.reference writes 9.0) passes no finite tolerance, and
+    has no ULPs: the summary says so instead of printing atol inf."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["m"]),
+                               helper.make_node("Cast", ["m"], ["s"], to=TensorProto.STRING)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("s", TensorProto.STRING, [4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "str.onnx"))
+    report = comparator.compare(tmp_path / "str.onnx", ["ort", "ref"],
+                                inputs={"x": np.array([1.5, 0.1, 3.0, 1e-8], np.float32)})
+    text = " ".join(line.strip() for line in check_layout(report, 80))
+    assert "no tolerance passes: s differs by more than any finite tolerance" in text
+    assert report.op_types()[0]["max_ulp"] is None
