@@ -263,6 +263,21 @@ def test_diff_labels_every_run_by_its_file(captured, tmp_path):
     assert "ort@a2: captured" in out and "bit-identical final outputs" in out
 
 
+def test_diff_writes_html_and_junit_and_json_to_stdout(captured, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    page, xml = tmp_path / "diff.html", tmp_path / "diff.xml"
+    code, out, err = run_cli("diff", captured["a"], captured["b"], "--html", page, "--junit", xml, "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["reference"] == "ort@a"  # stdout holds the JSON alone; the lines went to stderr
+    assert f"HTML report: {page}" in err and f"JUnit report: {xml}" in err
+    suite = ET.parse(xml).getroot()
+    assert [c.get("name") for c in suite.iter("testcase")] == ["ort@a", "ref@b"]
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "ref@b" in text and "/conv2/Conv_output_0" in text
+
+
 def test_diff_of_two_tapped_bundles_compares_every_tensor(captured):
     from comparator.gate import check as gate
 

@@ -179,6 +179,15 @@ def test_version_short_help_and_global_flags(models, tmp_path):
     assert "--backends" in run("conformance", "--help").stdout
 
 
+@pytest.mark.parametrize("command", [[], ["compare"], ["check"], ["diff"], ["capture"], ["inspect"], ["cache"],
+                                     ["conformance"]])
+def test_help_shows_no_value_type_on_flags(command):
+    # A flag takes no value: its row names no type; an option that takes one keeps it.
+    text = invoke(*command, "--help").output
+    assert "--help" in text and "<bool>" not in text
+    assert command in ([], ["cache"]) or "<int>" in text or "<path>" in text or "<str>" in text
+
+
 def test_inspect_a_model(models):
     proc = run("inspect", models.cnn)
     assert proc.returncode == 0, proc.stderr

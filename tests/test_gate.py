@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from comparator.variant import Variant
 
 from conftest import assert_clean_error, make_model, vi
 from test_bundle import run_cli
+from test_report_html import chromium, needs_chromium
 
 # -- policy files ----------------------------------------------------------------------------------------------
 
@@ -165,6 +167,47 @@ def test_a_changed_model_is_accepted_named_and_gated(release, tmp_path):
                              release["loose"])
     assert code == 0, err
     assert "accuracy 0.9375 vs reference 0.9375" in out
+
+
+def test_check_writes_the_verdict_as_html_and_junit(release, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    page, xml = tmp_path / "gate.html", tmp_path / "gate.xml"
+    code, out, err = run_cli("check", release["v2"], "--baseline", release["base"], "-q", "--html", page,
+                             "--junit", xml, "--json", "-")
+    assert code == 1, err
+    data = json.loads(out)  # --json - keeps stdout to the JSON; the verdict lines go to stderr
+    assert not data["passed"] and "GATE FAIL (regression)" in err
+    suite = ET.parse(xml).getroot()
+    assert suite.get("name") == "infercmp-gate" and suite.get("tests") == "1" and suite.get("failures") == "1"
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["model_changed"] == "True" and props["exit_code"] == "1"
+    failure = next(suite.iter("failure"))
+    assert "logits" in failure.get("message") and "beyond atol" in failure.text
+    text = page.read_text()
+    assert "GATE FAIL (regression)" in text and text.count('<iframe class="report"') == 1
+    assert "srcdoc=" in text and "logits" in text
+    # A variant the policy does not require is skipped in JUnit, with what it found.
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[variants]\nrequire = []\n')
+    code, _, err = run_cli("check", release["v2"], "--baseline", release["base"], "-q", "--policy", lenient,
+                           "--junit", xml)
+    assert code == 0, err
+    suite = ET.parse(xml).getroot()
+    assert suite.get("skipped") == "1" and "not required" in next(suite.iter("skipped")).get("message")
+
+
+@needs_chromium
+def test_chromium_shows_the_gate_page_with_its_report(release, tmp_path):
+    from comparator.gate import pages
+
+    page = tmp_path / "gate.html"
+    pages.write_html(gate.check(release["v2"], release["base"]), page)
+    dom = chromium(page.as_uri(), tmp_path, "--dump-dom")
+    assert "GATE FAIL (regression)" in dom
+    # The frame's report loaded and its height was read: the script sized the frame to the report.
+    height = re.search(r'<iframe class="report"[^>]*style="height: (\d+)px', dom)
+    assert height and int(height.group(1)) > 600, dom[:3000]
 
 
 def test_label_accuracy_below_the_relative_floor_fails(release):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import typer
 
-from .app import app
+from .app import Typer, app
 
-cache_app = typer.Typer(no_args_is_help=True, help="Show or empty infercmp's caches (TVM compiles, real models).")
+cache_app = Typer(no_args_is_help=True, help="Show or empty infercmp's caches (TVM compiles, real models).")
 app.add_typer(cache_app, name="cache")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import InfercmpError, UsageError
-from .app import app, plain
+from .app import app
 
 
 @app.command()
@@ -28,7 +28,7 @@ def compare(
     max_ulp: int | None = typer.Option(None, "--max-ulp", help="also accept elements within this many ULPs"),
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
     jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
-    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here (- for stdout)"),
     workdir: Path | None = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the tables"),
     table: str = typer.Option("worst", "--table", help="worst: the findings, the op types and the --top worst "
@@ -88,21 +88,7 @@ def compare(
         console_report.render(report, out)
     else:
         console_report.summary(report, out, top=top, tables=table == "worst" and not quiet)
-    if json_out is not None:
-        from ..report.json import write
-
-        write(report, json_out)
-        _written(out, "JSON report", json_out)
-    if html_out is not None:
-        from ..report import html
-
-        html.write(report, html_out)
-        _written(out, "HTML report", html_out)
-    if junit_out is not None:
-        from ..report import junit
-
-        junit.write(report, junit_out)
-        _written(out, "JUnit report", junit_out)
+    outputs.write_reports(out, report, reports)
     raise typer.Exit(report.exit_code)
 
 
@@ -116,13 +102,6 @@ def _fit_width(out: Any, table: str) -> None:
         return
     columns = os.environ.get("COLUMNS", "").strip()
     out.width = int(columns) if columns.isdigit() and int(columns) > 0 else (200 if table == "full" else 100)
-
-
-def _written(out: object, what: str, path: Path) -> None:
-    from ..fileio import is_stdout
-
-    if not is_stdout(path):
-        plain(out, f"{what}: {path}")
 
 
 @app.command("backends")

@@ -221,6 +221,8 @@ def diff(
                                                  "then structure)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here (- for stdout)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+    html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
+    junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
 ) -> None:
     """Compare bundles captured on different machines or days (runs named VARIANT@FILE-STEM)."""
     from .. import api
@@ -228,10 +230,11 @@ def diff(
     from ..measure.metrics import Tolerance
     from . import outputs
 
-    outputs.guard({"--json": json_out}, {"a bundle": bundles})
+    reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    outputs.guard(reports, {"a bundle": bundles})
     tolerance = api.check_tolerance(Tolerance(atol, rtol, max_ulp))
     report = gate.diff(bundles, tolerance, allow_model_change)
-    out = _console(outputs.takes_stdout(json_out))
+    out = _console(outputs.takes_stdout(*reports.values()))
     for v in report.variants:
         env, prov = v.provenance.get("environment", {}), v.provenance
         gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "no GPU"
@@ -239,12 +242,7 @@ def diff(
         plain(out, f"{v.name}: captured {prov.get('captured')} on {env.get('host')} ({env.get('cpu')}, "
                    f"{env.get('cores')} cores, {gpus}); {versions}")
     _render(report, quiet, out)
-    if json_out is not None:
-        from ..report.json import write
-
-        write(report, json_out)
-        if not outputs.takes_stdout(json_out):
-            plain(out, f"JSON report: {json_out}")
+    outputs.write_reports(out, report, reports)
     _exit(report.exit_code)
 
 
@@ -259,6 +257,10 @@ def check(
                                                      "required variants"),
     json_out: Path | None = typer.Option(None, "--json", help="write the gate result (with its reports) here "
                                                               "(- for stdout)"),
+    html_out: Path | None = typer.Option(None, "--html", help="write the verdict and its reports as one "
+                                                              "self-contained HTML page here"),
+    junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here: one test case "
+                                                                "per gated variant"),
     update_baseline: bool = typer.Option(False, "--update-baseline",
                                          help="rewrite the baseline with this run (previous kept as .prev)"),
     inputs: Path | None = typer.Option(None, help="with --against: feeds from .npz or .npy"),
@@ -278,7 +280,6 @@ def check(
     2 usage or configuration error, 3 a variant could not run."""
     from .. import api
     from ..gate import check as gate
-    from ..fileio import write_json
     from ..graph.inputs import parse_shapes
     from ..variant import parse_list
     from . import outputs
@@ -288,7 +289,8 @@ def check(
                          "--baseline gates against a captured run; --against runs two exports side by side")
     # The baseline is an input here: only --update-baseline replaces it (and keeps the previous one as .prev).
     prev = baseline.with_name(baseline.name + ".prev") if baseline is not None and update_baseline else None
-    outputs.guard({"--update-baseline's .prev": prev, "--json": json_out},
+    reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    outputs.guard({"--update-baseline's .prev": prev, **reports},
                   {"--baseline": baseline, "--policy": policy, "--inputs": inputs},
                   {"the model": model, "--against": against})
     api.check_sweep(parse_list(backends) if backends else [], yes, jobs)
@@ -306,14 +308,11 @@ def check(
         result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,
                                      shapes=parse_shapes(shape), seed=seed, samples=samples, labels_key=labels,
                                      tap_spec=tap, timeout=timeout_s, jobs=jobs)
-    out = _console(outputs.takes_stdout(json_out))
+    out = _console(outputs.takes_stdout(*reports.values()))
     if not quiet:
         for report in result.reports:
             _render(report, False, out)
     for line in result.lines():
         plain(out, line)
-    if json_out is not None:
-        write_json(json_out, result.to_dict())
-        if not outputs.takes_stdout(json_out):
-            plain(out, f"JSON: {json_out}")
+    outputs.write_reports(out, result, reports)
     _exit(result.exit_code)

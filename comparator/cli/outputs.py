@@ -79,3 +79,29 @@ def console(to_stderr: bool = False) -> Any:
 
 def takes_stdout(*paths: Given) -> bool:
     return any(is_stdout(p) for p in paths)
+
+
+def write_reports(out: Any, result: Any, paths: Mapping[str, Given]) -> None:
+    """Write `result` (a Report, or a gate's GateResult) to each report flag given (`--json`, `--html`,
+    `--junit` -> a path or `-`), saying where each went unless it went to standard output."""
+    from ..gate.verdict import GateResult
+
+    if isinstance(result, GateResult):
+        from ..fileio import write_json
+        from ..gate import pages
+
+        writers: dict[str, Any] = {"--json": lambda r, p: write_json(p, r.to_dict()), "--html": pages.write_html,
+                                   "--junit": pages.write_junit}
+    else:
+        from ..report import html, json, junit
+
+        writers = {"--json": json.write, "--html": html.write, "--junit": junit.write}
+    names = {"--json": "JSON report", "--html": "HTML report", "--junit": "JUnit report"}
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        writers[flag](result, path)
+        if not is_stdout(path):
+            from .app import plain
+
+            plain(out, f"{names[flag]}: {path}")

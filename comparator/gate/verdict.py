@@ -95,7 +95,7 @@ class GateResult:
             out.extend(f"  {m['tensor']} <- {m['source']} (by {m['how']})" for m in self.matching
                        if m["how"] != "name")
         for name, v in self.verdicts.items():
-            out.extend(_verdict_lines(name, v))
+            out.extend(verdict_lines(name, v))
         if self.updated:
             out.append(f"baseline updated: {self.updated} (previous kept as {self.updated}.prev)")
         if self.not_updated:
@@ -114,7 +114,7 @@ class GateResult:
         return "\n".join(self.lines())
 
 
-def _verdict_lines(name: str, v: dict[str, Any]) -> list[str]:
+def verdict_lines(name: str, v: dict[str, Any]) -> list[str]:
     out = [f"{name}: {v['status'].upper()}" + ("" if v["required"] else " (not required)")]
     out.extend(f"  {f['message']}" for f in v["findings"])
     for output, info in v.get("labels", {}).items():

@@ -20,7 +20,8 @@ _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _text(x: Any) -> str:
+def xml_text(x: Any) -> str:
+    """`x` as text XML 1.0 can carry: ANSI colour codes dropped, other control characters replaced."""
     return _INVALID.sub("\ufffd", _ANSI.sub("", str(x)))
 
 
@@ -78,19 +79,20 @@ def build(report: Report) -> ET.Element:
     for key, value in (("model", report.model.get("path", "")), ("sha256", report.model.get("sha256", "")),
                        ("reference", report.reference), ("tolerance", _tolerance(report.tolerance)),
                        ("exit_code", report.exit_code)):
-        ET.SubElement(props, "property", name=key, value=_text(value))
+        ET.SubElement(props, "property", name=key, value=xml_text(value))
     counts = {"failures": 0, "errors": 0, "skipped": 0}
     total = 0.0
     for v in report.variants:
-        case = ET.SubElement(suite, "testcase", classname=_text(model), name=_text(v.name), time=f"{v.wall_s:.3f}")
+        case = ET.SubElement(suite, "testcase", classname=xml_text(model), name=xml_text(v.name),
+                             time=f"{v.wall_s:.3f}")
         total += v.wall_s
         if v.status != "ok":
             counts["errors"] += 1
-            err = ET.SubElement(case, "error", message=_text(v.error or v.status), type=_text(v.status))
+            err = ET.SubElement(case, "error", message=xml_text(v.error or v.status), type=xml_text(v.status))
             parts = [f"{v.status}: {v.error or ''}"] + ([f"hint: {v.hint}"] if v.hint else [])
             if v.stderr_tail:
                 parts.append("stderr (last lines):\n" + v.stderr_tail)
-            err.text = _text("\n".join(parts))
+            err.text = xml_text("\n".join(parts))
         elif v.name != report.reference and not ref_ok:
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message="the reference did not run: nothing to compare with")
@@ -98,11 +100,11 @@ def build(report: Report) -> ET.Element:
             counts["failures"] += 1
             message = (f"{len(lines)} final output(s) beyond tolerance ({_tolerance(report.tolerance)}) "
                        f"vs {report.reference}")
-            fail = ET.SubElement(case, "failure", type="BeyondTolerance", message=_text(message))
-            fail.text = _text("\n".join(lines))
+            fail = ET.SubElement(case, "failure", type="BeyondTolerance", message=xml_text(message))
+            fail.text = xml_text("\n".join(lines))
         out = _system_out(report, v)
         if out:
-            ET.SubElement(case, "system-out").text = _text(out)
+            ET.SubElement(case, "system-out").text = xml_text(out)
     suite.set("tests", str(len(report.variants)))
     for key, n in counts.items():
         suite.set(key, str(n))
