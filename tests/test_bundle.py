@@ -278,6 +278,19 @@ def test_diff_writes_html_and_junit_and_json_to_stdout(captured, tmp_path):
     assert text.startswith("<!DOCTYPE html>") and "ref@b" in text and "/conv2/Conv_output_0" in text
 
 
+def test_diff_prints_the_summary_fitted_to_columns_and_the_full_table_on_demand(captured, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run_cli("diff", captured["a"], captured["b"])
+    assert code == 0, err
+    summary = out[out.index("PASS"):]  # the machine lines above it are one line per run, as long as they are
+    assert "worst 7 of 9 tensors" in summary, summary  # the other two are bit-identical
+    assert max(len(line) for line in summary.splitlines()) <= 80, summary
+    code, out, err = run_cli("diff", captured["a"], captured["b"], "--table", "full")
+    assert code == 0 and "┃" in out and "/conv2/Conv_output_0" in out
+    code, _, err = run_cli("diff", captured["a"], captured["b"], "--table", "wide")
+    assert code == 2 and "--table wide: no such table" in err
+
+
 def test_diff_of_two_tapped_bundles_compares_every_tensor(captured):
     from comparator.gate import check as gate
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from ..errors import InfercmpError, UsageError
+from ..errors import InfercmpError
 from .app import app
+from .outputs import TABLE_HELP
 
 
 @app.command()
@@ -31,9 +31,7 @@ def compare(
     json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here (- for stdout)"),
     workdir: Path | None = typer.Option(None, help="keep the workers' tensors and logs in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the tables"),
-    table: str = typer.Option("worst", "--table", help="worst: the findings, the op types and the --top worst "
-                              "tensors, fitted to the terminal; full: every tensor and variant, one row each; "
-                              "none: the findings only"),
+    table: str = typer.Option("worst", "--table", help=TABLE_HELP),
     top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
@@ -57,7 +55,6 @@ def compare(
     from .. import api
     from ..graph.inputs import parse_shapes
     from ..measure.metrics import Tolerance
-    from ..report import console as console_report
     from ..variant import parse_list
 
     from rich.console import Console
@@ -66,10 +63,7 @@ def compare(
 
     from . import outputs
 
-    if table not in TABLES:
-        raise UsageError(f"--table {table}: no such table", f"--table takes {', '.join(TABLES)}")
-    if top < 1:
-        raise UsageError(f"--top {top}: the table of the worst tensors needs 1 row or more")
+    outputs.check_table(table, top)
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
     outputs.guard(reports, {"--inputs": inputs}, {"the model": model})
     variants = parse_list(backends)
@@ -83,25 +77,9 @@ def compare(
                              events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
     # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.
     out = outputs.console(to_stderr=outputs.takes_stdout(*reports.values()))
-    _fit_width(out, table)
-    if table == "full" and not quiet:
-        console_report.render(report, out)
-    else:
-        console_report.summary(report, out, top=top, tables=table == "worst" and not quiet)
+    outputs.show(report, out, table, top, quiet)
     outputs.write_reports(out, report, reports)
     raise typer.Exit(report.exit_code)
-
-
-TABLES = ("worst", "full", "none")
-
-
-def _fit_width(out: Any, table: str) -> None:
-    """Output that is not a terminal (a CI log, a file) is plain text as wide as COLUMNS says, else 100 columns
-    (200 for --table full, whose rows need them). On a terminal rich reads its width (COLUMNS first)."""
-    if out.is_terminal:
-        return
-    columns = os.environ.get("COLUMNS", "").strip()
-    out.width = int(columns) if columns.isdigit() and int(columns) > 0 else (200 if table == "full" else 100)
 
 
 @app.command("backends")

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from .app import app, plain
+from .outputs import TABLE_HELP
 from ..errors import UsageError
 
 
@@ -201,15 +202,6 @@ def _tensor_bytes(t: Any) -> int:
     return math.prod(t.dims) * item
 
 
-def _render(report: Any, quiet: bool, out: Any) -> None:
-    from ..report import console as console_report
-
-    if quiet:
-        console_report.render_findings(report, out)
-    else:
-        console_report.render(report, out)
-
-
 @app.command()
 def diff(
     bundles: list[Path] = typer.Argument(..., help="two or more .icmp bundles; the first is the reference"),
@@ -220,7 +212,9 @@ def diff(
                                             help="compare bundles of different models (tensors matched by name, "
                                                  "then structure)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the JSON report here (- for stdout)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the table"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the tables"),
+    table: str = typer.Option("worst", "--table", help=TABLE_HELP),
+    top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
     html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
     junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
 ) -> None:
@@ -231,6 +225,7 @@ def diff(
     from . import outputs
 
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    outputs.check_table(table, top)
     outputs.guard(reports, {"a bundle": bundles})
     tolerance = api.check_tolerance(Tolerance(atol, rtol, max_ulp))
     report = gate.diff(bundles, tolerance, allow_model_change)
@@ -241,7 +236,7 @@ def diff(
         versions = ", ".join(f"{k} {val}" for k, val in env.get("packages", {}).items() if k != "infercmp")
         plain(out, f"{v.name}: captured {prov.get('captured')} on {env.get('host')} ({env.get('cpu')}, "
                    f"{env.get('cores')} cores, {gpus}); {versions}")
-    _render(report, quiet, out)
+    outputs.show(report, out, table, top, quiet)
     outputs.write_reports(out, report, reports)
     _exit(report.exit_code)
 
@@ -272,6 +267,8 @@ def check(
     timeout: float = typer.Option(600.0, help="seconds before a variant's worker is killed"),
     jobs: int = typer.Option(0, help="variants run at the same time (0: one per core)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the gate's verdict, not the reports"),
+    table: str = typer.Option("worst", "--table", help=TABLE_HELP),
+    top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
     yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Gate MODEL against a baseline bundle, or against an earlier export (--against).
@@ -290,6 +287,7 @@ def check(
     # The baseline is an input here: only --update-baseline replaces it (and keeps the previous one as .prev).
     prev = baseline.with_name(baseline.name + ".prev") if baseline is not None and update_baseline else None
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    outputs.check_table(table, top)
     outputs.guard({"--update-baseline's .prev": prev, **reports},
                   {"--baseline": baseline, "--policy": policy, "--inputs": inputs},
                   {"the model": model, "--against": against})
@@ -311,7 +309,8 @@ def check(
     out = _console(outputs.takes_stdout(*reports.values()))
     if not quiet:
         for report in result.reports:
-            _render(report, False, out)
+            outputs.show(report, out, table, top)
+            plain(out, "")
     for line in result.lines():
         plain(out, line)
     outputs.write_reports(out, result, reports)

@@ -69,12 +69,47 @@ def no_stdout(flag: str, value: Given) -> None:
 
 
 def console(to_stderr: bool = False) -> Any:
-    """The console of a command's own lines: stdout, or stderr when a report takes stdout (`--json -`)."""
+    """The console of a command's own lines: stdout, or stderr when a report takes stdout (`--json -`). Output that
+    is not a terminal (a CI log, a file) is plain text as wide as COLUMNS says, else 100 columns; on a terminal rich
+    reads its width (COLUMNS first)."""
     from rich.console import Console
 
     stream = sys.stderr if to_stderr else sys.stdout
-    # Piped output (CI logs, files) would otherwise be folded at 80 columns.
-    return Console(stderr=to_stderr) if stream.isatty() else Console(stderr=to_stderr, width=200)
+    if stream.isatty():
+        return Console(stderr=to_stderr)
+    return Console(stderr=to_stderr, width=_columns() or 100)
+
+
+def _columns() -> int | None:
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+TABLES = ("worst", "full", "none")
+TABLE_HELP = ("worst: the findings, the op types and the --top worst tensors, fitted to the terminal; full: every "
+              "tensor and variant, one row each; none: the findings only")
+
+
+def check_table(table: str, top: int) -> None:
+    """Refuse a `--table` or `--top` value before anything runs."""
+    if table not in TABLES:
+        raise UsageError(f"--table {table}: no such table", f"--table takes {', '.join(TABLES)}")
+    if top < 1:
+        raise UsageError(f"--top {top}: the table of the worst tensors needs 1 row or more")
+
+
+def show(report: Any, out: Any, table: str = "worst", top: int = 15, quiet: bool = False) -> None:
+    """Print a report: the summary (findings first; with `worst`, the op types and the `top` worst tensors too),
+    or with `full` every tensor and variant (200 columns when piped without COLUMNS: its rows need them).
+    `quiet`: the findings only."""
+    from ..report import console as console_report
+
+    if table == "full" and not quiet:
+        if not out.is_terminal and _columns() is None:
+            out.width = 200
+        console_report.render(report, out)
+    else:
+        console_report.summary(report, out, top=top, tables=table == "worst" and not quiet)
 
 
 def takes_stdout(*paths: Given) -> bool:
