@@ -18,7 +18,7 @@ FLOORS = [
     {"measure"},  # metrics and analyses over the runs' tensors
     {"report"},  # views of a Report: import no compute module
     {"api", "arguments"},  # compare(): graph -> run -> measure; the checks of its arguments
-    {"gate"},  # bundles, policies, verdicts over api's results
+    {"gate", "audit"},  # bundles, policies, verdicts over api's results; invariance audits
     {"testing"},  # pytest helpers over the gate
     {"cli", "worker", "__init__"},  # entry points
 ]

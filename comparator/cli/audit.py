@@ -1,0 +1,129 @@
+"""`infercmp audit batch | threads | repeat`: does a sample's result depend on its batch, the thread count, or
+the run? Registered on the app of comparator.cli.app as the command group `audit`.
+
+Exit codes: 0 every variant ran (whatever the audit found: the JSON and the lines say it), 2 usage or bad
+input, 3 a variant could not run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .app import Typer, app, plain
+
+audit_app = Typer(no_args_is_help=True, help="Which settings keep a sample's result the same: across batches, "
+                                             "thread counts, repeated runs.")
+app.add_typer(audit_app, name="audit")
+
+MODEL = typer.Argument(..., help="the .onnx model")
+BACKENDS = typer.Option(["ort"], "--backends", "-b", help="variants, comma separated: ort,ort:opt=disable,torch")
+INPUTS = typer.Option(None, help="feeds from .npz (keys = input names) or .npy")
+SHAPE = typer.Option([], help="bind dynamic dims other than the batch: dimname=128 or input=... (repeatable)")
+SEED = typer.Option(0, help="seed of the random feeds")
+TAP = typer.Option("all", help="all | outputs | comma-separated tensor names or globs (all: find the first layer)")
+TIMEOUT = typer.Option(600.0, help="seconds before a variant's worker is killed")
+JOBS = typer.Option(0, help="variants run at the same time (0: one per core)")
+JSON = typer.Option(None, "--json", help="write the audit as JSON here (- for stdout)")
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    from ..errors import UsageError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give comma-separated integers", f"e.g. {flag} 1,2,4") from None
+
+
+def _finish(result: Any, json_out: Path | None) -> None:
+    from . import outputs
+
+    out = outputs.console(outputs.takes_stdout(json_out))
+    for line in result.lines():
+        plain(out, line)
+    if json_out is not None:
+        from ..fileio import write_json
+
+        write_json(json_out, result.to_dict())
+        if not outputs.takes_stdout(json_out):
+            plain(out, f"JSON: {json_out}")
+    sys.exit(result.exit_code)
+
+
+def _events() -> Any:
+    from rich.console import Console
+
+    from .progress import phases
+
+    return phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1")
+
+
+def _guard(json_out: Path | None, inputs: Path | None, model: Path) -> None:
+    from . import outputs
+
+    outputs.guard({"--json": json_out}, {"--inputs": inputs}, {"the model": model})
+
+
+@audit_app.command("batch")
+def batch(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | None = INPUTS,
+          sizes: str = typer.Option("1,2,7,32", help="batch sizes the sample runs in (1: alone, always run)"),
+          shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
+          json_out: Path | None = JSON) -> None:
+    """Run one sample alone and inside batches of several sizes, positions and neighbours: is each variant
+    batch-invariant, and from which layer does the sample's value depend on its batch?"""
+    from .. import api
+    from ..audit.batch import audit_batch
+    from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+
+    _guard(json_out, inputs, model)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
+    with _events() as events:
+        result = audit_batch(model, parse_list(backends), inputs, sizes=_ints(sizes, "--sizes"),
+                             shapes=parse_shapes(shape), seed=seed, tap_spec=tap, timeout=timeout_s, jobs=jobs,
+                             events=events)
+    _finish(result, json_out)
+
+
+@audit_app.command("threads")
+def threads(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | None = INPUTS,
+            counts: str = typer.Option("1,2,4", "--threads", help="intra-op thread counts; each is compared "
+                                                                  "with the first"),
+            shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
+            json_out: Path | None = JSON) -> None:
+    """Run each variant at several intra-op thread counts: is it thread-invariant, and where does it diverge?"""
+    from .. import api
+    from ..audit.knobs import audit_threads
+    from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+
+    _guard(json_out, inputs, model)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
+    with _events() as events:
+        result = audit_threads(model, parse_list(backends), inputs, threads=_ints(counts, "--threads"),
+                               shapes=parse_shapes(shape), seed=seed, tap_spec=tap, timeout=timeout_s, jobs=jobs,
+                               events=events)
+    _finish(result, json_out)
+
+
+@audit_app.command("repeat")
+def repeat(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | None = INPUTS,
+           runs: int = typer.Option(5, "--runs", help="fresh sessions per variant"),
+           shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
+           json_out: Path | None = JSON) -> None:
+    """Run each variant in several fresh sessions: does it give the same numbers every time?"""
+    from .. import api
+    from ..audit.knobs import audit_repeat
+    from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+
+    _guard(json_out, inputs, model)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
+    with _events() as events:
+        result = audit_repeat(model, parse_list(backends), inputs, runs=runs, shapes=parse_shapes(shape), seed=seed,
+                              tap_spec=tap, timeout=timeout_s, jobs=jobs, events=events)
+    _finish(result, json_out)
