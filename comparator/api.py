@@ -53,7 +53,7 @@ def check_tolerance(tolerance: Tolerance) -> Tolerance:
 
 
 def check_numbers(*, timeout: float | None = None, seed: int = 0, samples: int = 1, jobs: int = 0,
-                  repeat: int = 1) -> float | None:
+                  repeat: int = 1, time: int = 0) -> float | None:
     """UsageError naming the flag for a number out of range; returns the timeout (None: no limit)."""
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
@@ -62,10 +62,11 @@ def check_numbers(*, timeout: float | None = None, seed: int = 0, samples: int =
         if math.isinf(timeout):
             timeout = None
     for flag, value, low in (("--seed", seed, 0), ("--samples", samples, 1), ("--jobs", jobs, 0),
-                             ("--repeat", repeat, 1)):
+                             ("--repeat", repeat, 1), ("--time", time, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UsageError(f"{flag} must be an integer >= {low}, got {value!r}",
-                             "0: one per core" if flag == "--jobs" else None)
+                             "0: one per core" if flag == "--jobs" else
+                             "0: no timing; N: a warm-up, then the median of N runs" if flag == "--time" else None)
     return timeout
 
 
@@ -183,17 +184,18 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-                 max_disk: int | None = None) -> RunSet:
+                 max_disk: int | None = None, time: int = 0) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`.
     `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that needs more is
     refused before anything runs. The variants' folders under `folder` must not exist yet: a run never reads
-    what an earlier one left."""
-    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat)
+    what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time)."""
+    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     plan = tap.plan(loaded, tap_spec)
     feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
-    jobs = jobs or min(len(variant_list), os.cpu_count() or 1)
+    # Timed variants run one at a time unless told otherwise: concurrent workers would compete for the cores.
+    jobs = jobs or (1 if time > 0 else min(len(variant_list), os.cpu_count() or 1))
     outs = [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
     stale = [p.name for p in outs if os.path.lexists(p)]
     if stale:
@@ -212,6 +214,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
+               "time": time,
                "feed_dtypes": {k: v.dtype.name for k, v in feeds.items() if v.dtype.type is not np.void
                                and v.dtype.kind == "V"},
                "runs": list(kinds),
@@ -295,7 +298,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
             classes: Sequence[str] = (), oracle: bool = False,
             progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-            max_disk: int | None = None) -> Report:
+            max_disk: int | None = None, time: int = 0) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
@@ -313,12 +316,16 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     oracle: compare against the float64 oracle that checks itself: `ref:dtype=float64` is the reference and
         `torch:dtype=float64` (no kernel in common) runs too; every tensor where the two disagree beyond float64
         noise is listed in `report.oracle`. Both are added to the variants if missing.
+    time: 0, or time each variant's untapped run: the first run is the warm-up, then N more runs of that session
+        on the first sample's feeds, their median, min and max in `variant.timings["latency"]`
+        (`report.latency(name)`). With time > 0 and `jobs` left at 0 the variants run one at a time, so that
+        their timings do not compete for the cores; pass `jobs` to run them together anyway.
     Raises TypeError for an argument of the wrong type, InfercmpError subclasses for bad input; a variant that
     fails is reported, not raised.
     """
     check_compare(dict(locals()))  # types first, saying what to pass; then the values
     tolerance = check_tolerance(Tolerance() if tolerance is None else tolerance)
-    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat)
+    timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     if workdir is not None:
         check_workdir(workdir)
     if oracle:
@@ -340,7 +347,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     try:
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
-                          events=events, max_disk=max_disk)
+                          events=events, max_disk=max_disk, time=time)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None

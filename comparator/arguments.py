@@ -94,7 +94,7 @@ def check_compare(args: Mapping[str, Any], func: str = "compare") -> None:
             _fail(func, "shapes", shapes, "a dict of input or dim name -> tuple of ints, e.g. "
                                           "{\"x\": (1, 3, 224, 224)} or {\"batch\": (8,)}",
                   None if bad is None else f"{bad[0]!r}: {_name(bad[1])}")
-    for name in ("seed", "samples", "jobs", "repeat"):
+    for name in ("seed", "samples", "jobs", "repeat", "time"):
         if name in got and not _is_int(got[name]):
             _fail(func, name, got[name], "an int")
     timeout = got.get("timeout")

@@ -132,6 +132,24 @@ class Report:
                 return t
         raise KeyError(name)
 
+    def latency(self, variant: str) -> dict[str, Any] | None:
+        """`variant`'s measured latency (`compare(time=N)`, `--time N`): {"runs", "warmup", "median_s", "min_s",
+        "max_s", "sample"}, from its `timings["latency"]`; None when it was not timed (or is not in the report)."""
+        for v in self.variants:
+            if v.name == variant:
+                found = v.timings.get("latency") if isinstance(v.timings, dict) else None
+                if isinstance(found, dict) and isinstance(found.get("median_s"), (int, float)):
+                    return found
+                return None
+        return None
+
+    def latency_ratio(self, variant: str) -> float | None:
+        """`variant`'s median latency over the reference's (0.5: twice as fast); None unless both were timed."""
+        mine, ref = self.latency(variant), self.latency(self.reference)
+        if mine is None or ref is None or not ref["median_s"] > 0:
+            return None
+        return float(mine["median_s"]) / float(ref["median_s"])
+
     def untapped_subgraph_note(self, variant: str) -> str | None:
         """What a view says of a variant that records no tensor inside subgraphs; None for one that does."""
         count = self.untapped_subgraphs.get(variant)

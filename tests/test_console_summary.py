@@ -277,3 +277,29 @@ def test_string_outputs_need_no_tolerance_figures(tmp_path: Path) -> None:
     text = " ".join(line.strip() for line in check_layout(report, 80))
     assert "no tolerance passes: s differs by more than any finite tolerance" in text
     assert report.op_types()[0]["max_ulp"] is None
+
+
+def test_latency_fits() -> None:
+    """--time: a latency line in each timed variant's block, the reference's too (its only line), within the width;
+    a bit-identical variant and one with a long name get theirs, a variant not timed none."""
+    r = synthetic(6, 3)
+    r.variants.append(VariantReport("ort:opt=disable", "ort", {}, "ok"))
+    r.first_divergence["ort:opt=disable"] = None
+    medians = [1.84e-3, 1.71e-3, 2.5e-5]  # ref, v1, v2; v3 is not timed
+    for v, median in zip(r.variants, medians):
+        v.timings["latency"] = {"runs": 20, "warmup": 1, "median_s": median, "min_s": median * 0.9,
+                                "max_s": median * 1.5, "sample": 0}
+    r.variants[-1].timings["latency"] = dict(r.variants[0].timings["latency"], median_s=1.2)
+    for width in WIDTHS:
+        lines = check_layout(r, width)
+        text = " ".join(line.strip() for line in lines)
+        assert "ref (reference): latency 1.84 ms median of 20" in text
+        assert "latency 1.71 ms median of 20 (0.93x the reference)" in text
+        assert "latency 0.025 ms median of 20 (0.014x the reference)" in text
+        assert "latency 1,200 ms median of 20 (652x the reference)" in text  # the bit-identical variant
+        assert text.count("latency ") == 4  # the fourth variant (ort:opt=v2:threads=2) was not timed
+        if width == 80:
+            assert any(line.startswith("    latency ") for line in lines)
+    r.variants[0].timings.clear()  # the reference not timed: no line for it, no ratios
+    text = " ".join(line.strip() for line in check_layout(r, 80))
+    assert "(reference)" not in text and "the reference)" not in text and "latency 1.71 ms median of 20" in text

@@ -35,6 +35,8 @@ def compare(
     top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
+    time_runs: int = typer.Option(0, "--time", help="time each variant's untapped run: a warm-up, then the median "
+                                  "of N runs (variants then run one at a time)"),
     oracle: bool = typer.Option(False, "--oracle", help="compare with the float64 oracle that checks itself: "
                                 "ref:dtype=float64 as the reference, torch:dtype=float64 beside it, every tensor "
                                 "where the two disagree flagged"),
@@ -72,7 +74,7 @@ def compare(
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
-                             repeat=repeat, isolate=isolate, workdir=workdir,
+                             repeat=repeat, time=time_runs, isolate=isolate, workdir=workdir,
                              classes=[c for item in classes for c in item.split(",") if c.strip()], oracle=oracle,
                              events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
     # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.

@@ -373,7 +373,42 @@ def _minimum(report: Report, variant: str) -> str | None:
     return "minimum " + " or ".join(ways)
 
 
+def ms_text(seconds: Any) -> str:
+    """A duration in milliseconds: three digits below 100 ms (0.0512, 1.84, 12.3), whole ones above (1,234)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 99.95 else f"{ms:,.0f}"
+
+
+def ratio_text(ratio: float) -> str:
+    """A latency ratio: '0.93x', '0.014x' (two digits below 0.1), '652x' (whole from 100)."""
+    if not math.isfinite(ratio):
+        return _num(float(ratio)) + "x"
+    return (f"{ratio:.2g}" if ratio < 0.1 else f"{ratio:.2f}" if ratio < 99.995 else f"{ratio:,.0f}") + "x"
+
+
+def latency_text(report: Report, variant: str) -> str | None:
+    """E.g. 'latency 1.84 ms median of 20 (0.93x the reference)', figures glued (`_g`); the ratio only for a
+    variant other than the reference, when both were timed; None when `variant` was not timed."""
+    lat = report.latency(variant)
+    if lat is None:
+        return None
+    ratio = report.latency_ratio(variant) if variant != report.reference else None
+    return ("latency " + _g(f"{ms_text(lat['median_s'])} ms") + " " + _g(f"median of {lat.get('runs', '?')}")
+            + (f" ({ratio_text(ratio)} the reference)" if ratio is not None else ""))
+
+
 def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple[str, str | None]]:
+    """A variant's block: what it found (`_findings_lines`), then its latency when it was timed."""
+    out = _findings_lines(report, v, label, width)
+    timed = latency_text(report, v.name) if v.status == "ok" else None
+    if timed:
+        out.extend((line, None) for line in _wrap("    " + timed, width, 6))
+    return out
+
+
+def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tuple[str, str | None]]:
     head = f"{label} {v.name}" if label != v.name else v.name
     out: list[tuple[str, str | None]] = []
 
@@ -545,8 +580,9 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
     """The summary as (line, style) pairs, no line longer than `width`: model and verdict; per variant its first
     divergence, first tensor beyond tolerance, how many tensors are beyond it, its worst tensor (SNR, with max rel
     and max ULP beside it, and where its largest error is), the tolerance its final outputs would pass at, label
-    flips, observer effect, origins, determinism; the doubts (oracle disagreements, broken middles) and notes;
-    with `tables`, the op types that add error and the `top` worst tensors (one column group per variant)."""
+    flips, observer effect, origins, determinism, latency (`--time`, the reference's too); the doubts (oracle
+    disagreements, broken middles) and notes; with `tables`, the op types that add error and the `top` worst
+    tensors (one column group per variant)."""
     width = max(40, width)
     model = report.model
     out: list[tuple[str, str | None]] = []
@@ -564,6 +600,9 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
     label = labels(compared)
     for v in report.variants:
         if v.name == report.reference and v.status == "ok":
+            timed = latency_text(report, v.name)  # the reference's block only says its latency, when timed
+            if timed:
+                out += [(line, None) for line in _wrap(f"{v.name} (reference): {timed}", width)]
             continue
         out += _variant_lines(report, v, label.get(v.name, v.name), width)
     notes: list[tuple[str, str | None]] = []

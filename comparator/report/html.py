@@ -17,8 +17,8 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .console import (COLUMNS, _num, broken_lines, metric_cells, minimum_tolerance_text, observer_text, oracle_lines,
-                      snr_text, ulp_text, sci_text, verdict_text, where_text)
+from .console import (COLUMNS, _num, broken_lines, metric_cells, minimum_tolerance_text, ms_text, observer_text,
+                      oracle_lines, ratio_text, snr_text, ulp_text, sci_text, verdict_text, where_text)
 from .html_assets import CSS, JS, PALETTE
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
@@ -104,6 +104,19 @@ def _grid(heads: list[str], rows: list[list[str]], attrs: str = "") -> str:
                       for r in rows) + "</table>")
 
 
+def _latency_cell(report: Report, variant: str) -> str:
+    """'1.84 ms (0.93x)': the median of the timed runs (their count, min and max in the tooltip) and the ratio to
+    the reference's median; '-' when the variant was not timed."""
+    lat = report.latency(variant)
+    if lat is None:
+        return "-"
+    ratio = report.latency_ratio(variant) if variant != report.reference else None
+    tip = (f"median of {lat.get('runs')} runs after {lat.get('warmup')} warm-up on sample {lat.get('sample')}; "
+           f"min {ms_text(lat.get('min_s'))} ms, max {ms_text(lat.get('max_s'))} ms")
+    return (f'<span title="{esc(tip)}">{esc(ms_text(lat["median_s"]))} ms</span>'
+            + (f" <small>({esc(ratio_text(ratio))})</small>" if ratio is not None else ""))
+
+
 def _summary(report: Report, colors: dict[str, int]) -> str:
     m, inp = report.model, report.inputs
     source = f"random, seed {inp.get('seed')}" if inp.get("source") == "random" else inp.get("source", "-")
@@ -118,6 +131,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     out += [f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in facts if v not in (None, "")]
     out.append("</table><h2>Variants</h2>")
     finals, rows = [t for t in report.tensors if t.is_output], []
+    timed = any(report.latency(v.name) is not None for v in report.variants)  # --time: a latency column
     for v in report.variants:
         worst = max((u for t in finals if isinstance(u := t.metrics.get(v.name, {}).get("max_ulp"), (int, float))),
                     default=None)
@@ -132,10 +146,11 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
                      f"<code>{esc(report.first_beyond_tolerance.get(v.name) or '-')}</code>",
                      f"{beyond:,} of {len(mine):,}" if mine else "-", esc(_num(worst)),
                      esc(least.removeprefix("minimum ")) if least else "-",
-                     "yes" if report.observer_effect.get(v.name) else "no"])
+                     "yes" if report.observer_effect.get(v.name) else "no"]
+                    + ([_latency_cell(report, v.name)] if timed else []))
     out.append(_grid(["<variant", "<backend", "<status", "wall s", "<first divergence", "<first beyond tolerance",
                       "tensors beyond tolerance", "outputs max ULP", "<minimum tolerance (outputs)",
-                      "<observer effect"], rows, ' id="variants"'))
+                      "<observer effect"] + (["latency"] if timed else []), rows, ' id="variants"'))
     for v in report.variants:
         out.append(f'<details{" open" if v.status != "ok" else ""}><summary>{_sw(colors, v.name)} '
                    f'<b>{esc(v.status)}</b>{(": " + esc(v.error)) if v.error else ""}</summary>'

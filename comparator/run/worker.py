@@ -8,11 +8,13 @@ Request keys: backend, options (raw strings), model, tapped_model, outputs ({"un
 [...]}: the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as
 raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order),
 repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
-subgraphs).
+subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run, runs N more times on
+the first sample's feeds, each run timed: `timings.latency`).
 """
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -71,6 +73,19 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
     return files
 
 
+def _latency(session: Any, feeds: Mapping[str, np.ndarray], runs: int) -> dict[str, Any]:
+    """Time `runs` runs of a warmed-up session on the first sample's feeds (outputs discarded): the median, the
+    fastest and the slowest, in seconds."""
+    first = {k: v[0, ...] for k, v in feeds.items()}
+    took = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(first)
+        took.append(time.perf_counter() - t0)
+    return {"runs": runs, "warmup": 1, "median_s": statistics.median(took), "min_s": min(took), "max_s": max(took),
+            "sample": 0}
+
+
 def _storable(value: np.ndarray, name: str, first: tuple[tuple[int, ...], np.dtype] | None) -> np.ndarray:
     """`value` as a .npy file can hold it without pickle: strings (object arrays of str) as fixed-width
     unicode, as wide as the first sample's (at least 64 characters) so that every sample fits one file."""
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             feeds = {k: as_declared(npz[k], declared[k]) if k in declared else npz[k] for k in npz.files}
         record["provenance"] = {"environment": environment_fingerprint(), "options": dict(options)}
         repeat = int(request.get("repeat", 1))
+        timed = int(request.get("time", 0))
         for kind in request.get("runs", ["untapped", "tapped"]):
             path = request["model"] if kind == "untapped" else request["tapped_model"]
             expected = request["outputs"][kind]
@@ -141,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                 t2 = time.perf_counter()
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
+                if kind == "untapped" and r == 0 and timed > 0:  # the run above was the warm-up
+                    _phase(f"{tag} time")
+                    record["timings"]["latency"] = _latency(session, feeds, timed)
                 # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
                 for k in range(1, repeat if r == 0 else 1):
                     record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
