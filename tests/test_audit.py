@@ -130,3 +130,71 @@ def test_repeat_audit_counts_distinct_outputs(models):
         assert v["status"] == "ok" and v["runs"] == 3 and v["distinct_outputs"] >= 1  # 2 sessions, 1 rerun
         assert v["invariant"] == (v["distinct_outputs"] == 1 and v["first_varying"] is None)
     assert result.to_dict()["audit"] == "repeat"
+
+
+# -- advice ----------------------------------------------------------------------------------------------------------
+
+def _sweep_report(classes, pair_abs, deviations, latencies):
+    """A report of a sweep against the float64 oracle with the given classes of final outputs, pairwise max abs
+    between them, each variant's max abs from the oracle and its median latency."""
+    from comparator.result import Report, TensorReport, VariantReport
+
+    names = list(deviations)
+    ref = "ref:dtype=float64"
+    out = TensorReport("y", "Gemm", "gemm", 0, [1, 4], "float32", True)
+    for n, dev in deviations.items():
+        out.metrics[n] = {"max_abs": dev, "max_ulp": int(dev * 1e8), "bit_identical": dev == 0}
+    variants = [VariantReport(ref, "ref", {"dtype": "float64"}, "ok")] + [
+        VariantReport(n, n.split(":")[0], {}, "ok", timings={"latency": {"runs": 5, "median_s": latencies[n]}})
+        for n in names]
+    everyone = [ref] + names
+    absd = [[0.0 if a == b else pair_abs.get(frozenset((a, b)), 1.0) for b in everyone] for a in everyone]
+    ulp = [[0 if a == b else int(x * 1e8) for b, x in zip(everyone, row)] for a, row in zip(everyone, absd)]
+    return Report(model={"path": "m.onnx", "sha256": "0" * 64, "opsets": {}, "notes": []}, reference=ref,
+                  tolerance={"atol": 1e-5, "rtol": 1e-5, "max_ulp": None}, variants=variants, tensors=[out],
+                  equivalence_classes=[[ref]] + classes,
+                  pairwise={"variants": everyone, "max_ulp": ulp, "max_abs": absd})
+
+
+def test_advice_on_a_sweep_with_known_classes_returns_the_known_answer():
+    from comparator.audit.advise import _advice, _targets
+    from comparator.variant import Variant
+
+    sweep = [Variant.parse(s) for s in ("ort", "ort:opt=disable", "torch", "torch:threads=1")]
+    report = _sweep_report(
+        classes=[["ort:opt=disable", "torch:threads=1"], ["ort"], ["torch"]],
+        pair_abs={frozenset(("ort", "torch")): 2e-7},
+        deviations={"ort": 3e-7, "ort:opt=disable": 1e-7, "torch": 2e-7, "torch:threads=1": 1e-7},
+        latencies={"ort": 1.0, "ort:opt=disable": 2.0, "torch": 1.5, "torch:threads=1": 3.0})
+    advice = _advice(report, sweep, _targets(sweep, None), None, None)
+    best = advice.choices[0]
+    assert best["variants"] == ["ort:opt=disable", "torch:threads=1"] and best["agreement"] == "bit-identical"
+    assert best["latency_ratio"] == 2.0  # torch:threads=1 is 2x torch's default, ort:opt=disable 2x ort's
+    assert [c["agrees"] for c in advice.choices].count(True) == 1 and advice.exit_code == 0
+    assert {(k["backend"], k["knob"], k["splits"], k["pairs"]) for k in advice.knobs} == {
+        ("ort", "opt", 1, 1), ("torch", "threads", 1, 1)}
+    # With a tolerance the defaults agree too (2e-7 apart), and rank after the bit-identical choice.
+    lenient = _advice(report, sweep, _targets(sweep, None), 5e-7, None)
+    assert [c["agreement"] for c in lenient.choices[:2]] == ["bit-identical", "within tolerance"]
+    assert lenient.choices[1]["variants"] == ["ort", "torch"]
+    # Nothing agrees without the disabled optimisations: the advice says so and exits 1.
+    narrow = [v for v in sweep if str(v) != "ort:opt=disable"]
+    none = _advice(report, narrow, _targets(narrow, None), None, None)
+    assert not any(c["agrees"] for c in none.choices) and none.exit_code == 1
+    assert any(line.startswith("no setting that ran makes ort, torch agree") for line in none.lines())
+
+
+def test_advise_runs_a_sweep_against_the_oracle_and_recommends_only_what_ran(models, tmp_path):
+    out = tmp_path / "advice.json"
+    code, text, err = run_cli("advise", models.digits, "-b", "ort:opt=disable|all", "--time", "2", "--inputs",
+                              models.digits_npz, "--json", out)
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    ran = {s["variant"] for s in data["settings"] if s["status"] == "ok"}
+    assert ran == {"ort:opt=disable", "ort:opt=all"} and data["targets"] == ["ort"]
+    assert all(set(c["variants"]) <= ran for c in data["choices"])
+    assert all(s["latency_s"] > 0 and s["oracle_max_abs"] is not None for s in data["settings"])
+    assert "recommended: ort:opt=" in text and "float64 executions (ref and torch) agree" in text
+    code, _, err = run_cli("advise", models.digits, "-b", "ort", "--target", "torch")
+    assert code == 2
+    assert_clean_error(err, "--target torch: no variant of the sweep matches it")

@@ -127,3 +127,46 @@ def repeat(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | N
         result = audit_repeat(model, parse_list(backends), inputs, runs=runs, shapes=parse_shapes(shape), seed=seed,
                               tap_spec=tap, timeout=timeout_s, jobs=jobs, events=events)
     _finish(result, json_out)
+
+
+@app.command("advise")
+def advise(model: Path = MODEL,
+           backends: list[str] = typer.Option(..., "--backends", "-b", help="the sweep: settings to try, e.g. "
+                                              "'ort:opt=disable|all:threads=1|2,torch:threads=1|2'"),
+           target: list[str] = typer.Option([], "--target", help="what must agree: backends or variants, comma "
+                                            "separated (default: every swept backend)"),
+           atol: float | None = typer.Option(None, help="also count as agreeing final outputs within this "
+                                                        "absolute difference"),
+           max_ulp: int | None = typer.Option(None, "--max-ulp", help="also count as agreeing final outputs "
+                                                                     "within this many ULPs"),
+           time: int = typer.Option(5, "--time", help="latency: a warm-up, then the median of N runs"),
+           top: int = typer.Option(10, "--top", help="rows of the ranked table"),
+           inputs: Path | None = INPUTS, shape: list[str] = SHAPE, seed: int = SEED, timeout: float = TIMEOUT,
+           json_out: Path | None = JSON) -> None:
+    """Which of the swept settings make the targets agree (one class of bit-identical outputs, or within a
+    tolerance), how far each is from the float64 oracle, and at what latency. Only settings that ran are
+    recommended."""
+    from .. import api
+    from ..audit.advise import advise as run_advice
+    from ..errors import UsageError
+    from ..graph.inputs import parse_shapes
+    from . import outputs
+
+    _guard(json_out, inputs, model)
+    if top < 1:
+        raise UsageError(f"--top {top}: give 1 or more rows")
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, time=time)
+    targets = [t for item in target for t in item.split(",") if t.strip()] or None
+    with _events() as events:
+        result = run_advice(model, backends, targets, inputs, atol=atol, max_ulp=max_ulp, time=time,
+                            shapes=parse_shapes(shape), seed=seed, timeout=timeout_s, events=events)
+    out = outputs.console(outputs.takes_stdout(json_out))
+    for line in result.lines(top):
+        plain(out, line)
+    if json_out is not None:
+        from ..fileio import write_json
+
+        write_json(json_out, result.to_dict())
+        if not outputs.takes_stdout(json_out):
+            plain(out, f"JSON: {json_out}")
+    sys.exit(result.exit_code)

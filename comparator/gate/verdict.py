@@ -115,6 +115,7 @@ class GateResult:
 
 
 def verdict_lines(name: str, v: dict[str, Any]) -> list[str]:
+    """One gated variant's verdict as text: its status, each finding, label agreement and its worst tensor."""
     out = [f"{name}: {v['status'].upper()}" + ("" if v["required"] else " (not required)")]
     out.extend(f"  {f['message']}" for f in v["findings"])
     for output, info in v.get("labels", {}).items():
