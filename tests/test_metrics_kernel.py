@@ -134,3 +134,16 @@ def test_identical_fast_path_with_specials(dt):
         a, b = _fused(ref, ref.copy(), tol, 1 << 15), _numpy(ref, ref.copy(), tol, 1 << 15)
         _same(a, b)
         assert a["bit_identical"] and a["violations"] == 0
+
+
+def test_read_only_arrays_take_the_kernel_too(tmp_path):
+    """Memory-mapped files opened read-only (np.load(mmap_mode="r")) give the same figures as arrays in memory."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(1 << 19).astype(np.float32)
+    got = (ref * (1 + 1e-6 * rng.standard_normal(ref.size))).astype(np.float32)
+    np.save(tmp_path / "a.npy", ref)
+    np.save(tmp_path / "b.npy", got)
+    a, b = np.load(tmp_path / "a.npy", mmap_mode="r"), np.load(tmp_path / "b.npy", mmap_mode="r")
+    assert not a.flags.writeable
+    _same(compare(a, b), compare(ref, got))
+    _same(compare(a, a), compare(ref, ref.copy()))

@@ -232,7 +232,9 @@ class Accumulator:
             self._fused = False
             return False
         t = self.tolerance
-        ref, got = np.ascontiguousarray(ref), np.ascontiguousarray(got)
+        # The compiled signatures take writable arrays: a read-only chunk (a memory-mapped file opened "r") is
+        # copied, one chunk at a time.
+        ref, got = (np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C") for x in (ref, got))
         if ref.dtype == got.dtype and t.atol >= 0 and t.rtol >= 0 and kernel.same_bits(ref, got):
             kernel.run_identical(ref, self._small, self._fsum, self._counts)
             return True
