@@ -242,6 +242,41 @@ def diff(
 
 
 @app.command()
+def matrix(
+    bundles: list[Path] = typer.Argument(..., help="two or more .icmp bundles of one model and one set of inputs, "
+                                                   "or folders of them"),
+    atol: float = typer.Option(1e-5, help="absolute tolerance on final outputs (against the first run)"),
+    rtol: float = typer.Option(1e-5, help="relative tolerance on final outputs (against the first run)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the matrix as JSON here (- for stdout)"),
+    html_out: Path | None = typer.Option(None, "--html", help="write the report with the heat map and the "
+                                                              "dendrogram here"),
+) -> None:
+    """Compare any number of bundles captured on different machines: classes of bit-identical final outputs
+    with each machine's fingerprint and what sets each class apart, the pairwise max ULP matrix, and the first
+    tensor where each two runs differ."""
+    from .. import api
+    from ..gate.matrix import bundle_paths, matrix as build
+    from ..measure.metrics import Tolerance
+    from . import outputs
+
+    files = bundle_paths(bundles)
+    outputs.guard({"--json": json_out, "--html": html_out}, {"a bundle": files})
+    result = build(files, api.check_tolerance(Tolerance(atol, rtol, None)))
+    out = _console(outputs.takes_stdout(json_out, html_out))
+    for line in result.lines(out.width):
+        plain(out, line)
+    if json_out is not None:
+        from ..fileio import write_json
+
+        write_json(json_out, result.to_dict())
+        if not outputs.takes_stdout(json_out):
+            plain(out, f"JSON: {json_out}")
+    if html_out is not None:
+        outputs.write_reports(out, result.report, {"--html": html_out})
+    _exit(result.exit_code)
+
+
+@app.command()
 def check(
     model: Path = typer.Argument(..., help="the model to release (.onnx)"),
     baseline: Path | None = typer.Option(None, "--baseline", help="bundle captured from the released model"),

@@ -417,7 +417,32 @@ def _dendrogram(report: Report, colors: dict[str, int]) -> str:
         return x, (ly + ry) / 2
 
     draw(tree)
-    return "".join(out) + "</svg>"
+    return "".join(out) + "</svg>" + _heatmap(report, [names[leaf] for leaf in _leaves(tree)], top_dec)
+
+
+def _heatmap(report: Report, order: list[str], top_dec: int) -> str:
+    """The pairwise max ULP and max abs between final outputs as a grid in the dendrogram's order, each cell
+    shaded by log10(max ULP + 1) (white: bit-identical; hatched: not comparable)."""
+    pw = report.pairwise
+    index = {n: i for i, n in enumerate(pw["variants"])}
+    label = {n: f"v{k + 1}" for k, n in enumerate(order)}
+    rows = []
+    for a in order:
+        cells = []
+        for b in order:
+            u = pw["max_ulp"][index[a]][index[b]]
+            d = pw["max_abs"][index[a]][index[b]] if pw.get("max_abs") else None
+            if u is None:
+                cells.append('<td class="na" title="not comparable">-</td>')
+                continue
+            shade = min(1.0, math.log10(u + 1) / top_dec) if top_dec else 0.0
+            tip = f"{a} vs {b}: max ULP {u:,}" + ("" if d is None else f", max abs {d:.3g}")
+            cells.append(f'<td style="background:rgba(225,87,89,{shade:.2f})" title="{esc(tip)}">'
+                         f'{esc(_num(u))}</td>')
+        rows.append(f'<tr><th title="{esc(a)}">{label[a]} {esc(a)}</th>' + "".join(cells) + "</tr>")
+    head = "<tr><th></th>" + "".join(f'<th title="{esc(n)}">{label[n]}</th>' for n in order) + "</tr>"
+    return ('<p class="muted">Max ULP between every two variants\' final outputs (darker: further apart; hover for '
+            f'max abs).</p><table id="heatmap" class="grid">{head}{"".join(rows)}</table>')
 
 
 def _findings(report: Report) -> str:
