@@ -126,7 +126,7 @@ def matrix(paths: Sequence[str | Path], tolerance: Tolerance | None = None) -> M
     report = diff(files, tolerance)
     labels = {v.name: v.name.rsplit("@", 1) for v in report.variants}
     by_label = dict(zip(bundle_labels(files), map(str, files)))
-    runs = []
+    runs: list[dict[str, Any]] = []
     klass = {n: k for k, members in enumerate(report.equivalence_classes) for n in members}
     for v in report.variants:
         env = v.provenance.get("environment", {})
@@ -141,7 +141,7 @@ def matrix(paths: Sequence[str | Path], tolerance: Tolerance | None = None) -> M
         mine = [r for r in runs if r["name"] in members]
         others = [r for r in runs if r["name"] not in members and r["status"] == "ok"]
         classes.append({"members": list(members), "distinct": distinct(mine, others)})
-    first: dict[str, dict[str, str | None]] = {r["name"]: {} for r in runs if r["status"] == "ok"}
+    first: dict[str, dict[str, str | None]] = {str(r["name"]): {} for r in runs if r["status"] == "ok"}
     for a in first:
         for b in first:
             if a == b:
