@@ -31,7 +31,7 @@ MASKS = [
     (re.compile(r"\bin \d+(?:\.\d+)?s\b"), "in <secs>"),
     (re.compile(r"\s+"), " "),
 ]
-SKIP = re.compile(r"^(machine|software|variant |\s+ISA |\s+GPU )|[┏┃┡│└━]")
+SKIP = re.compile(r"^(machine|software|variant |\s+ISA |\s+GPU )|[┏┃┡│└━]|ISA features, GPU ")
 
 
 @dataclass

@@ -53,8 +53,8 @@ class Matrix:
         names = self.report.pairwise.get("variants", [])
         if len(names) > 1:
             label = {n: f"r{i + 1}" for i, n in enumerate(names)}
-            out += ["", "max ULP between final outputs (" + ", ".join(f"{v} = {k}" for k, v in
-                                                                    ((label[n], n) for n in names)) + ")"]
+            out += ["", "max ULP between final outputs, run by run:"]
+            out += [f"  {label[n]} = {n}" for n in names]
             cell = max(6, max(len(_ulp(u)) for row in self.report.pairwise["max_ulp"] for u in row) + 1)
             out.append(" " * 4 + "".join(f"{label[n]:>{cell}}" for n in names))
             for n, row in zip(names, self.report.pairwise["max_ulp"]):
