@@ -4,6 +4,7 @@ and the thread and repeat audits report per variant."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -143,7 +144,8 @@ def _sweep_report(classes, pair_abs, deviations, latencies):
     ref = "ref:dtype=float64"
     out = TensorReport("y", "Gemm", "gemm", 0, [1, 4], "float32", True)
     for n, dev in deviations.items():
-        out.metrics[n] = {"max_abs": dev, "max_ulp": int(dev * 1e8), "bit_identical": dev == 0}
+        out.metrics[n] = {"max_abs": dev, "max_ulp": int(dev * 1e8), "bit_identical": dev == 0,
+                          "snr_db": -20 * math.log10(dev)}
     variants = [VariantReport(ref, "ref", {"dtype": "float64"}, "ok")] + [
         VariantReport(n, n.split(":")[0], {}, "ok", timings={"latency": {"runs": 5, "median_s": latencies[n]}})
         for n in names]

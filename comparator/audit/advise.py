@@ -5,9 +5,10 @@ The sweep runs once, with the self-checking float64 oracle as the reference and 
 timed. A target is a backend (or a variant whose options are fixed); its candidate settings are the sweep's
 variants of it. A choice is one candidate per target: it agrees when all of them give bit-identical final
 outputs (one class), or, with a tolerance, when every two are within it. Choices are ranked: agreeing ones
-first (bit-identical before within tolerance), then by their largest deviation from the oracle, then by their
-latency against each target's default setting. Only settings that ran are ever recommended. The knob that
-matters most is the one whose change alone most often splits the classes.
+first (bit-identical before within tolerance), then by their accuracy against the oracle (the worst final output's
+SNR, in steps of 20 dB: a tenfold relative error), then by their latency against each target's default
+setting. Only settings that ran are ever recommended. The knob that matters most is the one whose change alone
+most often splits the classes.
 """
 from __future__ import annotations
 
@@ -64,11 +65,12 @@ class Advice:
                        "deviations from the oracle are uncertain there")
         else:
             out.append("  the two float64 executions (ref and torch) agree on the final outputs")
-        head = f"{'rank':>4}  {'agrees':<16} {'max abs vs oracle':>17} {'latency':>9}  setting"
+        head = f"{'rank':>4}  {'agrees':<16} {'SNR vs oracle':>13} {'max abs':>9} {'latency':>9}  setting"
         out += ["", head]
         for rank, c in enumerate(self.choices[:top], 1):
             lat = "-" if c["latency_ratio"] is None else f"{c['latency_ratio']:.2f}x"
-            out.append(f"{rank:>4}  {c['agreement']:<16} {_num(c['oracle_max_abs']):>17} {lat:>9}  "
+            out.append(f"{rank:>4}  {c['agreement']:<16} {_db(c['oracle_snr_db']):>13} {_num(c['oracle_max_abs']):>9} "
+                       f"{lat:>9}  "
                        + " + ".join(c["variants"]))
         if len(self.choices) > top:
             out.append(f"      ... {len(self.choices) - top} more (in the JSON)")
@@ -79,8 +81,9 @@ class Advice:
                        "allow a tolerance")
         else:
             lat = "" if best["latency_ratio"] is None else f", {best['latency_ratio']:.2f}x the default's latency"
-            out.append(f"recommended: {' + '.join(best['variants'])} ({best['agreement']}, max abs "
-                       f"{_num(best['oracle_max_abs'])} from the oracle{lat})")
+            out.append(f"recommended: {' + '.join(best['variants'])} ({best['agreement']}, SNR "
+                       f"{_db(best['oracle_snr_db'])} dB and max abs {_num(best['oracle_max_abs'])} against the "
+                       f"oracle{lat})")
         splitting = [k for k in self.knobs if k["splits"]]
         if splitting:
             k = splitting[0]
@@ -95,6 +98,10 @@ def _num(x: Any) -> str:
     if x is None:
         return "-"
     return "0" if x == 0 else f"{x:.3g}"
+
+
+def _db(x: Any) -> str:
+    return "-" if x is None else "inf" if x == math.inf else f"{x:.1f}"
 
 
 def _tol_text(tol: dict[str, Any]) -> str:
@@ -156,6 +163,11 @@ def _advice(report: Report, chosen: Sequence[Variant], candidates: dict[str, lis
     pair = report.pairwise
     index = {n: i for i, n in enumerate(pair.get("variants", []))}
 
+    def snr(name: str) -> float | None:
+        found = [float(t.metrics[name]["snr_db"]) for t in report.tensors if t.is_output and name in t.metrics
+                 and t.metrics[name].get("snr_db") is not None and "error" not in t.metrics[name]]
+        return min(found) if found else None
+
     def deviation(name: str) -> float | None:
         found = [float(t.metrics[name]["max_abs"]) for t in report.tensors if t.is_output and name in t.metrics
                  and t.metrics[name].get("max_abs") is not None and "error" not in t.metrics[name]]
@@ -169,6 +181,7 @@ def _advice(report: Report, chosen: Sequence[Variant], candidates: dict[str, lis
         lat = report.latency(str(v))
         settings.append({"variant": str(v), "status": runs[str(v)].status if str(v) in runs else "missing",
                          "class": klass.get(str(v)), "oracle_max_abs": deviation(str(v)),
+                         "oracle_snr_db": snr(str(v)),
                          "latency_s": None if lat is None else lat["median_s"]})
 
     def within(a: str, b: str) -> bool:
@@ -190,6 +203,7 @@ def _advice(report: Report, chosen: Sequence[Variant], candidates: dict[str, lis
         if len(names) == 1:  # one target: nothing to agree with; its class says which settings it shares
             label = f"class {klass[names[0]] + 1}" if names[0] in klass else "-"
         devs = [deviation(n) for n in names]
+        snrs = [snr(n) for n in names]
         ratios = []
         for target, n in zip(candidates, names):
             lat, base = report.latency(n), defaults[target]
@@ -198,14 +212,23 @@ def _advice(report: Report, chosen: Sequence[Variant], candidates: dict[str, lis
         choices.append({"variants": names, "agrees": close,
                         "agreement": label,
                         "oracle_max_abs": max((d for d in devs if d is not None), default=None),
+                        "oracle_snr_db": min((x for x in snrs if x is not None), default=None),
                         "latency_ratio": max(ratios) if len(ratios) == len(names) else None})
-    choices.sort(key=lambda c: (0 if c["agreement"] == "bit-identical" else 1 if c["agrees"] else 2,
-                                math.inf if c["oracle_max_abs"] is None else c["oracle_max_abs"],
-                                math.inf if c["latency_ratio"] is None else c["latency_ratio"]))
+    choices.sort(key=_rank)
     outputs = {t.name for t in report.tensors if t.is_output}
     doubts = sum(1 for d in report.oracle.get("disagreements", []) if d.get("tensor") in outputs)
     return Advice(dict(report.model), list(candidates), {"atol": atol, "max_ulp": max_ulp}, settings, choices,
                   _knobs(chosen, klass, failed), failed, doubts)
+
+
+def _rank(choice: dict[str, Any]) -> tuple[Any, ...]:
+    """Bit-identical before within tolerance before disagreeing; then accuracy against the oracle in steps of
+    20 dB of the worst output's SNR (a tenfold relative error), all above 140 dB (float32 rounding) counting as one;
+    then latency; then the exact SNR."""
+    snr, lat = choice["oracle_snr_db"], choice["latency_ratio"]
+    tier = 0 if choice["agreement"] == "bit-identical" else 1 if choice["agrees"] else 2
+    step = -math.inf if snr is None else min(math.floor(snr / 20), 7)
+    return (tier, -step, math.inf if lat is None else lat, -math.inf if snr is None else -snr)
 
 
 def _default_of(variants: Sequence[Variant]) -> Variant | None:
