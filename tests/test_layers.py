@@ -19,7 +19,7 @@ FLOORS = [
     {"report"},  # views of a Report: import no compute module
     {"api", "arguments"},  # compare(): graph -> run -> measure; the checks of its arguments
     {"gate", "audit"},  # bundles, policies, verdicts over api's results; invariance audits
-    {"testing"},  # pytest helpers over the gate
+    {"testing", "fleet"},  # pytest helpers over the gate; fleet runs: bundles captured on Ray nodes, their matrix
     {"cli", "worker", "__init__"},  # entry points
 ]
 

@@ -11,7 +11,7 @@ from typing import NoReturn
 import typer
 
 from ..errors import InfercmpError
-from . import audit, cache, compare, conformance, gate  # noqa: F401  (each registers its commands on `app`)
+from . import audit, cache, compare, conformance, fleet, gate  # noqa: F401  (each registers its commands on `app`)
 from .app import _click_exceptions, _err, app, os_error_lines
 
 __all__ = ["app", "main"]

@@ -103,5 +103,5 @@ def _click_exceptions() -> Any:
     try:
         from typer._click import exceptions
     except ImportError:
-        import click.exceptions as exceptions  # type: ignore[import-not-found, no-redef]
+        import click.exceptions as exceptions  # type: ignore[import-not-found, no-redef, unused-ignore]
     return exceptions

@@ -95,6 +95,7 @@ def features(run: dict[str, Any]) -> set[str]:
     found |= {f"cpu {m['cpu']}"} if m.get("cpu") else set()
     found |= {f"gpu {g}" for g in m.get("gpus") or []}
     found |= {f"{k} {v}" for k, v in (m.get("packages") or {}).items() if k != "infercmp"}
+    found |= {f"label {k}={v}" for k, v in (m.get("labels") or {}).items() if not k.startswith("ray.io/")}
     found.add(f"variant {run['variant']}")
     return found
 
@@ -108,7 +109,17 @@ def distinct(members: list[dict[str, Any]], others: list[dict[str, Any]]) -> lis
     theirs = [features(r) for r in others]
     shared, common = set.intersection(*mine), set.intersection(*theirs)
     has = sorted(f for f in shared if not any(f in t for t in theirs))
-    lacks = sorted(f"without {f}" for f in common if not any(f in m for m in mine) and not f.startswith("variant "))
+    packages = {f.split(" ", 1)[0] for m in mine for f in m if f.count(" ") == 1 and not f.startswith(
+        ("cpu ", "gpu ", "label ", "variant "))}
+
+    def absent(f: str) -> bool:  # a package version is missing only where the members have another version
+        if f.startswith("variant "):
+            return False
+        if " " in f and not f.startswith(("cpu ", "gpu ", "label ")):
+            return f.split(" ", 1)[0] in packages
+        return True
+
+    lacks = sorted(f"without {f}" for f in common if not any(f in m for m in mine) and absent(f))
 
     def rank(f: str) -> tuple[int, str]:
         bare = f.removeprefix("without ")
@@ -124,8 +135,13 @@ def matrix(paths: Sequence[str | Path], tolerance: Tolerance | None = None) -> M
 
     files = bundle_paths(paths)
     report = diff(files, tolerance)
-    labels = {v.name: v.name.rsplit("@", 1) for v in report.variants}
     by_label = dict(zip(bundle_labels(files), map(str, files)))
+    # A run is named VARIANT@LABEL; a label may hold "@" itself (a file named so): the longest label that ends
+    # the name is its bundle's.
+    labels = {}
+    for v in report.variants:
+        label = max((b for b in by_label if v.name.endswith("@" + b)), key=len, default=v.name.rsplit("@", 1)[-1])
+        labels[v.name] = (v.name[:-len(label) - 1], label)
     runs: list[dict[str, Any]] = []
     klass = {n: k for k, members in enumerate(report.equivalence_classes) for n in members}
     for v in report.variants:
@@ -135,7 +151,9 @@ def matrix(paths: Sequence[str | Path], tolerance: Tolerance | None = None) -> M
                      "class": klass.get(v.name),
                      "machine": {"host": env.get("host"), "cpu": env.get("cpu"), "cpu_flags": env.get("cpu_flags"),
                                  "gpus": [f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", [])],
-                                 "packages": env.get("packages", {}), "captured": v.provenance.get("captured")}})
+                                 "packages": env.get("packages", {}), "captured": v.provenance.get("captured"),
+                                 "labels": (v.provenance.get("ray") or {}).get("labels", {}),
+                                 "node_id": (v.provenance.get("ray") or {}).get("node_id")}})
     classes = []
     for members in report.equivalence_classes:
         mine = [r for r in runs if r["name"] in members]

@@ -1,0 +1,56 @@
+"""`infercmp fleet MODEL -b VARIANT@LABEL=VALUE,... --cluster ADDRESS -o FOLDER`: one bundle per variant and node of
+a Ray cluster, then their matrix. Exit codes: 0 every bundle within tolerance of the first, 1 beyond it, 2 usage
+or bad input, 3 a task brought no bundle back (unplaced, failed, node died, timed out)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .app import app, plain
+
+
+@app.command()
+def fleet(
+    model: Path = typer.Argument(..., help="the .onnx model"),
+    backends: list[str] = typer.Option(..., "--backends", "-b", help="variants and where they run: "
+                                       "VARIANT@LABEL=VALUE (one matching node), VARIANT@all-nodes[@LABEL=VALUE] "
+                                       "(every matching node), comma separated"),
+    cluster: str = typer.Option(..., "--cluster", help="the Ray cluster's address, e.g. 127.0.0.1:6379"),
+    out: Path = typer.Option(..., "--out", "-o", help="a new or empty folder for the bundles that come back"),
+    inputs: Path | None = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
+    shape: list[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
+    seed: int = typer.Option(0, help="seed of the random feeds"),
+    tap: str = typer.Option("outputs", help="outputs | all | names or globs (all: the matrix names the first "
+                                            "tensor where two machines differ)"),
+    timeout: float = typer.Option(600.0, help="seconds before a task's worker is killed"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the tasks and the matrix as JSON here"),
+    html_out: Path | None = typer.Option(None, "--html", help="write the matrix's report (heat map, dendrogram)"),
+) -> None:
+    """Run each variant as a Ray task on the nodes its label selector picks; each captures a bundle there (the
+    model and feeds travel through Ray), and the bundles' matrix says which machines agree."""
+    from .. import api
+    from ..fleet.cluster import fleet as run_fleet
+    from ..graph.inputs import parse_shapes
+    from . import outputs
+
+    outputs.guard({"--json": json_out, "--html": html_out}, {"--inputs": inputs}, {"the model": model})
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed)
+    err = outputs.console(to_stderr=True)
+    result = run_fleet(model, backends, cluster, out, inputs, shapes=parse_shapes(shape), seed=seed, tap_spec=tap,
+                       timeout=timeout_s,
+                       on_task=lambda t: plain(err, f"infercmp: {t.placement.variant}: {t.status}"
+                                               + (f" on node {t.node[:12]}" if t.node else "")))
+    con = outputs.console(outputs.takes_stdout(json_out))
+    for line in result.lines(con.width):
+        plain(con, line)
+    if json_out is not None:
+        from ..fileio import write_json
+
+        write_json(json_out, result.to_dict())
+        if not outputs.takes_stdout(json_out):
+            plain(con, f"JSON: {json_out}")
+    if html_out is not None and result.matrix is not None:
+        outputs.write_reports(con, result.matrix.report, {"--html": html_out})
+    sys.exit(result.exit_code)

@@ -1,0 +1,1 @@
+"""Fleet runs: the same comparison on several machines of a Ray cluster, scheduled by node labels."""
