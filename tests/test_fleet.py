@@ -1,6 +1,8 @@
 """Fleet runs on a real local Ray cluster: a head and two worker nodes on the loopback, one CPU each, told apart
-by labels. Label selectors put each variant on its node, `all-nodes` runs on every node, a selector that matches
-nothing and a node killed during its run are reported per task while the others finish."""
+by labels. Every node binds 127.0.0.2: Ray replaces 127.0.0.1 by the machine's outward address
+(ray._private.services.resolve_ip_for_localhost), and any other 127.x address keeps the traffic on the loopback.
+Label selectors put each variant on its node, `all-nodes` runs on every node, a selector that matches nothing and a
+node killed during its run are reported per task while the others finish; the cluster is stopped node by node."""
 from __future__ import annotations
 
 import json
@@ -21,17 +23,18 @@ from test_bundle import run_cli
 
 ray = pytest.importorskip("ray", reason="fleet runs need Ray: pip install 'infercmp[ray]'")
 RAY = Path(sys.executable).parent / "ray"
+LOOPBACK = "127.0.0.2"
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
 
 
 def _node(args: list[str]) -> subprocess.Popen[bytes]:
     """A Ray node in its own process group, so that killing the group kills the node."""
-    return subprocess.Popen([str(RAY), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+    return subprocess.Popen([str(RAY), "start", "--block", "--node-ip-address", LOOPBACK, "--num-cpus", "1",
                              "--disable-usage-stats", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -57,18 +60,22 @@ def _wait_for(address: str, count: int, timeout: float = 90) -> list[dict]:
     raise AssertionError(f"the local Ray cluster did not reach {count} nodes")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], crash: bool = False) -> None:
+    """Stop one node: SIGTERM lets `ray start --block` stop its processes; `crash` kills the whole group at once."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL if crash else signal.SIGTERM)
+        proc.wait(timeout=60)
     except ProcessLookupError:
         pass
-    proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def cluster():
     port = _free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"{LOOPBACK}:{port}"
     head = _node(["--head", "--port", str(port), "--include-dashboard=false", "--labels", "role=head"])
     workers = []
     try:
@@ -78,8 +85,14 @@ def cluster():
             nodes = _wait_for(address, 2 + k)
         yield {"address": address, "nodes": {n["NodeID"]: n["Labels"] for n in nodes}}
     finally:
+        for proc in workers + [head]:  # this cluster only: each node drains and stops at once
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for proc in workers + [head]:
             _stop(proc)
+    assert all(p.poll() is not None for p in workers + [head])
 
 
 def test_label_selectors_place_each_variant_on_its_node(models, cluster, tmp_path):
@@ -133,7 +146,7 @@ def test_a_node_killed_during_its_run_fails_its_variant_and_the_others_finish(mo
                 break
             time.sleep(0.1)
         assert requests, "the task on the doomed node never started"
-        _stop(doomed)
+        _stop(doomed, crash=True)
         thread.join(timeout=240)
         assert not thread.is_alive()
     finally:
@@ -146,7 +159,7 @@ def test_a_node_killed_during_its_run_fails_its_variant_and_the_others_finish(mo
 
 
 def test_a_bad_address_and_a_missing_ray_are_one_line_errors(models, tmp_path):
-    code, _, err = run_cli("fleet", models.cnn, "-b", "ort", "--cluster", f"127.0.0.1:{_free_port()}", "-o",
+    code, _, err = run_cli("fleet", models.cnn, "-b", "ort", "--cluster", f"{LOOPBACK}:{_free_port()}", "-o",
                            tmp_path / "x")
     assert code == 2
     assert_clean_error(err, "cannot reach a Ray cluster")
