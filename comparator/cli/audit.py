@@ -39,19 +39,29 @@ def _ints(text: str, flag: str) -> list[int]:
         raise UsageError(f"{flag} {text!r}: give comma-separated integers", f"e.g. {flag} 1,2,4") from None
 
 
-def _finish(result: Any, json_out: Path | None) -> None:
+def _finish(result: Any, json_out: Path | None, *args: Any) -> None:
     from . import outputs
 
     out = outputs.console(outputs.takes_stdout(json_out))
-    for line in result.lines():
+    for line in result.lines(*args):
         plain(out, line)
-    if json_out is not None:
-        from ..fileio import write_json
-
-        write_json(json_out, result.to_dict())
-        if not outputs.takes_stdout(json_out):
-            plain(out, f"JSON: {json_out}")
+    outputs.write_json_result(out, json_out, result.to_dict())
     sys.exit(result.exit_code)
+
+
+def _audit(run: Any, model: Path, backends: list[str], inputs: Path | None, shape: list[str], seed: int, tap: str,
+           timeout: float, jobs: int, json_out: Path | None, **extra: Any) -> None:
+    """Check the arguments, run one audit with progress on stderr, print it and write its JSON."""
+    from .. import api
+    from ..graph.inputs import parse_shapes
+    from ..variant import parse_list
+
+    _guard(json_out, inputs, model)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
+    with _events() as events:
+        result = run(model, parse_list(backends), inputs, shapes=parse_shapes(shape), seed=seed, tap_spec=tap,
+                     timeout=timeout_s, jobs=jobs, events=events, **extra)
+    _finish(result, json_out)
 
 
 def _events() -> Any:
@@ -75,18 +85,10 @@ def batch(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | No
           json_out: Path | None = JSON) -> None:
     """Run one sample alone and inside batches of several sizes, positions and neighbours: is each variant
     batch-invariant, and from which layer does the sample's value depend on its batch?"""
-    from .. import api
     from ..audit.batch import audit_batch
-    from ..graph.inputs import parse_shapes
-    from ..variant import parse_list
 
-    _guard(json_out, inputs, model)
-    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
-    with _events() as events:
-        result = audit_batch(model, parse_list(backends), inputs, sizes=_ints(sizes, "--sizes"),
-                             shapes=parse_shapes(shape), seed=seed, tap_spec=tap, timeout=timeout_s, jobs=jobs,
-                             events=events)
-    _finish(result, json_out)
+    _audit(audit_batch, model, backends, inputs, shape, seed, tap, timeout, jobs, json_out,
+           sizes=_ints(sizes, "--sizes"))
 
 
 @audit_app.command("threads")
@@ -96,18 +98,10 @@ def threads(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | 
             shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
             json_out: Path | None = JSON) -> None:
     """Run each variant at several intra-op thread counts: is it thread-invariant, and where does it diverge?"""
-    from .. import api
     from ..audit.knobs import audit_threads
-    from ..graph.inputs import parse_shapes
-    from ..variant import parse_list
 
-    _guard(json_out, inputs, model)
-    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
-    with _events() as events:
-        result = audit_threads(model, parse_list(backends), inputs, threads=_ints(counts, "--threads"),
-                               shapes=parse_shapes(shape), seed=seed, tap_spec=tap, timeout=timeout_s, jobs=jobs,
-                               events=events)
-    _finish(result, json_out)
+    _audit(audit_threads, model, backends, inputs, shape, seed, tap, timeout, jobs, json_out,
+           threads=_ints(counts, "--threads"))
 
 
 @audit_app.command("repeat")
@@ -116,17 +110,9 @@ def repeat(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | N
            shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
            json_out: Path | None = JSON) -> None:
     """Run each variant in several fresh sessions: does it give the same numbers every time?"""
-    from .. import api
     from ..audit.knobs import audit_repeat
-    from ..graph.inputs import parse_shapes
-    from ..variant import parse_list
 
-    _guard(json_out, inputs, model)
-    timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
-    with _events() as events:
-        result = audit_repeat(model, parse_list(backends), inputs, runs=runs, shapes=parse_shapes(shape), seed=seed,
-                              tap_spec=tap, timeout=timeout_s, jobs=jobs, events=events)
-    _finish(result, json_out)
+    _audit(audit_repeat, model, backends, inputs, shape, seed, tap, timeout, jobs, json_out, runs=runs)
 
 
 @app.command("advise")
@@ -150,7 +136,6 @@ def advise(model: Path = MODEL,
     from ..audit.advise import advise as run_advice
     from ..errors import UsageError
     from ..graph.inputs import parse_shapes
-    from . import outputs
 
     _guard(json_out, inputs, model)
     if top < 1:
@@ -160,13 +145,4 @@ def advise(model: Path = MODEL,
     with _events() as events:
         result = run_advice(model, backends, targets, inputs, atol=atol, max_ulp=max_ulp, time=time,
                             shapes=parse_shapes(shape), seed=seed, timeout=timeout_s, events=events)
-    out = outputs.console(outputs.takes_stdout(json_out))
-    for line in result.lines(top):
-        plain(out, line)
-    if json_out is not None:
-        from ..fileio import write_json
-
-        write_json(json_out, result.to_dict())
-        if not outputs.takes_stdout(json_out):
-            plain(out, f"JSON: {json_out}")
-    sys.exit(result.exit_code)
+    _finish(result, json_out, top)

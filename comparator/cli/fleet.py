@@ -45,12 +45,7 @@ def fleet(
     con = outputs.console(outputs.takes_stdout(json_out))
     for line in result.lines(con.width):
         plain(con, line)
-    if json_out is not None:
-        from ..fileio import write_json
-
-        write_json(json_out, result.to_dict())
-        if not outputs.takes_stdout(json_out):
-            plain(con, f"JSON: {json_out}")
+    outputs.write_json_result(con, json_out, result.to_dict())
     if html_out is not None and result.matrix is not None:
         outputs.write_reports(con, result.matrix.report, {"--html": html_out})
     sys.exit(result.exit_code)

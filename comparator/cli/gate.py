@@ -265,12 +265,7 @@ def matrix(
     out = _console(outputs.takes_stdout(json_out, html_out))
     for line in result.lines(out.width):
         plain(out, line)
-    if json_out is not None:
-        from ..fileio import write_json
-
-        write_json(json_out, result.to_dict())
-        if not outputs.takes_stdout(json_out):
-            plain(out, f"JSON: {json_out}")
+    outputs.write_json_result(out, json_out, result.to_dict())
     if html_out is not None:
         outputs.write_reports(out, result.report, {"--html": html_out})
     _exit(result.exit_code)

@@ -140,3 +140,15 @@ def write_reports(out: Any, result: Any, paths: Mapping[str, Given]) -> None:
             from .app import plain
 
             plain(out, f"{names[flag]}: {path}")
+
+
+def write_json_result(out: Any, path: Given, data: Any) -> None:
+    """Write a command's result (audit, advice, matrix, fleet) as JSON to `path` (`-`: stdout) and say where."""
+    if path is None:
+        return
+    from ..fileio import write_json
+    from .app import plain
+
+    write_json(path, data)
+    if not is_stdout(path):
+        plain(out, f"JSON: {path}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..fileio import write_text
 from ..report import html
 from ..report.html_assets import CSS
-from ..report.junit import xml_text
+from ..report.junit import document, xml_text
 from .verdict import GateResult, verdict_lines
 
 # Each frame grows to its page's height once loaded; without script it keeps the CSS height and scrolls.
@@ -80,9 +80,7 @@ def build_junit(result: GateResult) -> ET.Element:
 
 def render_junit(result: GateResult) -> str:
     """The XML document as a string."""
-    root = build_junit(result)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return document(build_junit(result))
 
 
 def write_html(result: GateResult, path: str | Path) -> None:

@@ -112,11 +112,15 @@ def build(report: Report) -> ET.Element:
     return suite
 
 
-def render(report: Report) -> str:
-    """The XML document as a string."""
-    root = build(report)
+def document(root: ET.Element) -> str:
+    """`root` as an indented XML document."""
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render(report: Report) -> str:
+    """The XML document as a string."""
+    return document(build(report))
 
 
 def write(report: Report, path: str | Path) -> None:
