@@ -6,7 +6,9 @@ per sample (its leading dim follows the batch size), the target's row inside eac
 with its value alone. Per variant: whether every such row is bit-identical (batch-invariant), the largest change
 on the final outputs, and the first tensor, in graph order, whose value depends on the batch, with its node.
 Tensors that do not carry one row per sample (a reduction across the batch, shapes, constants) are listed as
-batch-wide; the first dependent node's batch-wide inputs are named, since a batch-dependence can enter there.
+"not per sample"; those whose value inside a batch differs from their value alone (a reduction across the batch,
+a shape) are batch-wide, and the first dependent node's batch-wide inputs are named, since a batch-dependence can
+enter there. The others (weights held in Constant nodes) are the same in every batch and are not named.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class BatchAudit:
     compositions: list[Composition]
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_wide: list[str] = field(default_factory=list)
+    constants: int = 0  # tensors not per sample whose value is the same in every batch
     tensors: int = 0
 
     @property
@@ -88,7 +91,8 @@ class BatchAudit:
                 "sizes": self.sizes, "exported_batch": self.exported_batch, "rewritten": self.rewritten,
                 "compositions": [{"size": c.size, "position": c.position, "neighbours": list(c.neighbours),
                                   "label": c.label} for c in self.compositions],
-                "tensors_compared": self.tensors, "batch_wide": self.batch_wide, "variants": self.variants,
+                "tensors_compared": self.tensors, "batch_wide": self.batch_wide, "constants": self.constants,
+                "variants": self.variants,
                 "exit_code": self.exit_code}
 
     def lines(self) -> list[str]:
@@ -97,8 +101,9 @@ class BatchAudit:
         out = [f"batch invariance of {Path(str(self.model['path'])).name} ({how}): one sample alone and in batches "
                f"of {', '.join(map(str, self.sizes))} ({len(self.compositions) - 1} batches), {self.tensors} "
                "per-sample tensors compared"
-               + (f", {len(self.batch_wide)} not per sample (constants, shapes, reductions across the batch)"
-                  if self.batch_wide else "")]
+               + (f", {len(self.batch_wide)} batch-wide (shapes, reductions across the batch)"
+                  if self.batch_wide else "")
+               + (f", {self.constants} the same in every batch (constants)" if self.constants else "")]
         for name, v in self.variants.items():
             if v["status"] != "ok":
                 out.append(f"{name}: {v['status']}: {v['error']}")
@@ -196,6 +201,7 @@ def _analyse(result: BatchAudit, model: model_mod.Model, tapped: Sequence[model_
     order = [t for t in tapped if not t.scope]
     per_sample: set[str] = set()
     wide: set[str] = set()
+    fixed: set[str] = set()
     for i, variant in enumerate(chosen):
         name = str(variant)
         alone = runs[1][i]
@@ -209,7 +215,7 @@ def _analyse(result: BatchAudit, model: model_mod.Model, tapped: Sequence[model_
                 continue
             run = runs[size][i]
             for k, comp in enumerate(c for c in batches if c.size == size):
-                rows.append(_compare_batch(comp, k, alone, run, order, per_sample, wide))
+                rows.append(_compare_batch(comp, k, alone, run, order, per_sample, wide, fixed))
         bad = [r for r in rows if not r["identical"]]
         first = min(bad, key=lambda r: r["first_index"]) if bad else None
         entry: dict[str, Any] = {"status": "ok", "invariant": not bad, "batches": [_public(r) for r in rows],
@@ -223,6 +229,7 @@ def _analyse(result: BatchAudit, model: model_mod.Model, tapped: Sequence[model_
         result.variants[name] = entry
     result.tensors = len(per_sample)
     result.batch_wide = [t.name for t in order if t.name in wide and t.name not in per_sample]
+    result.constants = len(fixed - wide - per_sample)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +237,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compare_batch(comp: Composition, k: int, alone: VariantRun, run: VariantRun,
-                   order: Sequence[model_mod.TensorInfo], per_sample: set[str], wide: set[str]) -> dict[str, Any]:
+                   order: Sequence[model_mod.TensorInfo], per_sample: set[str], wide: set[str],
+                   fixed: set[str]) -> dict[str, Any]:
     """The target's row in batch `comp` (sample k of this size's run) against its value alone."""
     row: dict[str, Any] = {"batch": comp.describe(), "size": comp.size, "position": comp.position,
                            "identical": True, "first": None, "first_index": len(order), "differing": 0,
@@ -243,7 +251,10 @@ def _compare_batch(comp: Composition, k: int, alone: VariantRun, run: VariantRun
         b = np.load(b_path, mmap_mode="r", allow_pickle=False)
         # one row per sample: the leading dim is 1 alone and the batch size in the batch, the rest the same
         if a.ndim < 2 or a.shape[1] != 1 or b.shape[1] != comp.size or a.shape[2:] != b.shape[2:]:
-            wide.add(t.name)
+            # not one row per sample: batch-wide where its value in the batch differs from its value alone
+            same = a.shape[1:] == b.shape[1:] and np.array_equal(np.asarray(a[0]).view(np.uint8),
+                                                                  np.asarray(b[k]).view(np.uint8))
+            (fixed if same else wide).add(t.name)
             continue
         per_sample.add(t.name)
         m = metrics.compare(np.asarray(a[0, 0]), np.asarray(b[k, comp.position]))
