@@ -83,8 +83,10 @@ def batch(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | No
           sizes: str = typer.Option("1,2,7,32", help="batch sizes the sample runs in (1: alone, always run)"),
           shape: list[str] = SHAPE, seed: int = SEED, tap: str = TAP, timeout: float = TIMEOUT, jobs: int = JOBS,
           json_out: Path | None = JSON) -> None:
-    """Run one sample alone and inside batches of several sizes, positions and neighbours: is each variant
-    batch-invariant, and from which layer does the sample's value depend on its batch?"""
+    """Is each variant batch-invariant, and from which layer does a sample depend on its batch?
+
+    One sample runs alone and inside batches of several sizes, at several positions, among different
+    neighbours."""
     from ..audit.batch import audit_batch
 
     _audit(audit_batch, model, backends, inputs, shape, seed, tap, timeout, jobs, json_out,
@@ -129,8 +131,9 @@ def advise(model: Path = MODEL,
            top: int = typer.Option(10, "--top", help="rows of the ranked table"),
            inputs: Path | None = INPUTS, shape: list[str] = SHAPE, seed: int = SEED, timeout: float = TIMEOUT,
            json_out: Path | None = JSON) -> None:
-    """Which of the swept settings make the targets agree (one class of bit-identical outputs, or within a
-    tolerance), how far each is from the float64 oracle, and at what latency. Only settings that ran are
+    """Which swept settings make the targets agree, how far from the float64 oracle, at what latency.
+
+    Agreeing is one class of bit-identical final outputs, or within --atol/--max-ulp. Only settings that ran are
     recommended."""
     from .. import api
     from ..audit.advise import advise as run_advice

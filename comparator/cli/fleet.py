@@ -28,8 +28,10 @@ def fleet(
     json_out: Path | None = typer.Option(None, "--json", help="write the tasks and the matrix as JSON here"),
     html_out: Path | None = typer.Option(None, "--html", help="write the matrix's report (heat map, dendrogram)"),
 ) -> None:
-    """Run each variant as a Ray task on the nodes its label selector picks; each captures a bundle there (the
-    model and feeds travel through Ray), and the bundles' matrix says which machines agree."""
+    """Run variants as Ray tasks on the nodes their label selectors pick, then the matrix of their bundles.
+
+    Each task captures a bundle on its node (the model and feeds travel through Ray); the matrix says which
+    machines agree."""
     from .. import api
     from ..fleet.cluster import fleet as run_fleet
     from ..graph.inputs import parse_shapes

@@ -99,8 +99,10 @@ def inspect(
     tensors: bool = typer.Option(False, "--tensors", help="also list every stored (or, for a model, every) tensor"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Summarise a bundle (model, variants, machine, inputs, tensors) or a model (inputs, outputs, opsets, node
-    counts by op type, weights, size)."""
+    """Summarise a bundle or a model.
+
+    A bundle: model, variants, machine, inputs, tensors. A model: inputs, outputs, opsets, node counts by op type,
+    weights, size."""
     from ..gate.bundle import Bundle
 
     if path.suffix.lower() == ".onnx":
@@ -251,9 +253,10 @@ def matrix(
     html_out: Path | None = typer.Option(None, "--html", help="write the report with the heat map and the "
                                                               "dendrogram here"),
 ) -> None:
-    """Compare any number of bundles captured on different machines: classes of bit-identical final outputs
-    with each machine's fingerprint and what sets each class apart, the pairwise max ULP matrix, and the first
-    tensor where each two runs differ."""
+    """Compare any number of bundles from different machines: which agree, and what sets them apart.
+
+    Classes of bit-identical final outputs with each machine's fingerprint and what sets each class apart, the
+    pairwise max ULP matrix, and the first tensor where each two runs differ."""
     from .. import api
     from ..gate.matrix import bundle_paths, matrix as build
     from ..measure.metrics import Tolerance
