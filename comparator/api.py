@@ -22,7 +22,7 @@ from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
-from .fileio import save_npz, write_error, write_text
+from .fileio import save_npz, write_error
 from .measure.facts import Facts, TensorFileError, gather
 from .measure import kernel
 from .measure.metrics import Tolerance
@@ -117,9 +117,14 @@ def new_run_dir(workdir: str | Path) -> Path:
     w = check_workdir(workdir)
     try:
         w.mkdir(parents=True, exist_ok=True)
-        marker = w / WORKDIR_MARKER
-        if not marker.exists():
-            write_text(marker, "A folder of infercmp runs (--workdir): one run-* folder per run.\n")
+        # Created in one step (no temporary file a concurrent run's check could see as a stranger's entry).
+        try:
+            fd = os.open(w / WORKDIR_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write("A folder of infercmp runs (--workdir): one run-* folder per run.\n")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         while True:
             run = w / f"run-{stamp}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -42,9 +42,12 @@ def test_an_interrupt_stops_every_worker_and_cleans_up(tmp_path, sig, code, word
     out = tmp_path / "r.json"
     env = dict(os.environ, TMPDIR=str(tmp))
     env.pop("INFERCMP_DEBUG", None)
+    # SIGINT at its default, as in a terminal: a suite started in the background (`.ci/run &`) inherits it ignored,
+    # and Python then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen([sys.executable, "-m", "comparator.cli", "compare", str(model), "-b", variants,
                              "--jobs", "3", "--json", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     worker_pid(str(tmp))  # a worker of this run is up
     time.sleep(0.5)
     sent = time.monotonic()
