@@ -180,12 +180,13 @@ def test_version_short_help_and_global_flags(models, tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["compare"], ["check"], ["diff"], ["capture"], ["inspect"], ["cache"],
-                                     ["conformance"]])
+                                     ["conformance"], ["matrix"], ["fleet"], ["advise"], ["audit"],
+                                     ["audit", "batch"], ["audit", "threads"], ["audit", "repeat"]])
 def test_help_shows_no_value_type_on_flags(command):
     # A flag takes no value: its row names no type; an option that takes one keeps it.
     text = invoke(*command, "--help").output
     assert "--help" in text and "<bool>" not in text
-    assert command in ([], ["cache"]) or "<int>" in text or "<path>" in text or "<str>" in text
+    assert command in ([], ["cache"], ["audit"]) or "<int>" in text or "<path>" in text or "<str>" in text
 
 
 def test_inspect_a_model(models):
