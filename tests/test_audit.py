@@ -200,3 +200,22 @@ def test_advise_runs_a_sweep_against_the_oracle_and_recommends_only_what_ran(mod
     code, _, err = run_cli("advise", models.digits, "-b", "ort", "--target", "torch")
     assert code == 2
     assert_clean_error(err, "--target torch: no variant of the sweep matches it")
+
+
+def test_advise_from_a_saved_sweep_report(models, tmp_path):
+    sweep = tmp_path / "sweep.json"
+    code, _, err = run_cli("compare", models.digits, "-b", "ort:opt=disable|all", "--oracle", "--time", "2", "--tap",
+                           "outputs", "--inputs", models.digits_npz, "--json", sweep, "--table", "none")
+    assert code == 0, err
+    code, text, err = run_cli("advise", "--from", sweep, "--json", tmp_path / "a.json")
+    assert code == 0, err
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert {s["variant"] for s in data["settings"]} == {"ort:opt=disable", "ort:opt=all"}  # not the oracles
+    assert "recommended: ort:opt=" in text
+    plain = tmp_path / "plain.json"
+    code, _, err = run_cli("compare", models.digits, "-b", "ort,ort:opt=disable", "--tap", "outputs", "--json", plain,
+                           "--table", "none")
+    assert code == 0, err
+    code, _, err = run_cli("advise", "--from", plain)
+    assert code == 2
+    assert_clean_error(err, "not made against the float64 oracle")

@@ -134,11 +134,7 @@ def advise(model: str | Path, sweep: Sequence[str | Variant] | str, targets: Seq
            time: int = 5, **kwargs: Any) -> Advice:
     """Run `sweep` against the float64 oracle with each variant timed (`time` runs), and rank the choices of one
     setting per target. `kwargs` go to comparator.compare (shapes, seed, samples, timeout, jobs, events)."""
-    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0
-                             or math.isinf(atol)):
-        raise UsageError(f"--atol {atol}: give a finite number >= 0")
-    if max_ulp is not None and (isinstance(max_ulp, bool) or not isinstance(max_ulp, int) or max_ulp < 0):
-        raise UsageError(f"--max-ulp {max_ulp}: give an integer >= 0")
+    _check_tolerance(atol, max_ulp)
     chosen, _ = api.resolve_variants(sweep, None)
     # Each swept backend's default setting runs too (unless the sweep has it under another spelling): the
     # latency baseline, and a candidate like the others.
@@ -152,6 +148,31 @@ def advise(model: str | Path, sweep: Sequence[str | Variant] | str, targets: Seq
                          f"narrow the sweep or the targets (at most {MAX_CHOICES:,})")
     report = api.compare(model, chosen, inputs, oracle=True, time=time, tap_spec="outputs", **kwargs)
     return _advice(report, chosen, candidates, atol, max_ulp)
+
+
+def advise_report(report: Report, targets: Sequence[str] | None = None, *, atol: float | None = None,
+                  max_ulp: int | None = None) -> Advice:
+    """Advice from a sweep already run: a report of `compare(..., oracle=True, time=N)` (`compare --oracle --time N
+    --json FILE`). Its variants other than the two oracles are the settings."""
+    _check_tolerance(atol, max_ulp)
+    hint = "make one with: infercmp compare MODEL -b SWEEP --oracle --time 5 --tap outputs --json sweep.json"
+    oracles = list(report.oracle.get("variants") or [])
+    if not oracles or report.reference != oracles[0]:
+        raise UsageError("the report was not made against the float64 oracle (--oracle)", hint)
+    chosen = [Variant.parse(v.name) for v in report.variants if v.name not in oracles]
+    if not chosen:
+        raise UsageError("the report holds no setting besides the oracles", hint)
+    if not any(report.latency(str(v)) for v in chosen):
+        raise UsageError("the report holds no latency (--time)", hint)
+    return _advice(report, chosen, _targets(chosen, targets), atol, max_ulp)
+
+
+def _check_tolerance(atol: float | None, max_ulp: int | None) -> None:
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0
+                             or math.isinf(atol)):
+        raise UsageError(f"--atol {atol}: give a finite number >= 0")
+    if max_ulp is not None and (isinstance(max_ulp, bool) or not isinstance(max_ulp, int) or max_ulp < 0):
+        raise UsageError(f"--max-ulp {max_ulp}: give an integer >= 0")
 
 
 def _advice(report: Report, chosen: Sequence[Variant], candidates: dict[str, list[Variant]], atol: float | None,

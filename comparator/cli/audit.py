@@ -118,9 +118,11 @@ def repeat(model: Path = MODEL, backends: list[str] = BACKENDS, inputs: Path | N
 
 
 @app.command("advise")
-def advise(model: Path = MODEL,
-           backends: list[str] = typer.Option(..., "--backends", "-b", help="the sweep: settings to try, e.g. "
+def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not with --from)"),
+           backends: list[str] = typer.Option([], "--backends", "-b", help="the sweep: settings to try, e.g. "
                                               "'ort:opt=disable|all:threads=1|2,torch:threads=1|2'"),
+           from_report: Path | None = typer.Option(None, "--from", help="advise from a sweep already run: the JSON "
+                                                   "report of `compare -b SWEEP --oracle --time N`"),
            target: list[str] = typer.Option([], "--target", help="what must agree: backends or variants, comma "
                                             "separated (default: every swept backend)"),
            atol: float | None = typer.Option(None, help="also count as agreeing final outputs within this "
@@ -136,15 +138,26 @@ def advise(model: Path = MODEL,
     Agreeing is one class of bit-identical final outputs, or within --atol/--max-ulp. Only settings that ran are
     recommended."""
     from .. import api
-    from ..audit.advise import advise as run_advice
+    from ..audit.advise import advise as run_advice, advise_report
     from ..errors import UsageError
     from ..graph.inputs import parse_shapes
+    from . import outputs
 
-    _guard(json_out, inputs, model)
     if top < 1:
         raise UsageError(f"--top {top}: give 1 or more rows")
-    timeout_s = api.check_numbers(timeout=timeout, seed=seed, time=time)
     targets = [t for item in target for t in item.split(",") if t.strip()] or None
+    if from_report is not None:
+        if model is not None or backends:
+            raise UsageError("--from takes the settings from the report", "drop MODEL and --backends")
+        from ..report.json import read
+
+        outputs.guard({"--json": json_out}, {"--from": from_report})
+        _finish(advise_report(read(from_report), targets, atol=atol, max_ulp=max_ulp), json_out, top)
+    if model is None or not backends:
+        raise UsageError("give MODEL and -b SWEEP, or --from REPORT.json",
+                         "e.g. infercmp advise model.onnx -b 'ort:opt=disable|all'")
+    _guard(json_out, inputs, model)
+    timeout_s = api.check_numbers(timeout=timeout, seed=seed, time=time)
     with _events() as events:
         result = run_advice(model, backends, targets, inputs, atol=atol, max_ulp=max_ulp, time=time,
                             shapes=parse_shapes(shape), seed=seed, timeout=timeout_s, events=events)
