@@ -183,6 +183,12 @@ class RunSet:
     folder: Path
 
 
+def run_kinds(tap_spec: str | Sequence[str]) -> tuple[str, ...]:
+    """The runs a capture needs: the untapped run alone when only the final outputs are tapped (it holds them),
+    else the tapped run too."""
+    return ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
+
+
 def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
                  inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
                  tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,

@@ -5,7 +5,6 @@ Registered on the app of comparator.cli.app. Exit codes: 0 pass, 1 regression (o
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ def capture(
     Diff it or gate against it later, here or on another machine."""
     from .. import api
     from ..gate import bundle
+    from ..gate.capture import capture as capture_bundle
     from ..graph.inputs import parse_shapes
     from ..variant import parse_list
 
@@ -78,16 +78,9 @@ def capture(
     label_values, label_key = bundle.read_labels(inputs, labels)
     if labels is not None and label_values is None:
         raise UsageError("--labels needs --inputs FILE.npz holding that array")
-    folder = api.temp_dir("infercmp-capture-")
-    try:
-        rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap, shapes=parse_shapes(shape),
-                              seed=seed, samples=samples, timeout=timeout_s, jobs=jobs,
-                              kinds=("untapped",) if tap == "outputs" else ("untapped", "tapped"))
-        meta = bundle.write(out, rs.model, {"spec": tap, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
-                            rs.runs, rs.feeds, rs.feed_info, labels=label_values, labels_key=label_key, force=force,
-                            compression=compression)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    meta = capture_bundle(model, variants, out, inputs, tap_spec=tap, shapes=parse_shapes(shape), seed=seed,
+                          samples=samples, timeout=timeout_s, jobs=jobs, labels=label_values, labels_key=label_key,
+                          force=force, compression=compression)
     count = sum(len(v) for r in meta["runs"] for v in r["tensors"].values())
     typer.echo(f"captured {', '.join(str(v) for v in variants)} on {meta['environment']['host']}: "
                f"{count} tensor{'s' if count != 1 else ''}, {_size(out.stat().st_size)} -> {out}")

@@ -25,7 +25,6 @@ from .. import api
 from ..errors import UsageError
 from ..fileio import save_npz
 from ..graph import model as model_mod
-from ..graph import stored
 from ..variant import Variant
 from .placement import Placement, matches, parse
 
@@ -102,14 +101,12 @@ def _ray() -> Any:
 
 
 def _files(model: model_mod.Model) -> dict[str, bytes]:
-    """The model file and its external data files, by name relative to the model's folder."""
+    """The model file and its external data files, by name relative to the model's folder (the loaded model names
+    them: its weights are references into those files)."""
     real = model.path.resolve()
-    files = {real.name: real.read_bytes()}
-    import onnx
-
-    proto = onnx.load_from_string(stored.skim(real))
     base = real.parent
-    for f in model_mod.check_external_data(proto, base):
+    files = {real.name: real.read_bytes()}
+    for f in model_mod.check_external_data(model.proto, base):
         if f != real:
             files[str(f.relative_to(base))] = f.read_bytes()
     return files
@@ -121,7 +118,8 @@ def capture_on_node(model_name: str, files: Mapping[str, bytes], feeds: bytes, v
     import numpy as np
     import ray
 
-    from ..gate import bundle
+    from ..gate.bundle import RunFailedError
+    from ..gate.capture import capture
 
     ctx = ray.get_runtime_context()
     node_id = ctx.get_node_id()
@@ -134,17 +132,13 @@ def capture_on_node(model_name: str, files: Mapping[str, bytes], feeds: bytes, v
             target.write_bytes(data)
         with np.load(io.BytesIO(feeds), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        kinds = ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
-        rs = api.run_variants(folder / "model" / model_name, [Variant.parse(variant)], folder / "run", arrays,
-                              tap_spec=tap_spec, timeout=timeout, kinds=kinds)
-        run = rs.runs[0]
         where = {"node_id": node_id, "labels": labels, "node_ip": ray.util.get_node_ip_address()}
-        if not run.ok:
-            return {"status": run.status, "error": run.error, "node_id": node_id, "labels": labels}
-        run.provenance["ray"] = where
         path = folder / "out.icmp"
-        bundle.write(path, rs.model, {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
-                     rs.runs, rs.feeds, rs.feed_info)
+        try:
+            capture(folder / "model" / model_name, [Variant.parse(variant)], path, arrays, tap_spec=tap_spec,
+                    timeout=timeout, provenance={"ray": where}, scratch=folder / "run")
+        except RunFailedError as exc:
+            return {"status": exc.status, "error": exc.message, "node_id": node_id, "labels": labels}
         return {"status": "ok", "bundle": path.read_bytes(), "node_id": node_id, "labels": labels}
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -62,9 +62,14 @@ _PACKAGES = {"ort": ("onnxruntime", "onnxruntime-gpu"), "ref": ("onnx",), "torch
 
 
 class RunFailedError(InfercmpError):
-    """A variant could not run, so there is nothing to capture (exit code 3)."""
+    """A variant could not run, so there is nothing to capture (exit code 3). `status`: the run's (failed,
+    unsupported, crashed, timeout)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, hint: str | None = None, status: str = "failed"):
+        super().__init__(message, hint)
+        self.status = status
 
 
 class ChangedError(InfercmpError):
@@ -186,7 +191,7 @@ def write(path: str | os.PathLike[str], model: Any, tap: dict[str, Any], runs: l
     failed = [r for r in runs if not r.ok]
     if failed:
         r = failed[0]
-        raise RunFailedError(f"{r.variant} could not run ({r.status}): {r.error}", r.hint)
+        raise RunFailedError(f"{r.variant} could not run ({r.status}): {r.error}", r.hint, r.status)
     meta: dict[str, Any] = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

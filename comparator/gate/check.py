@@ -175,7 +175,7 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
         reference = base.extract(folder / "baseline", "baseline")
         by_variant = {getattr(r.variant, "plain", r.variant): r for r in reference}
         rs = api.run_variants(new, chosen, folder / "candidate", feeds, tap_spec=tap_spec, timeout=timeout,
-                              jobs=jobs, kinds=("untapped",) if tap_spec == "outputs" else ("untapped", "tapped"),
+                              jobs=jobs, kinds=api.run_kinds(tap_spec),
                               progress=progress)
         pairs = [(by_variant[v], _label(run, "candidate")) for v, run in zip(chosen, rs.runs)]
         env = base.meta["environment"]
@@ -252,7 +252,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
     folder = api.temp_dir("infercmp-agree-")
     try:
-        kinds = ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
+        kinds = api.run_kinds(tap_spec)
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                               samples=samples, timeout=timeout, jobs=jobs, kinds=kinds)
         report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,

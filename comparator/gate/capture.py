@@ -1,0 +1,39 @@
+"""Capture: run a model on some variants and keep everything in one bundle (`infercmp capture`, and each task of
+a fleet run on its node)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import api
+from ..graph.model import Model
+from ..variant import Variant
+from . import bundle
+
+
+def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | Path,
+            inputs: str | Path | Mapping[str, np.ndarray] | None = None, *, tap_spec: str = "outputs",
+            shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0, samples: int = 1,
+            timeout: float | None = 600.0, jobs: int = 0, labels: np.ndarray | None = None,
+            labels_key: str | None = None, force: bool = False, compression: str = "auto",
+            provenance: Mapping[str, Any] | None = None, scratch: Path | None = None) -> dict[str, Any]:
+    """Run `model` on `variants` and write the bundle at `out`; returns its meta. `provenance` is added to every
+    run's (a fleet task names its Ray node there). The workers write into `scratch` (a new folder the caller
+    removes), else into a temporary folder removed here. bundle.RunFailedError, with the run's status, when a
+    variant could not run: nothing is written then."""
+    folder = api.temp_dir("infercmp-capture-") if scratch is None else scratch
+    try:
+        rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
+                              samples=samples, timeout=timeout, jobs=jobs, kinds=api.run_kinds(tap_spec))
+        for run in rs.runs:
+            run.provenance.update(provenance or {})
+        return bundle.write(out, rs.model, {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
+                            rs.runs, rs.feeds, rs.feed_info, labels=labels, labels_key=labels_key, force=force,
+                            compression=compression)
+    finally:
+        if scratch is None:
+            shutil.rmtree(folder, ignore_errors=True)
