@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from . import model as model_mod
@@ -64,15 +65,13 @@ def dynamic(model: Model, folder: Path) -> Batchable:
             _rename_lead(vi, n)
     for vi in graph.output:
         _rename_lead(vi, n)
+    # Exporters write a fixed batch into Reshape targets: copy the input's instead. Each pass frees the batch
+    # further down the graph, so repeat (shape inference in memory) until nothing changes; then save and load once.
+    for _ in range(len(graph.node)):
+        if not _unpin_reshapes(proto, _shapes(proto), n):
+            break
     path = stored.save_derived(proto, folder / "batch.onnx", model.data_dir or model.path.resolve().parent)
     loaded = model_mod.load(path, derived=True)
-    # Exporters write a fixed batch into Reshape targets: copy the input's instead. Each pass frees the batch
-    # further down the graph, so repeat until nothing changes.
-    for _ in range(len(proto.graph.node)):
-        if not _unpin_reshapes(proto, loaded, n):
-            break
-        path = stored.save_derived(proto, folder / "batch.onnx", model.data_dir or model.path.resolve().parent)
-        loaded = model_mod.load(path, derived=True)
     shapes = {t.name: t.shape for t in loaded.tensors}
     for node in loaded.proto.graph.node:
         if node.op_type == "Reshape" and _lead(shapes, node.input[0]) == DIM and isinstance(
@@ -94,19 +93,27 @@ def dynamic(model: Model, folder: Path) -> Batchable:
     return Batchable(loaded, DIM, n, True)
 
 
-def _lead(shapes: dict[str, tuple[object, ...] | None], name: str) -> object:
+def _lead(shapes: dict[str, tuple[Any, ...] | None], name: str) -> object:
     shape = shapes.get(name)
     return shape[0] if shape else None
 
 
-def _unpin_reshapes(proto: object, loaded: Model, n: int) -> bool:
-    """Rewrite, in `proto`, each Reshape of a batch-led tensor whose constant target starts with the exported
-    batch `n` so that it copies the input's leading dim (0) instead; True when any was rewritten."""
+def _shapes(proto: Any) -> dict[str, tuple[Any, ...] | None]:
+    """Every typed value's shape after ONNX shape inference of `proto` (its weights are not read)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    g = inferred.graph
+    return {vi.name: model_mod.shape_of(vi.type)[0] for vi in list(g.input) + list(g.value_info) + list(g.output)}
+
+
+def _unpin_reshapes(proto: Any, shapes: dict[str, tuple[Any, ...] | None], n: int) -> bool:
+    """Rewrite, in `proto`, each Reshape of a batch-led tensor (by `shapes`) whose constant target starts with the
+    exported batch `n` so that it copies the input's leading dim (0) instead; True when any was rewritten."""
     import numpy as np
     from onnx import numpy_helper
 
-    graph = proto.graph  # type: ignore[attr-defined]
-    shapes = {t.name: t.shape for t in loaded.tensors} | {i.name: i.shape for i in loaded.inputs}
+    graph = proto.graph
     constants = {i.name: i for i in graph.initializer}
     made = {o: node for node in graph.node if node.op_type == "Constant" for o in node.output}
     changed = False

@@ -95,7 +95,9 @@ def _elem_name(elem_type: int | None) -> str | None:
         return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
-def _shape_of(type_proto: Any) -> tuple[tuple[Any, ...] | None, int | None]:
+def shape_of(type_proto: Any) -> tuple[tuple[Any, ...] | None, int | None]:
+    """(dims, element type) of an ONNX type: each dim an int, a dim name or None (dynamic); (None, None) for a
+    non-tensor type, dims None when the rank is unknown."""
     if type_proto is None or type_proto.WhichOneof("value") != "tensor_type":
         return None, None
     tt = type_proto.tensor_type
@@ -225,7 +227,7 @@ def _catalogue(model: Model) -> None:
     for vi in graph.input:
         if vi.name in init_names:
             continue
-        shape, elem = _shape_of(vi.type)
+        shape, elem = shape_of(vi.type)
         kind = (vi.type.WhichOneof("value") or "tensor_type").removesuffix("_type")
         model.inputs.append(InputSpec(vi.name, elem or 0, shape, kind))
     model.outputs = [o.name for o in graph.output]
@@ -237,7 +239,7 @@ def _catalogue(model: Model) -> None:
             inner_types.setdefault(vi.name, vi.type)
     for index, node in enumerate(graph.node):
         for base, inner, out, loops in subgraphs.inside(node, index):
-            shape, elem = _shape_of(inner_types.get(out))
+            shape, elem = shape_of(inner_types.get(out))
             for name in subgraphs.names(base, loops):
                 if name not in seen:
                     seen.add(name)
@@ -247,14 +249,14 @@ def _catalogue(model: Model) -> None:
             if not name or name in seen:
                 continue
             seen.add(name)
-            shape, elem = _shape_of(types.get(name))
+            shape, elem = shape_of(types.get(name))
             if elem is None:  # shape inference skipped it (an optional output): the op's schema may still say
                 elem = _schema_type(node, list(node.output).index(name), model.opsets, types, initializers)
             model.tensors.append(TensorInfo(name, node.op_type, node.name, len(model.tensors), shape, elem,
                                             name in outputs))
     for name in model.outputs:  # a graph input or initializer passed straight through
         if name not in seen:
-            shape, elem = _shape_of(types.get(name))
+            shape, elem = shape_of(types.get(name))
             model.tensors.append(TensorInfo(name, "(input)", "", len(model.tensors), shape, elem, True))
 
 
@@ -278,7 +280,7 @@ def _schema_type(node: Any, index: int, opsets: dict[str, int], types: dict[str,
     for i, formal in enumerate(schema.inputs):
         if formal.type_str == wanted and i < len(node.input) and node.input[i]:
             name = node.input[i]
-            elem = _shape_of(types.get(name))[1] if name in types else initializers.get(name)
+            elem = shape_of(types.get(name))[1] if name in types else initializers.get(name)
             if elem:
                 return int(elem)
     allowed = next((list(c.allowed_type_strs) for c in schema.type_constraints if c.type_param_str == wanted), [])
