@@ -7,13 +7,13 @@ input, 3 a variant could not run.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .app import Typer, app, plain
+from . import outputs
+from .app import Typer, app
 
 audit_app = Typer(no_args_is_help=True, help="Which settings keep a sample's result the same: across batches, "
                                              "thread counts, repeated runs.")
@@ -39,16 +39,6 @@ def _ints(text: str, flag: str) -> list[int]:
         raise UsageError(f"{flag} {text!r}: give comma-separated integers", f"e.g. {flag} 1,2,4") from None
 
 
-def _finish(result: Any, json_out: Path | None, *args: Any) -> None:
-    from . import outputs
-
-    out = outputs.console(outputs.takes_stdout(json_out))
-    for line in result.lines(*args):
-        plain(out, line)
-    outputs.write_json_result(out, json_out, result.to_dict())
-    sys.exit(result.exit_code)
-
-
 def _audit(run: Any, model: Path, backends: list[str], inputs: Path | None, shape: list[str], seed: int, tap: str,
            timeout: float, jobs: int, json_out: Path | None, **extra: Any) -> None:
     """Check the arguments, run one audit with progress on stderr, print it and write its JSON."""
@@ -61,7 +51,7 @@ def _audit(run: Any, model: Path, backends: list[str], inputs: Path | None, shap
     with _events() as events:
         result = run(model, parse_list(backends), inputs, shapes=parse_shapes(shape), seed=seed, tap_spec=tap,
                      timeout=timeout_s, jobs=jobs, events=events, **extra)
-    _finish(result, json_out)
+    outputs.finish(result, json_out)
 
 
 def _events() -> Any:
@@ -73,8 +63,6 @@ def _events() -> Any:
 
 
 def _guard(json_out: Path | None, inputs: Path | None, model: Path) -> None:
-    from . import outputs
-
     outputs.guard({"--json": json_out}, {"--inputs": inputs}, {"the model": model})
 
 
@@ -141,7 +129,6 @@ def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not 
     from ..audit.advise import advise as run_advice, advise_report
     from ..errors import UsageError
     from ..graph.inputs import parse_shapes
-    from . import outputs
 
     if top < 1:
         raise UsageError(f"--top {top}: give 1 or more rows")
@@ -152,7 +139,8 @@ def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not 
         from ..report.json import read
 
         outputs.guard({"--json": json_out}, {"--from": from_report})
-        _finish(advise_report(read(from_report), targets, atol=atol, max_ulp=max_ulp), json_out, top)
+        advice = advise_report(read(from_report), targets, atol=atol, max_ulp=max_ulp)
+        outputs.finish(advice, json_out, lambda _: advice.lines(top))
     if model is None or not backends:
         raise UsageError("give MODEL and -b SWEEP, or --from REPORT.json",
                          "e.g. infercmp advise model.onnx -b 'ort:opt=disable|all'")
@@ -161,4 +149,4 @@ def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not 
     with _events() as events:
         result = run_advice(model, backends, targets, inputs, atol=atol, max_ulp=max_ulp, time=time,
                             shapes=parse_shapes(shape), seed=seed, timeout=timeout_s, events=events)
-    _finish(result, json_out, top)
+    outputs.finish(result, json_out, lambda _: result.lines(top))

@@ -3,7 +3,6 @@ a Ray cluster, then their matrix. Exit codes: 0 every bundle within tolerance of
 or bad input, 3 a task brought no bundle back (unplaced, failed, node died, timed out)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -44,10 +43,4 @@ def fleet(
                        timeout=timeout_s,
                        on_task=lambda t: plain(err, f"infercmp: {t.placement.variant}: {t.status}"
                                                + (f" on node {t.node[:12]}" if t.node else "")))
-    con = outputs.console(outputs.takes_stdout(json_out))
-    for line in result.lines(con.width):
-        plain(con, line)
-    outputs.write_json_result(con, json_out, result.to_dict())
-    if html_out is not None and result.matrix is not None:
-        outputs.write_reports(con, result.matrix.report, {"--html": html_out})
-    sys.exit(result.exit_code)
+    outputs.finish(result, json_out, result.lines, html_out, None if result.matrix is None else result.matrix.report)

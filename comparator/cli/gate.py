@@ -258,13 +258,7 @@ def matrix(
     files = bundle_paths(bundles)
     outputs.guard({"--json": json_out, "--html": html_out}, {"a bundle": files})
     result = build(files, api.check_tolerance(Tolerance(atol, rtol, None)))
-    out = _console(outputs.takes_stdout(json_out, html_out))
-    for line in result.lines(out.width):
-        plain(out, line)
-    outputs.write_json_result(out, json_out, result.to_dict())
-    if html_out is not None:
-        outputs.write_reports(out, result.report, {"--html": html_out})
-    _exit(result.exit_code)
+    outputs.finish(result, json_out, result.lines, html_out, result.report)
 
 
 @app.command()

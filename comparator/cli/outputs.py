@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
-from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import UsageError
 from ..fileio import check_outputs, is_stdout, resolve_output
@@ -142,13 +142,21 @@ def write_reports(out: Any, result: Any, paths: Mapping[str, Given]) -> None:
             plain(out, f"{names[flag]}: {path}")
 
 
-def write_json_result(out: Any, path: Given, data: Any) -> None:
-    """Write a command's result (audit, advice, matrix, fleet) as JSON to `path` (`-`: stdout) and say where."""
-    if path is None:
-        return
+def finish(result: Any, json_out: Given, lines: Callable[[int], list[str]] | None = None, html_out: Given = None,
+           html_report: Any = None) -> NoReturn:
+    """End a command whose result has `lines()`, `to_dict()` and `exit_code` (an audit, advice, a matrix, a fleet
+    run): print its lines (`lines(width)` when given, fitted to the console), write it as JSON to `json_out` and
+    `html_report` as HTML to `html_out` (`-`: stdout, the lines then go to stderr), say where, and exit."""
     from ..fileio import write_json
     from .app import plain
 
-    write_json(path, data)
-    if not is_stdout(path):
-        plain(out, f"JSON: {path}")
+    out = console(takes_stdout(json_out, html_out))
+    for line in lines(out.width) if lines is not None else result.lines():
+        plain(out, line)
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+        if not is_stdout(json_out):
+            plain(out, f"JSON: {json_out}")
+    if html_out is not None and html_report is not None:
+        write_reports(out, html_report, {"--html": html_out})
+    sys.exit(result.exit_code)
