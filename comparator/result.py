@@ -135,13 +135,12 @@ class Report:
     def latency(self, variant: str) -> dict[str, Any] | None:
         """`variant`'s measured latency (`compare(time=N)`, `--time N`): {"runs", "warmup", "median_s", "min_s",
         "max_s", "sample"}, from its `timings["latency"]`; None when it was not timed (or is not in the report)."""
-        for v in self.variants:
-            if v.name == variant:
-                found = v.timings.get("latency") if isinstance(v.timings, dict) else None
-                if isinstance(found, dict) and isinstance(found.get("median_s"), (int, float)):
-                    return found
-                return None
-        return None
+        try:
+            timings = self.variant(variant).timings
+        except KeyError:
+            return None
+        found = timings.get("latency") if isinstance(timings, dict) else None
+        return found if isinstance(found, dict) and isinstance(found.get("median_s"), (int, float)) else None
 
     def latency_ratio(self, variant: str) -> float | None:
         """`variant`'s median latency over the reference's (0.5: twice as fast); None unless both were timed."""

@@ -219,3 +219,14 @@ def test_advise_from_a_saved_sweep_report(models, tmp_path):
     code, _, err = run_cli("advise", "--from", plain)
     assert code == 2
     assert_clean_error(err, "not made against the float64 oracle")
+
+
+def test_a_scalar_computed_across_the_batch_is_named_where_it_enters(tmp_path):
+    """A scalar summed over the whole batch is not per sample: it is batch-wide, and named where it enters."""
+    m = make_model([helper.make_node("ReduceSum", ["x"], ["t"], name="total", keepdims=1),
+                    helper.make_node("Squeeze", ["t"], ["s"], name="scalar"),
+                    helper.make_node("Mul", ["x", "s"], ["y"], name="scale")],
+                   [vi("x", T.FLOAT, ["N", 4])], [vi("y", T.FLOAT, ["N", 4])], opset=18)
+    result = audit_batch(_save(m, tmp_path / "scalar.onnx"), ["ort"], sizes=(1, 2))
+    first = result.variants["ort"]["first"]
+    assert result.batch_wide == ["t", "s"] and first["node"] == "scale" and first["batch_wide_inputs"] == ["s"]

@@ -422,7 +422,7 @@ def _dendrogram(report: Report, colors: dict[str, int]) -> str:
 
 def _heatmap(report: Report, order: list[str], top_dec: int) -> str:
     """The pairwise max ULP and max abs between final outputs as a grid in the dendrogram's order, each cell
-    shaded by log10(max ULP + 1) (white: bit-identical; hatched: not comparable)."""
+    shaded by log10(max ULP + 1) (white: bit-identical; '-': not comparable)."""
     pw = report.pairwise
     index = {n: i for i, n in enumerate(pw["variants"])}
     label = {n: f"v{k + 1}" for k, n in enumerate(order)}
