@@ -18,7 +18,7 @@ import numpy as np
 from .measure import analysis
 from . import backends
 from . import caches
-from .graph import inputs as feeds_mod, model as model_mod, tap
+from .graph import inputs as feeds_mod, model as model_mod, structure, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
@@ -500,7 +500,7 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
                                 r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
                   for r in runs],
         tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
-        inputs=feed_info)
+        inputs=feed_info, graph=structure.nodes(loaded.proto))
     # What a blind variant misses: the subgraph tensors the reference recorded (an untaken If branch produces
     # none), or every planned one when the reference is blind too.
     inside = set(plan.inside)

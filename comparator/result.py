@@ -47,6 +47,9 @@ class TensorReport:
     spread: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Variants (the reference included) grouped by bit-identical values of this tensor.
     classes: list[list[str]] = field(default_factory=list)
+    # --tap fused: the variants (the reference included) whose optimized graph computes no such tensor (fused into
+    # another node, or rewritten to another layout): nothing of theirs is compared here.
+    fused: list[str] = field(default_factory=list)
 
     def role(self, variant: str) -> str:
         """With --isolate: origin (the node itself adds error), propagated (it only inherits error), identical
@@ -114,6 +117,12 @@ class Report:
     # Per variant whose final outputs pass: intermediate tensors beyond 1,000x the tolerance, {"count", "first",
     # "op_type", "max_abs", "max_rel"}.
     broken_middle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The model's nodes (graph/structure.py): {"id", "op_type", "domain", "inputs", "outputs", "parent"}.
+    graph: list[dict[str, Any]] = field(default_factory=list)
+    # --tap fused: per variant, what its taps are ("mode": "optimized" (the graph its runtime really runs),
+    # "node-by-node" (every tensor is computed as tapped), "unavailable" (tapped as --tap all; "why")), and for
+    # an optimized graph the groups of original nodes it runs as fewer nodes: [{"nodes", "ops", "outputs"}].
+    fusion: dict[str, dict[str, Any]] = field(default_factory=dict)
     passed: bool = False
     exit_code: int = 0
     schema_version: int = SCHEMA_VERSION
