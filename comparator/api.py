@@ -18,7 +18,7 @@ import numpy as np
 from .measure import analysis
 from . import backends
 from . import caches
-from .graph import inputs as feeds_mod, model as model_mod, structure, tap
+from .graph import fusion, inputs as feeds_mod, model as model_mod, structure, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
@@ -233,7 +233,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                            "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]
                            + plan.inside},
                # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
-               "optional": plan.inside}
+               "optional": plan.inside,
+               "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
     jobs_list = []
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
@@ -344,6 +345,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             raise UsageError(f"--oracle compares every variant with {analysis.ORACLES[0]}, not {reference}",
                              "drop --reference, or drop --oracle")
         reference = analysis.ORACLES[0]
+    if isolate and tap.is_fused(tap_spec):
+        raise UsageError("--isolate replays every node of the model's own graph; --tap fused taps each variant's "
+                         "optimized graph instead", "use --tap all with --isolate")
     variant_list, ref = resolve_variants(variants, reference)
     if oracle and Variant.parse(analysis.ORACLES[1]) not in variant_list:
         variant_list.append(Variant.parse(analysis.ORACLES[1]))
@@ -448,6 +452,24 @@ def _taps_subgraphs(variant: Variant) -> bool:
     return bool(taps(options)) if callable(taps) else False
 
 
+def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
+    tensors it computes of those planned and the groups of original nodes it runs otherwise."""
+    if run.fusion.get("mode") == "optimized":
+        computed = {o for node in run.fusion["nodes"] for o in node[4]}
+        return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
+                "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
+    try:
+        backend, options = backends.resolve_variant(run.variant)
+        fusion_of = getattr(backend, "fusion", None)
+        mode, why = fusion_of(options) if callable(fusion_of) else ("unavailable", "a plugin without `fusion`")
+    except Exception:  # noqa: BLE001 - a variant that does not resolve ran nothing
+        mode, why = "unavailable", "the variant does not resolve"
+    if mode == "optimized":  # it did not get as far as saving its graph
+        mode, why = "unavailable", f"the variant {run.status}"
+    return {"mode": mode, **({"why": why} if why else {})}
+
+
 def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
                  tolerance: Tolerance, feed_info: dict[str, Any],
                  tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
@@ -506,6 +528,8 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     inside = set(plan.inside)
     missed = len(plan.inside) if str(ref) in blind else sum(t.name in inside for t in report.tensors)
     report.untapped_subgraphs = {name: missed for name in sorted(blind, key=list(facts.runs).index)}
+    if plan.fused:
+        report.fusion = {str(r.variant): _fusion(r, report.graph) for r in runs}
     ref_facts = facts.runs[str(ref)]
     for name, rf in facts.runs.items():
         if not rf.ok:

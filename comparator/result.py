@@ -166,6 +166,31 @@ class Report:
         return (f"{variant}: not tapped inside subgraphs: {count} tensor{'s' if count != 1 else ''} (this variant "
                 "records no tensor inside If, Loop or Scan bodies; they are not compared for it)")
 
+    def fusion_note(self, variant: str) -> str | None:
+        """What a view says of `variant`'s taps under `--tap fused`; None for a variant that runs node by node (or
+        without --tap fused)."""
+        found = self.fusion.get(variant)
+        if not found or found.get("mode") == "node-by-node":
+            return None
+        if found.get("mode") != "optimized":
+            return (f"{variant}: fusion-aware taps not available ({found.get('why', 'no reason given')}): tapped as "
+                    "with --tap all, so tapping may change what it runs (the observer effect says whether it did)")
+        away = sum(variant in t.fused for t in self.tensors)
+        groups = found.get("groups", [])
+        if not away and not groups:  # its optimized graph computes every tapped tensor: as with --tap all
+            return None
+        text = (f"{variant}: tapped the graph it optimized, {found.get('tapped', 0):,} tensors; {away:,} computed "
+                "only by the model's own graph are fused away (\"fused\" in the tables)")
+        if groups:
+            big = max(groups, key=lambda g: len(g["nodes"]))
+            ops = sorted(set(big["ops"]))
+            text += (f"; {len(groups):,} group{'s' * (len(groups) != 1)} of nodes run fused, the largest "
+                     f"{len(big['nodes']):,} nodes from {big['nodes'][0]}"
+                     + (f" as {', '.join(ops[:3])}" + (" ..." if len(ops) > 3 else "") if ops else " (folded)"))
+        if variant == self.reference and away:
+            text += "; the other variants are not compared on those tensors"
+        return text
+
     def __repr__(self) -> str:
         """One line: model, reference, the other variants (the first four), tensor count, verdict."""
         others = [v.name for v in self.variants if v.name != self.reference]

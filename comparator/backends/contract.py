@@ -80,6 +80,19 @@ class BackendBase:
         copy's graph outputs only (ORT, TVM) cannot: the report says how many tensors they leave out."""
         return False
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        """What `--tap fused` can tap for a session with these options (graph/fusion.py), checked in the parent:
+        ("optimized", "") when `optimized_graph` saves the graph the runtime really runs; ("node-by-node", "") when
+        the session runs every node of the ONNX graph as it stands, so a tapped tensor is computed as it is
+        untapped; ("unavailable", why) otherwise: the variant is tapped as with --tap all."""
+        return "unavailable", f"{self.name or 'this backend'} does not expose the graph it runs"
+
+    def optimized_graph(self, model_path: str, options: Mapping[str, Any], folder: str) -> tuple[str, dict[str, Any]]:
+        """In the worker, for a backend whose `fusion` is "optimized": save the graph a session with these options
+        really runs as an ONNX file in `folder`; return its path and the options that run it as saved, rewriting
+        nothing more."""
+        raise NotImplementedError
+
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         """Environment variables for the worker, set before anything is imported there (none by default)."""
         return {}

@@ -1,6 +1,7 @@
 """ONNX Runtime, any execution provider, with its kernel-selection knobs as options."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "xnnpack": "XnnpackExecutionProvider", "qnn": "QNNExecutionProvider", "cann": "CANNExecutionProvider",
              "acl": "ACLExecutionProvider", "webgpu": "WebGpuExecutionProvider"}
 CUDA_ONLY = ("conv_algo_search", "tf32")
+# Providers whose optimized graph onnxruntime can save: the others compile subgraphs into nodes it cannot write.
+SAVES_GRAPH = ("cpu", "cuda", "rocm", "dnnl", "xnnpack", "acl", "webgpu")
 
 
 class OrtBackend(BackendBase):
@@ -51,7 +54,22 @@ class OrtBackend(BackendBase):
     def _default(self, key: str) -> Any:
         return next(o.default for o in self.options if o.name == key)
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        if options["ep"] in SAVES_GRAPH:
+            return "optimized", ""
+        return "unavailable", f"ep={options['ep']} compiles subgraphs into nodes onnxruntime cannot save as a graph"
+
+    def optimized_graph(self, model_path: str, options: Mapping[str, Any], folder: str) -> tuple[str, dict[str, Any]]:
+        """The graph onnxruntime runs at these options (its `optimized_model_filepath`, weights beside it in
+        `optimized.onnx.data`), and the options that run it as saved: the same, with no graph optimization."""
+        path = os.path.join(folder, "optimized.onnx")
+        self._open(model_path, options, save_to=path)
+        return path, {**options, "opt": "disable"}
+
     def open(self, model_path: str, options: Mapping[str, Any]) -> OrtSession:
+        return self._open(model_path, options)
+
+    def _open(self, model_path: str, options: Mapping[str, Any], save_to: str | None = None) -> OrtSession:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -63,6 +81,10 @@ class OrtBackend(BackendBase):
         so.use_deterministic_compute = options["deterministic"]
         so.add_session_config_entry("session.set_denormal_as_zero", "1" if options["denormal_as_zero"] else "0")
         so.log_severity_level = 3
+        if save_to is not None:
+            so.optimized_model_filepath = save_to
+            so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                        os.path.basename(save_to) + ".data")
         provider = PROVIDERS[options["ep"]]
         available = ort.get_available_providers()
         if provider not in available:

@@ -44,6 +44,9 @@ class ReferenceBackend(BackendBase):
     def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
         return True
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        return "node-by-node", ""
+
 
 def _evaluator_class(base: type) -> type:
     """onnx.reference's evaluator, with two additions.

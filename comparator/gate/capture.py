@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from .. import api
+from ..errors import UsageError
+from ..graph import tap
 from ..graph.model import Model
 from ..variant import Variant
 from . import bundle
@@ -25,6 +27,9 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
     run's (a fleet task names its Ray node there). The workers write into `scratch` (a new folder the caller
     removes), else into a temporary folder removed here. bundle.RunFailedError, with the run's status, when a
     variant could not run: nothing is written then."""
+    if tap.is_fused(tap_spec):
+        raise UsageError("--tap fused taps each variant's own optimized graph; a bundle keeps taps of the model's "
+                         "graph, the same for every variant", "capture with --tap all, or compare with --tap fused")
     folder = api.temp_dir("infercmp-capture-") if scratch is None else scratch
     try:
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,

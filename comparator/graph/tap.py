@@ -23,6 +23,9 @@ from .model import Model, TensorInfo
 class TapPlan:
     tapped: list[TensorInfo]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (tensor, reason)
+    # `--tap fused`: every tensor is planned, and each variant taps those its own optimized graph computes
+    # (graph/fusion.py); the tapped copy serves the variants that cannot show that graph.
+    fused: bool = False
 
     @property
     def names(self) -> list[str]:
@@ -35,14 +38,19 @@ class TapPlan:
         return [t.name for t in self.tapped if t.scope]
 
 
+def is_fused(spec: str | Sequence[str]) -> bool:
+    """Whether a tap spec asks for fusion-aware taps (`fused`)."""
+    return [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()] == ["fused"]
+
+
 def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
-    """`all` | `outputs` | names and globs (a list, or one comma-separated string)."""
+    """`all` | `fused` | `outputs` | names and globs (a list, or one comma-separated string)."""
     patterns = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
     if not patterns:
-        raise UsageError("--tap is empty", "use all, outputs, or tensor names/globs")
+        raise UsageError("--tap is empty", "use all, fused, outputs, or tensor names/globs")
     if patterns == ["outputs"]:
         chosen = [t for t in model.tensors if t.is_output]
-    elif patterns == ["all"]:
+    elif patterns in (["all"], ["fused"]):
         chosen = list(model.tensors)
     else:
         chosen = []
@@ -54,7 +62,7 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
             chosen.extend(h for h in hits if h not in chosen)
         chosen.extend(t for t in model.tensors if t.is_output and t not in chosen)
         chosen.sort(key=lambda t: t.index)
-    result = TapPlan([])
+    result = TapPlan([], fused=patterns == ["fused"])
     for t in chosen:
         if t.is_output or t.elem_type or t.scope:  # subgraph tensors are recorded, not typed graph outputs
             result.tapped.append(t)

@@ -28,7 +28,8 @@ def tensor_reports(catalogue: Iterable[TensorInfo], facts: Facts) -> list[Tensor
             continue
         reports.append(TensorReport(info.name, info.op_type, info.node, info.index,
                                     None if info.shape is None else list(info.shape), info.dtype, info.is_output,
-                                    metrics=tf.metrics, local=tf.local, spread=tf.spread, classes=classes(tf)))
+                                    metrics=tf.metrics, local=tf.local, spread=tf.spread, classes=classes(tf),
+                                    fused=tf.fused))
     return reports
 
 

@@ -53,6 +53,7 @@ class TensorFacts:
     digests: dict[str, str] = field(default_factory=dict)  # variant (reference included) -> digest of its value
     spread: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> max_abs, max_ulp over its repeats
     local: dict[str, dict[str, Any]] = field(default_factory=dict)  # isolated variant -> metrics (tapped values)
+    fused: list[str] = field(default_factory=list)  # variants whose optimized graph does not compute it (--tap fused)
 
 
 @dataclass
@@ -289,6 +290,8 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
         names = [(t.name, t) for t in catalogue]
     seen = {n for n, _ in names}
     names += [(o, None) for o in outputs if o not in seen]
+    # --tap fused: what each variant that tapped its optimized graph computes there
+    computed = {i: set(r.fusion["tapped"]) for i, r in enumerate(runs) if r.fusion.get("mode") == "optimized"}
     # Passes run on a few threads (the kernel, reading and hashing release the GIL); each is planned here, in
     # catalogue order, and at most `threads` + 1 have their files open at once.
     threads = max(1, min(PASS_THREADS, os.cpu_count() or 1))
@@ -302,8 +305,9 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
                 if info.scope:  # inside a subgraph: only variants that record them, and only when the reference does
                     seeing = ([] if str(runs[ref].variant) in blind
                               else [i for i in ok if str(runs[i].variant) not in blind])
+                fused = [i for i in seeing if i in computed and info.name not in computed[i]]
                 facts.tensors.append(_tensor(p, info, ref, seeing, iso if not info.scope else [],
-                                             tolerance if tolerance_for is None else tolerance_for(info)))
+                                             tolerance if tolerance_for is None else tolerance_for(info), fused))
             if name in outputs:
                 _output(p, facts, name, ok, name in classes)
             pending.append((info is not None, pool.submit(p.run)))
@@ -327,10 +331,17 @@ def _finish(item: tuple[bool, Future[None]], counted: Callable[[int], None] | No
 
 
 def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],
-            tolerance: metrics.Tolerance) -> TensorFacts:
+            tolerance: metrics.Tolerance, fused: Sequence[int] = ()) -> TensorFacts:
+    """The facts of one catalogue tensor over the runs in `ok`; those in `fused` do not compute it (nothing of
+    theirs is read), and when the reference is one of them nothing is compared."""
     kind = kind_for(info)
-    tf = TensorFacts(info.name, kind)
-    for i in ok:
+    tf = TensorFacts(info.name, kind, fused=[str(p.runs[i].variant) for i in fused])
+    if ref in fused:
+        ok = [i for i in ok if i not in fused]
+        for i in ok:
+            p.digest((i, kind), _put(tf.digests, str(p.runs[i].variant)))
+        return tf
+    for i in (i for i in ok if i not in fused):
         variant = str(p.runs[i].variant)
         if info.scope and p.runs[i].path(kind, info.name) is None and p.runs[ref].path(kind, info.name) is None:
             continue  # a branch neither ran (the If went the other way, the loop ran no iteration)

@@ -155,6 +155,10 @@ def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = F
             else:
                 extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", t.role(v)]
         table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra)
+    for k, v in enumerate(t.fused):  # --tap fused: no value of this tensor in that variant's optimized graph
+        first = k == 0 and not any(v in t.metrics for v in variants)
+        table.add_row(str(t.index) if first else "", t.name if first else "", t.op_type if first else "", v,
+                      "[dim]fused[/]", *[""] * (len(COLUMNS) - 1 + (2 if with_local else 0)))
 
 
 def render_findings(report: Report, console: Any) -> None:
@@ -199,6 +203,10 @@ def render_findings(report: Report, console: Any) -> None:
         console.print(f"[dim]not tapped: {name} ({why})[/]")
     for variant in report.untapped_subgraphs:
         console.print(report.untapped_subgraph_note(variant), style="dim", markup=False, highlight=False)
+    for variant in report.fusion:
+        fused = report.fusion_note(variant)
+        if fused:
+            console.print(fused, style="dim", markup=False, highlight=False)
     for line in oracle_lines(report, LISTED_DOUBTS) + broken_lines(report):
         console.print(line, style="yellow" if "agree on every" not in line else None, markup=False, highlight=False)
     verdict = verdict_text(report)
@@ -618,6 +626,10 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
                                             + (f" and {more} more (in the JSON report)" if more > 0 else ""), width)]
     for variant in report.untapped_subgraphs:
         notes += [(x, "dim") for x in _wrap(str(report.untapped_subgraph_note(variant)), width)]
+    for variant in report.fusion:
+        fused = report.fusion_note(variant)
+        if fused:
+            notes += [(x, "dim") for x in _wrap(fused, width)]
     if notes:
         out += [("", None)] + notes
     if tables:

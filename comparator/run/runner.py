@@ -100,6 +100,7 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         record = read_json(record_path)
         run.status, run.error, run.hint = record["status"], record.get("error"), record.get("hint")
         run.provenance, run.timings, run.tensors = record["provenance"], record["timings"], record["tensors"]
+        run.fusion = record.get("fusion", {})
     elif code < 0:
         run.status = "crashed"
         run.error = f"the worker died from {_signal_name(code)}"

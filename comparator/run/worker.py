@@ -9,7 +9,9 @@ Request keys: backend, options (raw strings), model, tapped_model, outputs ({"un
 raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order),
 repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
 subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run, runs N more times on
-the first sample's feeds, each run timed: `timings.latency`).
+the first sample's feeds, each run timed: `timings.latency`), fused (default false: `--tap fused`; a backend whose
+`fusion` is "optimized" taps the graph it saves instead of `tapped_model`: graph/fusion.py), types (tapped
+tensor -> ONNX element type, for the outputs added to that graph).
 """
 from __future__ import annotations
 
@@ -116,6 +118,27 @@ def _append(path: Path, value: np.ndarray, samples: int | None) -> None:
         fh.write(value.reshape(-1).view(np.uint8).data if value.size else b"")  # raw bytes: ml_dtypes too
 
 
+def _optimized(backend: Any, options: Mapping[str, Any], request: Mapping[str, Any], out_dir: Path,
+               record: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+    """The tapped copy of the graph the backend really runs (graph/fusion.py): its path, the options that run it
+    as saved, and its graph outputs (the final outputs, then every planned tap the optimized graph computes). What
+    it computes and its nodes go into the record's `fusion`."""
+    from ..graph import fusion
+
+    folder = out_dir / "optimized"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved, run_options = backend.optimized_graph(request["model"], options, str(folder))
+    finals = request["outputs"]["untapped"]
+    inside = set(request.get("optional", []))  # subgraph tensors: no graph outputs
+    wanted = finals + [n for n in request["outputs"]["tapped"] if n not in finals and n not in inside]
+    tapped, nodes = fusion.tapped_copy(Path(saved), wanted, request.get("types", {}), folder / "tapped.onnx")
+    missing = [n for n in finals if n not in tapped]
+    if missing:
+        raise BackendError(f"the optimized graph has no final output {missing[0]!r}")
+    record["fusion"] = {"mode": "optimized", "tapped": tapped, "nodes": nodes}
+    return str(folder / "tapped.onnx"), dict(run_options), tapped
+
+
 PHASE = "infercmp-phase: "  # a stdout line the parent reads as progress (run/runner.py)
 
 
@@ -146,11 +169,16 @@ def main(argv: list[str] | None = None) -> int:
             path = request["model"] if kind == "untapped" else request["tapped_model"]
             expected = request["outputs"][kind]
             optional = set(request.get("optional", [])) if kind == "tapped" else set()
+            run_options = options
+            if kind == "tapped" and request.get("fused") and backend.fusion(options)[0] == "optimized":
+                _phase("optimized graph")
+                path, run_options, expected = _optimized(backend, options, request, out_dir, record)
+                optional = set()
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
                 _phase(f"{tag} open")
                 t0 = time.perf_counter()
-                session = backend.open(path, options)
+                session = backend.open(path, run_options)
                 t1 = time.perf_counter()
                 _phase(f"{tag} run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)

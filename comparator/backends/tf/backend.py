@@ -57,6 +57,13 @@ class TfBackend(BackendBase):
     def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
         return options["mode"] == "eager"  # graph and xla trace one function: nothing inside leaves it
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        if options["mode"] == "eager":
+            return "node-by-node", ""
+        rewriters = "grappler and XLA" if options["mode"] == "xla" else "grappler"
+        return "unavailable", f"mode={options['mode']}: {rewriters} rewrite the traced function into a graph " \
+                              "mapped back to no tensor of the model"
+
     def validate(self, options: Mapping[str, Any]) -> None:
         if options["device"] != "gpu" and options["tf32"] != "default":
             raise UsageError("tf option tf32 applies only to device=gpu", "add :device=gpu or drop tf32")

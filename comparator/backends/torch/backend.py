@@ -50,6 +50,12 @@ class TorchBackend(BackendBase):
     def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
         return options["compile"] == "eager"
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        if options["compile"] == "eager":
+            return "node-by-node", ""
+        return "unavailable", "torch.compile (inductor) fuses the executor's ops into kernels it does not map back " \
+                              "to the model's tensors"
+
     def validate(self, options: Mapping[str, Any]) -> None:
         if options["device"] != "cuda":
             for key in CUDA_ONLY:

@@ -61,6 +61,10 @@ class TvmBackend(BackendBase):
                "code uses threads at all", minimum=0),
     )
 
+    def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        return "unavailable", "TVM fuses operators into functions when it builds the model and maps them back to " \
+                              "no tensor of the model"
+
     def validate(self, options: Mapping[str, Any]) -> None:
         size_cap()  # a bad INFERCMP_TVM_CACHE_MAX is a usage error before any worker starts
         if options["mattr"] and not _MATTR.fullmatch(options["mattr"]):
