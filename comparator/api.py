@@ -320,6 +320,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         each worker's knobs, thread counts included, are its own.
     repeat: run each variant N times (fresh sessions, and N runs of one session): distinct outputs and
         run-to-run spread per tensor land in `report.determinism` and `tensor.spread`.
+    tap_spec: "all" (every tensor), "fused" (each variant taps what its own optimized graph computes, so tapping
+        changes nothing it runs: `report.fusion`, `tensor.fused`; graph/fusion.py), "outputs", or names and globs.
     isolate: replay every node alone on the reference's inputs: local error in `tensor.local`, the nodes that
         cause deviation in `report.origins`.
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
@@ -456,7 +458,7 @@ def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
     """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
     tensors it computes of those planned and the groups of original nodes it runs otherwise."""
     if run.fusion.get("mode") == "optimized":
-        computed = {o for node in run.fusion["nodes"] for o in node[4]}
+        computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"])
         return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
                 "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
     try:

@@ -83,8 +83,8 @@ def check_compare(args: Mapping[str, Any], func: str = "compare") -> None:
         _fail(func, "reference", reference, "one variant string, e.g. \"ref:dtype=float64\", or None (the first "
                                             "variant)")
     if "tap_spec" in got and not _strings(got["tap_spec"]):
-        _fail(func, "tap_spec", got["tap_spec"], "\"all\", \"outputs\", or tensor names and globs (a str or a list "
-                                                 "of str)")
+        _fail(func, "tap_spec", got["tap_spec"], "\"all\", \"fused\", \"outputs\", or tensor names and globs "
+                                                 "(a str or a list of str)")
     shapes = got.get("shapes")
     if shapes is not None:
         bad = next(((k, v) for k, v in shapes.items() if not (isinstance(k, str) and isinstance(v, (list, tuple))

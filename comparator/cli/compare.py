@@ -18,7 +18,8 @@ def compare(
                                        help="variants, comma separated: ort,ort:opt=disable,ref:dtype=float64; "
                                             "sweeps: ort:opt=basic|all"),
     reference: str | None = typer.Option(None, help="variant the others are compared with (default: first)"),
-    tap: str = typer.Option("all", help="all | outputs | comma-separated tensor names or globs"),
+    tap: str = typer.Option("all", help="all | fused (per variant, only what its optimized graph computes: "
+                                        "tapping changes nothing it runs) | outputs | tensor names or globs"),
     inputs: Path | None = typer.Option(None, help="feeds from .npz (keys = input names) or .npy"),
     shape: list[str] = typer.Option([], help="bind dynamic dims: input=1x3x224x224 or dimname=4 (repeatable)"),
     seed: int = typer.Option(0, help="seed of the random feeds"),

@@ -34,7 +34,9 @@ def tapped_copy(optimized: Path, wanted: Sequence[str], types: Mapping[str, int]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     graph = proto.graph
-    computed = {o for n in graph.node for o in n.output if o} | {i.name for i in graph.input}
+    # A node's output, or a constant the runtime computed when it optimized (Constant nodes, folded subgraphs)
+    computed = {o for n in graph.node for o in n.output if o} | {i.name for i in graph.input} \
+        | {i.name for i in graph.initializer}
     outputs = {o.name for o in graph.output}
     tapped = [name for name in wanted if name in computed or name in outputs]
     for name in tapped:

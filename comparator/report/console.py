@@ -519,9 +519,9 @@ def _op_lines(report: Report, width: int) -> list[str]:
 WORST_FIGURES = (("SNR", "snr_db"), ("ULP", "max_ulp"), ("rel", "max_rel"), ("abs", "max_abs"))
 
 
-def _cell(m: dict[str, Any] | None, key: str) -> str:
+def _cell(m: dict[str, Any] | None, key: str, fused: bool = False) -> str:
     if m is None:
-        return "-"
+        return "fused" if fused else "-"
     if "error" in m:
         return "err"
     if m.get("bit_identical"):
@@ -551,7 +551,8 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
             heads = [["", "", ""] + [label[v] if i == 0 else "" for v in variants for i in range(k)],
                      base[0] + [name for _ in variants for name, _ in figures]]
         rows = [lead[j][:2] + [_fit(lead[j][2], OP_MIN) if cut else lead[j][2]]
-                + [_cell(t.metrics.get(v), key) for v in variants for _, key in figures] for j, t in enumerate(worst)]
+                + [_cell(t.metrics.get(v), key, v in t.fused) for v in variants for _, key in figures]
+                for j, t in enumerate(worst)]
         return heads, rows
 
     def single(k: int) -> tuple[list[list[str]], list[list[str]]]:
