@@ -216,7 +216,9 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(folder, exc, "create") from None
-    _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk)
+    saving = [v for v in variant_list if plan.fused and _fusion_mode(v)[0] == "optimized"]
+    _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
+                _weights(loaded) * len(saving) if "tapped" in kinds else 0)
     if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
         kernel.warm_in_background()
     emit(events, "tap", "writing the tapped copy")
@@ -264,19 +266,30 @@ def _load(path: str | Path, events: Listener | None) -> model_mod.Model:
     return loaded
 
 
+def _weights(loaded: model_mod.Model) -> int:
+    """Bytes of the model's file and its external data files (the loaded graph reads inline weights in place from
+    the model's own file, so that file may be among them)."""
+    files = {loaded.path.resolve()} | set(model_mod.check_external_data(loaded.proto,
+                                                                         loaded.data_dir or loaded.path.parent))
+    return sum(p.stat().st_size for p in files)
+
+
 def _check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-                kinds: Sequence[str], folder: Path, max_disk: int | None) -> None:
-    """Refuse, before anything runs, a plan whose tensors would not fit in `max_disk` bytes (default: 90% of
-    the free space in folder). Dynamic dims count 1, so the estimate is a lower bound."""
+                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0) -> None:
+    """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
+    save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder). Dynamic dims
+    count 1, so the estimate is a lower bound."""
     per_sample = sum(_elements(t.shape) * _itemsize(t.dtype) for t in plan.tapped)
     outputs = sum(_elements(t.shape) * _itemsize(t.dtype) for t in loaded.tensors if t.is_output)
     writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
-    need = writes * samples * variants
+    need = writes * samples * variants + graphs
     budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
     if need > budget:
         size = caches.format_size
         raise UsageError(f"the tapped tensors need at least {size(need)} of disk in {folder} ({len(plan.tapped)} "
-                         f"tensors, {variants} variants, {samples} samples), over the budget of {size(budget)}"
+                         f"tensors, {variants} variants, {samples} samples"
+                         + (f", {size(graphs)} of optimized graphs" if graphs else "")
+                         + f"), over the budget of {size(budget)}"
                          + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
                          "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
                          "use a --workdir on a bigger disk, or raise --max-disk")
@@ -454,6 +467,16 @@ def _taps_subgraphs(variant: Variant) -> bool:
     return bool(taps(options)) if callable(taps) else False
 
 
+def _fusion_mode(variant: Variant) -> tuple[str, str]:
+    """The variant's backend's `fusion(options)` (see backends/contract.py)."""
+    try:
+        backend, options = backends.resolve_variant(variant)
+    except Exception:  # noqa: BLE001 - a variant that does not resolve runs nothing
+        return "unavailable", "the variant does not resolve"
+    fusion_of = getattr(backend, "fusion", None)
+    return fusion_of(options) if callable(fusion_of) else ("unavailable", "a plugin without `fusion`")
+
+
 def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
     """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
     tensors it computes of those planned and the groups of original nodes it runs otherwise."""
@@ -461,12 +484,7 @@ def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
         computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"])
         return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
                 "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
-    try:
-        backend, options = backends.resolve_variant(run.variant)
-        fusion_of = getattr(backend, "fusion", None)
-        mode, why = fusion_of(options) if callable(fusion_of) else ("unavailable", "a plugin without `fusion`")
-    except Exception:  # noqa: BLE001 - a variant that does not resolve ran nothing
-        mode, why = "unavailable", "the variant does not resolve"
+    mode, why = _fusion_mode(run.variant)
     if mode == "optimized":  # it did not get as far as saving its graph
         mode, why = "unavailable", f"the variant {run.status}"
     return {"mode": mode, **({"why": why} if why else {})}

@@ -12,6 +12,7 @@ from onnx import helper
 
 import comparator
 from comparator import backends
+from comparator.errors import UsageError
 from comparator.graph import fusion, structure
 from comparator.result import Report
 
@@ -167,3 +168,16 @@ def test_structure_names_subgraph_nodes_by_their_path() -> None:
         {"id": "if/then/add", "op_type": "Add", "domain": "", "inputs": ["x", "x"], "outputs": ["if/then/t"],
          "parent": "if"}]  # in the order of the node's attributes
     assert structure.base_name("Loop_2/body/x@iter=0,last") == "Loop_2/body/x"
+
+
+def test_the_disk_budget_counts_the_optimized_graphs(tmp_path: Path) -> None:
+    """Each ORT variant saves its optimized graph, weights included: the budget check counts them before running."""
+    from comparator.api import _check_disk, _weights
+    from comparator.graph import model as model_mod, tap
+
+    loaded = model_mod.load(CNN)
+    plan = tap.plan(loaded, "fused")
+    weights = _weights(loaded)
+    assert weights == CNN.stat().st_size  # the CNN keeps its weights inline
+    with pytest.raises(UsageError, match="of optimized graphs"):
+        _check_disk(plan, loaded, 1, 1, 1, ("untapped", "tapped"), tmp_path, 2 * weights, graphs=2 * weights)
