@@ -542,7 +542,9 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
                                 r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
                   for r in runs],
         tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
-        inputs=feed_info, graph=structure.nodes(loaded.proto))
+        inputs=feed_info,
+        # a model read back from a bundle has no graph (a bundle keeps tensors, not the model): no graph view then
+        graph=structure.nodes(loaded.proto) if getattr(loaded, "proto", None) is not None else [])
     # What a blind variant misses: the subgraph tensors the reference recorded (an untaken If branch produces
     # none), or every planned one when the reference is blind too.
     inside = set(plan.inside)

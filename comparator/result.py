@@ -355,6 +355,13 @@ class Report:
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from None
 
 
+def base_name(tensor: str) -> str:
+    """A catalogue tensor's name without its loop-iteration suffix (`Loop_2/body/x@iter=0` -> `Loop_2/body/x`): the
+    name `Report.graph` lists among its node's outputs."""
+    at = tensor.rfind("@iter=")
+    return tensor[:at] if at > 0 else tensor
+
+
 IDENTICAL = 3  # severity's first member for a bit-identical pair
 
 

@@ -181,3 +181,12 @@ def test_the_disk_budget_counts_the_optimized_graphs(tmp_path: Path) -> None:
     assert weights == CNN.stat().st_size  # the CNN keeps its weights inline
     with pytest.raises(UsageError, match="of optimized graphs"):
         _check_disk(plan, loaded, 1, 1, 1, ("untapped", "tapped"), tmp_path, 2 * weights, graphs=2 * weights)
+
+
+def test_the_html_report_says_fused(fused: Report) -> None:
+    from comparator.report import html
+
+    page = html.render(fused)
+    assert "fused in ort, ort:opt=extended</small>" in page  # /block1/conv/Conv_output_0's row
+    assert "ort:opt=extended: tapped the graph it optimized" in page
+    assert "fused away by the reference" not in page  # the reference, ref, computes every tensor

@@ -190,7 +190,7 @@ def test_to_dict_round_trip(report):
     ({"isolate": "yes"}, "compare(isolate='yes'): pass True or False"),
     ({"max_disk": "20G"}, "parse_size"),
     ({"reference": 1}, "compare(reference=1): pass one variant string"),
-    ({"tap_spec": 3}, "compare(tap_spec=3): pass \"all\", \"outputs\""),
+    ({"tap_spec": 3}, "compare(tap_spec=3): pass \"all\", \"fused\", \"outputs\""),
 ])
 def test_wrong_types_say_what_to_pass(kwargs, says):
     args = {"model": str(MODELS / "cnn.onnx"), "variants": ["ort"], **kwargs}

@@ -6,7 +6,6 @@ import math
 import random
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,11 @@ import pytest
 import comparator
 from comparator.report import html
 from comparator.result import Report, TensorReport, VariantReport
+from browser import chromium, needs_chromium
 from conftest import missing_provider
 
 MISSING, PROVIDER = missing_provider()
 
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless check needs Debian's chromium "
-                                    "(/usr/bin/chromium): apt-get install -y chromium")
 EVIL = "<script>alert('x')</script> & \"q\""
 
 
@@ -85,16 +82,6 @@ def edge_report() -> Report:
                   pairwise={"variants": ["ref\"<", "v&1"], "max_ulp": [[0, None], [None, 0]]}, exit_code=3)
 
 
-def chromium(url: str, tmp_path: Path, *args: str) -> str:
-    """Load `url` in headless Chromium the way a user would (scripts run) and return its stdout."""
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", *args, url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 def visible_rows(dom: str) -> list[str]:
     return re.findall(r'<tbody id="t\d+" data-k="([^"]*)"(?![^>]*hidden)[^>]*>', dom)
 
@@ -119,7 +106,9 @@ def test_self_contained(real: Report) -> None:
     page = html.render(real)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert "<link" not in page and "@import" not in page and "url(" not in page
-    assert page.count("<script>") == 1 and page.startswith("<!DOCTYPE html>")
+    # inline scripts only: the page's own, the graph view's (dagre and its drawing code) and the graph's data
+    assert page.count("<script>") == 2 and page.count('<script type="application/json" id="graph-data">') == 1
+    assert page.count("<script") == 3 and page.startswith("<!DOCTYPE html>")
 
 
 def test_write_is_atomic_and_identical(real: Report, tmp_path: Path) -> None:

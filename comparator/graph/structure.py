@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..result import base_name as base_name  # the views need it too: it lives with the report
 from . import subgraphs
 
 
@@ -39,8 +40,3 @@ def _graph(graph: Any, path: str, parent: str, outer_weights: set[str], found: l
             for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                 _graph(g, f"{key}/{subgraphs.branch_name(a.name)}/", key, weights, found)
 
-
-def base_name(tensor: str) -> str:
-    """A catalogue tensor's name without its loop-iteration suffix (`x@iter=0` -> `x`)."""
-    at = tensor.rfind("@iter=")
-    return tensor[:at] if at > 0 else tensor

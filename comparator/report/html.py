@@ -19,6 +19,7 @@ from ..fileio import write_text
 from ..result import Report
 from .console import (COLUMNS, _num, broken_lines, metric_cells, minimum_tolerance_text, ms_text, observer_text,
                       oracle_lines, ratio_text, snr_text, ulp_text, sci_text, verdict_text, where_text)
+from .graphview import section as graph_section
 from .html_assets import CSS, JS, PALETTE
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes in a worker's stderr
@@ -64,8 +65,9 @@ def render(report: Report) -> str:
     return "".join([
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>infercmp: {esc(title)}</title>'
         f'<meta name="viewport" content="width=device-width"><style>{CSS}</style></head><body>',
-        _summary(report, colors), _plot(report, compared, colors), _op_types(report), _dendrogram(report, colors),
-        _findings(report), _table(report, compared, colors), f"<script>{JS}</script></body></html>\n"])
+        _summary(report, colors), _plot(report, compared, colors), graph_section(report, compared), _op_types(report),
+        _dendrogram(report, colors), _findings(report), _table(report, compared, colors),
+        f"<script>{JS}</script></body></html>\n"])
 
 
 def write(report: Report, path: str | Path) -> None:
@@ -166,6 +168,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
                "tensors come from a differently fused graph" for n, e in report.observer_effect.items() if e]
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
     notes += [str(report.untapped_subgraph_note(v)) for v in report.untapped_subgraphs]
+    notes += [note for v in report.fusion if (note := report.fusion_note(v))]
     doubts = oracle_lines(report) + broken_lines(report)
     for head, items in (("Doubts", doubts), ("Observer effects", effects), ("Notes", notes)):
         if items:
@@ -515,12 +518,14 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
                    f'{" hidden" if i >= PAGE else ""}>')
         span = max(1, len(rows))
         lead = (f'<td rowspan={span}>{t.index}<td rowspan={span} class="l t">{esc(t.name).replace("/", "/<wbr>")}'
-                f'<br><span class=op>{esc(t.op_type)}</span>' + (" <small>output</small>" if t.is_output else ""))
+                f'<br><span class=op>{esc(t.op_type)}</span>' + (" <small>output</small>" if t.is_output else "")
+                + (f'<br><small class=fz>fused in {esc(", ".join(t.fused))}</small>' if t.fused else ""))
         groups = [c for c in t.classes if len(c) > 1]  # singletons are implied
         tail = (f'<td rowspan={span} class="l m cls">' + ("<br>".join(esc(" = ".join(c)) for c in groups)
                 or ("<small>all distinct</small>" if t.classes else "-")) if classes else "")
         if not rows:
-            out.append(f"<tr>{lead}<td class=l colspan={len(cols) - 2}>not compared{tail}")
+            why = " (fused away by the reference's optimized graph)" if report.reference in t.fused else ""
+            out.append(f"<tr>{lead}<td class=l colspan={len(cols) - 2}>not compared{why}{tail}")
         for k, (v, m) in enumerate(rows):
             cls = "bad" if ("error" in m or m.get("violations", 0)) else ("eq" if m.get("bit_identical") else "")
             cells = [f"<tr{' class=' + cls if cls else ''}>{lead if k == 0 else ''}<td class=l>"
