@@ -364,6 +364,27 @@ def _check_writable(flag: str, given: PathLike) -> bool:
     return True
 
 
+def check_output_folder(flag: str, folder: PathLike, others: Iterable[PathLike] = ()) -> None:
+    """UsageError unless `folder` is a folder, or can be created, that this process may write in, and is none of
+    the file outputs `others` (a command that writes a folder of files checks each file again before writing)."""
+    if is_stdout(folder):
+        raise UsageError(f"{flag} {folder}: it writes a folder of files, not a stream", "give a folder")
+    real = resolve_output(folder)
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise UsageError(f"{flag} {folder} is a file, not a folder", "give a folder (it is created when missing)")
+    for other in others:
+        if not is_stdout(other) and resolve_output(other) == real:
+            raise UsageError(f"{flag} {folder} is also the path of another output", "give each output its own path")
+    existing = _existing_ancestor(real)
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {folder}: {existing} is a file, not a folder", "give a path in a folder")
+    if _read_only(existing):
+        raise UsageError(f"{flag} {folder}: {existing} is on a read-only file system", "write it to another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: cannot write in {existing} (permission denied)",
+                         "write it to a folder you may write in")
+
+
 def _encode(obj: Any) -> Any:
     """JSON has no NaN/Infinity: non-finite floats are written as the strings "nan", "inf", "-inf"."""
     if isinstance(obj, float) and not math.isfinite(obj):

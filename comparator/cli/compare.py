@@ -47,6 +47,9 @@ def compare(
                                                           "local error, origin vs propagation"),
     html_out: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report here"),
     junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
+    model_explorer_out: Path | None = typer.Option(None, "--model-explorer", metavar="DIR",
+                                                   help="write Model Explorer node data into this folder: one file "
+                                                        "per variant and metric, to view over the model's graph"),
     max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take (500M, 20G); "
                                         "a plan that needs more is refused before running (default: 90% of the "
                                         "free space)"),
@@ -68,7 +71,7 @@ def compare(
 
     outputs.check_table(table, top)
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
-    outputs.guard(reports, {"--inputs": inputs}, {"the model": model})
+    outputs.guard(reports, {"--inputs": inputs}, {"the model": model}, {"--model-explorer": model_explorer_out})
     variants = parse_list(backends)
     api.check_sweep(variants, yes, jobs)
     with phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1") as events:
@@ -81,7 +84,8 @@ def compare(
     # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.
     out = outputs.console(to_stderr=outputs.takes_stdout(*reports.values()))
     outputs.show(report, out, table, top, quiet)
-    outputs.write_reports(out, report, reports)
+    outputs.write_reports(out, report, {**reports, "--model-explorer": model_explorer_out}, {"--inputs": inputs},
+                          {"the model": model})
     raise typer.Exit(report.exit_code)
 
 

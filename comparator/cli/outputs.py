@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import UsageError
-from ..fileio import check_outputs, is_stdout, resolve_output
+from ..fileio import check_output_folder, check_outputs, is_stdout, resolve_output
 
 Given = Path | str | None
 
@@ -40,16 +40,36 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def guard(outputs: Mapping[str, Given], inputs: Mapping[str, Given | Iterable[Given]],
-          models: Mapping[str, Given] | None = None) -> None:
+          models: Mapping[str, Given] | None = None, folders: Mapping[str, Given] | None = None) -> None:
     """Refuse outputs that would overwrite an input or each other, or cannot be written (fileio.check_outputs).
-    `models`: what each model is (`the model`, `--against`) -> its path; its external data files count too."""
+    `models`: what each model is (`the model`, `--against`) -> its path; its external data files count too.
+    `folders`: outputs that are folders of files (`--model-explorer`): each must be a folder, or creatable, and
+    no file output; `guard_files` checks their files once they are known."""
+    written = [resolve_output(p) for p in outputs.values() if p is not None and not is_stdout(p)]
+    check_outputs(outputs, _inputs(inputs, models, written))
+    for flag, folder in (folders or {}).items():
+        if folder is not None:
+            check_output_folder(flag, folder, [p for p in outputs.values() if p is not None])
+
+
+def guard_files(flag: str, files: Iterable[Path], inputs: Mapping[str, Given | Iterable[Given]],
+                models: Mapping[str, Given] | None = None) -> None:
+    """Refuse the files an output folder is about to get when one of them is an input (`guard`'s rules)."""
+    files = list(files)
+    ins = _inputs(inputs, models, [resolve_output(f) for f in files])
+    for f in files:
+        check_outputs({flag: f}, ins)
+
+
+def _inputs(inputs: Mapping[str, Given | Iterable[Given]], models: Mapping[str, Given] | None,
+            written: list[Path]) -> dict[str, Any]:
+    """What each input is -> its paths; a model's external data files too when an output lands in its folder."""
     ins: dict[str, Any] = {}
     for label, value in inputs.items():
         if value is None:
             continue
         paths = [value] if isinstance(value, (str, os.PathLike)) else [v for v in value if v is not None]
         ins[label] = paths
-    written = [resolve_output(p) for p in outputs.values() if p is not None and not is_stdout(p)]
     for label, model in (models or {}).items():
         if model is None:
             continue
@@ -59,7 +79,7 @@ def guard(outputs: Mapping[str, Given], inputs: Mapping[str, Given | Iterable[Gi
             data = _data_files(Path(model))
             if data:
                 ins[f"{label}'s external data"] = data
-    check_outputs(outputs, ins)
+    return ins
 
 
 def no_stdout(flag: str, value: Given) -> None:
@@ -116,11 +136,16 @@ def takes_stdout(*paths: Given) -> bool:
     return any(is_stdout(p) for p in paths)
 
 
-def write_reports(out: Any, result: Any, paths: Mapping[str, Given]) -> None:
+def write_reports(out: Any, result: Any, paths: Mapping[str, Given], inputs: Mapping[str, Given] | None = None,
+                  models: Mapping[str, Given] | None = None) -> None:
     """Write `result` (a Report, or a gate's GateResult) to each report flag given (`--json`, `--html`,
-    `--junit` -> a path or `-`), saying where each went unless it went to standard output."""
+    `--junit` -> a path or `-`; for a Report also `--model-explorer` -> a folder), saying where each went unless it
+    went to standard output. `inputs` and `models` (as for `guard`): the Model Explorer files, known only now, are
+    checked against them, and against the other outputs, before anything is written."""
     from ..gate.verdict import GateResult
+    from .app import plain
 
+    overlay: tuple[Path, dict[str, Any]] | None = None
     if isinstance(result, GateResult):
         from ..fileio import write_json
         from ..gate import pages
@@ -131,15 +156,43 @@ def write_reports(out: Any, result: Any, paths: Mapping[str, Given]) -> None:
         from ..report import html, json, junit
 
         writers = {"--json": json.write, "--html": html.write, "--junit": junit.write}
+        folder = paths.get("--model-explorer")
+        if folder is not None:
+            from ..report import model_explorer
+
+            model = (models or {}).get("the model")
+            found = model_explorer.series(result, _skimmed(model) if model is not None else None)
+            others = {f"the {flag} output": p for flag, p in paths.items()
+                      if flag != "--model-explorer" and p is not None and not is_stdout(p)}
+            guard_files("--model-explorer", [Path(folder) / name for name in found], {**(inputs or {}), **others},
+                        models)
+            overlay = (Path(folder), found)
     names = {"--json": "JSON report", "--html": "HTML report", "--junit": "JUnit report"}
     for flag, path in paths.items():
-        if path is None:
+        if path is None or flag not in writers:
             continue
         writers[flag](result, path)
         if not is_stdout(path):
-            from .app import plain
-
             plain(out, f"{names[flag]}: {path}")
+    if overlay is not None:
+        from ..report import model_explorer
+
+        written = model_explorer.write_series(*overlay)
+        plain(out, f"Model Explorer node data: {overlay[0]} ({len(written)} file{'s' * (len(written) != 1)}, one "
+                   "per variant and metric)")
+
+
+def _skimmed(model: Path | str) -> Any:
+    """The model's ModelProto without its large weights (graph/stored.py), or its path when it cannot be read so
+    (the reader then says why)."""
+    try:
+        import onnx
+
+        from ..graph import stored
+
+        return onnx.load_from_string(stored.skim(model))
+    except Exception:  # noqa: BLE001 - the plain reader reports the error
+        return model
 
 
 def finish(result: Any, json_out: Given, lines: Callable[[int], list[str]] | None = None, html_out: Given = None,
