@@ -60,6 +60,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Report:
                                                             .reshape(2, 8)})
 
 
+def node_page(report: Report, tmp_path: Path, node: str) -> str:
+    """The DOM headless Chromium builds from `report`'s page opened at `#node=<node>`."""
+    path = tmp_path / "r.html"
+    html.write(report, path)
+    return chromium(path.as_uri() + "#node=" + urllib.parse.quote(node, safe=""), tmp_path, "--dump-dom",
+                    "--window-size=1400,1000")
+
+
 def data_of(page: str) -> dict:
     found = DATA.search(page)
     assert found, "no graph data in the page"
@@ -169,10 +177,7 @@ def test_screenshot_shows_coloured_nodes(real: Report, tmp_path: Path) -> None:
 
 @needs_chromium
 def test_chromium_node_link_shows_its_rows(real: Report, tmp_path: Path) -> None:
-    path = tmp_path / "r.html"
-    html.write(real, path)
-    url = path.as_uri() + "#node=" + urllib.parse.quote("/block3/conv/Conv", safe="")
-    dom = chromium(url, tmp_path, "--dump-dom", "--window-size=1400,1000")
+    dom = node_page(real, tmp_path, "/block3/conv/Conv")
     panel = re.search(r'<div id="graph-panel"[^>]*>(.*?)</div></div>', dom, re.S)
     assert panel, "no panel"
     text = panel.group(1)
@@ -210,10 +215,7 @@ def test_chromium_shows_every_loop_iteration_row(tmp_path: Path) -> None:
     path = tmp_path / "loop.onnx"
     onnx.save(loop_model(), path)
     report = comparator.compare(path, ["ref:dtype=float64", "ref"], inputs={"x": X})
-    page = tmp_path / "loop.html"
-    html.write(report, page)
-    url = page.as_uri() + "#node=" + urllib.parse.quote("Loop_0/body/body_exp", safe="")
-    dom = chromium(url, tmp_path, "--dump-dom", "--window-size=1400,1000")
+    dom = node_page(report, tmp_path, "Loop_0/body/body_exp")
     panel = re.search(r'<div id="graph-panel"[^>]*>(.*?)</div></div>', dom, re.S)
     assert panel
     assert ">Loop_0/body/ex@iter=0</a>" in panel.group(1) and ">Loop_0/body/ex@iter=last</a>" in panel.group(1)
@@ -221,10 +223,7 @@ def test_chromium_shows_every_loop_iteration_row(tmp_path: Path) -> None:
 
 @needs_chromium
 def test_chromium_outlines_fused_groups(fused: Report, tmp_path: Path) -> None:
-    path = tmp_path / "f.html"
-    html.write(fused, path)
-    url = path.as_uri() + "#node=" + urllib.parse.quote("/block1/bn/BatchNormalization", safe="")
-    dom = chromium(url, tmp_path, "--dump-dom", "--window-size=1400,1000")
+    dom = node_page(fused, tmp_path, "/block1/bn/BatchNormalization")
     assert len(re.findall(r'<rect class="gf"', dom)) == 4  # one per FusedConv block
     assert "fused by ort:opt=extended: /block1/conv/Conv, /block1/bn/BatchNormalization, /block1/relu/Relu" in dom
     assert ">fused in ort:opt=extended</td>" in dom
@@ -232,10 +231,7 @@ def test_chromium_outlines_fused_groups(fused: Report, tmp_path: Path) -> None:
 
 @needs_chromium
 def test_chromium_keeps_hostile_names_as_text(hostile: Report, tmp_path: Path) -> None:
-    path = tmp_path / "h.html"
-    html.write(hostile, path)
-    url = path.as_uri() + "#node=" + urllib.parse.quote(HOSTILE + "relu", safe="")
-    dom = chromium(url, tmp_path, "--dump-dom", "--window-size=1400,1000")
+    dom = node_page(hostile, tmp_path, HOSTILE + "relu")
     assert dom.count("<script") == 3 and "<img" not in dom and "<b>exp" not in dom  # nothing injected
     assert re.search(r'<div id="graph" data-state="drawn" data-nodes="2"', dom)
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;&amp;" in dom  # drawn and listed as text
