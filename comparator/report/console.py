@@ -551,7 +551,8 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
             heads = [["", "", ""] + [label[v] if i == 0 else "" for v in variants for i in range(k)],
                      base[0] + [name for _ in variants for name, _ in figures]]
         rows = [lead[j][:2] + [_fit(lead[j][2], OP_MIN) if cut else lead[j][2]]
-                + [_cell(t.metrics.get(v), key, v in t.fused) for v in variants for _, key in figures]
+                + [_cell(t.metrics.get(v), key, v in t.fused) if i == 0 or v not in t.fused else ""
+                   for v in variants for i, (_, key) in enumerate(figures)]
                 for j, t in enumerate(worst)]
         return heads, rows
 
