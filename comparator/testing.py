@@ -82,7 +82,9 @@ def assert_agrees(model: str | Path | Model, variants: Sequence[str] | str,
     """Every variant must agree with the first one (the reference) on `model`.
 
     tap: "all" (default: every tensor is tapped, so a failure names the first tensor where a variant diverges),
-    "outputs" (the final outputs only: one untapped run per variant, faster on a big model), or tensor names and
+    "fused" (each variant taps what its own optimized graph computes, so tapping changes nothing it runs; a tensor a
+    variant fused away is not gated for it), "outputs" (the final outputs only: one untapped run per variant,
+    faster on a big model), or tensor names and
     globs (those tensors and the final outputs). The result's `tap`/`tapped` and the first line of the failure
     message say which it did.
     tolerance: for every final output (default: atol = rtol = 1e-5), or policy: a policy file or Policy
