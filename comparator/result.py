@@ -188,7 +188,8 @@ class Report:
                      f"{len(big['nodes']):,} nodes from {big['nodes'][0]}"
                      + (f" as {', '.join(ops[:3])}" + (" ..." if len(ops) > 3 else "") if ops else " (folded)"))
         if variant == self.reference and away:
-            text += "; the other variants are not compared on those tensors"
+            text += ("; the other variants are not compared on those tensors (a reference that runs node by node, "
+                     "--reference ref, compares them all)")
         return text
 
     def __repr__(self) -> str:
