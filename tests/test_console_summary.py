@@ -19,7 +19,7 @@ from rich.console import Console
 
 import comparator
 from comparator import Tolerance
-from comparator.report import console as console_report
+from comparator.report import console as console_report, text
 from comparator.result import Report, TensorReport, VariantReport, severity
 from conftest import ROOT
 
@@ -131,7 +131,7 @@ def test_minimum_tolerance_is_the_least_that_passes(models) -> None:
     report = comparator.compare(models.exp_chain, ["ort", "ref"], tap_spec="outputs")
     need = report.minimum_tolerance("ref")
     assert need["atol"] > 0 and need["rtol"] > 0
-    assert f"minimum atol {console_report.sci_text(need['atol'])} (rtol 0)" in " ".join(printed(report, 100))
+    assert f"minimum atol {text.sci_text(need['atol'])} (rtol 0)" in " ".join(printed(report, 100))
     for atol, rtol in ((need["atol"], 0.0), (0.0, need["rtol"])):
         assert comparator.compare(models.exp_chain, ["ort", "ref"], tap_spec="outputs",
                                   tolerance=Tolerance(atol, rtol)).passed
@@ -155,9 +155,9 @@ def test_worst_element_index() -> None:
     t.shape = ["batch", 3, 4]
     assert t.worst_element("v") is None
     r = Report(model={}, reference="r", tolerance={}, variants=[], tensors=[t], inputs={"samples": 3})
-    assert console_report.where_text(r, t, "v") == "element 65"
+    assert text.where_text(r, t, "v") == "element 65"
     t.shape = [2, 3, 4]
-    assert console_report.where_text(r, t, "v") == "sample 2 [1, 1, 1]"
+    assert text.where_text(r, t, "v") == "sample 2 [1, 1, 1]"
 
 
 def test_failed_variant_and_plain_text(models, ort_lacks_tan_float64) -> None:

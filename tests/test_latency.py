@@ -9,7 +9,7 @@ import pytest
 
 import comparator
 from comparator.errors import UsageError
-from comparator.report import console as console_report, html
+from comparator.report import console as console_report, html, text
 from comparator.result import Report
 from conftest import assert_clean_error
 
@@ -92,14 +92,14 @@ def test_views_show_the_latency(timed) -> None:
     report, _ = timed
     lines = [line for line, _ in console_report.summary_lines(report, 80)]
     assert all(len(line) <= 80 for line in lines)
-    ref = console_report.ms_text(report.latency("ort")["median_s"])
+    ref = text.ms_text(report.latency("ort")["median_s"])
     assert f"ort (reference): latency {ref} ms median of 5" in lines
     ratio = report.latency_ratio("ort:opt=disable")
     assert any(line.strip().startswith("latency ")
-               and line.endswith(f"median of 5 ({console_report.ratio_text(ratio)} the reference)")
+               and line.endswith(f"median of 5 ({text.ratio_text(ratio)} the reference)")
                for line in lines), lines
     page = html.render(report)
-    assert ">latency</th>" in page and f"({console_report.ratio_text(ratio)})" in page
+    assert ">latency</th>" in page and f"({text.ratio_text(ratio)})" in page
 
 
 def test_cli_time(models, cli, monkeypatch) -> None:

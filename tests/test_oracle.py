@@ -13,7 +13,7 @@ from onnx import helper
 import comparator
 from comparator.errors import UsageError
 from comparator.measure import analysis
-from comparator.report import console, html, junit
+from comparator.report import html, junit, text
 from comparator.report import json as json_report
 from comparator.result import TensorReport
 from conftest import const, make_model, vi
@@ -47,13 +47,13 @@ def test_the_oracles_flag_where_they_disagree(tmp_path):
     assert flagged == ["s", "y"]  # the sum and what follows; the Relu and Neg agree bit for bit
     first = report.oracle["disagreements"][0]
     assert first["node"] == "sum" and first["op_type"] == "ReduceSum" and first["snr_db"] < analysis.ORACLE_SNR_DB
-    lines = console.oracle_lines(report)
+    lines = text.oracle_lines(report)
     assert lines[0].startswith("oracle disagreement at node sum (ReduceSum): ref:dtype=float64 and "
                                "torch:dtype=float64 differ on s (SNR ")
     assert "oracle disagreement at node sum (ReduceSum)" in html.render(report)
     assert "oracle disagreement at node sum (ReduceSum)" in junit.render(report)
     # ort sums in float32: far off here, so a FAIL, and one judged against an oracle in doubt.
-    assert console.verdict_text(report) == ("FAIL: final outputs beyond tolerance, but the float64 oracles "
+    assert text.verdict_text(report) == ("FAIL: final outputs beyond tolerance, but the float64 oracles "
                                             "disagree from s on")
     json_report.write(report, tmp_path / "r.json")
     assert json_report.read(tmp_path / "r.json").oracle == report.oracle
@@ -62,7 +62,7 @@ def test_the_oracles_flag_where_they_disagree(tmp_path):
 def test_the_oracles_agree_on_a_well_conditioned_model(models):
     report = comparator.compare(models.cnn, ["ort"], oracle=True)
     assert report.oracle == {"variants": ["ref:dtype=float64", "torch:dtype=float64"], "disagreements": []}
-    assert console.oracle_lines(report) == ["oracle: ref:dtype=float64 and torch:dtype=float64 agree on every "
+    assert text.oracle_lines(report) == ["oracle: ref:dtype=float64 and torch:dtype=float64 agree on every "
                                             "tensor to float64 noise"]
 
 
@@ -106,10 +106,10 @@ def test_a_pass_with_a_broken_middle_says_so(models):
     assert report.broken_middle == {}  # float32 rounding differences stay far below 1,000x the tolerance
     report.broken_middle = {"ort:opt=disable": {"count": 97, "first": "bn1", "op_type": "BatchNormalization",
                                                 "max_abs": 6.0, "max_rel": 2.0}}
-    verdict = console.verdict_text(report)
+    verdict = text.verdict_text(report)
     assert verdict == ("PASS: final outputs within tolerance, but ort:opt=disable's middle deviates by more than "
                        "1,000x the tolerance from bn1")
-    assert console.broken_lines(report) == [
+    assert text.broken_lines(report) == [
         "ort:opt=disable: final outputs within tolerance, but 97 intermediate tensor(s) deviate by more than "
         "1,000x the tolerance, the first bn1 (BatchNormalization): max abs 6, max rel 2"]
     assert escape(verdict) in html.render(report)

@@ -10,7 +10,7 @@ from rich.console import Console
 import comparator
 from comparator.errors import ReportError
 from comparator.measure.metrics import FIELDS
-from comparator.report import console as console_report
+from comparator.report import table, text
 from comparator.report import json as json_report
 from comparator.result import SCHEMA_VERSION, Report
 
@@ -159,21 +159,21 @@ def test_write_is_atomic(report, tmp_path):
 def render(report, quiet=False):
     buffer = io.StringIO()
     console = Console(file=buffer, width=220, color_system=None)
-    (console_report.render_findings if quiet else console_report.render)(report, console)
+    (table.render_findings if quiet else table.render)(report, console)
     return buffer.getvalue()
 
 
 def test_table_and_findings(report):
-    text = render(report)
+    shown = render(report)
     for needle in ("conv", "bn", "y (output)", "BatchNormalization", "ort:opt=disable", "max_ulp", "snr_dB"):
-        assert needle in text, needle
-    assert "ort: observer effect" in text and "ort:opt=disable: observer effect" not in text
+        assert needle in shown, needle
+    assert "ort: observer effect" in shown and "ort:opt=disable: observer effect" not in shown
     detail = report.observer_detail["ort"]["y"]
     assert (f"tapping changed its final outputs y (max ULP {detail['max_ulp']:,}, "
-            f"max abs {console_report._num(detail['max_abs'])});") in text
-    assert f"ort: first divergence {report.first_divergence['ort']}" in text
-    assert "bit-identical final outputs:" in text
-    verdict = text.strip().splitlines()[-1]
+            f"max abs {text.num(detail['max_abs'])});") in shown
+    assert f"ort: first divergence {report.first_divergence['ort']}" in shown
+    assert "bit-identical final outputs:" in shown
+    verdict = shown.strip().splitlines()[-1]
     assert verdict.startswith("PASS" if report.exit_code == 0 else "FAIL") and "atol 1e-05" in verdict
 
 
@@ -205,4 +205,4 @@ def test_observer_text_names_each_changed_output():
     r = Report(model={}, reference="a", tolerance={}, variants=[], tensors=[])
     r.observer_detail = {"v": {"y": {"max_ulp": 526344, "max_abs": 0.0039215684},
                                "z": {"max_ulp": 1, "max_abs": math.inf}}}
-    assert console_report.observer_text(r, "v") == "y (max ULP 526,344, max abs 0.003922), z (max ULP 1, max abs inf)"
+    assert text.observer_text(r, "v") == "y (max ULP 526,344, max abs 0.003922), z (max ULP 1, max abs inf)"

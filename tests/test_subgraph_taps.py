@@ -73,7 +73,7 @@ def test_the_catalogue_names_subgraph_tensors_by_where_they_live(tmp_path):
 @needs_all
 def test_if_and_loop_tensors_are_compared_inside_subgraphs(tmp_path):
     import comparator
-    from comparator.report import console, junit
+    from comparator.report import junit, table
 
     onnx.save(if_model(), tmp_path / "if.onnx")
     onnx.save(loop_model(), tmp_path / "loop.onnx")
@@ -95,7 +95,7 @@ def test_if_and_loop_tensors_are_compared_inside_subgraphs(tmp_path):
     from rich.console import Console
 
     out = Console(record=True, width=200)
-    console.render(report, out)
+    table.render(report, out)
     assert "ort: not tapped inside subgraphs: 2 tensors" in out.export_text()
     assert "not tapped inside subgraphs: 2 tensors" in junit.render(report)
 

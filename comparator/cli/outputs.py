@@ -122,12 +122,12 @@ def show(report: Any, out: Any, table: str = "worst", top: int = 15, quiet: bool
     """Print a report: the summary (findings first; with `worst`, the op types and the `top` worst tensors too),
     or with `full` every tensor and variant (200 columns when piped without COLUMNS: its rows need them).
     `quiet`: the findings only."""
-    from ..report import console as console_report
+    from ..report import console as console_report, table as table_report
 
     if table == "full" and not quiet:
         if not out.is_terminal and _columns() is None:
             out.width = 200
-        console_report.render(report, out)
+        table_report.render(report, out)
     else:
         console_report.summary(report, out, top=top, tables=table == "worst" and not quiet)
 

@@ -1,224 +1,14 @@
-"""Terminal rendering. `summary` (the default of `infercmp compare`): the findings first, then the op types and the
-worst tensors, fitted to the terminal's width whatever the model's size. `render` (`--table full`): a row per
-tensor and variant in topological order, then the findings."""
+"""The terminal summary (the default of `infercmp compare`): the findings first, then the op types and the worst
+tensors, fitted to the terminal's width whatever the model's size (`--table full` is report/table.py)."""
 from __future__ import annotations
 
-import math
 import re
-import textwrap
 from typing import Any
 
-from ..result import Report, TensorReport, severity
+from ..result import Report, severity
+from .text import (EQUAL, VERDICTS, broken_lines, figures, fit, glue, latency_text, minimum_glued, observer_text,
+                   oracle_lines, sci_text, snr_text, tolerance_text, ulp_text, verdict_text, where_text, wrap)
 
-COLUMNS = ("identical", "max_abs", "mean_abs", "max_rel", "max_ulp", "p99_ulp", "cosine", "snr_dB", "nan/inf")
-
-
-def _num(x: Any, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "nan"
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        if x == 0:
-            return "0"
-        return f"{x:.{digits}e}" if abs(x) < 1e-3 or abs(x) >= 1e5 else f"{x:.{digits + 2}g}"
-    return str(x)
-
-
-def metric_cells(m: dict[str, Any]) -> list[str]:
-    if "error" in m:
-        return [m["error"]] + [""] * (len(COLUMNS) - 1)
-    ident = "==" if m["bit_identical"] else f"{100 * m['identical_fraction']:.1f}%"
-    cos = m["cosine"]
-    cos_text = "1" if cos == 1.0 else (f"1-{1 - cos:.1e}" if isinstance(cos, float) and cos > 0.99 else _num(cos))
-    return [ident, _num(m["max_abs"]), _num(m["mean_abs"]), _num(m["max_rel"]), _num(m["max_ulp"]),
-            _num(m["p99_ulp"]), cos_text, _num(m["snr_db"], 1), f"{m['nan_mismatch']}/{m['inf_mismatch']}"]
-
-
-def observer_text(report: Report, variant: str) -> str:
-    """What tapping changed in a variant's final outputs, e.g. 'probs (max ULP 526,344, max abs 3.92e-03)'."""
-    detail = report.observer_detail.get(variant, {})
-    return ", ".join(f"{name} (max ULP {_num(d.get('max_ulp'))}, max abs {_num(d.get('max_abs'))})"
-                     for name, d in detail.items()) or "?"
-
-
-VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
-            3: "FAIL: a variant could not run"}
-LISTED_DOUBTS = 10  # oracle disagreements listed on the terminal; the JSON and HTML reports list all
-
-
-def oracle_lines(report: Report, limit: int | None = None) -> list[str]:
-    """One line per tensor where the two float64 oracles disagree (or one line saying they agree)."""
-    if not report.oracle:
-        return []
-    a, b = report.oracle["variants"]
-    found = report.oracle["disagreements"]
-    if not found:
-        return [f"oracle: {a} and {b} agree on every tensor to float64 noise"]
-    lines = [f"oracle disagreement at node {d['node'] or d['tensor']} ({d['op_type']}): {a} and {b} differ on "
-             f"{d['tensor']} ("
-             + (f"cannot compare: {d['error']}" if "error" in d else
-                f"SNR {_num(d['snr_db'], 1)} dB, max abs {_num(d['max_abs'])}, max rel {_num(d['max_rel'])}")
-             + ")" for d in found[:limit]]
-    if limit is not None and len(found) > limit:
-        lines.append(f"... {len(found) - limit} more oracle disagreements (all in the JSON and HTML reports)")
-    return lines
-
-
-def broken_lines(report: Report, variant: str | None = None) -> list[str]:
-    """One line per variant (or for `variant`) whose final outputs pass while its middle is far beyond the
-    tolerance."""
-    return [f"{v}: final outputs within tolerance, but {b['count']} intermediate tensor(s) deviate by more than "
-            f"1,000x the tolerance, the first {b['first']} ({b['op_type']}): max abs {_num(b['max_abs'])}, "
-            f"max rel {_num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
-
-
-def verdict_text(report: Report) -> str:
-    """The verdict; a PASS says when a variant's middle is broken, a PASS or a FAIL when the oracle it was judged
-    against is in doubt."""
-    text = VERDICTS.get(report.exit_code, f"exit code {report.exit_code}")
-    if report.exit_code not in (0, 1):
-        return text
-    doubts = [f"{v}'s middle deviates by more than 1,000x the tolerance from {b['first']}"
-              for v, b in report.broken_middle.items()]
-    found = report.oracle.get("disagreements")
-    if found:
-        doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
-    return text + (", but " + "; ".join(doubts) if doubts else "")
-
-
-def _all_identical(t: TensorReport) -> bool:
-    return bool(t.metrics) and all("error" not in m and m["bit_identical"] for m in t.metrics.values())
-
-
-def render(report: Report, console: Any = None, collapse: int = 3) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    model = report.model
-    console.print(f"[bold]{model['path']}[/] sha256 {model['sha256'][:12]}  opsets {model['opsets']}  "
-                  f"reference [bold]{report.reference}[/]")
-    for note in model.get("notes", []):
-        console.print(f"  note: {note}")
-    variants = [v.name for v in report.variants if v.name != report.reference and v.status == "ok"]
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
-    for col in ("#", "tensor", "op", "variant") + COLUMNS:
-        table.add_column(col, justify="right" if col not in ("tensor", "op", "variant") else "left",
-                         overflow="fold")
-    with_local = any(t.local for t in report.tensors)
-    if with_local:
-        table.add_column("local", justify="right")
-        table.add_column("role")
-    run: list[TensorReport] = []
-
-    def flush() -> None:
-        if len(run) >= collapse:
-            table.add_row("", f"[dim]{run[0].name} .. {run[-1].name}[/]", "",
-                          f"[green]{len(run)} tensors bit-identical in every variant[/]",
-                          *[""] * (len(COLUMNS) + (2 if with_local else 0)))
-        else:
-            for t in run:
-                _rows(table, t, variants, with_local)
-        run.clear()
-
-    for t in report.tensors:
-        if _all_identical(t) and not t.is_output:
-            run.append(t)
-            continue
-        flush()
-        _rows(table, t, variants, with_local)
-    flush()
-    if report.tensors and variants:
-        console.print(table)
-    render_findings(report, console)
-
-
-def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = False) -> None:
-
-    for i, v in enumerate(variants):
-        m = t.metrics.get(v)
-        if m is None:
-            continue
-        name = (t.name + (" (output)" if t.is_output else "")) if i == 0 else ""
-        extra = []
-        if with_local:
-            local = t.local.get(v)
-            if local is None or "error" in local:
-                extra = ["-", ""]
-            else:
-                extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", t.role(v)]
-        table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra)
-    for k, v in enumerate(t.fused):  # --tap fused: no value of this tensor in that variant's optimized graph
-        first = k == 0 and not any(v in t.metrics for v in variants)
-        table.add_row(str(t.index) if first else "", t.name if first else "", t.op_type if first else "", v,
-                      "[dim]fused[/]", *[""] * (len(COLUMNS) - 1 + (2 if with_local else 0)))
-
-
-def render_findings(report: Report, console: Any) -> None:
-    for v in report.variants:
-        if v.status != "ok":
-            console.print(f"[red]{v.name}: {v.status}[/]: {v.error}")
-            if v.hint:
-                console.print(f"  hint: {v.hint}")
-            if v.stderr_tail:
-                console.print("  stderr (last lines):")
-                for line in v.stderr_tail.splitlines():
-                    console.print(f"    {line}", markup=False, highlight=False)
-    for name, tensor in report.first_divergence.items():
-        beyond = report.first_beyond_tolerance.get(name)
-        console.print(f"{name}: first divergence {tensor or 'none (bit-identical throughout)'}"
-                      + (f"; first beyond tolerance {beyond}" if beyond else ""))
-    for name, effect in report.observer_effect.items():
-        if effect:
-            console.print(f"[yellow]{name}: observer effect[/]: tapping changed its final outputs "
-                          f"{observer_text(report, name)}; its intermediate tensors come from a "
-                          "differently fused graph")
-    for name, outputs in report.label_flips.items():
-        for out, info in outputs.items():
-            console.print(f"{name}: {out} top-1 agreement {100 * info['agreement']:.2f}% "
-                          f"({info['flip_count']} of {info['rows']} rows flip)")
-    for name, nodes in report.origins.items():
-        if nodes:
-            causes = "; ".join(f"{n['tensor']} ({n['op_type']}) {n['max_ulp']} ulp" for n in nodes)
-            console.print(f"{name}: origins by local error: {causes}")
-        else:
-            console.print(f"{name}: no node adds error on its own (every deviation is fusion or propagation)")
-    for name, d in report.determinism.items():
-        text = f"{name}: {d['runs']} runs, {d['distinct_outputs']} distinct final output(s)"
-        tol = d.get("suggested_tolerance")
-        if tol:
-            text += f"; not deterministic: suggested tolerance atol {tol['atol']:.3g}, max_ulp {tol['max_ulp']}"
-        console.print(text)
-    if report.equivalence_classes:
-        classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
-        console.print(f"bit-identical final outputs: {classes}")
-    for name, why in report.skipped_taps:
-        console.print(f"[dim]not tapped: {name} ({why})[/]")
-    for variant in report.untapped_subgraphs:
-        console.print(report.untapped_subgraph_note(variant), style="dim", markup=False, highlight=False)
-    for variant in report.fusion:
-        fused = report.fusion_note(variant)
-        if fused:
-            console.print(fused, style="dim", markup=False, highlight=False)
-    for line in oracle_lines(report, LISTED_DOUBTS) + broken_lines(report):
-        console.print(line, style="yellow" if "agree on every" not in line else None, markup=False, highlight=False)
-    verdict = verdict_text(report)
-    colour = "green" if report.exit_code == 0 and verdict == VERDICTS[0] else (
-        "yellow" if report.exit_code == 0 else "red")
-    tol = report.tolerance
-    console.print(f"{verdict} (atol {tol['atol']:g}, rtol {tol['rtol']:g}"
-                  + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else "") + ")",
-                  style=colour, markup=False, highlight=False)
-
-
-# -- the summary: findings first, one screen whatever the model, no number ever folded ---------------------------
 
 TOP = 15  # rows of the table of the worst tensors
 OPS = 6  # op types listed
@@ -229,38 +19,6 @@ NAME_WITH_ULP = 24  # tensor names are cut to this much to keep max ULP beside S
 STDERR_LINES = 6  # of a failed variant's stderr
 
 
-def snr_text(x: Any) -> str:
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return "-"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.1f}"
-
-
-def ulp_text(u: Any) -> str:
-    """A max ULP in at most 7 characters: exact up to 99,999, then two digits (1.9e9)."""
-    if not isinstance(u, int) or isinstance(u, bool):
-        return "-"
-    if u < 100_000:
-        return f"{u:,}"
-    mant, exp = f"{u:.1e}".split("e")
-    return f"{mant}e{int(exp)}"
-
-
-def sci_text(x: Any) -> str:
-    """A figure in at most 7 characters: 3 digits between 1e-3 and 1e4, else two (6.2e-40)."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return "-"
-    if math.isnan(x) or math.isinf(x) or x == 0:
-        return _num(float(x))
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.3g}"
-    mant, exp = f"{x:.1e}".split("e")
-    return f"{mant}e{int(exp)}"
-
-
 def labels(names: list[str]) -> dict[str, str]:
     """Column labels of the compared variants: their names when every one is short, else v1, v2..."""
     if all(len(n) <= SHORT for n in names):
@@ -268,35 +26,12 @@ def labels(names: list[str]) -> dict[str, str]:
     return {n: f"v{i + 1}" for i, n in enumerate(names)}
 
 
-GLUE = "\x00"  # a space no line breaks at: "SNR 118.1 dB" stays on one line
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours and controls in a worker's stderr
-
-
-def _g(text: str) -> str:
-    """`text` with its spaces glued (never broken by `_wrap`)."""
-    return text.replace(" ", GLUE)
-
-
-def _wrap(text: str, width: int, indent: int = 4) -> list[str]:
-    """`text` in lines of at most `width` characters, continuation lines indented; breaks fall between words (not
-    at glued spaces, see `_g`), so a number is never cut (only a word longer than a whole line is)."""
-    lines = textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False) or [""]
-    return [line.replace(GLUE, " ") for line in lines]
-
-
-def _fit(text: str, width: int) -> str:
-    """`text` cut in the middle with an ellipsis to at most `width` characters."""
-    if len(text) <= width:
-        return text
-    if width < 2:
-        return text[:width]
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def _grid(heads: list[list[str]], rows: list[list[str]], right: list[bool], width: int, flex: int | None) -> list[str]:
     """A plain-text table: header rows then rows, columns two spaces apart; column `flex` (a name) takes what the
-    others leave, names cut in the middle; None when it would get less than it needs (see `_fits`)."""
+    others leave, names cut in the middle; None when it would get less than it needs (see `fit`)."""
     n = len(right)
     widths = [max([len(h[i]) for h in heads] + [len(r[i]) for r in rows]) for i in range(n)]
     if flex is not None:
@@ -304,7 +39,7 @@ def _grid(heads: list[list[str]], rows: list[list[str]], right: list[bool], widt
         widths[flex] = min(widths[flex], room)
     lines = []
     for r in heads + rows:
-        cells = [_fit(c, widths[i]) for i, c in enumerate(r)]
+        cells = [fit(c, widths[i]) for i, c in enumerate(r)]
         lines.append("  ".join(c.rjust(widths[i]) if right[i] else c.ljust(widths[i])
                                for i, c in enumerate(cells)).rstrip())
     return lines
@@ -321,90 +56,9 @@ def _at(report: Report, name: str | None) -> str:
     if name is None:
         return "none"
     try:
-        return f"{name} {_g('(' + report.tensor(name).op_type + ')')}"
+        return f"{name} {glue('(' + report.tensor(name).op_type + ')')}"
     except KeyError:
         return name
-
-
-def where_text(report: Report, t: TensorReport, variant: str, local: bool = False) -> str | None:
-    """Where the largest error is: '[0, 1877, 2, 4]' (the index within one sample), 'sample 3 [0, 5]' when there
-    are several, 'element 12345' (flat) when the shape has a named dimension; None when nothing differs."""
-    at = t.worst_element(variant, local)
-    if at is not None:
-        sample, index = at
-        text = "[" + ", ".join(map(str, index)) + "]"
-        return text if report.inputs.get("samples", 1) == 1 and sample == 0 else f"sample {sample} {text}"
-    flat = (t.local if local else t.metrics).get(variant, {}).get("worst_index")
-    return None if flat is None else f"element {flat:,}"
-
-
-def _figures(m: dict[str, Any], where: str | None = None) -> str:
-    """'SNR 118.1 dB, max ULP 1.0e7, max abs 3.2e-04 at [0, 1877, 2, 4]', figures glued."""
-    if "error" in m:
-        return f"not comparable: {m['error']}"
-    text = (_g(f"SNR {snr_text(m.get('snr_db'))} dB") + ", " + _g(f"max ULP {ulp_text(m.get('max_ulp'))}") + ", "
-            + _g(f"max abs {sci_text(m.get('max_abs'))}" + (f" at {where}" if where else "")))
-    mism = [_g(f"{m[k]:,} {k.split('_')[0].replace('nan', 'NaN').replace('inf', 'Inf')} mismatches")
-            for k in ("nan_mismatch", "inf_mismatch") if m.get(k)]
-    return ", ".join([text] + mism)
-
-
-def _tolerance_text(tol: dict[str, Any]) -> str:
-    return (f"atol {tol['atol']:g}, rtol {tol['rtol']:g}"
-            + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else ""))
-
-
-def minimum_tolerance_text(report: Report, variant: str) -> str | None:
-    """E.g. 'minimum atol 6.2e-40 (rtol 0) or rtol 1 (atol 0)': the least tolerance under which every final output
-    passes, each alone (Report.minimum_tolerance); None when no final output was compared."""
-    text = _minimum(report, variant)
-    return None if text is None else text.replace(GLUE, " ")
-
-
-_EQUAL = "equal to the reference's"
-
-
-def _minimum(report: Report, variant: str) -> str | None:
-    """`minimum_tolerance_text` with the spaces inside each figure glued (`_g`)."""
-    need = report.minimum_tolerance(variant)
-    if not need:
-        return None
-    if "none" in need:
-        return f"no tolerance passes: {need['none']}"
-    if need["atol"] == 0 and need["rtol"] == 0:
-        return _EQUAL
-    ways = [_g(f"atol {sci_text(need['atol'])} (rtol 0)")]
-    if math.isfinite(need["rtol"]):
-        ways.append(_g(f"rtol {sci_text(need['rtol'])} (atol 0)"))
-    if report.tolerance.get("max_ulp") is not None and need.get("max_ulp") is not None:
-        ways.append(_g(f"max_ulp {need['max_ulp']:,}"))
-    return "minimum " + " or ".join(ways)
-
-
-def ms_text(seconds: Any) -> str:
-    """A duration in milliseconds: three digits below 100 ms (0.0512, 1.84, 12.3), whole ones above (1,234)."""
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
-        return "-"
-    ms = seconds * 1e3
-    return f"{ms:.3g}" if ms < 99.95 else f"{ms:,.0f}"
-
-
-def ratio_text(ratio: float) -> str:
-    """A latency ratio: '0.93x', '0.014x' (two digits below 0.1), '652x' (whole from 100)."""
-    if not math.isfinite(ratio):
-        return _num(float(ratio)) + "x"
-    return (f"{ratio:.2g}" if ratio < 0.1 else f"{ratio:.2f}" if ratio < 99.995 else f"{ratio:,.0f}") + "x"
-
-
-def latency_text(report: Report, variant: str) -> str | None:
-    """E.g. 'latency 1.84 ms median of 20 (0.93x the reference)', figures glued (`_g`); the ratio only for a
-    variant other than the reference, when both were timed; None when `variant` was not timed."""
-    lat = report.latency(variant)
-    if lat is None:
-        return None
-    ratio = report.latency_ratio(variant) if variant != report.reference else None
-    return ("latency " + _g(f"{ms_text(lat['median_s'])} ms") + " " + _g(f"median of {lat.get('runs', '?')}")
-            + (f" ({ratio_text(ratio)} the reference)" if ratio is not None else ""))
 
 
 def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple[str, str | None]]:
@@ -412,7 +66,7 @@ def _variant_lines(report: Report, v: Any, label: str, width: int) -> list[tuple
     out = _findings_lines(report, v, label, width)
     timed = latency_text(report, v.name) if v.status == "ok" else None
     if timed:
-        out.extend((line, None) for line in _wrap("    " + timed, width, 6))
+        out.extend((line, None) for line in wrap("    " + timed, width, 6))
     return out
 
 
@@ -422,7 +76,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
 
     def add(text: str, style: str | None = None, first: bool = False) -> None:
         lead = "" if first else "    "
-        out.extend((line, style) for line in _wrap(lead + text, width, 6 if not first else 4))
+        out.extend((line, style) for line in wrap(lead + text, width, 6 if not first else 4))
 
     if v.status != "ok":
         add(f"{head}: {v.status}: {v.error}", "red", first=True)
@@ -432,7 +86,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         tail = tail[-STDERR_LINES:]
         if tail:
             out.append(("    stderr (last lines):", None))
-            out.extend((_fit("      " + line, width), "dim") for line in tail)
+            out.extend((fit("      " + line, width), "dim") for line in tail)
         return out
     mine = [t for t in report.tensors if v.name in t.metrics]
     if not mine:
@@ -446,19 +100,20 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         add(f"{head}: bit-identical to the reference on every tensor", "green", first=True)
         return out
     fb = report.first_beyond_tolerance.get(v.name)
-    add(f"{head}: diverges from {_at(report, first)}; " + _g(f"{beyond:,} of {len(mine):,}")
+    add(f"{head}: diverges from {_at(report, first)}; " + glue(f"{beyond:,} of {len(mine):,}")
         + " tensors beyond tolerance" + (f", from {_at(report, fb)}" if fb else ""), first=True)
     worst = report.worst_tensors(v.name)
     if worst:
         t = worst[0]
-        add(f"worst {t.name} {_g('(' + t.op_type + ')')}: {_figures(t.metrics[v.name], where_text(report, t, v.name))}")
+        where = where_text(report, t, v.name)
+        add(f"worst {t.name} {glue('(' + t.op_type + ')')}: {figures(t.metrics[v.name], where)}")
     if finals:
-        need = _minimum(report, v.name)
+        need = minimum_glued(report, v.name)
         found = report.label_flips.get(v.name, {})
-        flips = [_g(f"{info['flip_count']:,} of {info['rows']:,}") + (f" ({o})" if len(found) > 1 else "")
+        flips = [glue(f"{info['flip_count']:,} of {info['rows']:,}") + (f" ({o})" if len(found) > 1 else "")
                  for o, info in found.items()]
-        add("final outputs " + ("fail" if out_beyond else "pass" if need != _EQUAL else "equal the reference's")
-            + (f"; {need}" if need and need != _EQUAL else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
+        add("final outputs " + ("fail" if out_beyond else "pass" if need != EQUAL else "equal the reference's")
+            + (f"; {need}" if need and need != EQUAL else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
             "red" if out_beyond else None)
     if report.observer_effect.get(v.name):
         add(f"observer effect: tapping changed {observer_text(report, v.name)}", "yellow")
@@ -467,7 +122,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         text = "origins: " + ("no node adds error itself (every deviation is fusion or propagation)" if not nodes
                               else "")
         for k, n in enumerate(nodes):
-            item = (f"{n['tensor']} " + _g(f"({n['op_type']}) {snr_text(n.get('snr_db'))} dB, "
+            item = (f"{n['tensor']} " + glue(f"({n['op_type']}) {snr_text(n.get('snr_db'))} dB, "
                                             f"{ulp_text(n.get('max_ulp'))} ULP"))
             if k and len("    " + text + "; " + item) > width:
                 break
@@ -506,13 +161,13 @@ def _op_lines(report: Report, width: int) -> list[str]:
     flex = len(heads) - 1
     if _room([heads], rows, flex, width) < min(NAME_MIN, max(len(r[flex]) for r in rows)):
         heads, rows, right, flex = heads[:-1], [r[:-1] for r in rows], right[:-1], 0  # no room for the name
-    lines = _wrap(title, width, 2) + _grid([heads], rows, right, width, flex)
+    lines = wrap(title, width, 2) + _grid([heads], rows, right, width, flex)
     rest = differ[OPS:]
     same = [g["op_type"] for g in groups if g not in differ]
     tail = ([f"{len(rest)} more op type(s) differ: " + ", ".join(g["op_type"] for g in rest)] if rest else []) + (
         [f"bit-identical in every variant: {', '.join(same)}"] if same else [])
     for text in tail:
-        lines += _wrap(text, width, 2)
+        lines += wrap(text, width, 2)
     return lines
 
 
@@ -550,7 +205,7 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
         else:
             heads = [["", "", ""] + [label[v] if i == 0 else "" for v in variants for i in range(k)],
                      base[0] + [name for _ in variants for name, _ in figures]]
-        rows = [lead[j][:2] + [_fit(lead[j][2], OP_MIN) if cut else lead[j][2]]
+        rows = [lead[j][:2] + [fit(lead[j][2], OP_MIN) if cut else lead[j][2]]
                 + [_cell(t.metrics.get(v), key, v in t.fused) if i == 0 or v not in t.fused else ""
                    for v in variants for i, (_, key) in enumerate(figures)]
                 for j, t in enumerate(worst)]
@@ -560,7 +215,7 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
         rows = []
         for j, t in enumerate(worst):
             v = min((v for v in variants if v in t.metrics), key=lambda v: severity(t.metrics[v]))
-            rows.append(lead[j][:2] + [_fit(lead[j][2], OP_MIN), label[v]]
+            rows.append(lead[j][:2] + [fit(lead[j][2], OP_MIN), label[v]]
                         + [_cell(t.metrics[v], key) for _, key in WORST_FIGURES[:k]])
         return [base[0] + ["variant"] + [name for name, _ in WORST_FIGURES[:k]]], rows
 
@@ -582,7 +237,7 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
         right[3] = False
     title = (f"worst {len(worst)} of {sum(1 for t in report.tensors if t.metrics)} tensors by SNR in dB "
              "(lower is worse; * beyond tolerance, == bit-identical)")
-    return _wrap(title, width, 2) + _grid(heads, rows, right, width, 1)
+    return wrap(title, width, 2) + _grid(heads, rows, right, width, 1)
 
 
 def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool = True
@@ -599,39 +254,39 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
     verdict = verdict_text(report)
     colour = "green" if report.exit_code == 0 and verdict == VERDICTS[0] else (
         "yellow" if report.exit_code == 0 else "red")
-    out += [(line, colour) for line in _wrap(f"{verdict} ({_tolerance_text(report.tolerance)})", width)]
+    out += [(line, colour) for line in wrap(f"{verdict} ({tolerance_text(report.tolerance)})", width)]
     opsets = ", ".join(f"{k} {v}" for k, v in model.get("opsets", {}).items())
     path = str(model.get("path"))  # a path longer than the line is cut in its middle (the JSON report has it all)
-    out += [(line, None) for line in _wrap(f"{_fit(path, width)}  sha256 {str(model.get('sha256', ''))[:12]}  "
+    out += [(line, None) for line in wrap(f"{fit(path, width)}  sha256 {str(model.get('sha256', ''))[:12]}  "
                                            f"opsets {opsets}  reference {report.reference}", width)]
     for note in model.get("notes", []):
-        out += [(line, None) for line in _wrap(f"note: {note}", width)]
+        out += [(line, None) for line in wrap(f"note: {note}", width)]
     compared = report.compared()
     label = labels(compared)
     for v in report.variants:
         if v.name == report.reference and v.status == "ok":
             timed = latency_text(report, v.name)  # the reference's block only says its latency, when timed
             if timed:
-                out += [(line, None) for line in _wrap(f"{v.name} (reference): {timed}", width)]
+                out += [(line, None) for line in wrap(f"{v.name} (reference): {timed}", width)]
             continue
         out += _variant_lines(report, v, label.get(v.name, v.name), width)
     notes: list[tuple[str, str | None]] = []
     for line in oracle_lines(report, 3) + broken_lines(report):
-        notes += [(x, "yellow" if "agree on every" not in line else None) for x in _wrap(line, width)]
+        notes += [(x, "yellow" if "agree on every" not in line else None) for x in wrap(line, width)]
     if any(len(c) > 1 for c in report.equivalence_classes):
         classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
-        notes += [(x, None) for x in _wrap(f"bit-identical final outputs: {classes}", width)]
+        notes += [(x, None) for x in wrap(f"bit-identical final outputs: {classes}", width)]
     if report.skipped_taps:
         names = ", ".join(f"{n} ({why})" for n, why in report.skipped_taps[:3])
         more = len(report.skipped_taps) - 3
-        notes += [(x, "dim") for x in _wrap(f"not tapped: {len(report.skipped_taps)} tensor(s): {names}"
+        notes += [(x, "dim") for x in wrap(f"not tapped: {len(report.skipped_taps)} tensor(s): {names}"
                                             + (f" and {more} more (in the JSON report)" if more > 0 else ""), width)]
     for variant in report.untapped_subgraphs:
-        notes += [(x, "dim") for x in _wrap(str(report.untapped_subgraph_note(variant)), width)]
+        notes += [(x, "dim") for x in wrap(str(report.untapped_subgraph_note(variant)), width)]
     for variant in report.fusion:
         fused = report.fusion_note(variant)
         if fused:
-            notes += [(x, "dim") for x in _wrap(fused, width)]
+            notes += [(x, "dim") for x in wrap(fused, width)]
     if notes:
         out += [("", None)] + notes
     if tables:
@@ -639,7 +294,7 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
             if block:
                 out += [("", None)] + [(line, None) for line in block]
     if report.tensors and compared:
-        out += [(x, "dim") for x in _wrap("every tensor: --table full, or the --json and --html reports", width)]
+        out += [(x, "dim") for x in wrap("every tensor: --table full, or the --json and --html reports", width)]
     return out
 
 

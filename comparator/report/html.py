@@ -17,8 +17,8 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .console import (COLUMNS, _num, broken_lines, metric_cells, minimum_tolerance_text, ms_text, observer_text,
-                      oracle_lines, ratio_text, snr_text, ulp_text, sci_text, verdict_text, where_text)
+from .text import (broken_lines, COLUMNS, metric_cells, minimum_tolerance_text, ms_text, num, observer_text,
+                   oracle_lines, ratio_text, sci_text, snr_text, ulp_text, verdict_text, where_text)
 from .graphview import section as graph_section
 from .html_assets import CSS, JS, PALETTE
 
@@ -146,7 +146,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
                      esc(v.backend), badge,
                      f"{v.wall_s:.2f}", f"<code>{esc(div or 'none (bit-identical)')}</code>",
                      f"<code>{esc(report.first_beyond_tolerance.get(v.name) or '-')}</code>",
-                     f"{beyond:,} of {len(mine):,}" if mine else "-", esc(_num(worst)),
+                     f"{beyond:,} of {len(mine):,}" if mine else "-", esc(num(worst)),
                      esc(least.removeprefix("minimum ")) if least else "-",
                      "yes" if report.observer_effect.get(v.name) else "no"]
                     + ([_latency_cell(report, v.name)] if timed else []))
@@ -277,8 +277,8 @@ def _plot(report: Report, compared: list[str], colors: dict[str, int]) -> str:
     for i, t in enumerate(tensors):  # hover bands: one tooltip per tensor listing every variant, a link to its row
         tip = "\n".join([f"#{t.index} {t.name} ({t.op_type})"] + [
             f"{v}: " + (m["error"] if "error" in m else
-                        f"max_ulp {_num(m.get('max_ulp'))}, max_rel {_num(m.get('max_rel'))}, max_abs "
-                        f"{_num(m.get('max_abs'))}, SNR {snr_text(m.get('snr_db'))} dB, identical "
+                        f"max_ulp {num(m.get('max_ulp'))}, max_rel {num(m.get('max_rel'))}, max_abs "
+                        f"{num(m.get('max_abs'))}, SNR {snr_text(m.get('snr_db'))} dB, identical "
                         f"{100 * m.get('identical_fraction', 0):.1f}%")
             for v in compared if (m := t.metrics.get(v)) is not None])
         out.append(f'<a href="#t{i}"><rect class="b" x="{max(left - 2, x(i) - span / 2):.1f}" y="{top}" '
@@ -441,7 +441,7 @@ def _heatmap(report: Report, order: list[str], top_dec: int) -> str:
             shade = min(1.0, math.log10(u + 1) / top_dec) if top_dec else 0.0
             tip = f"{a} vs {b}: max ULP {u:,}" + ("" if d is None else f", max abs {d:.3g}")
             cells.append(f'<td style="background:rgba(225,87,89,{shade:.2f})" title="{esc(tip)}">'
-                         f'{esc(_num(u))}</td>')
+                         f'{esc(num(u))}</td>')
         rows.append(f'<tr><th title="{esc(a)}">{label[a]} {esc(a)}</th>' + "".join(cells) + "</tr>")
     head = "<tr><th></th>" + "".join(f'<th title="{esc(n)}">{label[n]}</th>' for n in order) + "</tr>"
     return ('<p class="muted">Max ULP between every two variants\' final outputs (darker: further apart; hover for '
@@ -470,7 +470,7 @@ def _findings(report: Report) -> str:
     for name, nodes in report.origins.items():
         rows = [[str(k + 1), f"<code>{esc(n.get('tensor'))}</code>", esc(n.get("op_type")),
                  f"<code>{esc(n.get('node'))}</code>", esc(snr_text(n.get("snr_db"))),
-                 *(esc(_num(n.get(x))) for x in ORIGIN_FIGURES)]
+                 *(esc(num(n.get(x))) for x in ORIGIN_FIGURES)]
                 for k, n in enumerate(nodes)]
         out.append(f"<h3>{esc(name)}</h3>" + _grid(["#", "<tensor", "<op", "<node", "local SNR dB", "max_rel",
                                                      "max_abs", "max_ulp"], rows) if nodes else
@@ -484,7 +484,7 @@ def _findings(report: Report) -> str:
             rows.append([esc(name), esc(d.get("runs")), esc(d.get("distinct_outputs")),
                          "deterministic" if d.get("distinct_outputs", 1) <= 1 else "<b>NOT deterministic</b>",
                          esc(f"atol {tol.get('atol', 0):.3g}, max_ulp {tol.get('max_ulp')}" if tol else "-"),
-                         f"<code>{esc(f'{_num(worst[0])} ulp, {_num(worst[1])} at {worst[2]}')}</code>"
+                         f"<code>{esc(f'{num(worst[0])} ulp, {num(worst[1])} at {worst[2]}')}</code>"
                          if worst and worst[0] else "none"])
         out.append("<h2>Determinism (repeated runs)</h2>" + _grid(
             ["<variant", "runs", "distinct outputs", "<verdict", "<suggested tolerance", "<largest run-to-run spread"],
@@ -537,11 +537,11 @@ def _table(report: Report, compared: list[str], colors: dict[str, int]) -> str:
                 if lm is None or "error" in lm:
                     cells.append(f"<td>{esc(lm['error']) if lm else '-'}<td><td class=l>")
                 else:
-                    cells.append(f"<td>{'==' if lm.get('bit_identical') else esc(_num(lm.get('max_ulp')))}"
-                                 f"<td>{esc(_num(lm.get('max_abs')))}<td class=l>{esc(t.role(v))}")
+                    cells.append(f"<td>{'==' if lm.get('bit_identical') else esc(num(lm.get('max_ulp')))}"
+                                 f"<td>{esc(num(lm.get('max_abs')))}<td class=l>{esc(t.role(v))}")
             if spread:
                 sm = t.spread.get(v)
-                cells.append(f"<td>{esc(_num(sm.get('max_ulp'))) if sm else '-'}")
+                cells.append(f"<td>{esc(num(sm.get('max_ulp'))) if sm else '-'}")
             out.append("".join(cells) + (tail if k == 0 else ""))
     return "".join(out) + ('</table></div><div class="tools"><button id="more" hidden></button> '
                             '<button id="all" hidden>show all</button></div>')

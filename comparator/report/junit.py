@@ -13,7 +13,7 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report, VariantReport
-from .console import _num, broken_lines, observer_text, oracle_lines
+from .text import broken_lines, num, observer_text, oracle_lines
 
 # Characters XML 1.0 cannot carry at all (not even escaped): C0 controls such as ANSI colour codes in stderr.
 _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -41,8 +41,8 @@ def violations(report: Report, variant: str) -> list[str]:
             lines.append(f"{t.name}: cannot compare: {m['error']}")
         elif m.get("violations", 0) > 0:
             lines.append(f"{t.name}: {m['violations']:,} of {m.get('count', 0):,} elements beyond tolerance, "
-                         f"max_abs {_num(m.get('max_abs'))}, max_ulp {_num(m.get('max_ulp'))}, "
-                         f"max_rel {_num(m.get('max_rel'))}")
+                         f"max_abs {num(m.get('max_abs'))}, max_ulp {num(m.get('max_ulp'))}, "
+                         f"max_rel {num(m.get('max_rel'))}")
     return lines
 
 

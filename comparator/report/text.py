@@ -1,0 +1,233 @@
+"""The words and figures every view prints: metrics formatted to a few characters, the verdict, the doubts (oracle
+disagreements, broken middles), the observer effect, where an error is, the minimum tolerance and latency. Spaces
+inside one figure can be glued (`glue`) so that `wrap` never breaks a line inside it."""
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Any
+
+from ..result import Report, TensorReport
+
+
+COLUMNS = ("identical", "max_abs", "mean_abs", "max_rel", "max_ulp", "p99_ulp", "cosine", "snr_dB", "nan/inf")
+
+
+def num(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        if x == 0:
+            return "0"
+        return f"{x:.{digits}e}" if abs(x) < 1e-3 or abs(x) >= 1e5 else f"{x:.{digits + 2}g}"
+    return str(x)
+
+
+def metric_cells(m: dict[str, Any]) -> list[str]:
+    if "error" in m:
+        return [m["error"]] + [""] * (len(COLUMNS) - 1)
+    ident = "==" if m["bit_identical"] else f"{100 * m['identical_fraction']:.1f}%"
+    cos = m["cosine"]
+    cos_text = "1" if cos == 1.0 else (f"1-{1 - cos:.1e}" if isinstance(cos, float) and cos > 0.99 else num(cos))
+    return [ident, num(m["max_abs"]), num(m["mean_abs"]), num(m["max_rel"]), num(m["max_ulp"]),
+            num(m["p99_ulp"]), cos_text, num(m["snr_db"], 1), f"{m['nan_mismatch']}/{m['inf_mismatch']}"]
+
+
+def observer_text(report: Report, variant: str) -> str:
+    """What tapping changed in a variant's final outputs, e.g. 'probs (max ULP 526,344, max abs 3.92e-03)'."""
+    detail = report.observer_detail.get(variant, {})
+    return ", ".join(f"{name} (max ULP {num(d.get('max_ulp'))}, max abs {num(d.get('max_abs'))})"
+                     for name, d in detail.items()) or "?"
+
+
+VERDICTS = {0: "PASS: final outputs within tolerance", 1: "FAIL: final outputs beyond tolerance",
+            3: "FAIL: a variant could not run"}
+
+
+LISTED_DOUBTS = 10  # oracle disagreements listed on the terminal; the JSON and HTML reports list all
+
+
+def oracle_lines(report: Report, limit: int | None = None) -> list[str]:
+    """One line per tensor where the two float64 oracles disagree (or one line saying they agree)."""
+    if not report.oracle:
+        return []
+    a, b = report.oracle["variants"]
+    found = report.oracle["disagreements"]
+    if not found:
+        return [f"oracle: {a} and {b} agree on every tensor to float64 noise"]
+    lines = [f"oracle disagreement at node {d['node'] or d['tensor']} ({d['op_type']}): {a} and {b} differ on "
+             f"{d['tensor']} ("
+             + (f"cannot compare: {d['error']}" if "error" in d else
+                f"SNR {num(d['snr_db'], 1)} dB, max abs {num(d['max_abs'])}, max rel {num(d['max_rel'])}")
+             + ")" for d in found[:limit]]
+    if limit is not None and len(found) > limit:
+        lines.append(f"... {len(found) - limit} more oracle disagreements (all in the JSON and HTML reports)")
+    return lines
+
+
+def broken_lines(report: Report, variant: str | None = None) -> list[str]:
+    """One line per variant (or for `variant`) whose final outputs pass while its middle is far beyond the
+    tolerance."""
+    return [f"{v}: final outputs within tolerance, but {b['count']} intermediate tensor(s) deviate by more than "
+            f"1,000x the tolerance, the first {b['first']} ({b['op_type']}): max abs {num(b['max_abs'])}, "
+            f"max rel {num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
+
+
+def verdict_text(report: Report) -> str:
+    """The verdict; a PASS says when a variant's middle is broken, a PASS or a FAIL when the oracle it was judged
+    against is in doubt."""
+    text = VERDICTS.get(report.exit_code, f"exit code {report.exit_code}")
+    if report.exit_code not in (0, 1):
+        return text
+    doubts = [f"{v}'s middle deviates by more than 1,000x the tolerance from {b['first']}"
+              for v, b in report.broken_middle.items()]
+    found = report.oracle.get("disagreements")
+    if found:
+        doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
+    return text + (", but " + "; ".join(doubts) if doubts else "")
+
+
+def snr_text(x: Any) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.1f}"
+
+
+def ulp_text(u: Any) -> str:
+    """A max ULP in at most 7 characters: exact up to 99,999, then two digits (1.9e9)."""
+    if not isinstance(u, int) or isinstance(u, bool):
+        return "-"
+    if u < 100_000:
+        return f"{u:,}"
+    mant, exp = f"{u:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def sci_text(x: Any) -> str:
+    """A figure in at most 7 characters: 3 digits between 1e-3 and 1e4, else two (6.2e-40)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    if math.isnan(x) or math.isinf(x) or x == 0:
+        return num(float(x))
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    mant, exp = f"{x:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+GLUE = "\x00"  # a space no line breaks at: "SNR 118.1 dB" stays on one line
+
+
+def glue(text: str) -> str:
+    """`text` with its spaces glued (never broken by `wrap`)."""
+    return text.replace(" ", GLUE)
+
+
+def wrap(text: str, width: int, indent: int = 4) -> list[str]:
+    """`text` in lines of at most `width` characters, continuation lines indented; breaks fall between words (not
+    at glued spaces, see `glue`), so a number is never cut (only a word longer than a whole line is)."""
+    lines = textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False) or [""]
+    return [line.replace(GLUE, " ") for line in lines]
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut in the middle with an ellipsis to at most `width` characters."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def where_text(report: Report, t: TensorReport, variant: str, local: bool = False) -> str | None:
+    """Where the largest error is: '[0, 1877, 2, 4]' (the index within one sample), 'sample 3 [0, 5]' when there
+    are several, 'element 12345' (flat) when the shape has a named dimension; None when nothing differs."""
+    at = t.worst_element(variant, local)
+    if at is not None:
+        sample, index = at
+        text = "[" + ", ".join(map(str, index)) + "]"
+        return text if report.inputs.get("samples", 1) == 1 and sample == 0 else f"sample {sample} {text}"
+    flat = (t.local if local else t.metrics).get(variant, {}).get("worst_index")
+    return None if flat is None else f"element {flat:,}"
+
+
+def figures(m: dict[str, Any], where: str | None = None) -> str:
+    """'SNR 118.1 dB, max ULP 1.0e7, max abs 3.2e-04 at [0, 1877, 2, 4]', figures glued."""
+    if "error" in m:
+        return f"not comparable: {m['error']}"
+    text = (glue(f"SNR {snr_text(m.get('snr_db'))} dB") + ", " + glue(f"max ULP {ulp_text(m.get('max_ulp'))}") + ", "
+            + glue(f"max abs {sci_text(m.get('max_abs'))}" + (f" at {where}" if where else "")))
+    mism = [glue(f"{m[k]:,} {k.split('_')[0].replace('nan', 'NaN').replace('inf', 'Inf')} mismatches")
+            for k in ("nan_mismatch", "inf_mismatch") if m.get(k)]
+    return ", ".join([text] + mism)
+
+
+def tolerance_text(tol: dict[str, Any]) -> str:
+    return (f"atol {tol['atol']:g}, rtol {tol['rtol']:g}"
+            + (f", max_ulp {tol['max_ulp']}" if tol.get("max_ulp") is not None else ""))
+
+
+def minimum_tolerance_text(report: Report, variant: str) -> str | None:
+    """E.g. 'minimum atol 6.2e-40 (rtol 0) or rtol 1 (atol 0)': the least tolerance under which every final output
+    passes, each alone (Report.minimum_tolerance); None when no final output was compared."""
+    text = minimum_glued(report, variant)
+    return None if text is None else text.replace(GLUE, " ")
+
+
+EQUAL = "equal to the reference's"
+
+
+def minimum_glued(report: Report, variant: str) -> str | None:
+    """`minimum_tolerance_text` with the spaces inside each figure glued (`glue`)."""
+    need = report.minimum_tolerance(variant)
+    if not need:
+        return None
+    if "none" in need:
+        return f"no tolerance passes: {need['none']}"
+    if need["atol"] == 0 and need["rtol"] == 0:
+        return EQUAL
+    ways = [glue(f"atol {sci_text(need['atol'])} (rtol 0)")]
+    if math.isfinite(need["rtol"]):
+        ways.append(glue(f"rtol {sci_text(need['rtol'])} (atol 0)"))
+    if report.tolerance.get("max_ulp") is not None and need.get("max_ulp") is not None:
+        ways.append(glue(f"max_ulp {need['max_ulp']:,}"))
+    return "minimum " + " or ".join(ways)
+
+
+def ms_text(seconds: Any) -> str:
+    """A duration in milliseconds: three digits below 100 ms (0.0512, 1.84, 12.3), whole ones above (1,234)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 99.95 else f"{ms:,.0f}"
+
+
+def ratio_text(ratio: float) -> str:
+    """A latency ratio: '0.93x', '0.014x' (two digits below 0.1), '652x' (whole from 100)."""
+    if not math.isfinite(ratio):
+        return num(float(ratio)) + "x"
+    return (f"{ratio:.2g}" if ratio < 0.1 else f"{ratio:.2f}" if ratio < 99.995 else f"{ratio:,.0f}") + "x"
+
+
+def latency_text(report: Report, variant: str) -> str | None:
+    """E.g. 'latency 1.84 ms median of 20 (0.93x the reference)', figures glued (`glue`); the ratio only for a
+    variant other than the reference, when both were timed; None when `variant` was not timed."""
+    lat = report.latency(variant)
+    if lat is None:
+        return None
+    ratio = report.latency_ratio(variant) if variant != report.reference else None
+    return ("latency " + glue(f"{ms_text(lat['median_s'])} ms") + " " + glue(f"median of {lat.get('runs', '?')}")
+            + (f" ({ratio_text(ratio)} the reference)" if ratio is not None else ""))
