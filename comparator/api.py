@@ -1,14 +1,13 @@
 """`compare()`: the one library entry point. The command line calls it too."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
@@ -18,20 +17,19 @@ import numpy as np
 from .measure import analysis
 from . import backends
 from . import caches
-from .graph import fusion, inputs as feeds_mod, model as model_mod, structure, tap
+from . import assemble
+from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
 from .fileio import save_npz, write_error
-from .measure.facts import Facts, TensorFileError, gather
 from .measure import kernel
 from .measure.metrics import Tolerance
-from .result import Report, VariantReport
+from .result import Report
 from .run.record import VariantRun
 from .run.runner import run_all
 from .variant import Variant, parse_list
 
-EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_VARIANT_FAILED = 0, 1, 2, 3
 KERNEL_WORTH = 1 << 22  # tapped elements per variant from which the metrics kernel is loaded while workers run
 MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)
 MAX_ULP = (1 << 64) - 1  # ULP distances are counted in uint64
@@ -216,7 +214,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(folder, exc, "create") from None
-    saving = [v for v in variant_list if plan.fused and _fusion_mode(v)[0] == "optimized"]
+    saving = [v for v in variant_list if plan.fused and backends.fusion_mode(v)[0] == "optimized"]
     _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                 _weights(loaded) * len(saving) if "tapped" in kinds else 0)
     if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
@@ -383,7 +381,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)", end=True)
-        report, _ = analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
+        report, _ = assemble.analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
                             isolated=[] if iso is None else iso[0], classes=scores, events=events)
         if iso is not None:
             from .measure import origins
@@ -455,135 +453,3 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
             progress(run)
     done.update(unavailable)
     return [done[job[0]] for job in jobs_list]
-
-
-def _taps_subgraphs(variant: Variant) -> bool:
-    """Whether the variant records tensors inside subgraphs (a plugin without the capability does not)."""
-    try:
-        backend, options = backends.resolve_variant(variant)
-    except Exception:  # noqa: BLE001 - a variant that does not resolve records nothing
-        return False
-    taps = getattr(backend, "taps_subgraphs", None)
-    return bool(taps(options)) if callable(taps) else False
-
-
-def _fusion_mode(variant: Variant) -> tuple[str, str]:
-    """The variant's backend's `fusion(options)` (see backends/contract.py)."""
-    try:
-        backend, options = backends.resolve_variant(variant)
-    except Exception:  # noqa: BLE001 - a variant that does not resolve runs nothing
-        return "unavailable", "the variant does not resolve"
-    fusion_of = getattr(backend, "fusion", None)
-    return fusion_of(options) if callable(fusion_of) else ("unavailable", "a plugin without `fusion`")
-
-
-def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
-    """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
-    tensors it computes of those planned and the groups of original nodes it runs otherwise."""
-    if run.fusion.get("mode") == "optimized":
-        computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"])
-        return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
-                "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
-    mode, why = _fusion_mode(run.variant)
-    if mode == "optimized":  # it did not get as far as saving its graph
-        mode, why = "unavailable", f"the variant {run.status}"
-    return {"mode": mode, **({"why": why} if why else {})}
-
-
-def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
-                 tolerance: Tolerance, feed_info: dict[str, Any],
-                 tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
-                 classes: Sequence[str] | None = None) -> Report:
-    """The report of `runs` against the run of `ref` (see analyse)."""
-    return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for, classes=classes)[0]
-
-
-def _fail_owner(runs: list[VariantRun], exc: TensorFileError) -> bool:
-    """Mark the run that wrote the unreadable file as failed (in place in `runs`); False when none did."""
-    for i, run in enumerate(runs):
-        if not run.ok:
-            continue
-        if any(run.folder / info["file"] == exc.path for entries in run.tensors.values() for info in entries.values()):
-            runs[i] = dataclasses.replace(run, status="failed", error=f"its tensor file {exc.path} {exc.why}",
-                                          hint="the file was changed or cut short after the worker wrote it "
-                                               "(a full disk, or another process in the same folder); run again")
-            return True
-    return False
-
-
-def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
-            tolerance: Tolerance, feed_info: dict[str, Any],
-            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
-            isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None,
-            events: Listener | None = None) -> tuple[Report, Facts]:
-    """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
-    tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
-    top-1 labels are compared, by default those of analysis.class_outputs)."""
-    classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
-    blind = {str(r.variant) for r in runs if plan.inside and not _taps_subgraphs(r.variant)}
-    runs, isolated = list(runs), list(isolated)
-    while True:
-        reference = next(r for r in runs if r.variant == ref)
-        total = len(plan.tapped) if reference.ok else len(loaded.outputs)
-
-        def counted(done: int, total: int = total) -> None:
-            emit(events, "compare", "comparing tensors", done, total, end=done == total)
-
-        try:
-            facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated,
-                           classes, blind, counted if events is not None else None)
-            break
-        except TensorFileError as exc:  # that run failed; the others are compared without it
-            if not (_fail_owner(runs, exc) or _fail_owner(isolated, exc)):
-                raise
-    report = Report(
-        model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
-        variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
-                                r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
-                  for r in runs],
-        tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
-        inputs=feed_info,
-        # a model read back from a bundle has no graph (a bundle keeps tensors, not the model): no graph view then
-        graph=structure.nodes(loaded.proto) if getattr(loaded, "proto", None) is not None else [])
-    # What a blind variant misses: the subgraph tensors the reference recorded (an untaken If branch produces
-    # none), or every planned one when the reference is blind too.
-    inside = set(plan.inside)
-    missed = len(plan.inside) if str(ref) in blind else sum(t.name in inside for t in report.tensors)
-    report.untapped_subgraphs = {name: missed for name in sorted(blind, key=list(facts.runs).index)}
-    if plan.fused:
-        report.fusion = {str(r.variant): _fusion(r, report.graph) for r in runs}
-    ref_facts = facts.runs[str(ref)]
-    for name, rf in facts.runs.items():
-        if not rf.ok:
-            continue
-        if reference.ok and name != str(ref):
-            report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
-            report.first_beyond_tolerance[name] = analysis.first(report.tensors, name, analysis.beyond_tolerance)
-            flips = analysis.label_flips(ref_facts, rf, classes)
-            if flips:
-                report.label_flips[name] = flips
-    for name, rf in facts.runs.items():
-        if rf.ok:
-            effect, detail = analysis.observer_effect(rf, loaded.outputs)
-            report.observer_effect[name] = effect
-            if detail:
-                report.observer_detail[name] = detail
-    other = analysis.other_oracle(str(ref))
-    if reference.ok and other is not None:
-        if facts.runs.get(other) is not None and facts.runs[other].ok:
-            report.oracle = {"variants": [str(ref), other],
-                             "disagreements": analysis.oracle_disagreements(report.tensors, str(ref))}
-    report.equivalence_classes = analysis.equivalence_classes(facts, loaded.outputs)
-    report.pairwise = analysis.pairwise(facts, loaded.outputs)
-    report.determinism = analysis.determinism(facts, loaded.outputs)
-    finals = [t for t in report.tensors if t.is_output]
-    within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
-    for name in report.first_divergence:
-        if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
-            broken = analysis.broken_middle(report.tensors, name, report.tolerance)
-            if broken:
-                report.broken_middle[name] = broken
-    failed = any(not r.ok for r in runs)
-    report.passed = within and not failed
-    report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
-    return report, facts

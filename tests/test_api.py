@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 import comparator
-from comparator import api
+from comparator import api, assemble
 from comparator.graph import inputs as feeds_mod, model as model_mod
 from comparator.errors import UsageError
 from comparator.measure.metrics import Tolerance
@@ -98,7 +98,7 @@ def tolerance_runs(models, tmp_path_factory):
     rs = api.run_variants(models.exp_chain, variants, folder)
 
     def build(tolerance):
-        return api.build_report(rs.model, rs.plan, rs.runs, variants[0], tolerance, rs.feed_info)
+        return assemble.build_report(rs.model, rs.plan, rs.runs, variants[0], tolerance, rs.feed_info)
 
     return build
 

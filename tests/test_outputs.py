@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import comparator
-from comparator import api
+from comparator import api, assemble
 from comparator.errors import UsageError
 from comparator.gate import bundle
 from comparator.variant import parse_list
@@ -99,7 +99,7 @@ def test_a_damaged_tensor_file_fails_its_variant_only(models, tmp_path, damage, 
     rs = api.run_variants(models.small, parse_list(["ort", "ort:opt=disable", "ref"]), tmp_path)
     victim = rs.runs[1]
     damage(victim.path("tapped", "mm"))
-    report = api.build_report(rs.model, rs.plan, rs.runs, ref, comparator.Tolerance(), rs.feed_info)
+    report = assemble.build_report(rs.model, rs.plan, rs.runs, ref, comparator.Tolerance(), rs.feed_info)
     statuses = {v.name: v.status for v in report.variants}
     assert statuses == {"ort": "ok", "ort:opt=disable": "failed", "ref": "ok"}
     failed = report.variants[1]
@@ -111,7 +111,7 @@ def test_a_damaged_tensor_file_fails_its_variant_only(models, tmp_path, damage, 
 def test_a_damaged_reference_file_leaves_nothing_to_compare(models, tmp_path):
     rs = api.run_variants(models.small, parse_list(["ort", "ref"]), tmp_path)
     rs.runs[0].path("untapped", "y").write_bytes(b"")
-    report = api.build_report(rs.model, rs.plan, rs.runs, rs.runs[0].variant, comparator.Tolerance(),
+    report = assemble.build_report(rs.model, rs.plan, rs.runs, rs.runs[0].variant, comparator.Tolerance(),
                               rs.feed_info)
     assert [v.status for v in report.variants] == ["failed", "ok"] and report.exit_code == 3
 

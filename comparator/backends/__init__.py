@@ -69,3 +69,23 @@ def resolve_variant(variant: Variant) -> tuple[Any, dict[str, Any]]:
     options = resolve(variant.backend, backend.options, variant.option_dict)
     backend.validate(options)
     return backend, options
+
+
+def taps_subgraphs(variant: Variant) -> bool:
+    """Whether the variant records tensors inside subgraphs (a plugin without the capability does not)."""
+    try:
+        backend, options = resolve_variant(variant)
+    except Exception:  # noqa: BLE001 - a variant that does not resolve records nothing
+        return False
+    taps = getattr(backend, "taps_subgraphs", None)
+    return bool(taps(options)) if callable(taps) else False
+
+
+def fusion_mode(variant: Variant) -> tuple[str, str]:
+    """What `--tap fused` can tap of the variant: its backend's `fusion(options)` (backends/contract.py)."""
+    try:
+        backend, options = resolve_variant(variant)
+    except Exception:  # noqa: BLE001 - a variant that does not resolve runs nothing
+        return "unavailable", "the variant does not resolve"
+    fusion_of = getattr(backend, "fusion", None)
+    return fusion_of(options) if callable(fusion_of) else ("unavailable", "a plugin without `fusion`")

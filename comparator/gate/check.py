@@ -1,7 +1,7 @@
 """Release gates: a model against a captured baseline (`check`), two exports of one network against each other
 (`compare_models`), variants against a reference (`agree`), and bundles from different machines (`diff`).
 
-Each gate builds ordinary reports with `api.build_report` (the reference run from a bundle or a second model,
+Each gate builds ordinary reports with `assemble.build_report` (the reference run from a bundle or a second model,
 its tensors re-keyed to the candidate's names) and then applies a policy (comparator.policy): per-tensor
 tolerances and cosine floors, label budgets, required variants. Exit codes: 0 pass, 1 regression, 2 usage or
 configuration error (raised before anything runs), 3 a required variant could not run.
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ..measure.facts import kind_for
-from .. import api
+from .. import api, assemble
 from . import bundle as bundle_mod
 from ..graph import model as model_mod
 from ..errors import UsageError
@@ -127,7 +127,7 @@ def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, p
                         {"reference": unmatched[0], "candidate": unmatched[1]})
     for ref_run, cand_run in pairs:
         ref_run = rekey(ref_run, matches)
-        report, facts = api.analyse(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
+        report, facts = assemble.analyse(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
                                     feed_info, pol.tolerance_for, classes=outs)
         note_rules(report, pol)
         verdicts = evaluate(report, facts, pol, infos, labels, outs)
@@ -255,7 +255,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
         kinds = api.run_kinds(tap_spec)
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                               samples=samples, timeout=timeout, jobs=jobs, kinds=kinds)
-        report, facts = api.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
+        report, facts = assemble.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
                                     pol.tolerance_for, classes=classifiers(loaded.tensors))
         infos = {t.name: t for t in rs.plan.tapped}
         note_rules(report, pol)
@@ -330,7 +330,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
         if len(kept) < len(infos):
             notes.append(f"{len(infos) - len(kept)} tensors of {ref.path.name} are missing from another bundle "
                          "and are not compared")
-        report = api.build_report(_BundleModel(ref), TapPlan(kept), runs, runs[0].variant,  # type: ignore[arg-type]
+        report = assemble.build_report(_BundleModel(ref), TapPlan(kept), runs, runs[0].variant,  # type: ignore[arg-type]
                                   tolerance or Tolerance(), dict(ref.meta["inputs"]), classes=classifiers(infos))
         report.model.setdefault("notes", []).extend(notes)
         return report

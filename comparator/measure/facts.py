@@ -98,7 +98,7 @@ class Facts:
 
 class TensorFileError(ValueError):
     """A run's tensor file cannot be read (missing, not an .npy, truncated): a failure of the run that wrote it,
-    which the caller reports as that variant's (api.analyse), not an error of the whole comparison."""
+    which the caller reports as that variant's (assemble.analyse), not an error of the whole comparison."""
 
     def __init__(self, path: Path, why: str):
         super().__init__(f"{path}: {why}")

@@ -1,0 +1,133 @@
+"""The Report of a set of runs: every per-tensor fact gathered in one pass over their tensor files
+(measure/facts.py), the analyses over those facts (measure/analysis.py), what `--tap fused` tapped of each
+variant, the verdict and the exit code. `api.compare` and the gate build their reports here."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict
+from typing import Any
+from collections.abc import Callable, Sequence
+
+from . import backends
+from .events import Listener, emit
+from .graph import fusion, model as model_mod, structure, tap
+from .measure import analysis
+from .measure.facts import Facts, TensorFileError, gather
+from .measure.metrics import Tolerance
+from .result import Report, VariantReport
+from .run.record import VariantRun
+from .variant import Variant
+
+EXIT_OK, EXIT_DEVIATION, EXIT_VARIANT_FAILED = 0, 1, 3  # 2 is for usage and input errors, which make no report
+
+
+def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
+    tensors it computes of those planned and the groups of original nodes it runs otherwise."""
+    if run.fusion.get("mode") == "optimized":
+        computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"])
+        return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
+                "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
+    mode, why = backends.fusion_mode(run.variant)
+    if mode == "optimized":  # it did not get as far as saving its graph
+        mode, why = "unavailable", f"the variant {run.status}"
+    return {"mode": mode, **({"why": why} if why else {})}
+
+
+def build_report(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
+                 tolerance: Tolerance, feed_info: dict[str, Any],
+                 tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
+                 classes: Sequence[str] | None = None) -> Report:
+    """The report of `runs` against the run of `ref` (see analyse)."""
+    return analyse(loaded, plan, runs, ref, tolerance, feed_info, tolerance_for, classes=classes)[0]
+
+
+def _fail_owner(runs: list[VariantRun], exc: TensorFileError) -> bool:
+    """Mark the run that wrote the unreadable file as failed (in place in `runs`); False when none did."""
+    for i, run in enumerate(runs):
+        if not run.ok:
+            continue
+        if any(run.folder / info["file"] == exc.path for entries in run.tensors.values() for info in entries.values()):
+            runs[i] = dataclasses.replace(run, status="failed", error=f"its tensor file {exc.path} {exc.why}",
+                                          hint="the file was changed or cut short after the worker wrote it "
+                                               "(a full disk, or another process in the same folder); run again")
+            return True
+    return False
+
+
+def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant,
+            tolerance: Tolerance, feed_info: dict[str, Any],
+            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
+            isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None,
+            events: Listener | None = None) -> tuple[Report, Facts]:
+    """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
+    tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
+    top-1 labels are compared, by default those of analysis.class_outputs)."""
+    classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
+    blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
+    runs, isolated = list(runs), list(isolated)
+    while True:
+        reference = next(r for r in runs if r.variant == ref)
+        total = len(plan.tapped) if reference.ok else len(loaded.outputs)
+
+        def counted(done: int, total: int = total) -> None:
+            emit(events, "compare", "comparing tensors", done, total, end=done == total)
+
+        try:
+            facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated,
+                           classes, blind, counted if events is not None else None)
+            break
+        except TensorFileError as exc:  # that run failed; the others are compared without it
+            if not (_fail_owner(runs, exc) or _fail_owner(isolated, exc)):
+                raise
+    report = Report(
+        model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
+        variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
+                                r.hint, r.stderr_tail if not r.ok else "", r.provenance, r.timings, r.wall_s)
+                  for r in runs],
+        tensors=analysis.tensor_reports(plan.tapped, facts), skipped_taps=[list(s) for s in plan.skipped],
+        inputs=feed_info,
+        # a model read back from a bundle has no graph (a bundle keeps tensors, not the model): no graph view then
+        graph=structure.nodes(loaded.proto) if getattr(loaded, "proto", None) is not None else [])
+    # What a blind variant misses: the subgraph tensors the reference recorded (an untaken If branch produces
+    # none), or every planned one when the reference is blind too.
+    inside = set(plan.inside)
+    missed = len(plan.inside) if str(ref) in blind else sum(t.name in inside for t in report.tensors)
+    report.untapped_subgraphs = {name: missed for name in sorted(blind, key=list(facts.runs).index)}
+    if plan.fused:
+        report.fusion = {str(r.variant): _fusion(r, report.graph) for r in runs}
+    ref_facts = facts.runs[str(ref)]
+    for name, rf in facts.runs.items():
+        if not rf.ok:
+            continue
+        if reference.ok and name != str(ref):
+            report.first_divergence[name] = analysis.first(report.tensors, name, analysis.diverges)
+            report.first_beyond_tolerance[name] = analysis.first(report.tensors, name, analysis.beyond_tolerance)
+            flips = analysis.label_flips(ref_facts, rf, classes)
+            if flips:
+                report.label_flips[name] = flips
+    for name, rf in facts.runs.items():
+        if rf.ok:
+            effect, detail = analysis.observer_effect(rf, loaded.outputs)
+            report.observer_effect[name] = effect
+            if detail:
+                report.observer_detail[name] = detail
+    other = analysis.other_oracle(str(ref))
+    if reference.ok and other is not None:
+        if facts.runs.get(other) is not None and facts.runs[other].ok:
+            report.oracle = {"variants": [str(ref), other],
+                             "disagreements": analysis.oracle_disagreements(report.tensors, str(ref))}
+    report.equivalence_classes = analysis.equivalence_classes(facts, loaded.outputs)
+    report.pairwise = analysis.pairwise(facts, loaded.outputs)
+    report.determinism = analysis.determinism(facts, loaded.outputs)
+    finals = [t for t in report.tensors if t.is_output]
+    within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
+    for name in report.first_divergence:
+        if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
+            broken = analysis.broken_middle(report.tensors, name, report.tolerance)
+            if broken:
+                report.broken_middle[name] = broken
+    failed = any(not r.ok for r in runs)
+    report.passed = within and not failed
+    report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
+    return report, facts
