@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import comparator
-from comparator.report import html
+from comparator.report import charts, html
 from comparator.result import Report, TensorReport, VariantReport
 from browser import chromium, needs_chromium
 from conftest import missing_provider
@@ -90,7 +90,7 @@ def test_real_report_has_every_section(real: Report) -> None:
     page = html.render(real)
     compared = [v.name for v in real.variants if v.name != "ort" and v.status == "ok"]
     assert compared == ["ort:opt=disable", "ref"] and real.variant(MISSING).status == "failed"
-    assert page.count('<polyline class="series"') == len(compared) * len(html.METRICS)
+    assert page.count('<polyline class="series"') == len(compared) * len(charts.METRICS)
     assert page.count('<tbody id="t') == len(real.tensors) == 17
     for needle in ('id="plot"', 'id="dendrogram"', 'id="determinism"', "Origins", "local ulp", ">role<",
                    'id="optypes"', ">worst at<", "local SNR dB", 'id="metric"',
@@ -98,7 +98,7 @@ def test_real_report_has_every_section(real: Report) -> None:
                    "hint: ", "provenance.onnxruntime", "FAIL: a variant could not run"):
         assert needle in page, needle
     assert "<details open><summary>" in page  # the failed variant's block starts unfolded
-    assert page.count('class="marker"') >= len(compared) * len(html.METRICS)  # first divergence of each variant
+    assert page.count('class="marker"') >= len(compared) * len(charts.METRICS)  # first divergence of each variant
     assert page.count('<text class="leaf"') == len(real.pairwise["variants"]) == 3
 
 
@@ -144,17 +144,17 @@ def test_empty_report_renders() -> None:
 def test_cluster_uses_average_linkage() -> None:
     # a-b at 1; then d joins {a,b} at mean(5,5)=5 (single linkage would join c at 2); c last at mean(2,10,7).
     dist = [[0, 1, 2, 5], [1, 0, 10, 5], [2, 10, 0, 7], [5, 5, 7, 0]]
-    tree = html.cluster(dist)
+    tree = charts.cluster(dist)
     assert tree[0] == 2 or tree[1] == 2
     inner = tree[0] if tree[1] == 2 else tree[1]
     assert inner[2] == 5 and (0, 1, 1) in (inner[0], inner[1]) and math.isclose(tree[2], 19 / 3)
-    assert html.cluster([[0]]) == 0
+    assert charts.cluster([[0]]) == 0
 
 
 def test_large_report_is_small() -> None:  # its render time is measured in benchmarks/bench_analysis.py
     page = html.render(synthetic(2000, 5))
     assert len(page.encode()) < 5 * 2**20, len(page.encode())
-    assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5 * len(html.METRICS)
+    assert page.count('<tbody id="t') == 2000 and page.count("<polyline") == 5 * len(charts.METRICS)
     assert len(re.findall(r'<tbody id="t\d+" [^>]* hidden>', page)) == 2000 - html.PAGE  # even before scripts run
 
 
@@ -164,7 +164,7 @@ def test_chromium_runs_the_page(real: Report, tmp_path: Path) -> None:
     html.write(real, path)
     dom = chromium(path.as_uri(), tmp_path, "--dump-dom")
     assert "17 of 17 tensors shown" in dom  # written by the page's script
-    assert len(re.findall(r'<polyline class="series"', dom)) == 2 * len(html.METRICS)
+    assert len(re.findall(r'<polyline class="series"', dom)) == 2 * len(charts.METRICS)
     assert '<svg id="plot" data-m="max_ulp"' in dom
     assert 'id="dendrogram"' in dom and len(re.findall(r'<path class="link"', dom)) == 2
     assert len(visible_rows(dom)) == 17
@@ -188,7 +188,7 @@ def test_metric_picker_and_tolerance_lines() -> None:
     max rel and as an SNR, max_ulp on max ULP when set); the stylesheet shows the group the picker names."""
     from comparator.report.html_assets import CSS, PLOT_METRICS
 
-    assert tuple(k for k, _, _ in html.METRICS) == PLOT_METRICS
+    assert tuple(k for k, _, _ in charts.METRICS) == PLOT_METRICS
     r = synthetic(30, 2)
     page = html.render(r)
     groups = re.findall(r'<g class="m" data-m="(\w+)">(.*?)</g>', page)

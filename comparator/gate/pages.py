@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..fileio import write_text
 from ..report import html
+from ..report.markup import esc
 from ..report.html_assets import CSS
 from ..report.junit import document, xml_text
 from .verdict import GateResult, verdict_lines
@@ -31,14 +32,14 @@ def render_html(result: GateResult) -> str:
     """The whole page as one string."""
     name = Path(str(result.candidate.get("path", "model"))).name
     state = "pass" if result.passed else "fail"
-    parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>infercmp gate: {html.esc(name)} '
+    parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>infercmp gate: {esc(name)} '
              f'{state.upper()}</title><meta name="viewport" content="width=device-width"><style>{CSS}{_STYLE}'
-             f'</style></head><body><h1>infercmp gate: {html.esc(name)}</h1>',
-             f'<pre class="verdict {state}" id="verdict">{html.esc(chr(10).join(result.lines()))}</pre>']
+             f'</style></head><body><h1>infercmp gate: {esc(name)}</h1>',
+             f'<pre class="verdict {state}" id="verdict">{esc(chr(10).join(result.lines()))}</pre>']
     for k, report in enumerate(result.reports):
         compared = ", ".join(v.name for v in report.variants if v.name != report.reference)
-        parts.append(f'<section id="report{k}"><h2>{html.esc(compared)} against {html.esc(report.reference)}</h2>'
-                     f'<iframe class="report" title="report {k + 1}" srcdoc="{html.esc(html.render(report))}">'
+        parts.append(f'<section id="report{k}"><h2>{esc(compared)} against {esc(report.reference)}</h2>'
+                     f'<iframe class="report" title="report {k + 1}" srcdoc="{esc(html.render(report))}">'
                      '</iframe></section>')
     parts.append(f"<script>{_FIT}</script></body></html>\n")
     return "".join(parts)
