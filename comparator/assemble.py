@@ -25,8 +25,9 @@ def _fusion(run: VariantRun, graph: list[dict[str, Any]]) -> dict[str, Any]:
     """What `--tap fused` tapped of one variant (Report.fusion): its mode, and for an optimized graph how many
     tensors it computes of those planned and the groups of original nodes it runs otherwise."""
     if run.fusion.get("mode") == "optimized":
-        computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"])
-        return {"mode": "optimized", "tapped": len(run.fusion["tapped"]),
+        folded = run.fusion.get("folded", [])
+        computed = {o for node in run.fusion["nodes"] for o in node[4]} | set(run.fusion["tapped"]) | set(folded)
+        return {"mode": "optimized", "tapped": len(run.fusion["tapped"]), "folded": len(folded),
                 "groups": fusion.groups(graph, computed, run.fusion["nodes"])}
     mode, why = backends.fusion_mode(run.variant)
     if mode == "optimized":  # it did not get as far as saving its graph

@@ -179,8 +179,10 @@ class Report:
         groups = found.get("groups", [])
         if not away and not groups:  # its optimized graph computes every tapped tensor: as with --tap all
             return None
-        text = (f"{variant}: tapped the graph it optimized, {found.get('tapped', 0):,} tensors; {away:,} computed "
-                "only by the model's own graph are fused away (\"fused\" in the tables)")
+        folded = found.get("folded", 0)
+        text = (f"{variant}: tapped the graph it optimized, {found.get('tapped', 0):,} tensors; {away:,} it does not "
+                "compute are \"fused\" in the tables"
+                + (f" ({folded:,} of them folded into constants)" if folded else ""))
         if groups:
             big = max(groups, key=lambda g: len(g["nodes"]))
             ops = sorted(set(big["ops"]))

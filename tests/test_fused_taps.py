@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto as T
@@ -56,7 +57,7 @@ def test_fused_groups_name_the_nodes_ort_joined(fused: Report) -> None:
         {"nodes": [f"{b}/conv/Conv", f"{b}/bn/BatchNormalization", f"{b}/relu/Relu"],
          "outputs": [f"{b}/relu/Relu_output_0"], "ops": ["com.microsoft.FusedConv"]} for b in BLOCKS]
     assert found["tapped"] == 9  # 4 FusedConv outputs, MaxPool, GlobalAveragePool, Flatten, Gemm, Softmax
-    assert fused.fusion["ort:opt=disable"] == {"mode": "optimized", "tapped": 17, "groups": []}
+    assert fused.fusion["ort:opt=disable"] == {"mode": "optimized", "tapped": 17, "folded": 0, "groups": []}
 
 
 def blocked(report: Report) -> bool:
@@ -152,16 +153,40 @@ def test_groups_by_hand() -> None:
 
 
 def test_tapped_copy_keeps_what_the_graph_computes(tmp_path: Path) -> None:
-    model = make_model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["y"], ["z"])],
-                       [vi("x", T.FLOAT, [2])], [vi("z", T.FLOAT, [2])])
+    """`shape` was a node's output in the model; the optimized graph holds it as a constant (with IR 3 also listed
+    among the graph inputs), so it is folded, not tapped: its stored value need not be the model's."""
+    shape = onnx.numpy_helper.from_array(np.array([-1, 2], np.int64), "shape")
+    model = make_model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Reshape", ["y", "shape"], ["r"]),
+                        helper.make_node("Neg", ["r"], ["z"])],
+                       [vi("x", T.FLOAT, [2, 2]), vi("shape", T.INT64, [2])], [vi("z", T.FLOAT, [2, 2])], [shape])
     onnx.save(model, tmp_path / "opt.onnx")
-    tapped, nodes = fusion.tapped_copy(tmp_path / "opt.onnx", ["z", "y", "gone"], {"y": T.FLOAT},
-                                       tmp_path / "t.onnx")
-    assert tapped == ["z", "y"]
-    assert nodes == [["Relu", "", "", ["x"], ["y"]], ["Neg", "", "", ["y"], ["z"]]]
+    tapped, folded, nodes = fusion.tapped_copy(tmp_path / "opt.onnx", ["z", "y", "shape", "r", "gone"],
+                                               {"y": T.FLOAT, "r": T.FLOAT}, tmp_path / "t.onnx")
+    assert tapped == ["z", "y", "r"] and folded == ["shape"]
+    assert nodes == [["Relu", "", "", ["x"], ["y"]], ["Reshape", "", "", ["y", "shape"], ["r"]],
+                     ["Neg", "", "", ["r"], ["z"]]]
     written = onnx.load(tmp_path / "t.onnx")
-    assert [o.name for o in written.graph.output] == ["z", "y"]
+    assert [o.name for o in written.graph.output] == ["z", "y", "r"]
     assert written.graph.output[1].type.tensor_type.elem_type == T.FLOAT
+
+
+def test_a_constant_ort_rewrote_is_folded_not_compared(tmp_path: Path) -> None:
+    """ORT folds a Reshape's computed shape into a constant of the same name and may write it otherwise ([0, -1]
+    for [0, 6]); that constant is reported as folded, never compared as if it were the model's tensor."""
+    shape = helper.make_node("Shape", ["x"], ["s"])
+    take = helper.make_node("Gather", ["s", "idx"], ["n"], axis=0)
+    joined = helper.make_node("Concat", ["zero", "n"], ["target"], axis=0)
+    model = make_model([shape, take, joined, helper.make_node("Reshape", ["x", "target"], ["y"]),
+                        helper.make_node("Relu", ["y"], ["z"])],
+                       [vi("x", T.FLOAT, [1, 6])], [vi("z", T.FLOAT, [1, 6])],
+                       [onnx.numpy_helper.from_array(np.array([1], np.int64), "idx"),
+                        onnx.numpy_helper.from_array(np.array([0], np.int64), "zero")])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    report = comparator.compare(path, ["ref", "ort"], tap_spec="fused")
+    assert report.fusion["ort"]["folded"] >= 1 and "ort" in report.tensor("target").fused
+    assert not any("error" in m or not m["bit_identical"] for t in report.tensors for m in t.metrics.values())
+    assert report.broken_middle == {} and report.passed
 
 
 def test_structure_names_subgraph_nodes_by_their_path() -> None:

@@ -21,10 +21,13 @@ OptimizedNode = list[Any]  # [op_type, domain, name, inputs, outputs] of one nod
 
 
 def tapped_copy(optimized: Path, wanted: Sequence[str], types: Mapping[str, int],
-                out: Path) -> tuple[list[str], list[OptimizedNode]]:
-    """Write `out`: the optimized graph with every tensor of `wanted` that it computes as a graph output (typed
-    from `types`, the original model's element types), its weights left where the runtime saved them (out must be
-    in the same folder). Returns the tapped tensors, in `wanted`'s order, and the optimized graph's nodes."""
+                out: Path) -> tuple[list[str], list[str], list[OptimizedNode]]:
+    """Write `out`: the optimized graph with every tensor of `wanted` that a node of it computes as a graph output
+    (typed from `types`, the original model's element types), its weights left where the runtime saved them (out
+    must be in the same folder). Returns the tapped tensors, in `wanted`'s order; the tensors of `wanted` the
+    runtime folded into constants, which are not tapped (it may store a different value under the same name, as
+    long as the consumer means the same: ORT folds a Reshape's computed shape [0, 1, 24, 120] into [0, 1, -1, 120]);
+    and the optimized graph's nodes."""
     import onnx
 
     from . import stored
@@ -34,27 +37,28 @@ def tapped_copy(optimized: Path, wanted: Sequence[str], types: Mapping[str, int]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     graph = proto.graph
-    # A node's output, or a constant the runtime computed when it optimized (Constant nodes, folded subgraphs)
-    computed = {o for n in graph.node for o in n.output if o} | {i.name for i in graph.input} \
-        | {i.name for i in graph.initializer}
+    constants = {i.name for i in graph.initializer} | {s.values.name for s in graph.sparse_initializer}
+    computed = {o for n in graph.node for o in n.output if o} | ({i.name for i in graph.input} - constants)
     outputs = {o.name for o in graph.output}
     tapped = [name for name in wanted if name in computed or name in outputs]
+    folded = [name for name in wanted if name in constants and name not in tapped]
     for name in tapped:
         if name not in outputs:
             graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, 0), None))
     with open(out, "wb") as fh:
         fh.write(proto.SerializeToString())
     nodes = [[n.op_type, n.domain, n.name, list(n.input), list(n.output)] for n in graph.node]
-    return tapped, nodes
+    return tapped, folded, nodes
 
 
 def groups(original: Iterable[Mapping[str, Any]], survivors: Collection[str],
            optimized: Sequence[OptimizedNode]) -> list[dict[str, Any]]:
     """The original main-graph nodes the optimized graph runs otherwise, as groups: nodes joined by tensors that
-    did not survive (a node whose outputs all survive and whose inputs come from survivors stands alone, unchanged
-    or replaced one for one). Each group: "nodes" (original node ids, graph order), "outputs" (its surviving
-    tensors), "ops" (the optimized nodes that compute them from surviving tensors, `domain.op_type`; empty when
-    the group's values were folded into constants or removed)."""
+    did not survive (`survivors`: the tensors the optimized graph computes or holds as folded constants; a node
+    whose outputs all survive and whose inputs come from survivors stands alone, unchanged or replaced one for one).
+    Each group: "nodes" (original node ids, graph order), "outputs" (its surviving tensors), "ops" (the optimized
+    nodes that compute them from surviving tensors, `domain.op_type`; empty when the group's values were folded
+    into constants or removed)."""
     main = [n for n in original if not n["parent"]]
     survived = set(survivors)
     consumers: dict[str, list[int]] = {}

@@ -20,7 +20,8 @@ class VariantRun:
     timings: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)  # run kind -> name -> file info
     wall_s: float = 0.0
-    # --tap fused, a variant that tapped its optimized graph: {"mode": "optimized", "tapped": [...], "nodes": [...]}
+    # --tap fused, a variant that tapped its optimized graph: {"mode": "optimized", "tapped": [...], "folded": [...],
+    # "nodes": [...]}
     fusion: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -131,11 +131,12 @@ def _optimized(backend: Any, options: Mapping[str, Any], request: Mapping[str, A
     finals = request["outputs"]["untapped"]
     inside = set(request.get("optional", []))  # subgraph tensors: no graph outputs
     wanted = finals + [n for n in request["outputs"]["tapped"] if n not in finals and n not in inside]
-    tapped, nodes = fusion.tapped_copy(Path(saved), wanted, request.get("types", {}), folder / "tapped.onnx")
+    tapped, folded, nodes = fusion.tapped_copy(Path(saved), wanted, request.get("types", {}),
+                                               folder / "tapped.onnx")
     missing = [n for n in finals if n not in tapped]
     if missing:
         raise BackendError(f"the optimized graph has no final output {missing[0]!r}")
-    record["fusion"] = {"mode": "optimized", "tapped": tapped, "nodes": nodes}
+    record["fusion"] = {"mode": "optimized", "tapped": tapped, "folded": folded, "nodes": nodes}
     return str(folder / "tapped.onnx"), dict(run_options), tapped
 
 
