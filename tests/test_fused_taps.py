@@ -15,7 +15,7 @@ import comparator
 from comparator import backends
 from comparator.errors import UsageError
 from comparator.graph import fusion, structure
-from comparator.result import Report
+from comparator.result import Report, base_name
 
 from conftest import MODELS, assert_clean_error, make_model, vi
 
@@ -201,7 +201,7 @@ def test_structure_names_subgraph_nodes_by_their_path() -> None:
          "parent": "if"},
         {"id": "if/then/add", "op_type": "Add", "domain": "", "inputs": ["x", "x"], "outputs": ["if/then/t"],
          "parent": "if"}]  # in the order of the node's attributes
-    assert structure.base_name("Loop_2/body/x@iter=0,last") == "Loop_2/body/x"
+    assert base_name("Loop_2/body/x@iter=0,last") == "Loop_2/body/x"
 
 
 def test_the_disk_budget_counts_the_optimized_graphs(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from onnx import helper
 import comparator
 from comparator.errors import UsageError
 from comparator.graph import structure
+from comparator.result import base_name
 from comparator.report import json as json_report
 from comparator.report import model_explorer as me
 from conftest import ROOT, const, vi
@@ -201,7 +202,7 @@ def unnamed_model() -> Any:
 def leaf(tensor: str) -> str:
     """A tensor's own name: without the where-it-lives path (`If_6/then/t1`, `node_4/then_branch/t1`), the
     loop-iteration suffix, and the `_if_` the adapter appends to an If's own outputs (its Phi gives them out)."""
-    name = structure.base_name(tensor).rsplit("/", 1)[-1]
+    name = base_name(tensor).rsplit("/", 1)[-1]
     return name[:-len("_if_")] if name.endswith("_if_") else name
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..result import base_name as base_name  # the views need it too: it lives with the report
 from . import subgraphs
 
 

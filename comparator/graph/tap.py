@@ -38,14 +38,19 @@ class TapPlan:
         return [t.name for t in self.tapped if t.scope]
 
 
+def _patterns(spec: str | Sequence[str]) -> list[str]:
+    """A tap spec's words: a list, or one comma-separated string."""
+    return [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+
+
 def is_fused(spec: str | Sequence[str]) -> bool:
     """Whether a tap spec asks for fusion-aware taps (`fused`)."""
-    return [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()] == ["fused"]
+    return _patterns(spec) == ["fused"]
 
 
 def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
     """`all` | `fused` | `outputs` | names and globs (a list, or one comma-separated string)."""
-    patterns = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+    patterns = _patterns(spec)
     if not patterns:
         raise UsageError("--tap is empty", "use all, fused, outputs, or tensor names/globs")
     if patterns == ["outputs"]:

@@ -336,12 +336,12 @@ def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],
     theirs is read), and when the reference is one of them nothing is compared."""
     kind = kind_for(info)
     tf = TensorFacts(info.name, kind, fused=[str(p.runs[i].variant) for i in fused])
+    ok = [i for i in ok if i not in fused]
     if ref in fused:
-        ok = [i for i in ok if i not in fused]
         for i in ok:
             p.digest((i, kind), _put(tf.digests, str(p.runs[i].variant)))
         return tf
-    for i in (i for i in ok if i not in fused):
+    for i in ok:
         variant = str(p.runs[i].variant)
         if info.scope and p.runs[i].path(kind, info.name) is None and p.runs[ref].path(kind, info.name) is None:
             continue  # a branch neither ran (the If went the other way, the loop ran no iteration)

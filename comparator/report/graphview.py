@@ -10,7 +10,6 @@ one JSON block that the view's script (assets/graphview.js) reads; every name in
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 from functools import cache
@@ -18,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from ..result import Report, base_name
+from .markup import esc
 
 # Metric keys of the colour picker, with their labels; SNR first: it does not depend on the tensor's scale.
 METRICS = (("snr_db", "SNR dB"), ("max_ulp", "max ULP"), ("max_abs", "max abs"), ("max_rel", "max rel"))
@@ -75,12 +75,12 @@ def section(report: Report, compared: list[str]) -> str:
 
 def _controls(report: Report, compared: list[str], local: bool) -> str:
     """The pickers (variant, error, metric), the zoom buttons, the legend, the drawing area and the node panel."""
-    variants = "".join(f"<option>{_esc(v)}</option>" for v in compared) or "<option>(none compared)</option>"
+    variants = "".join(f"<option>{esc(v)}</option>" for v in compared) or "<option>(none compared)</option>"
     sources = ('<option value="local">local (--isolate)</option>' if local else "") + \
         '<option value="acc">accumulated</option>'
     metrics = "".join(f'<option value="{k}">{label}</option>' for k, label in METRICS)
     return (f'<p class="muted">Nodes in data-flow order, coloured by the error at each node against the reference '
-            f'{_esc(report.reference)} (its worst output tensor; light green: bit-identical). Outlined: the first '
+            f'{esc(report.reference)} (its worst output tensor; light green: bit-identical). Outlined: the first '
             'divergence (red) and fused groups (blue); numbered: the top origins. Drag to pan, Ctrl+wheel or the '
             'buttons to zoom; click a node for its tensors (a thick border: it holds a subgraph, which the panel '
             'unfolds).</p>'
@@ -90,11 +90,6 @@ def _controls(report: Report, compared: list[str], local: bool) -> str:
             '<button id="graph-fit">fit</button><button id="graph-first">first divergence</button></div>'
             '<div id="graph-legend" class="muted"></div><div id="graph-box"><div id="graph" data-state="loading">'
             '</div><div id="graph-panel" class="muted">Click a node to see its tensors.</div></div>')
-
-
-def _esc(x: Any) -> str:
-    """`x` as HTML text."""
-    return html.escape(str(x), quote=True)
 
 
 def embed(data: Any) -> str:

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import ReportError
 from ..fileio import WriteError, atomic_path, write_error
-from ..result import Report, TensorReport
+from ..result import Report, TensorReport, base_name
 
 # Metric -> True when a larger value is worse.
 METRICS: dict[str, bool] = {"max_abs": True, "max_rel": True, "max_ulp": True, "snr_db": False, "violations": True}
@@ -199,13 +199,6 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+@-]", "_", text).strip(".") or "_"
 
 
-def _base(tensor: str) -> str:
-    """A tensor's name without its loop-iteration suffix (`Loop_2/body/x@iter=0` -> `Loop_2/body/x`), as Report.graph
-    lists it among its node's outputs."""
-    at = tensor.rfind("@iter=")
-    return tensor[:at] if at > 0 else tensor
-
-
 def _load(report: Report, model: str | os.PathLike[str] | Any | None) -> Any:
     """The ModelProto (without its weights) of `model` (a path or a ModelProto), by default the report's model;
     ReportError when it cannot be read or is not the model the report was made from."""
@@ -240,12 +233,12 @@ def series(report: Report, model: str | os.PathLike[str] | Any | None = None,
     if [(n.key, n.op_type) for n in _walk(tree)] != [(n["id"], n["op_type"]) for n in report.graph]:
         raise ReportError("the model's graph is not the one the report was made from",
                           "give the model the report was made from")
-    placed = _place(tree, _main(proto))
+    main = _main(proto)
+    placed = _place(tree, main)
     owners: dict[str, list[tuple[str, str]]] = {}  # tensor (without a loop-iteration suffix) -> its node's places
     for node, places in zip(report.graph, placed):
         for out in node["outputs"]:
             owners.setdefault(out, places)
-    main = _main(proto)
     finals = {t.name for t in report.tensors if t.is_output}
     stem = _safe(Path(str(report.model.get("path", "model"))).stem)
     taken: set[str] = set()
@@ -276,7 +269,7 @@ def _results(entries: Iterable[tuple[TensorReport, Mapping[str, Any] | None]], m
         value = _value(m, metric)
         if value is None:
             continue
-        keys = list(owners.get(_base(t.name), []))
+        keys = list(owners.get(base_name(t.name), []))
         if t.name in finals:
             keys.append((main, f"[value] {t.name}"))
         for graph, node in keys:

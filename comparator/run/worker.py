@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             expected = request["outputs"][kind]
             optional = set(request.get("optional", [])) if kind == "tapped" else set()
             run_options = options
-            if kind == "tapped" and request.get("fused") and backend.fusion(options)[0] == "optimized":
+            if kind == "tapped" and request.get("fused") and backends.fusion_mode(variant)[0] == "optimized":
                 _phase("optimized graph")
                 path, run_options, expected = _optimized(backend, options, request, out_dir, record)
                 optional = set()
