@@ -235,10 +235,15 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
                "optional": plan.inside,
                "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
+    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
+    # what it computes untapped (repeats and timing still need a session of the untapped model).
+    once = dict(request, runs=["tapped"], finals_from_tapped=True)
+    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
     jobs_list = []
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
-        jobs_list.append((v, backend.environment(options), request, outs[i]))
+        one = single and backends.fusion_mode(v)[0] == "node-by-node"
+        jobs_list.append((v, backend.environment(options), once if one else request, outs[i]))
     emit(events, "run", "running the variants", 0, len(jobs_list))
     finished: list[VariantRun] = []
 

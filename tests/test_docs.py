@@ -4,8 +4,9 @@ the shipped digits model and its inputs, with the files its script blocks define
 
 A command must exit 0, or N when the line ends with `# exit N`. Its printed lines must appear in the real output
 in the same order (other lines may come between). Volatile parts are masked on both sides: timestamps, the host,
-the machine and software lines, byte sizes, durations; a `...` line stands for any lines, and drawn tables are
-not compared.
+the machine and software lines, byte sizes, durations, and the measured figures (SNR, ULP, abs, the element, the
+fitted atol and rtol: they depend on the machine's kernels, so the doc shows one machine's); a `...` line stands
+for any lines, and drawn tables are not compared.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ MASKS = [
     (re.compile(r"(captured <time> on <host>) \(.*"), r"\1 <machine>"),
     (re.compile(r"\d[\d.,]* (?:B|KB|MB|GB)\b"), "<size>"),
     (re.compile(r"\bin \d+(?:\.\d+)?s\b"), "in <secs>"),
+    (re.compile(r"\b(SNR|ULP|abs|element|atol|rtol|max_ulp|max_abs|max_rel) -?\d[\d.,]*(?:e[+-]?\d+)?"), r"\1 <n>"),
+    (re.compile(r"\b\d+ of (\d+) elements"), r"<n> of \1 elements"),
+    (re.compile(r"^\s*(r\d+)(?:\s+[\d.,e+-]+)+\s*$"), r"\1 <row of figures>"),  # a matrix of max ULP
     (re.compile(r"\s+"), " "),
 ]
 SKIP = re.compile(r"^(machine|software|variant |\s+ISA |\s+GPU )|[┏┃┡│└━]|ISA features, GPU ")

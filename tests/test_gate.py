@@ -323,8 +323,8 @@ def test_assert_agrees_passes_and_fails_with_a_readable_message(models):
     with pytest.raises(AssertionError) as info:
         assert_agrees(models.digits, ["ort", "ref"], inputs=models.digits_npz, tolerance=Tolerance(0.0, 0.0))
     message = str(info.value)
-    for needle in ("ref: FAIL", "logits:", "beyond atol 0 rtol 0", "max_abs", "first divergence "
-                   "/conv2/Conv_output_0", "worst tensor", "GATE FAIL"):
+    for needle in ("ref: FAIL", "logits:", "beyond atol 0 rtol 0", "max_abs", "first divergence /conv",
+                   "worst tensor", "GATE FAIL"):  # /conv1 or /conv2: which one differs first depends on ORT's kernels
         assert needle in message, (needle, message)
 
 

@@ -20,6 +20,9 @@ import numpy as np
 
 from .options import Option
 
+# Set (to "1") in a worker's environment when other workers run at the same time (run/runner.py): a backend may
+# then stop its idle threads from spinning, which would take cores from the others. Never a change of numerics.
+SHARED_CORES = "INFERCMP_SHARED_CORES"
 
 @runtime_checkable
 class Session(Protocol):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BackendError, UnsupportedError, UsageError
 from ..graph import stored
-from .contract import BackendBase
+from .contract import SHARED_CORES, BackendBase
 from .options import Option
 
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -55,6 +55,8 @@ class OrtBackend(BackendBase):
         return next(o.default for o in self.options if o.name == key)
 
     def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
+        if options["ep"] == "cpu" and options["opt"] == "disable":
+            return "node-by-node", ""  # no graph optimizer runs: every node of the graph is a kernel call
         if options["ep"] in SAVES_GRAPH:
             return "optimized", ""
         return "unavailable", f"ep={options['ep']} compiles subgraphs into nodes onnxruntime cannot save as a graph"
@@ -81,6 +83,12 @@ class OrtBackend(BackendBase):
         so.use_deterministic_compute = options["deterministic"]
         so.add_session_config_entry("session.set_denormal_as_zero", "1" if options["denormal_as_zero"] else "0")
         so.log_severity_level = 3
+        spinning = not os.environ.get(SHARED_CORES)
+        if not spinning:
+            # Other workers run at the same time: threads that spin while waiting for work would take their
+            # cores. Spinning changes how fast a session runs, never what it computes.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if save_to is not None:
             so.optimized_model_filepath = save_to
             so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
@@ -119,7 +127,7 @@ class OrtBackend(BackendBase):
             if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
                 raise UnsupportedError(f"onnxruntime cannot run this model: {_first(text)}") from None
             raise BackendError(f"onnxruntime could not load the model: {_first(text)}") from None
-        return OrtSession(session, options, ort.__version__, lowered)
+        return OrtSession(session, options, ort.__version__, lowered, spinning)
 
 
 _IR_REFUSAL = re.compile(r"Unsupported model IR version: \d+, max supported IR version: (\d+)")
@@ -147,13 +155,15 @@ def _first(text: str) -> str:
 
 
 class OrtSession:
-    def __init__(self, session: Any, options: Mapping[str, Any], version: str, lowered: Mapping[str, int]):
+    def __init__(self, session: Any, options: Mapping[str, Any], version: str, lowered: Mapping[str, int],
+                 spinning: bool = True):
         self._session = session
         self._names = [o.name for o in session.get_outputs()]
         # bfloat16 and float8 have no NumPy type in onnxruntime's Python API: such models go through OrtValues
         types = [t.type for t in list(session.get_inputs()) + list(session.get_outputs())]
         self._raw = any(t.startswith(("tensor(bfloat16", "tensor(float8", "tensor(float4")) for t in types)
         self._info = {"backend": "onnxruntime", "onnxruntime": version,
+                      "threads_spin": spinning,
                       "providers_used": session.get_providers(),
                       "provider_options": {k: dict(v) for k, v in session.get_provider_options().items()}}
         if lowered:  # this onnxruntime refused the model's IR version: it ran a copy with the lowest one needed

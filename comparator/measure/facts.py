@@ -380,7 +380,7 @@ def _output(p: _Pass, facts: Facts, name: str, ok: list[int], scores: bool) -> N
             out = rf.outputs[name] = OutputFacts(r.shape, r.dtype)
             if scores:
                 p.labels((i, "untapped"), partial(setattr, out, "top1"))
-            if p.reader((i, "tapped")) is not None:
+            if p.reader((i, "tapped")) is not None and not run.one_run:  # one run: nothing to compare
                 p.compare((i, "untapped"), (i, "tapped"), ZERO, partial(setattr, out, "observer"))
         for k in ["untapped"] + repeats(run, "untapped"):
             p.digest((i, k), _put(rf.digests.setdefault(k, {}), name))

@@ -23,6 +23,9 @@ class VariantRun:
     # --tap fused, a variant that tapped its optimized graph: {"mode": "optimized", "tapped": [...], "folded": [...],
     # "nodes": [...]}
     fusion: dict[str, Any] = field(default_factory=dict)
+    # The variant ran once, tapped: it computes every tensor whether tapped or not (backends' `fusion` says
+    # "node-by-node"), so that run's final outputs are its untapped ones too; it has no observer effect to measure.
+    one_run: bool = False
 
     @property
     def ok(self) -> bool:

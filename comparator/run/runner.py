@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from ..backends.contract import SHARED_CORES
 from ..fileio import read_json, write_json
 from ..variant import Variant
 from .record import VariantRun
@@ -101,6 +102,7 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         run.status, run.error, run.hint = record["status"], record.get("error"), record.get("hint")
         run.provenance, run.timings, run.tensors = record["provenance"], record["timings"], record["tensors"]
         run.fusion = record.get("fusion", {})
+        run.one_run = bool(record.get("one_run", False))
     elif code < 0:
         run.status = "crashed"
         run.error = f"the worker died from {_signal_name(code)}"
@@ -181,6 +183,7 @@ def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]],
     _STOPPING.clear()
     if parallel <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
+    jobs = [(v, {**env, SHARED_CORES: "1"}, request, folder) for v, env, request, folder in jobs]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = [pool.submit(one, j) for j in jobs]
         try:

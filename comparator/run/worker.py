@@ -6,7 +6,9 @@ atomically, last) says what happened. A worker that dies leaves no record: the p
 
 Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
 [...]}: the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as
-raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order),
+raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order), finals_from_tapped
+(default false: the variant computes every tensor whether tapped or not, so its tapped run alone also gives the
+untapped run's final outputs: the record's `untapped` names the tapped run's files and `one_run` is true),
 repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
 subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run, runs N more times on
 the first sample's feeds, each run timed: `timings.latency`), fused (default false: `--tap fused`; a backend whose
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
                     record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
                                                                      out_dir / f"{kind}.same{k}", optional)
                 del session
+        if request.get("finals_from_tapped") and "tapped" in record["tensors"]:
+            tapped_files = record["tensors"]["tapped"]
+            record["tensors"]["untapped"] = {n: tapped_files[n] for n in request["outputs"]["untapped"]}
+            record["one_run"] = True
     except InfercmpError as exc:
         record.update(status=getattr(exc, "status", "failed"), error=exc.message, hint=exc.hint)
     except MemoryError:

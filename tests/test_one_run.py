@@ -1,0 +1,85 @@
+"""A variant that computes every tensor whether tapped or not runs once, tapped; workers that share the cores
+do not spin. Real workers, real ONNX Runtime."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import comparator
+from comparator import backends
+from comparator.graph import inputs as feeds_mod, model as model_mod
+from comparator.variant import Variant
+from conftest import MODELS
+
+CNN = MODELS / "cnn.onnx"
+
+
+def record(work: Path, variant: str) -> dict:
+    (folder,) = work.glob(f"run-*/*-{Variant.parse(variant).slug}")
+    return json.loads((folder / "record.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def once(tmp_path_factory: pytest.TempPathFactory) -> tuple[comparator.Report, Path]:
+    work = tmp_path_factory.mktemp("once")
+    return comparator.compare(CNN, ["ort", "ort:opt=disable", "ref"], workdir=work, samples=2), work
+
+
+def test_node_by_node_variants_run_once_and_optimizing_ones_twice(once) -> None:
+    report, work = once
+    for variant in ("ort:opt=disable", "ref"):
+        assert backends.fusion_mode(Variant.parse(variant))[0] == "node-by-node"
+        rec = record(work, variant)
+        assert rec["one_run"] is True and set(rec["timings"]) == {"tapped"}, variant
+        # the final outputs are the tapped run's files: nothing computed twice, nothing written twice
+        for name, info in rec["tensors"]["untapped"].items():
+            assert info == rec["tensors"]["tapped"][name]
+        assert report.observer_effect[variant] is False and variant not in report.observer_detail
+    rec = record(work, "ort")
+    assert "one_run" not in rec and set(rec["timings"]) == {"untapped", "tapped"}
+    assert all(info["file"].startswith("untapped/") for info in rec["tensors"]["untapped"].values())
+    assert report.passed
+
+
+def test_the_one_run_gives_the_numbers_of_an_untapped_session(once) -> None:
+    """What justifies one run for ONNX Runtime at opt=disable: no graph optimizer runs, so a session of the tapped
+    copy computes the final outputs bit for bit as a session of the model does (bare onnxruntime, both ways)."""
+    report, work = once
+    loaded = model_mod.load(CNN)
+    feeds = {k: v[0] for k, v in feeds_mod.make_feeds(loaded, {}, seed=0, samples=2).items()}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    proto = onnx.load(str(CNN))
+    finals = [o.name for o in proto.graph.output]
+    untapped = ort.InferenceSession(str(CNN), so).run(finals, feeds)
+    inner = [n.output[0] for n in proto.graph.node]
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in inner if n not in finals)
+    tapped = ort.InferenceSession(proto.SerializeToString(), so).run(finals, feeds)
+    for a, b in zip(untapped, tapped):
+        assert a.tobytes() == b.tobytes()
+    # and the worker's one run holds exactly those numbers (first sample)
+    rec = record(work, "ort:opt=disable")
+    (folder,) = work.glob("run-*/*-" + Variant.parse("ort:opt=disable").slug)
+    for name, want in zip(finals, untapped):
+        got = np.load(folder / rec["tensors"]["untapped"][name]["file"])[0]
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("kwargs", [{"repeat": 2}, {"time": 2}])
+def test_repeats_and_timing_keep_the_untapped_session(kwargs, tmp_path: Path) -> None:
+    """Run-to-run repeats and latency are measured on sessions of the untapped model: those still run."""
+    comparator.compare(CNN, ["ort:opt=disable"], workdir=tmp_path, **kwargs)
+    rec = record(tmp_path, "ort:opt=disable")
+    assert "one_run" not in rec and "untapped" in rec["timings"]
+
+
+def test_workers_that_share_the_cores_do_not_spin(tmp_path: Path) -> None:
+    together = comparator.compare(CNN, ["ort", "ort:opt=disable"], jobs=2)
+    alone = comparator.compare(CNN, ["ort", "ort:opt=disable"], jobs=1)
+    for name in ("ort", "ort:opt=disable"):
+        assert together.variant(name).provenance["threads_spin"] is False
+        assert alone.variant(name).provenance["threads_spin"] is True
+    assert together.tensors[-1].metrics == alone.tensors[-1].metrics  # spinning changes speed, not numbers
