@@ -27,7 +27,7 @@ from .measure import kernel
 from .measure.metrics import Tolerance
 from .result import Report
 from .run.record import VariantRun
-from .run.runner import prestart as start_worker, release, run_all, worker_environment
+from .run.runner import run_all
 from .variant import Variant, parse_list
 
 KERNEL_WORTH = 1 << 22  # tapped elements per variant from which the metrics kernel is loaded while workers run
@@ -193,10 +193,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-                 max_disk: int | None = None, time: int = 0,
-                 started: Mapping[Variant, Any] | None = None) -> RunSet:
+                 max_disk: int | None = None, time: int = 0) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`.
-    `started`: workers `prestart` began in `folder` for some of the variants (with the same `jobs` and `time`).
     `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that needs more is
     refused before anything runs. The variants' folders under `folder` must not exist yet: a run never reads
     what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time)."""
@@ -205,10 +203,10 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
     plan = tap.plan(loaded, tap_spec)
     feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
-    jobs = parallel_jobs(jobs, len(variant_list), time)
-    outs = _outs(folder, variant_list)
-    started = started or {}
-    stale = [p.name for v, p in zip(variant_list, outs) if os.path.lexists(p) and v not in started]
+    # Timed variants run one at a time unless told otherwise: concurrent workers would compete for the cores.
+    jobs = jobs or (1 if time > 0 else min(len(variant_list), os.cpu_count() or 1))
+    outs = [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
+    stale = [p.name for p in outs if os.path.lexists(p)]
     if stale:
         raise UsageError(f"{folder} already holds a run ({stale[0]}): a run needs a fresh folder",
                          "let infercmp pick one (compare's --workdir makes a new run folder each time)")
@@ -259,7 +257,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     def phase(variant: Variant, what: str) -> None:
         emit(events, "variant", what, variant=str(variant))
 
-    runs = _run(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None, started)
+    runs = _run(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None)
     emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
 
@@ -375,16 +373,14 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         classes = [classes]
     for v in variant_list:  # usage errors in the variants come before any about the model
         backends.resolve_variant(v)
+    loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
+    scores = analysis.class_outputs(loaded.tensors, classes)
     own_dir = workdir is None
     folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
-    started: dict[Variant, Any] = {}
     try:
-        started = prestart(folder, variant_list, jobs, time)
-        loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
-        scores = analysis.class_outputs(loaded.tensors, classes)
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
-                          events=events, max_disk=max_disk, time=time, started=started)
+                          events=events, max_disk=max_disk, time=time)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
@@ -401,7 +397,6 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             report.model.setdefault("notes", []).append(f"--workdir: this run's tensors and logs are in {folder}")
         return report
     finally:
-        release_unused(started, folder, variant_list)
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
         else:
@@ -447,45 +442,9 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
     return iso.runs, notes
 
 
-def parallel_jobs(jobs: int, variants: int, time: int) -> int:
-    """How many workers run at a time: `jobs`, or (0) one per core; timed variants one at a time unless told
-    otherwise, since concurrent workers would compete for the cores."""
-    return jobs or (1 if time > 0 else min(variants, os.cpu_count() or 1))
-
-
-def _outs(folder: Path, variant_list: Sequence[Variant]) -> list[Path]:
-    return [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
-
-
-def prestart(folder: Path, variant_list: Sequence[Variant], jobs: int, time: int) -> dict[Variant, Any]:
-    """Start the workers of the first variants that will run (as many as run at a time) before the model is
-    read: each imports its framework while the parent reads the model, plans the taps and writes the copies.
-    Hand them to `run_variants(started=)`; `release_unused` stops those that got no request."""
-    runnable = [v for v in variant_list if backends.resolve_variant(v)[0].available()[0]]
-    parallel = parallel_jobs(jobs, len(variant_list), time)
-    started = {}
-    for v, out in zip(variant_list, _outs(folder, variant_list)):
-        if v in runnable[:parallel]:
-            backend, options = backends.resolve_variant(v)
-            env = worker_environment(backend.environment(options), parallel, len(runnable))
-            started[v] = start_worker(v, env, out)
-    return started
-
-
-def release_unused(started: Mapping[Variant, Any], folder: Path, variant_list: Sequence[Variant]) -> None:
-    """Stop the prestarted workers that got no request (the run failed before it began) and remove their
-    folders."""
-    for v, out in zip(variant_list, _outs(folder, variant_list)):
-        proc = started.get(v)
-        if proc is not None and proc.stdin is not None and not proc.stdin.closed:
-            release(proc)
-            shutil.rmtree(out, ignore_errors=True)
-
-
 def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
          progress: Callable[[VariantRun], None] | None,
-         on_phase: Callable[[Variant, str], None] | None = None,
-         started: Mapping[Variant, Any] | None = None) -> list[VariantRun]:
+         on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
     runnable, unavailable = [], {}
     for job in jobs_list:
         ok, why = resolved[job[0]][0].available()
@@ -493,8 +452,7 @@ def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | No
             runnable.append(job)
         else:
             unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
-    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase,
-                                          started=started)}
+    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase)}
     for run in unavailable.values():
         if progress is not None:
             progress(run)

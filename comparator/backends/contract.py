@@ -100,13 +100,6 @@ class BackendBase:
         """Environment variables for the worker, set before anything is imported there (none by default)."""
         return {}
 
-    def prepare(self, options: Mapping[str, Any]) -> None:
-        """In the worker, before its request arrives (the parent is still reading the model and writing its
-        copies): import the framework `open` will use, so that the import overlaps the parent's work. By default
-        every module in `requires`. Optional for plugins; a failure here is left for `open` to report."""
-        for name in self.requires:
-            importlib.import_module(name)
-
     def open(self, model_path: str, options: Mapping[str, Any]) -> Session:
         """Load the model at `model_path` with the typed `options` and return a Session (in the worker)."""
         raise NotImplementedError

@@ -64,78 +64,34 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def worker_environment(environment: Mapping[str, str], parallel: int, jobs: int) -> dict[str, str]:
-    """A worker's environment: its variant's, and SHARED_CORES when `jobs` workers run `parallel` at a time."""
-    return {**environment, SHARED_CORES: "1"} if parallel > 1 and jobs > 1 else dict(environment)
-
-
-def _spawn(args: list[str], environment: Mapping[str, str], folder: Path, stdin: Any) -> subprocess.Popen[bytes]:
-    """Start `python -m comparator.run.worker ARGS` in its own process group, stdout and stderr to files in
-    `folder`, registered as live (an interrupt kills it)."""
-    env = dict(os.environ)
-    env.update(environment)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
-        with _LIVE_LOCK:
-            if _STOPPING.is_set():  # an interrupt came while this job waited for a free slot
-                raise Interrupted("stopped before it started")
-            proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", *args], stdout=out,
-                                    stderr=err, stdin=stdin, env=env, start_new_session=True)
-            _LIVE.add(proc)
-    return proc
-
-
-def prestart(variant: Variant, environment: Mapping[str, str], folder: Path) -> subprocess.Popen[bytes]:
-    """Start a variant's worker before its request exists: it imports its framework while the parent reads the
-    model and writes the copies, then waits for `run_variant(..., started=)` to hand it the request. One that is
-    never handed a request must be `release`d."""
-    _STOPPING.clear()  # a new run begins
-    folder.mkdir(parents=True, exist_ok=True)
-    return _spawn(["--wait", str(variant)], environment, folder, subprocess.PIPE)
-
-
-def release(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a prestarted worker that will get no request (the run failed before it started)."""
-    _kill_group(proc)
-    with _LIVE_LOCK:
-        _LIVE.discard(proc)
-
-
-def _hand(proc: subprocess.Popen[bytes], request: Path) -> None:
-    """Give a prestarted worker its request. One that died meanwhile is found by `_wait` (its exit code, no
-    record, its stderr)."""
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(f"{request}\n".encode())
-        proc.stdin.close()
-    except OSError:
-        pass
-
-
 def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[str, Any], folder: Path,
-                timeout: float | None, on_phase: Callable[[str], None] | None = None,
-                started: subprocess.Popen[bytes] | None = None) -> VariantRun:
-    """Run one variant's worker (`started`: one `prestart` began for it, given the same environment and folder);
-    `on_phase(what)` hears each phase the worker starts (`untapped open`...)."""
+                timeout: float | None, on_phase: Callable[[str], None] | None = None) -> VariantRun:
+    """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...)."""
     folder.mkdir(parents=True, exist_ok=True)
     run = VariantRun(variant, folder)
     request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder))
     write_json(folder / "request.json", request)
-    if started is None:
-        proc = _spawn([str(folder / "request.json")], environment, folder, subprocess.DEVNULL)
-    else:
-        proc = started
-        _hand(proc, folder / "request.json")
-    began = time.perf_counter()
-    try:
-        code = _wait(proc, began, timeout, folder / "stdout.txt", on_phase)
-    except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception): the worker goes too
-        _kill_group(proc)
-        raise
-    finally:
+    env = dict(os.environ)
+    env.update(environment)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    started = time.perf_counter()
+    with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
         with _LIVE_LOCK:
-            _LIVE.discard(proc)
-    run.wall_s = time.perf_counter() - began
+            if _STOPPING.is_set():  # an interrupt came while this job waited for a free slot
+                raise Interrupted("stopped before it started")
+            proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
+                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            _LIVE.add(proc)
+        try:
+            code = _wait(proc, started, timeout, folder / "stdout.txt", on_phase)
+        except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception): the worker goes too
+            _kill_group(proc)
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+    run.wall_s = time.perf_counter() - started
     run.stderr_tail = _tail(folder / "stderr.txt")
     record_path = folder / "record.json"
     if code is None:
@@ -214,24 +170,20 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]], timeout: float | None,
             parallel: int = 1, on_done: Callable[[VariantRun], None] | None = None,
-            on_phase: Callable[[Variant, str], None] | None = None,
-            started: Mapping[Variant, subprocess.Popen[bytes]] | None = None) -> list[VariantRun]:
+            on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
     """Run every job; results in the order given. `on_done` is called as each finishes, `on_phase(variant,
-    what)` as each worker starts a phase (progress). `started`: workers `prestart` began for some of the jobs,
-    with the environment `worker_environment` gives."""
-    waiting = dict(started or {})
-
+    what)` as each worker starts a phase (progress)."""
     def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
         hear = None if on_phase is None else partial(on_phase, job[0])
-        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear, waiting.pop(job[0], None))
+        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear)
         if on_done is not None:
             on_done(result)
         return result
 
     _STOPPING.clear()
-    jobs = [(v, worker_environment(env, parallel, len(jobs)), request, folder) for v, env, request, folder in jobs]
     if parallel <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
+    jobs = [(v, {**env, SHARED_CORES: "1"}, request, folder) for v, env, request, folder in jobs]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = [pool.submit(one, j) for j in jobs]
         try:

@@ -1,9 +1,5 @@
 """`python -m comparator.run.worker REQUEST.json`: run one variant, write its tensors and a record.
 
-`python -m comparator.run.worker --wait VARIANT` starts before its request exists (run/runner.py `prestart`): it
-imports the variant's framework (`backend.prepare`), then reads the request's path from stdin, and exits quietly
-when stdin closes without one. The import's time is the record's `timings.prepare.import_s`.
-
 The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
 import. Tensors go to `.npy` files (one per tensor, leading sample axis); the record (`record.json`, written
 atomically, last) says what happened. A worker that dies leaves no record: the parent reports the crash.
@@ -154,38 +150,12 @@ def _phase(what: str) -> None:
     sys.stdout.flush()
 
 
-def _await_request(variant: str) -> tuple[str | None, float]:
-    """Import what the variant's backend needs, then wait for the request's path on stdin: (the path or None
-    when stdin closed without one, seconds the import took)."""
-    t0 = time.perf_counter()
-    try:
-        from .. import backends
-        from ..variant import Variant
-
-        backend, options = backends.resolve_variant(Variant.parse(variant))
-        prepare = getattr(backend, "prepare", None)
-        if callable(prepare):
-            prepare(options)
-    except Exception:  # noqa: BLE001 - open() meets the same problem and reports it in the record
-        pass
-    took = time.perf_counter() - t0
-    return sys.stdin.readline().strip() or None, took
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    prepared: float | None = None
-    if args and args[0] == "--wait":
-        path, prepared = _await_request(args[1])
-        if path is None:
-            return 0
-        args = [path]
     request = read_json(args[0])
     out_dir = Path(request["out_dir"])
     record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
                               "tensors": {}}
-    if prepared is not None:
-        record["timings"]["prepare"] = {"import_s": prepared}
     try:
         from .. import backends
         from ..variant import Variant

@@ -70,9 +70,6 @@ class TfBackend(BackendBase):
         if options["xla_isa"] != "host" and options["mode"] != "xla":
             raise UsageError("tf option xla_isa applies only to mode=xla", "add :mode=xla or drop xla_isa")
 
-    def prepare(self, options: Mapping[str, Any]) -> None:
-        _import_tf()
-
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if options["onednn"] else "0"}
         if options["onednn_isa"] != "host":

@@ -81,9 +81,6 @@ class TvmBackend(BackendBase):
                 raise UsageError("tvm option fastmath applies only to target=llvm",
                                  "TVM compiles every CUDA kernel with --use_fast_math already")
 
-    def prepare(self, options: Mapping[str, Any]) -> None:
-        import_tvm()
-
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         env = {"TVM_NUM_THREADS": str(options["threads"])} if options["threads"] else {}
         if options["target"] == "llvm" and "TVM_DEVICE_BACKEND_AUTOLOAD" not in os.environ:
