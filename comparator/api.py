@@ -214,9 +214,14 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(folder, exc, "create") from None
-    saving = [v for v in variant_list if plan.fused and backends.fusion_mode(v)[0] == "optimized"]
+    modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
+    saving = [v for v in variant_list if plan.fused and modes[v] == "optimized"]
+    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
+    # what it computes untapped (repeats and timing still need a session of the untapped model).
+    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
     _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
-                _weights(loaded) * len(saving) if "tapped" in kinds else 0)
+                _weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
     if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
         kernel.warm_in_background()
     emit(events, "tap", "writing the tapped copy")
@@ -235,15 +240,11 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
                "optional": plan.inside,
                "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
-    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
-    # what it computes untapped (repeats and timing still need a session of the untapped model).
-    once = dict(request, runs=["tapped"], finals_from_tapped=True)
-    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
     jobs_list = []
     for i, v in enumerate(variant_list):
         backend, options = resolved[v]
-        one = single and backends.fusion_mode(v)[0] == "node-by-node"
-        jobs_list.append((v, backend.environment(options), once if one else request, outs[i]))
+        jobs_list.append((v, backend.environment(options), tapped_only if v in once else request, outs[i]))
     emit(events, "run", "running the variants", 0, len(jobs_list))
     finished: list[VariantRun] = []
 
@@ -278,14 +279,15 @@ def _weights(loaded: model_mod.Model) -> int:
 
 
 def _check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0) -> None:
+                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
     """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
-    save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder). Dynamic dims
-    count 1, so the estimate is a lower bound."""
+    save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
+    variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
+    bound."""
     per_sample = sum(_elements(t.shape) * _itemsize(t.dtype) for t in plan.tapped)
     outputs = sum(_elements(t.shape) * _itemsize(t.dtype) for t in loaded.tensors if t.is_output)
     writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
-    need = writes * samples * variants + graphs
+    need = (writes * (variants - once) + per_sample * once) * samples + graphs
     budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
     if need > budget:
         size = caches.format_size
