@@ -173,6 +173,17 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     return SimpleNamespace(**paths)
 
 
+def worker_record(work: Path, variant: str) -> tuple[Path, dict[str, Any]]:
+    """The worker folder of `variant` (its canonical string) in the one run folder under `work` (a --workdir),
+    and the record its worker wrote there."""
+    import json
+
+    from comparator.variant import Variant
+
+    (folder,) = work.glob(f"run-*/*-{Variant.parse(variant).slug}")
+    return folder, json.loads((folder / "record.json").read_text())
+
+
 def worker_pid(marker: str, timeout: float = 30.0) -> int:
     """The pid of the live `comparator.run.worker` process whose command line contains `marker` (a path)."""
     deadline = time.monotonic() + timeout

@@ -1,6 +1,5 @@
 """compare() end to end with real workers: first divergence, equivalence classes, observer effect, label flips,
 exit codes and tolerances. Findings are checked against the workers' own tensor files where possible."""
-import json
 
 import numpy as np
 import onnx
@@ -13,15 +12,14 @@ from comparator.graph import inputs as feeds_mod, model as model_mod
 from comparator.errors import UsageError
 from comparator.measure.metrics import Tolerance
 from comparator.variant import Variant
-from conftest import make_model, vi
+from conftest import make_model, vi, worker_record
 
 FOUR = ["ort", "ort:opt=disable", "ref", "ref:dtype=float64"]
 
 
 def output(work, variant, name, kind="untapped"):
     """A tensor as the variant's worker wrote it (leading sample axis), in the one run folder under `work`."""
-    (folder,) = work.glob(f"run-*/*-{Variant.parse(variant).slug}")
-    record = json.loads((folder / "record.json").read_text())
+    folder, record = worker_record(work, variant)
     return np.load(folder / record["tensors"][kind][name]["file"], allow_pickle=False)
 
 

@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto as T, helper
 
 import comparator
+from conftest import worker_record
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -45,10 +46,7 @@ def test_bfloat16_npz_feeds_are_read_as_bfloat16(bf16_model, tmp_path):
     assert all(v.status == "ok" for v in report.variants), [(v.name, v.error) for v in report.variants]
     assert report.passed
     # the worker wrote y as bfloat16 of relu(1.1 * x): compare with the same computed here
-    (run,) = (tmp_path / "work").glob("run-*")
-    (folder,) = run.glob("*-ort")
-    import json
-    record = json.loads((folder / "record.json").read_text())
+    folder, record = worker_record(tmp_path / "work", "ort")
     info = record["tensors"]["untapped"]["y"]
     assert info["dtype"] == "bfloat16"
     raw = np.load(folder / info["file"])

@@ -1,6 +1,5 @@
 """A variant that computes every tensor whether tapped or not runs once, tapped; workers that share the cores
 do not spin. Real workers, real ONNX Runtime."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,13 @@ import comparator
 from comparator import backends
 from comparator.graph import inputs as feeds_mod, model as model_mod
 from comparator.variant import Variant
-from conftest import MODELS
+from conftest import MODELS, worker_record
 
 CNN = MODELS / "cnn.onnx"
 
 
 def record(work: Path, variant: str) -> dict:
-    (folder,) = work.glob(f"run-*/*-{Variant.parse(variant).slug}")
-    return json.loads((folder / "record.json").read_text())
+    return worker_record(work, variant)[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +59,7 @@ def test_the_one_run_gives_the_numbers_of_an_untapped_session(once) -> None:
     for a, b in zip(untapped, tapped):
         assert a.tobytes() == b.tobytes()
     # and the worker's one run holds exactly those numbers (first sample)
-    rec = record(work, "ort:opt=disable")
-    (folder,) = work.glob("run-*/*-" + Variant.parse("ort:opt=disable").slug)
+    folder, rec = worker_record(work, "ort:opt=disable")
     for name, want in zip(finals, untapped):
         got = np.load(folder / rec["tensors"]["untapped"][name]["file"])[0]
         assert got.tobytes() == want.tobytes()
@@ -83,3 +80,17 @@ def test_workers_that_share_the_cores_do_not_spin(tmp_path: Path) -> None:
         assert together.variant(name).provenance["threads_spin"] is False
         assert alone.variant(name).provenance["threads_spin"] is True
     assert together.tensors[-1].metrics == alone.tensors[-1].metrics  # spinning changes speed, not numbers
+
+
+def test_the_disk_estimate_counts_one_run_for_a_node_by_node_variant(tmp_path: Path) -> None:
+    """A variant that runs once writes its tapped tensors and nothing more: a budget of exactly those bytes
+    admits it; one byte less is refused before anything runs."""
+    from comparator import api
+    from comparator.errors import UsageError
+    from comparator.graph import tap
+
+    plan = tap.plan(model_mod.load(CNN), "all")
+    need = sum(api._elements(t.shape) * api._itemsize(t.dtype) for t in plan.tapped)
+    assert comparator.compare(CNN, ["ort:opt=disable"], max_disk=need).passed
+    with pytest.raises(UsageError, match="over the budget"):
+        comparator.compare(CNN, ["ort:opt=disable"], max_disk=need - 1)
