@@ -1,5 +1,5 @@
-"""Per-tensor metrics throughput: the fused kernel against the NumPy path (the implementation it replaced) and the
-floor, on the same arrays, in one process on one core.
+"""Per-tensor metrics throughput: the compiled kernel (comparator/measure/_fold.c) against the NumPy path (the
+implementation it replaced) and the floor, on the same arrays, in one process on one core.
 
     python benchmarks/bench_metrics.py [--elements 16777216] [--runs 5]
 
@@ -41,7 +41,7 @@ def main() -> None:
     from comparator.measure import kernel, metrics
 
     if not kernel.available():
-        raise SystemExit("the fused kernel is not available (is numba installed?)")
+        raise SystemExit("the metrics kernel was not built (is a C compiler installed? then pip install -e . again)")
     n = args.elements
     mb = n * 4 / 1e6
 

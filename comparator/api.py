@@ -23,14 +23,12 @@ from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
 from .fileio import save_npz, write_error
-from .measure import kernel
 from .measure.metrics import Tolerance
 from .result import Report
 from .run.record import VariantRun
 from .run.runner import run_all
 from .variant import Variant, parse_list
 
-KERNEL_WORTH = 1 << 22  # tapped elements per variant from which the metrics kernel is loaded while workers run
 MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)
 MAX_ULP = (1 << 64) - 1  # ULP distances are counted in uint64
 WORKDIR_MARKER = ".infercmp-workdir"  # in a --workdir infercmp created or adopted (it was empty)
@@ -222,8 +220,6 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     once = {v for v in variant_list if single and modes[v] == "node-by-node"}
     _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                 _weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
-    if sum(_elements(t.shape) for t in plan.tapped) * samples >= KERNEL_WORTH:
-        kernel.warm_in_background()
     emit(events, "tap", "writing the tapped copy")
     untapped, tapped = tap.write_copies(loaded, plan, folder)
     emit(events, "tap", "writing the tapped copy", end=True)

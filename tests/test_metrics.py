@@ -22,10 +22,10 @@ FLOATS = list(LAYOUT)
 
 @pytest.fixture(autouse=True, params=["numpy", "kernel"])
 def path(request, monkeypatch):
-    """Every test runs twice: float32/float64 pairs through the NumPy path, then through the fused kernel."""
+    """Every test runs twice: float32/float64 pairs through the NumPy path, then through the compiled kernel."""
     if request.param == "kernel":
         from comparator.measure import kernel
-        assert kernel.available(), "the fused metrics kernel (Numba) must be available"
+        assert kernel.available(), "the metrics kernel (comparator/measure/_fold.c) must be built"
     monkeypatch.setattr(Accumulator, "KERNEL_MIN", 1 if request.param == "kernel" else 1 << 62)
     return request.param
 
@@ -357,6 +357,20 @@ def test_result_is_plain_json():
     assert all(type(v) in (bool, int, float, str, type(None)) for v in r.values())
     back = json.loads(json.dumps(r))   # max_rel is inf here: written as Infinity
     assert back["max_rel"] == math.inf and back["count"] == 3
+
+
+def test_sums_add_in_four_lanes():
+    # sum |err| of [2**53, 0, 1, 1]: element i goes to lane i % 4, the lanes add as (l0 + l1) + (l2 + l3) =
+    # (2**53 + 0) + (1 + 1) = 2**53 + 2, exact. Front to back it would be 2**53: 2**53 + 1 rounds back to 2**53
+    # (a tie, to even) twice.
+    ref = np.array([2.0**53, 0.0, 1.0, 1.0])
+    r = compare(ref, np.zeros(4))
+    assert r["mean_abs"] == (2.0**53 + 2.0) / 4
+    # nine elements: lanes 0..3 hold [1, 2**53, 2**53], [1, 0], [1, 0], [1, 0]. l0 = (1 + 2**53) + 2**53 = 2**54
+    # (1 + 2**53 is a tie, to even: 2**53), l1 = l2 = l3 = 1. (l0 + l1) = 2**54 (spacing 4 there), (l2 + l3) = 2,
+    # and 2**54 + 2 is a tie again: 2**54. Front to back: 4 + 2**53 + 2**53 = 2**54 + 4.
+    ref = np.array([1.0, 1, 1, 1, 2.0**53, 0, 0, 0, 2.0**53])
+    assert compare(ref, np.zeros(9))["mean_abs"] == 2.0**54 / 9
 
 
 def test_cosine_of_equal_vectors_is_exactly_one():

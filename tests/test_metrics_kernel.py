@@ -1,5 +1,5 @@
-"""The fused kernel (measure/kernel.py) against the NumPy path of metrics.Accumulator, on random tensors built to
-hit every rule: both must agree exactly on every field."""
+"""The compiled kernel (measure/kernel.py, _fold.c) against the NumPy path of metrics.Accumulator, on random
+tensors built to hit every rule: both must agree exactly on every field."""
 import numpy as np
 import pytest
 
@@ -47,7 +47,7 @@ def _numpy(ref, got, tol, chunk):
 
 
 def _fused(ref, got, tol, chunk):
-    assert kernel.available()  # loaded: every chunk of a float32/float64 pair takes the kernel
+    assert kernel.available()  # built: every chunk of a float32/float64 pair takes the kernel
     old = Accumulator.KERNEL_MIN
     Accumulator.KERNEL_MIN = 1
     try:
@@ -111,6 +111,27 @@ def test_kernel_on_plain_close_tensors(pair):
     got[::3] = ref[::3].astype(pair[1])
     for tol in TOLERANCES:
         _same(_numpy(ref, got, tol, 1 << 16), _fused(ref, got, tol, 1 << 16))
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{np.dtype(p[0]).name}-{np.dtype(p[1]).name}")
+def test_kernel_on_finite_tensors_far_apart(pair):
+    """Every element finite, distances of every size: the histogram's lane counts (below 256), its shared counts
+    (below 2**16) and the handed-back distances (2**16 and more), with signs that differ, in the vector path."""
+    rng = np.random.default_rng(11)
+    n = 200_003  # a tail after the last group of four
+    ref = rng.standard_normal(n).astype(pair[0])
+    u = {4: np.int32, 8: np.int64}[np.dtype(pair[1]).itemsize]
+    got = ref.astype(pair[1])
+    bits = got.view(u) + (rng.integers(-1, 2, n) * 2 ** rng.integers(0, 24, n)).astype(u)
+    got = bits.view(pair[1])
+    got[::7] = -got[::7]
+    got[::11] = 0.0
+    assert np.isfinite(got).all()
+    r = None
+    for tol in TOLERANCES:
+        r = _fused(ref, got, tol, 1 << 16)
+        _same(_numpy(ref, got, tol, 1 << 16), r)
+    assert r is not None and r["max_ulp"] >= 1 << 16 and r["p99_ulp"] >= 1 << 16
 
 
 def test_bit_identical_tensors():

@@ -38,7 +38,7 @@ Rules
 * cosine (both-finite elements, float64): dot/(|a||b|); both all-zero -> 1.0; one -> 0.0.
   snr_db = 10*log10(sum(ref^2) / sum((ref-got)^2)); zero error -> inf; zero signal and
   nonzero error -> -inf. Both are NaN when a sum of squares overflows float64 (values beyond ~1e154).
-  Sums are float64 front to back per chunk (metrics.seq_sum), so chunking changes
+  Sums are float64 per chunk in 4 lanes (metrics.lane_sum), so chunking changes
   them only by rounding.
 * nan_mismatch: exactly one side NaN. inf_mismatch: neither side NaN, at least one infinite,
   and they differ (+inf vs -inf, inf vs finite).
@@ -161,22 +161,30 @@ class Tolerance:
         return ok
 
 
-def seq_sum(x: np.ndarray) -> float:
-    """Sum of a float64 vector front to back (np.cumsum adds in order; np.sum does not): the kernel's order, so
-    both paths round every sum the same way."""
-    return float(np.cumsum(x)[-1]) if x.size else 0.0
+LANES = 4  # the lanes of the float64 sums (the kernel's vector width)
+
+
+def lane_sum(x: np.ndarray) -> float:
+    """Sum of a float64 vector in the kernel's order: element i into lane i % LANES, each lane front to back from
+    +0.0 (np.cumsum adds in order; np.sum does not), then (l0 + l1) + (l2 + l3). Both paths round every sum the
+    same way."""
+    if not x.size:
+        return 0.0
+    pad = -x.size % LANES
+    if pad:
+        x = np.concatenate([x, np.zeros(pad)])
+    lane = np.cumsum(x.reshape(-1, LANES), axis=0)[-1] + 0.0   # + 0.0: a lane of only -0.0 is +0.0, as from +0.0
+    return float((lane[0] + lane[1]) + (lane[2] + lane[3]))
 
 
 class Accumulator:
     """Streams chunk pairs of one tensor pair; memory is O(chunk).
 
-    Chunks of float32/float64 pairs go through the fused kernel (measure/kernel.py) when Numba is installed and
-    the kernel is loaded (a chunk of `KERNEL_LOAD` elements or more loads it; api.py loads it in the background
-    for a big model) and the chunk has at least `KERNEL_MIN` elements; everything else goes through NumPy. Both
-    update the same state the same way: results are bit-identical whichever path a chunk takes."""
+    Chunks of float32/float64 pairs of at least `KERNEL_MIN` elements go through the compiled kernel
+    (measure/kernel.py) where it was built; everything else goes through NumPy. Both update the same state the same
+    way: results are bit-identical whichever path a chunk takes."""
 
-    KERNEL_MIN = 1 << 12   # smaller chunks: NumPy is as fast
-    KERNEL_LOAD = 1 << 18  # loading Numba costs ~0.4 s and ~100 MiB: worth it from about here
+    KERNEL_MIN = 1   # the tests raise it to send every chunk through NumPy
 
     def __init__(self, ref_dtype: np.dtype, got_dtype: np.dtype, tolerance: Tolerance | None = None):
         self.ref_dtype, self.got_dtype = np.dtype(ref_dtype), np.dtype(got_dtype)
@@ -203,7 +211,7 @@ class Accumulator:
         self._worst = np.full(1, -1, np.int64)  # flat index of the first element with the largest |err|; -1: none
         self._small = np.zeros(_SMALL, np.int64)
         self._big = np.zeros(_NBIG, np.int64)
-        self._fused = kernel.supports(self.ref_dtype, self.got_dtype)
+        self._fused = kernel.available() and kernel.supports(self.ref_dtype, self.got_dtype)
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
         """Fold one chunk pair (same length, the declared dtypes) into the running metrics."""
@@ -221,30 +229,23 @@ class Accumulator:
             if self._worst[0] < 0 and differ.any():
                 self._worst[0] = offset + int(np.argmax(differ))
             return
-        if self._fused and ref.size >= self.KERNEL_MIN and (kernel.loaded() or ref.size >= self.KERNEL_LOAD) \
-                and self._kernel(ref, got, offset):
+        if self._fused and ref.size >= self.KERNEL_MIN:
+            self._kernel(ref, got, offset)
             return
         with np.errstate(all="ignore"):
             self._update(ref, got, offset)
 
-    def _kernel(self, ref: np.ndarray, got: np.ndarray, offset: int) -> bool:
-        if not kernel.available():
-            self._fused = False
-            return False
+    def _kernel(self, ref: np.ndarray, got: np.ndarray, offset: int) -> None:
         t = self.tolerance
-        # The compiled signatures take writable arrays: a read-only chunk (a memory-mapped file opened "r") is
-        # copied, one chunk at a time.
-        ref, got = (np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C") for x in (ref, got))
+        ref, got = np.ascontiguousarray(ref), np.ascontiguousarray(got)
         if ref.dtype == got.dtype and t.atol >= 0 and t.rtol >= 0 and kernel.same_bits(ref, got):
             kernel.run_identical(ref, self._small, self._fsum, self._counts)
-            return True
+            return
         big = np.empty(ref.size, np.uint64)
-        n = kernel.run(ref, got, self._narrow == np.float32,
-                       float(t.atol), float(t.rtol), t.max_ulp, self._small, self._fsum, self._counts, self._top,
-                       big, offset, self._worst)
+        n = kernel.run(ref, got, float(t.atol), float(t.rtol), t.max_ulp, self._small, self._fsum, self._counts,
+                       self._top, big, offset, self._worst)
         if n:
             self._bucket(big[:n])
-        return True
 
     def _update(self, ref: np.ndarray, got: np.ndarray, offset: int) -> None:
         r64, g64 = ref.astype(np.float64), got.astype(np.float64)
@@ -284,7 +285,7 @@ class Accumulator:
             f[1] = max(f[1], rel.max())
         c[3] += np.count_nonzero(fin)
         for k, x in enumerate((ad, rf * gf, rf * rf, gf * gf, err * err)):
-            f[2 + k] += seq_sum(x)
+            f[2 + k] += lane_sum(x)
 
         if ulp is not None:
             self._add_ulps(ulp if incl is None else ulp[incl])
