@@ -156,9 +156,9 @@ def test_write_is_atomic(report, tmp_path):
 
 # ---- terminal
 
-def render(report, quiet=False):
+def render(report, quiet=False, width=220):
     buffer = io.StringIO()
-    console = Console(file=buffer, width=220, color_system=None)
+    console = Console(file=buffer, width=width, color_system=None)
     (table.render_findings if quiet else table.render)(report, console)
     return buffer.getvalue()
 
@@ -175,6 +175,22 @@ def test_table_and_findings(report):
     assert "bit-identical final outputs:" in shown
     verdict = shown.strip().splitlines()[-1]
     assert verdict.startswith("PASS" if report.exit_code == 0 else "FAIL") and "atol 1e-05" in verdict
+
+
+def test_narrow_terminal_leaves_columns_out_and_never_folds_a_number(report):
+    """At 80 columns the full table keeps every figure whole: columns are left out, in LEAVE_OUT's order, and a
+    note names them; at 220 none is left out."""
+    wide, narrow = render(report), render(report, width=80)
+    assert "left out" not in wide
+    assert all(len(line) <= 80 for line in narrow.splitlines())
+    note = next(line for line in narrow.splitlines() if line.startswith("left out at 80 columns: "))
+    left_out = [name.strip() for name in note.split(": ", 1)[1].split(" (")[0].split(",")]
+    assert left_out and set(left_out) <= set(table.LEAVE_OUT)
+    header = next(line for line in narrow.splitlines() if "variant" in line and "max_ulp" in line)
+    assert not any(f" {name} " in header for name in left_out)
+    for m in report.tensors[0].metrics.values():
+        cells = text.metric_cells(m)
+        assert cells[text.COLUMNS.index("max_ulp")] in narrow and cells[text.COLUMNS.index("max_abs")] in narrow
 
 
 def test_identical_runs_collapse(exp_report):

@@ -13,6 +13,13 @@ def _all_identical(t: TensorReport) -> bool:
     return bool(t.metrics) and all("error" not in m and m["bit_identical"] for m in t.metrics.values())
 
 
+# Where the terminal is too narrow for every column, these are left out first (a note names them); numbers are
+# never folded, and the tensor name folds down to TENSOR_MIN characters a line.
+LEAVE_OUT = ("mean_abs", "max_rel", "cosine", "nan/inf", "p99_ulp", "snr_dB", "op", "max_abs")
+TENSOR_MIN = 16
+Row = tuple[list[str], bool]  # the cells, and whether they count when fitting the columns (notes span and fold)
+
+
 def render(report: Report, console: Any = None, collapse: int = 3) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -24,24 +31,19 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
     for note in model.get("notes", []):
         console.print(f"  note: {note}")
     variants = [v.name for v in report.variants if v.name != report.reference and v.status == "ok"]
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
-    for col in ("#", "tensor", "op", "variant") + COLUMNS:
-        table.add_column(col, justify="right" if col not in ("tensor", "op", "variant") else "left",
-                         overflow="fold")
     with_local = any(t.local for t in report.tensors)
-    if with_local:
-        table.add_column("local", justify="right")
-        table.add_column("role")
+    headers = ["#", "tensor", "op", "variant", *COLUMNS] + (["local", "role"] if with_local else [])
+    rows: list[Row] = []
     run: list[TensorReport] = []
 
     def flush() -> None:
         if len(run) >= collapse:
-            table.add_row("", f"[dim]{run[0].name} .. {run[-1].name}[/]", "",
+            rows.append((["", f"[dim]{run[0].name} .. {run[-1].name}[/]", "",
                           f"[green]{len(run)} tensors bit-identical in every variant[/]",
-                          *[""] * (len(COLUMNS) + (2 if with_local else 0)))
+                          *[""] * (len(headers) - 4)], False))
         else:
             for t in run:
-                _rows(table, t, variants, with_local)
+                rows.extend(_rows(t, variants, with_local))
         run.clear()
 
     for t in report.tensors:
@@ -49,15 +51,57 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
             run.append(t)
             continue
         flush()
-        _rows(table, t, variants, with_local)
+        rows.extend(_rows(t, variants, with_local))
     flush()
     if report.tensors and variants:
+        keep = _fit(headers, rows, console.width)
+        table = Table(show_lines=False, header_style="bold", pad_edge=False)
+        for i in keep:
+            col = headers[i]
+            text = col in ("tensor", "op", "variant", "role")
+            table.add_column(col, justify="left" if text else "right", overflow="fold",
+                             no_wrap=not text and col != "identical",
+                             min_width=min(TENSOR_MIN, _widths(headers, rows)[i]) if col == "tensor" else None)
+        for cells, _ in rows:
+            table.add_row(*[cells[i] for i in keep])
         console.print(table)
+        left_out = [h for i, h in enumerate(headers) if i not in keep]
+        if left_out:
+            console.print(f"[dim]left out at {console.width} columns: {', '.join(left_out)} (a wider terminal, "
+                          "COLUMNS=200 when piped, or the --json and --html reports show them)[/]")
     render_findings(report, console)
 
 
-def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = False) -> None:
+def _plain(cell: str) -> str:
+    from rich.text import Text
 
+    return Text.from_markup(cell).plain if "[" in cell else cell
+
+
+def _widths(headers: list[str], rows: list[Row]) -> list[int]:
+    """Each column's widest cell (the header included) over the rows that count."""
+    return [max([len(h)] + [len(_plain(cells[i])) for cells, counts in rows if counts])
+            for i, h in enumerate(headers)]
+
+
+def _fit(headers: list[str], rows: list[Row], width: int) -> list[int]:
+    """The columns to show: all of them where they fit in `width`, else without LEAVE_OUT's, in its order, until
+    they fit (or none of those is left)."""
+    widths = _widths(headers, rows)
+    keep = list(range(len(headers)))
+
+    def need() -> int:  # each column's cells plus a border and a space either side
+        return sum(min(widths[i], TENSOR_MIN) if headers[i] == "tensor" else widths[i] for i in keep) + 3 * len(keep)
+
+    for name in LEAVE_OUT:
+        if need() <= width:
+            break
+        keep.remove(headers.index(name))
+    return keep
+
+
+def _rows(t: TensorReport, variants: list[str], with_local: bool = False) -> list[Row]:
+    rows: list[Row] = []
     for i, v in enumerate(variants):
         m = t.metrics.get(v)
         if m is None:
@@ -70,11 +114,13 @@ def _rows(table: Any, t: TensorReport, variants: list[str], with_local: bool = F
                 extra = ["-", ""]
             else:
                 extra = ["==" if local["bit_identical"] else f"{local['max_ulp']} ulp", t.role(v)]
-        table.add_row(str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra)
+        rows.append(([str(t.index) if i == 0 else "", name, t.op_type if i == 0 else "", v, *metric_cells(m), *extra],
+                     "error" not in m))
     for k, v in enumerate(t.fused):  # --tap fused: no value of this tensor in that variant's optimized graph
         first = k == 0 and not any(v in t.metrics for v in variants)
-        table.add_row(str(t.index) if first else "", t.name if first else "", t.op_type if first else "", v,
-                      "[dim]fused[/]", *[""] * (len(COLUMNS) - 1 + (2 if with_local else 0)))
+        rows.append(([str(t.index) if first else "", t.name if first else "", t.op_type if first else "", v,
+                      "[dim]fused[/]", *[""] * (len(COLUMNS) - 1 + (2 if with_local else 0))], True))
+    return rows
 
 
 def render_findings(report: Report, console: Any) -> None:
