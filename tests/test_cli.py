@@ -93,6 +93,20 @@ def test_subprocess_happy_path(models, tmp_path):
     assert json_report.read(tmp_path / "r.json").reference == "ort"
 
 
+def test_a_reader_that_leaves_early_loses_no_report(models, tmp_path):
+    """`infercmp compare ... --json r.json | head -1`: the pipe closes before the summary is printed. The report is
+    still written, the exit code is still the verdict's, and nothing is said about the closed pipe."""
+    env = {k: v for k, v in os.environ.items() if k != "INFERCMP_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "comparator.cli", "compare", str(models.small), "--backends",
+                             "ort,ref", "--json", str(tmp_path / "r.json")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc.stdout.close()  # the reader is gone before the command prints a line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "error" not in stderr
+    assert json_report.read(tmp_path / "r.json").exit_code == 0
+
+
 def test_progress_in_a_log_is_plain_lines_per_phase(models, tmp_path):
     proc = run("compare", models.small, "--backends", "ort,ref")
     assert proc.returncode == 0, proc.stderr

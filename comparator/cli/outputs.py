@@ -94,10 +94,46 @@ def console(to_stderr: bool = False) -> Any:
     reads its width (COLUMNS first)."""
     from rich.console import Console
 
-    stream = sys.stderr if to_stderr else sys.stdout
+    stream: Any = ReaderMayLeave(sys.stderr if to_stderr else sys.stdout)  # rich takes any object with write()
     if stream.isatty():
-        return Console(stderr=to_stderr)
-    return Console(stderr=to_stderr, width=_columns() or 100)
+        return Console(file=stream)
+    return Console(file=stream, width=_columns() or 100)
+
+
+class ReaderMayLeave:
+    """A text stream that stops writing, silently, once its reader has gone (`infercmp compare ... | head`): a
+    closed pipe must not stop a command before it writes its report files, nor change its exit code."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.left = False
+
+    def write(self, text: str) -> int:
+        if not self.left:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.left:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.left = True
+        # Python flushes the stream once more at exit: its descriptor now leads to /dev/null, not the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's own
+        return getattr(self._stream, name)
 
 
 def _columns() -> int | None:
