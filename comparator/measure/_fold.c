@@ -50,12 +50,17 @@ INLINE uint64_t distance(uint64_t a, uint64_t b, uint64_t top_bit) {
     return ma + mb; /* opposite signs: at most 2 * (2**63 - 1), no overflow */
 }
 
-INLINE void count(State *s, uint64_t d, int lane) {
-    s->n_ulp++;
-    if (d > s->top) s->top = d;
+INLINE void tally(State *s, uint64_t d, int lane) {
+    /* a distance into its histogram bin */
     if (d < HOT) s->hot[d][lane]++;
     else if (d < SMALL) s->small[d]++;
     else s->big[s->nbig++] = d; /* handed back for metrics to bucket (rare, and bucketing needs log2) */
+}
+
+INLINE void count(State *s, uint64_t d, int lane) {
+    s->n_ulp++;
+    if (d > s->top) s->top = d;
+    tally(s, d, lane);
 }
 
 INLINE void relative(State *s, double r, double ad) {
@@ -230,14 +235,11 @@ INLINE void block32(State *s, Sums *sums, Vec *v, const void *ref, const void *g
             double r = load(ref, i + k, ref64), ad = fabs(r - load(got, i + k, got64));
             if (!(ad < s->below_rel * fabs(r))) relative(s, r, ad);
         }
-    if (any_set(__builtin_convertvector((vi)far, vl))) {
-        for (int k = 0; k < BLOCK; k++) {
-            if (dist[k] < SMALL) s->small[dist[k]]++;
-            else s->big[s->nbig++] = dist[k];
-        }
-    } else {
+    /* the block's n_ulp and top are counted in v */
+    if (any_set(__builtin_convertvector((vi)far, vl)))
+        for (int k = 0; k < BLOCK; k++) tally(s, dist[k], k % LANES);
+    else
         for (int k = 0; k < BLOCK; k++) s->hot[dist[k]][k % LANES]++;
-    }
 }
 
 static double lane_total(vd x) {

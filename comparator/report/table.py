@@ -54,14 +54,15 @@ def render(report: Report, console: Any = None, collapse: int = 3) -> None:
         rows.extend(_rows(t, variants, with_local))
     flush()
     if report.tensors and variants:
-        keep = _fit(headers, rows, console.width)
+        widths = _widths(headers, rows)
+        keep = _fit(headers, widths, console.width)
         table = Table(show_lines=False, header_style="bold", pad_edge=False)
         for i in keep:
             col = headers[i]
             text = col in ("tensor", "op", "variant", "role")
             table.add_column(col, justify="left" if text else "right", overflow="fold",
                              no_wrap=not text and col != "identical",
-                             min_width=min(TENSOR_MIN, _widths(headers, rows)[i]) if col == "tensor" else None)
+                             min_width=min(TENSOR_MIN, widths[i]) if col == "tensor" else None)
         for cells, _ in rows:
             table.add_row(*[cells[i] for i in keep])
         console.print(table)
@@ -84,10 +85,9 @@ def _widths(headers: list[str], rows: list[Row]) -> list[int]:
             for i, h in enumerate(headers)]
 
 
-def _fit(headers: list[str], rows: list[Row], width: int) -> list[int]:
-    """The columns to show: all of them where they fit in `width`, else without LEAVE_OUT's, in its order, until
-    they fit (or none of those is left)."""
-    widths = _widths(headers, rows)
+def _fit(headers: list[str], widths: list[int], width: int) -> list[int]:
+    """The columns to show (their widest cells: `widths`): all of them where they fit in `width`, else without
+    LEAVE_OUT's, in its order, until they fit (or none of those is left)."""
     keep = list(range(len(headers)))
 
     def need() -> int:  # each column's cells plus a border and a space either side
