@@ -5,7 +5,7 @@
 Both sides hold the same run: the model on onnxruntime (default options) with every tensor tapped.
 (a) Polygraphy: `polygraphy run MODEL --onnxrt --onnx-outputs mark all --save-outputs A.json --save-inputs I.json`;
     write = `RunResults.save`, read = `RunResults.load` (Polygraphy's own API), both in this process.
-(b) infercmp: one `api.run_variants(MODEL, [ort], tap_spec="all")`, then write = `bundle.write` (feeds, final
+(b) infercmp: one `api.run_variants(MODEL, [ort], tap_spec="all")`, then write = `bundle_writer.write` (feeds, final
     outputs, every tapped tensor, the machine fingerprint), read = `Bundle.open(path).arrays()` (validate, then
     every member into memory), for each member compression (auto is the default).
 Times are medians of --repeat warm runs in one process (the files sit in the page cache); sizes are bytes on disk.
@@ -48,7 +48,8 @@ def polygraphy_side(model: Path, folder: Path, repeat: int) -> dict[str, float]:
 def infercmp_side(model: Path, folder: Path, repeat: int) -> dict[str, dict[str, float]]:
     import numpy as np
 
-    from comparator import api, bundle
+    from comparator import api
+    from comparator.gate import bundle, bundle_writer
     from comparator.variant import Variant
 
     rs = api.run_variants(model, [Variant.parse("ort")], folder / "run", tap_spec="all")
@@ -63,7 +64,7 @@ def infercmp_side(model: Path, folder: Path, repeat: int) -> dict[str, dict[str,
         path = folder / f"run-{codec}.icmp"
 
         def write(path: Path = path, codec: str = codec) -> None:
-            bundle.write(path, rs.model, tap, rs.runs, feeds, rs.feed_info, force=True, compression=codec)
+            bundle_writer.write(path, rs.model, tap, rs.runs, feeds, rs.feed_info, force=True, compression=codec)
 
         t_write = median_time(write, repeat)
         t_read = median_time(lambda path=path: bundle.Bundle.open(path).arrays(), repeat)

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from comparator.gate import bundle, npyzip
+from comparator.gate import bundle, bundle_writer, npyzip
 from comparator.errors import ReportError
 from comparator.report import json as json_report
 
@@ -112,8 +112,8 @@ def test_compression_modes_hold_the_same_arrays(captured, models, tmp_path):
     arrays = {}
     for mode in ("auto", "stored", "deflate"):
         path = tmp_path / f"{mode}.icmp"
-        bundle.write(path, rs.model, {"spec": "outputs", "tapped": [], "skipped": []}, rs.runs, feeds,
-                     rs.feed_info, compression=mode)
+        bundle_writer.write(path, rs.model, {"spec": "outputs", "tapped": [], "skipped": []}, rs.runs, feeds,
+                            rs.feed_info, compression=mode)
         with zipfile.ZipFile(path) as zf:
             methods = {i.filename: i.compress_type for i in zf.infolist() if i.filename.endswith(".npy")}
         arrays[mode] = bundle.Bundle.open(path).arrays()

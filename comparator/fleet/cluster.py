@@ -118,7 +118,7 @@ def capture_on_node(model_name: str, files: Mapping[str, bytes], feeds: bytes, v
     import numpy as np
     import ray
 
-    from ..gate.bundle import RunFailedError
+    from ..gate.bundle_writer import RunFailedError
     from ..gate.capture import capture
 
     ctx = ray.get_runtime_context()

@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..graph import tap
 from ..graph.model import Model
 from ..variant import Variant
-from . import bundle
+from . import bundle_writer
 
 
 def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | Path,
@@ -25,7 +25,7 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
             provenance: Mapping[str, Any] | None = None, scratch: Path | None = None) -> dict[str, Any]:
     """Run `model` on `variants` and write the bundle at `out`; returns its meta. `provenance` is added to every
     run's (a fleet task names its Ray node there). The workers write into `scratch` (a new folder the caller
-    removes), else into a temporary folder removed here. bundle.RunFailedError, with the run's status, when a
+    removes), else into a temporary folder removed here. bundle_writer.RunFailedError, with the run's status, when a
     variant could not run: nothing is written then."""
     if tap.is_fused(tap_spec):
         raise UsageError("--tap fused taps each variant's own optimized graph; a bundle keeps taps of the model's "
@@ -36,9 +36,9 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
                               samples=samples, timeout=timeout, jobs=jobs, kinds=api.run_kinds(tap_spec))
         for run in rs.runs:
             run.provenance.update(provenance or {})
-        return bundle.write(out, rs.model, {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped},
-                            rs.runs, rs.feeds, rs.feed_info, labels=labels, labels_key=labels_key, force=force,
-                            compression=compression)
+        tapped = {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped}
+        return bundle_writer.write(out, rs.model, tapped, rs.runs, rs.feeds, rs.feed_info, labels=labels,
+                                   labels_key=labels_key, force=force, compression=compression)
     finally:
         if scratch is None:
             shutil.rmtree(folder, ignore_errors=True)

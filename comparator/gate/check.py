@@ -21,7 +21,7 @@ import numpy as np
 
 from ..measure.facts import kind_for
 from .. import api, assemble
-from . import bundle as bundle_mod
+from . import bundle as bundle_mod, bundle_writer
 from ..graph import model as model_mod
 from ..errors import UsageError
 from ..measure.metrics import Tolerance
@@ -190,10 +190,10 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
         elif update_baseline:
             label = base.meta.get("labels") or {}
             try:
-                bundle_mod.write(base.path, new, {"spec": spec, "tapped": rs.plan.names,
-                                                  "skipped": rs.plan.skipped},
-                                 rs.runs, feeds, feed_info, labels=labels, labels_key=label.get("key"), force=True,
-                                 keep_previous=True, expect=base.stamp)
+                bundle_writer.write(base.path, new, {"spec": spec, "tapped": rs.plan.names,
+                                                     "skipped": rs.plan.skipped},
+                                    rs.runs, feeds, feed_info, labels=labels, labels_key=label.get("key"), force=True,
+                                    keep_previous=True, expect=base.stamp)
                 result.updated = str(base.path)
             except bundle_mod.ChangedError:
                 # Another --update-baseline replaced it while this gate ran against the old one: keeping theirs
