@@ -7,9 +7,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,11 +20,12 @@ from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
-from .fileio import save_npz, write_error
+from .fileio import write_error
 from .measure.metrics import Tolerance
 from .result import Report
 from .run.record import VariantRun
-from .run.runner import run_all
+from .run import spawn, variants as variants_mod
+from .run.variants import RunSet, resolve_feeds, run_kinds, start_workers  # noqa: F401 - api's interface
 from .variant import Variant, parse_list
 
 MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)
@@ -149,171 +148,30 @@ def resolve_variants(variants: Sequence[str | Variant] | str,
     return parsed, ref
 
 
-def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
-                  samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Feeds (leading sample axis) from random data, a .npz/.npy path or arrays, and where they came from."""
-    if given is None:
-        feeds = feeds_mod.make_feeds(model, shapes, seed=seed, samples=samples)
-        source = {"source": "random", "seed": seed, "samples": samples}
-    elif isinstance(given, (str, Path)):
-        feeds = feeds_mod.load_feeds(model, given, shapes)
-        source = {"source": str(given)}
-    else:
-        feeds = feeds_mod.check_feeds(model, given, shapes, source="inputs")
-        source = {"source": "arrays"}
-    source["shapes"] = {k: list(v.shape[1:]) for k, v in feeds.items()}
-    source["samples"] = int(next(iter(feeds.values())).shape[0]) if feeds else 1
-    return feeds, source
-
-
-@dataclass
-class RunSet:
-    """What running variants leaves behind: the model, its taps, the feeds and one VariantRun per variant,
-    whose tensor files live under `folder` until the caller removes it."""
-
-    model: model_mod.Model
-    plan: tap.TapPlan
-    feeds: dict[str, np.ndarray]
-    feed_info: dict[str, Any]
-    runs: list[VariantRun]
-    folder: Path
-
-
-def run_kinds(tap_spec: str | Sequence[str]) -> tuple[str, ...]:
-    """The runs a capture needs: the untapped run alone when only the final outputs are tapped (it holds them),
-    else the tapped run too."""
-    return ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
-
-
 def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
                  inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
                  tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-                 max_disk: int | None = None, time: int = 0) -> RunSet:
-    """Validate everything, then run each variant in its own worker; tensors are written under `folder`.
-    `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that needs more is
-    refused before anything runs. The variants' folders under `folder` must not exist yet: a run never reads
-    what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time)."""
+                 max_disk: int | None = None, time: int = 0, ready: spawn.Ready | None = None) -> RunSet:
+    """Validate everything, then run each variant in its own worker; tensors are written under `folder`
+    (run/variants.py). `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that
+    needs more is refused before anything runs. The variants' folders under `folder` must not exist yet: a run
+    never reads what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time).
+    `ready`: the workers `start_workers` started for this call (else they start here, before the model loads)."""
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
-    resolved = {v: backends.resolve_variant(v) for v in variant_list}
-    loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
-    plan = tap.plan(loaded, tap_spec)
-    feeds, feed_info = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
-    # Timed variants run one at a time unless told otherwise: concurrent workers would compete for the cores.
-    jobs = jobs or (1 if time > 0 else min(len(variant_list), os.cpu_count() or 1))
-    outs = [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
-    stale = [p.name for p in outs if os.path.lexists(p)]
-    if stale:
-        raise UsageError(f"{folder} already holds a run ({stale[0]}): a run needs a fresh folder",
-                         "let infercmp pick one (compare's --workdir makes a new run folder each time)")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(folder, exc, "create") from None
-    modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
-    saving = [v for v in variant_list if plan.fused and modes[v] == "optimized"]
-    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
-    # what it computes untapped (repeats and timing still need a session of the untapped model).
-    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
-    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
-    _check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
-                _weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
-    emit(events, "tap", "writing the tapped copy")
-    untapped, tapped = tap.write_copies(loaded, plan, folder)
-    emit(events, "tap", "writing the tapped copy", end=True)
-    feeds_path = folder / "feeds.npz"
-    save_npz(feeds_path, feeds)
-    request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
-               "time": time,
-               "feed_dtypes": {k: v.dtype.name for k, v in feeds.items() if v.dtype.type is not np.void
-                               and v.dtype.kind == "V"},
-               "runs": list(kinds),
-               "outputs": {"untapped": list(loaded.outputs),
-                           "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]
-                           + plan.inside},
-               # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
-               "optional": plan.inside,
-               "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
-    tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
-    jobs_list = []
-    for i, v in enumerate(variant_list):
-        backend, options = resolved[v]
-        jobs_list.append((v, backend.environment(options), tapped_only if v in once else request, outs[i]))
-    emit(events, "run", "running the variants", 0, len(jobs_list))
-    finished: list[VariantRun] = []
-
-    def done(run: VariantRun) -> None:
-        finished.append(run)
-        emit(events, "run", "running the variants", len(finished), len(jobs_list))
-        emit(events, "variant", run.status, variant=str(run.variant), end=True)
-        if progress is not None:
-            progress(run)
-
-    def phase(variant: Variant, what: str) -> None:
-        emit(events, "variant", what, variant=str(variant))
-
-    runs = _run(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None)
-    emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
-    return RunSet(loaded, plan, feeds, feed_info, runs, folder)
-
-
-def _load(path: str | Path, events: Listener | None) -> model_mod.Model:
-    emit(events, "load", "loading and checking the model")
-    loaded = model_mod.load(path)
-    emit(events, "load", "loading and checking the model", end=True)
-    return loaded
-
-
-def _weights(loaded: model_mod.Model) -> int:
-    """Bytes of the model's file and its external data files (the loaded graph reads inline weights in place from
-    the model's own file, so that file may be among them)."""
-    files = {loaded.path.resolve()} | set(model_mod.check_external_data(loaded.proto,
-                                                                         loaded.data_dir or loaded.path.parent))
-    return sum(p.stat().st_size for p in files)
-
-
-def _check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
-    """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
-    save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
-    variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
-    bound."""
-    per_sample = sum(_elements(t.shape) * _itemsize(t.dtype) for t in plan.tapped)
-    outputs = sum(_elements(t.shape) * _itemsize(t.dtype) for t in loaded.tensors if t.is_output)
-    writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
-    need = (writes * (variants - once) + per_sample * once) * samples + graphs
-    budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
-    if need > budget:
-        size = caches.format_size
-        raise UsageError(f"the tapped tensors need at least {size(need)} of disk in {folder} ({len(plan.tapped)} "
-                         f"tensors, {variants} variants, {samples} samples"
-                         + (f", {size(graphs)} of optimized graphs" if graphs else "")
-                         + f"), over the budget of {size(budget)}"
-                         + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
-                         "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
-                         "use a --workdir on a bigger disk, or raise --max-disk")
-
-
-def _itemsize(dtype: str | None) -> int:
-    try:
-        return np.dtype(dtype or "float32").itemsize
-    except TypeError:
-        return 4
+    with spawn.Ready() as own:
+        if ready is None:
+            ready = start_workers(variant_list, folder, jobs, time, own)
+        return variants_mod.run(model, variant_list, folder, inputs, tap_spec, shapes or {}, seed, samples, timeout,
+                                variants_mod.worker_count(jobs, time, len(variant_list)), repeat, kinds, progress,
+                                events, max_disk, time, ready)
 
 
 def parse_size(text: str) -> int:
     """Bytes from a --max-disk value (`500M`, `20G`, `1.5T`); UsageError otherwise."""
     return caches.parse_size(text, "--max-disk")
-
-
-def _elements(shape: tuple[Any, ...] | None) -> int:
-    """Elements per sample of a tensor of this shape (dynamic or unknown dims count 1)."""
-    n = 1
-    for d in shape or ():
-        n *= d if isinstance(d, int) else 1
-    return n
 
 
 def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,
@@ -371,14 +229,16 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         classes = [classes]
     for v in variant_list:  # usage errors in the variants come before any about the model
         backends.resolve_variant(v)
-    loaded = model if isinstance(model, model_mod.Model) else _load(model, events)
-    scores = analysis.class_outputs(loaded.tensors, classes)
     own_dir = workdir is None
     folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
+    ready = spawn.Ready()
     try:
+        start_workers(variant_list, folder, jobs, time, ready)  # their imports overlap loading the model
+        loaded = model if isinstance(model, model_mod.Model) else variants_mod.load(model, events)
+        scores = analysis.class_outputs(loaded.tensors, classes)
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
-                          events=events, max_disk=max_disk, time=time)
+                          events=events, max_disk=max_disk, time=time, ready=ready)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
@@ -395,6 +255,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             report.model.setdefault("notes", []).append(f"--workdir: this run's tensors and logs are in {folder}")
         return report
     finally:
+        ready.close()  # workers never handed a request: stopped, their folders gone
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
         else:
@@ -440,19 +301,3 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
     return iso.runs, notes
 
 
-def _run(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
-         progress: Callable[[VariantRun], None] | None,
-         on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
-    runnable, unavailable = [], {}
-    for job in jobs_list:
-        ok, why = resolved[job[0]][0].available()
-        if ok:
-            runnable.append(job)
-        else:
-            unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
-    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase)}
-    for run in unavailable.values():
-        if progress is not None:
-            progress(run)
-    done.update(unavailable)
-    return [done[job[0]] for job in jobs_list]

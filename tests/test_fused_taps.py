@@ -206,15 +206,15 @@ def test_structure_names_subgraph_nodes_by_their_path() -> None:
 
 def test_the_disk_budget_counts_the_optimized_graphs(tmp_path: Path) -> None:
     """Each ORT variant saves its optimized graph, weights included: the budget check counts them before running."""
-    from comparator.api import _check_disk, _weights
+    from comparator.run.variants import check_disk, weights as weights_of
     from comparator.graph import model as model_mod, tap
 
     loaded = model_mod.load(CNN)
     plan = tap.plan(loaded, "fused")
-    weights = _weights(loaded)
+    weights = weights_of(loaded)
     assert weights == CNN.stat().st_size  # the CNN keeps its weights inline
     with pytest.raises(UsageError, match="of optimized graphs"):
-        _check_disk(plan, loaded, 1, 1, 1, ("untapped", "tapped"), tmp_path, 2 * weights, graphs=2 * weights)
+        check_disk(plan, loaded, 1, 1, 1, ("untapped", "tapped"), tmp_path, 2 * weights, graphs=2 * weights)
 
 
 def test_the_html_report_says_fused(fused: Report) -> None:

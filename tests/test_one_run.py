@@ -31,13 +31,13 @@ def test_node_by_node_variants_run_once_and_optimizing_ones_twice(once) -> None:
     for variant in ("ort:opt=disable", "ref"):
         assert backends.fusion_mode(Variant.parse(variant))[0] == "node-by-node"
         rec = record(work, variant)
-        assert rec["one_run"] is True and set(rec["timings"]) == {"tapped"}, variant
+        assert rec["one_run"] is True and set(rec["timings"]) == {"framework", "tapped"}, variant
         # the final outputs are the tapped run's files: nothing computed twice, nothing written twice
         for name, info in rec["tensors"]["untapped"].items():
             assert info == rec["tensors"]["tapped"][name]
         assert report.observer_effect[variant] is False and variant not in report.observer_detail
     rec = record(work, "ort")
-    assert "one_run" not in rec and set(rec["timings"]) == {"untapped", "tapped"}
+    assert "one_run" not in rec and set(rec["timings"]) == {"framework", "untapped", "tapped"}
     assert all(info["file"].startswith("untapped/") for info in rec["tensors"]["untapped"].values())
     assert report.passed
 
@@ -85,12 +85,12 @@ def test_workers_that_share_the_cores_do_not_spin(tmp_path: Path) -> None:
 def test_the_disk_estimate_counts_one_run_for_a_node_by_node_variant(tmp_path: Path) -> None:
     """A variant that runs once writes its tapped tensors and nothing more: a budget of exactly those bytes
     admits it; one byte less is refused before anything runs."""
-    from comparator import api
+    from comparator.run import variants
     from comparator.errors import UsageError
     from comparator.graph import tap
 
     plan = tap.plan(model_mod.load(CNN), "all")
-    need = sum(api._elements(t.shape) * api._itemsize(t.dtype) for t in plan.tapped)
+    need = sum(variants.elements(t.shape) * variants.itemsize(t.dtype) for t in plan.tapped)
     assert comparator.compare(CNN, ["ort:opt=disable"], max_disk=need).passed
     with pytest.raises(UsageError, match="over the budget"):
         comparator.compare(CNN, ["ort:opt=disable"], max_disk=need - 1)

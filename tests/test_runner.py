@@ -212,3 +212,58 @@ def test_a_worker_that_fills_the_disk_says_so(tmp_path):
         assert "--workdir on a bigger disk" in run.hint
     finally:
         sp.run(["umount", str(disk)], check=True)
+
+
+def _maps(pid: int) -> str:
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_a_worker_started_ahead_imports_its_framework_then_waits_for_its_request(tmp_path, models):
+    from comparator.run import spawn
+
+    folder = tmp_path / "ort"
+    proc = spawn.start(Variant.parse("ort"), {}, folder)
+    deadline = time.monotonic() + 60
+    while "onnxruntime_pybind11_state" not in _maps(proc.pid):  # ONNX Runtime's library, loaded by its import
+        assert time.monotonic() < deadline, "the worker did not import onnxruntime before its request"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert proc.poll() is None and not (folder / "record.json").exists()  # waiting: no request yet
+    run = run_variant(Variant.parse("ort"), {}, prepare(models.small, tmp_path), folder, 60, started=proc)
+    assert run.ok, run.error
+    assert run.timings["framework"]["import_s"] > 0
+    assert set(run.timings) == {"framework", "untapped", "tapped"}
+
+
+def test_a_worker_that_gets_no_request_exits_and_leaves_nothing(tmp_path):
+    from comparator.run import spawn
+
+    # The parent goes away (its end of the pipe closes): the worker exits on its own, writing no record.
+    proc = spawn.start(Variant.parse("ref"), {}, tmp_path / "gone")
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    spawn.forget(proc)
+    assert not (tmp_path / "gone" / "record.json").exists()
+    # The run is refused before it runs: Ready.close() stops its workers and removes their folders.
+    ready = spawn.Ready()
+    ready.start(Variant.parse("ort"), {}, tmp_path / "refused")
+    pid = worker_pid(str(tmp_path / "refused"))
+    ready.close()
+    assert not pid_alive(pid) and not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize("refusal", ["model", "disk"])
+def test_a_run_refused_after_the_workers_started_leaves_no_worker_and_no_run_folder(tmp_path, models, refusal):
+    """compare() starts the workers before it loads the model: a model that fails to load, or a plan over the disk
+    budget, stops them and removes the run folder."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    work = tmp_path / "work"
+    model, budget, match = ((bad, None, "not a readable ONNX model") if refusal == "model"
+                            else (models.small, 1, "over the budget"))
+    with pytest.raises(comparator.InfercmpError, match=match):
+        comparator.compare(model, ["ort", "ref"], workdir=work, max_disk=budget)
+    assert sorted(p.name for p in work.iterdir()) == [".infercmp-workdir"]  # the run folder went with its workers
+    with pytest.raises(AssertionError, match="no worker process"):
+        worker_pid(str(work), timeout=0.5)

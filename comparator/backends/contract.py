@@ -2,8 +2,9 @@
 
 A backend is any object with the attributes and methods of `Backend` (a Protocol: plugins need not inherit).
 Built-ins subclass `BackendBase` for the shared defaults. The module that defines a backend imports no
-framework at import time: frameworks are imported in `open()`, inside the worker process, after the
-environment from `environment()` is in place.
+framework at import time: frameworks are imported inside the worker process, after the environment from
+`environment()` is in place: in `prepare()` (optional), which the worker calls while the parent still loads the
+model, and in `open()`.
 
 Tapping is one mechanism for every backend: the runner hands `open()` a model file whose graph outputs already
 include every tapped tensor, and `Session.run` returns every graph output by name. Tensors inside subgraphs
@@ -99,6 +100,13 @@ class BackendBase:
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
         """Environment variables for the worker, set before anything is imported there (none by default)."""
         return {}
+
+    def prepare(self, options: Mapping[str, Any]) -> None:
+        """In the worker, before its request comes: import what `open` will need (by default the modules in
+        `requires`), so that the import overlaps the parent's work. Optional for a plugin; an error here is
+        ignored, and met again by `open`."""
+        for name in self.requires:
+            importlib.import_module(name)
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> Session:
         """Load the model at `model_path` with the typed `options` and return a Session (in the worker)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,16 +52,52 @@ class InputSpec:
         return _elem_name(self.elem_type) or "unknown"
 
 
+class FileDigest:
+    """sha256 over a model's files (its .onnx, then its external data files), computed on a thread of its own
+    from the moment it is made: hashing a large model's weights overlaps checking it, planning its taps and
+    running it. `value` waits for it; an unreadable file is a ModelError there."""
+
+    def __init__(self, files: list[Path]):
+        self._files, self._value = files, ""
+        self._error: ModelError | None = None
+        self._thread = threading.Thread(target=self._hash, name="infercmp-model-digest", daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            for f in self._files:
+                with f.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 22), b""):  # noqa: B023 - fh of this iteration
+                        digest.update(block)
+        except OSError as exc:
+            self._error = ModelError(f"{exc.filename or self._files[0]} could not be read while hashing it "
+                                     f"({exc.strerror})", "check that the file is readable and not being replaced")
+        else:
+            self._value = digest.hexdigest()
+
+    @property
+    def value(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class Model:
     path: Path
     proto: Any  # onnx.ModelProto without its large weights (graph/stored.py: they stay in the files), shapes inferred
-    sha256: str
+    digest: str | FileDigest  # sha256 of its files, or the hashing under way: read it as `sha256`
     inputs: list[InputSpec]
     outputs: list[str]
     tensors: list[TensorInfo]
     notes: list[str] = field(default_factory=list)
     data_dir: Path | None = None  # where its weights' files are (the input model's folder); None: path's folder
+
+    @property
+    def sha256(self) -> str:
+        return self.digest if isinstance(self.digest, str) else self.digest.value
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -191,11 +228,7 @@ def load(path: str | os.PathLike[str], derived: bool = False) -> Model:
         raise ModelError(f"{str(p)!r} carries the metadata key {stored.EXTERNAL_DIR_KEY!r}, which infercmp reserves "
                          "for its own copies of a model", "remove that metadata entry from the model")
     base = Path(named) if named else real.parent
-    digest = hashlib.sha256()
-    for f in [real] + [f for f in check_external_data(proto, base) if f != real]:
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
+    digest = FileDigest([real] + [f for f in check_external_data(proto, base) if f != real])
     try:
         onnx.checker.check_model(stored.checkable(proto))
     except onnx.checker.ValidationError as exc:
@@ -209,7 +242,7 @@ def load(path: str | os.PathLike[str], derived: bool = False) -> Model:
         note = f"shape inference failed ({type(exc).__name__}); only annotated tensors can be tapped"
     else:
         note = ""
-    model = Model(path=p, proto=inferred, sha256=digest.hexdigest(), inputs=[], outputs=[], tensors=[],
+    model = Model(path=p, proto=inferred, digest=digest, inputs=[], outputs=[], tensors=[],
                   data_dir=base)
     if note:
         model.notes.append(note)

@@ -1,7 +1,8 @@
 """Run variants in worker processes: one process per variant, its environment set before any import.
 
 A worker that crashes (signal, abort, OOM kill), exits without a record, or runs past the timeout is reported
-with its reason and the tail of its stderr; the other variants are unaffected.
+with its reason and the tail of its stderr; the other variants are unaffected. Starting and stopping the
+processes is run/spawn.py.
 """
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -18,23 +17,17 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
-from ..backends.contract import SHARED_CORES
 from ..fileio import read_json, write_json
 from ..variant import Variant
+from . import spawn
 from .record import VariantRun
+from .spawn import Interrupted, stop_all  # noqa: F401 - part of this module's interface
 from .worker import PHASE
 
 STDERR_TAIL_LINES = 20
 POLL_S = 0.25  # how often a running worker's phases are read
 FULL_BELOW = 1 << 20  # free bytes under which a worker that left no record is taken to have filled the disk
 FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
-_LIVE: set[subprocess.Popen[bytes]] = set()  # the workers running now, in every thread
-_LIVE_LOCK = threading.Lock()
-_STOPPING = threading.Event()
-
-
-class Interrupted(BaseException):
-    """The run was interrupted (Ctrl-C or SIGTERM) while this worker waited to start."""
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
@@ -65,33 +58,25 @@ def _signal_name(code: int) -> str:
 
 
 def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[str, Any], folder: Path,
-                timeout: float | None, on_phase: Callable[[str], None] | None = None) -> VariantRun:
-    """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...)."""
-    folder.mkdir(parents=True, exist_ok=True)
+                timeout: float | None, on_phase: Callable[[str], None] | None = None,
+                started: subprocess.Popen[bytes] | None = None) -> VariantRun:
+    """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...).
+    `started`: its worker, started ahead for `folder` with `environment` (spawn.Ready); else one starts now.
+    The timeout counts from the moment the request is handed over."""
+    proc = started if started is not None else spawn.start(variant, environment, folder)
     run = VariantRun(variant, folder)
     request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder))
-    write_json(folder / "request.json", request)
-    env = dict(os.environ)
-    env.update(environment)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    started = time.perf_counter()
-    with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
-        with _LIVE_LOCK:
-            if _STOPPING.is_set():  # an interrupt came while this job waited for a free slot
-                raise Interrupted("stopped before it started")
-            proc = subprocess.Popen([sys.executable, "-m", "comparator.run.worker", str(folder / "request.json")],
-                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
-            _LIVE.add(proc)
-        try:
-            code = _wait(proc, started, timeout, folder / "stdout.txt", on_phase)
-        except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception): the worker goes too
-            _kill_group(proc)
-            raise
-        finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
-    run.wall_s = time.perf_counter() - started
+    try:
+        write_json(folder / "request.json", request)
+        begun = time.perf_counter()
+        spawn.go(proc)
+        code = _wait(proc, begun, timeout, folder / "stdout.txt", on_phase)
+    except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception), a request not written
+        spawn.kill_group(proc)
+        raise
+    finally:
+        spawn.forget(proc)
+    run.wall_s = time.perf_counter() - begun
     run.stderr_tail = _tail(folder / "stderr.txt")
     record_path = folder / "record.json"
     if code is None:
@@ -141,7 +126,7 @@ def _wait(proc: subprocess.Popen[bytes], started: float, timeout: float | None, 
         if left is not None and left <= POLL_S:
             if proc.poll() is not None:
                 return proc.returncode
-            _kill_group(proc)
+            spawn.kill_group(proc)
             return None
 
 
@@ -160,30 +145,24 @@ def _phases(stdout: Path, seen: int, on_phase: Callable[[str], None]) -> int:
     return seen + cut
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]], timeout: float | None,
             parallel: int = 1, on_done: Callable[[VariantRun], None] | None = None,
-            on_phase: Callable[[Variant, str], None] | None = None) -> list[VariantRun]:
-    """Run every job; results in the order given. `on_done` is called as each finishes, `on_phase(variant,
-    what)` as each worker starts a phase (progress)."""
+            on_phase: Callable[[Variant, str], None] | None = None,
+            ready: spawn.Ready | None = None) -> list[VariantRun]:
+    """Run every job (variant, its worker's environment, request, folder), `parallel` at a time; results in the
+    order given. `on_done` is called as each finishes, `on_phase(variant, what)` as each worker starts a phase
+    (progress). `ready`: workers started ahead, by folder (their environment is the job's)."""
     def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
         hear = None if on_phase is None else partial(on_phase, job[0])
-        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear)
+        started = None if ready is None else ready.take(job[3])
+        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear, started)
         if on_done is not None:
             on_done(result)
         return result
 
-    _STOPPING.clear()
+    spawn.resume()
     if parallel <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
-    jobs = [(v, {**env, SHARED_CORES: "1"}, request, folder) for v, env, request, folder in jobs]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = [pool.submit(one, j) for j in jobs]
         try:
@@ -193,13 +172,3 @@ def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]],
             for f in futures:
                 f.cancel()
             raise
-
-
-def stop_all() -> int:
-    """Kill every running worker's process group and start no new one (an interrupt); returns how many ran."""
-    with _LIVE_LOCK:
-        _STOPPING.set()
-        live = list(_LIVE)
-    for proc in live:
-        _kill_group(proc)
-    return len(live)

@@ -1,4 +1,10 @@
-"""`python -m comparator.run.worker REQUEST.json`: run one variant, write its tensors and a record.
+"""`python -m comparator.run.worker [--ready BACKEND OPTIONS] REQUEST.json`: run one variant, write its tensors
+and a record.
+
+With --ready (how the parent starts every worker: run/spawn.py), the worker first imports what the backend needs
+(`prepare(options)`, where the backend has one) and then waits for a line on stdin before it reads REQUEST.json:
+the parent says go once the request is written. The end of stdin instead means that no request comes: the
+worker exits and writes nothing. The import's seconds are `timings.framework.import_s`.
 
 The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
 import. Tensors go to `.npy` files (one per tensor, leading sample axis); the record (`record.json`, written
@@ -17,6 +23,7 @@ tensor -> ONNX element type, for the outputs added to that graph).
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -150,12 +157,37 @@ def _phase(what: str) -> None:
     sys.stdout.flush()
 
 
+def _prepare(backend_name: str, raw_options: Mapping[str, str]) -> float:
+    """Import what the backend's sessions need, before the request comes; the seconds it took. A failure is left
+    for `open` to meet again and report."""
+    t0 = time.perf_counter()
+    try:
+        from .. import backends
+        from ..variant import Variant
+
+        backend, options = backends.resolve_variant(Variant(backend_name, tuple(sorted(raw_options.items()))))
+        prepare = getattr(backend, "prepare", None)
+        if prepare is not None:
+            prepare(options)
+    except Exception:  # noqa: BLE001, S110 - reported by open(), with the request's record to hold it
+        pass
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    imported = None
+    if args[:1] == ["--ready"]:
+        imported = _prepare(args[1], json.loads(args[2]))
+        if not sys.stdin.readline():  # no request comes: the run was refused or interrupted
+            return 0
+        args = args[3:]
     request = read_json(args[0])
     out_dir = Path(request["out_dir"])
     record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
                               "tensors": {}}
+    if imported is not None:
+        record["timings"]["framework"] = {"import_s": imported}
     try:
         from .. import backends
         from ..variant import Variant

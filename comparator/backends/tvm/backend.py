@@ -91,6 +91,11 @@ class TvmBackend(BackendBase):
             env["TVM_DEVICE_BACKEND_AUTOLOAD"] = "0"
         return env
 
+    def prepare(self, options: Mapping[str, Any]) -> None:
+        import onnx  # noqa: F401 - imported ahead, for open
+
+        import_tvm()
+
     def open(self, model_path: str, options: Mapping[str, Any]) -> TvmSession:
         import onnx
         from onnx import serialization

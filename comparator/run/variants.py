@@ -1,0 +1,236 @@
+"""Run a model on a list of variants: the run's folder, the workers started while the model loads, the tap plan,
+the feeds, the disk budget, the tapped copy, then every variant in its own worker (run/runner.py).
+
+`api.run_variants` checks the arguments and calls `run` here; `api.compare` starts the workers itself
+(`start_workers`), before it loads the model, and hands them over.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .. import backends, caches
+from ..errors import UsageError
+from ..events import Listener, emit
+from ..fileio import save_npz, write_error
+from ..graph import inputs as feeds_mod, model as model_mod, tap
+from ..variant import Variant
+from . import spawn
+from .record import VariantRun
+from .runner import run_all
+
+
+def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
+                  samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Feeds (leading sample axis) from random data, a .npz/.npy path or arrays, and where they came from."""
+    if given is None:
+        feeds = feeds_mod.make_feeds(model, shapes, seed=seed, samples=samples)
+        source = {"source": "random", "seed": seed, "samples": samples}
+    elif isinstance(given, (str, Path)):
+        feeds = feeds_mod.load_feeds(model, given, shapes)
+        source = {"source": str(given)}
+    else:
+        feeds = feeds_mod.check_feeds(model, given, shapes, source="inputs")
+        source = {"source": "arrays"}
+    source["shapes"] = {k: list(v.shape[1:]) for k, v in feeds.items()}
+    source["samples"] = int(next(iter(feeds.values())).shape[0]) if feeds else 1
+    return feeds, source
+
+
+
+
+@dataclass
+class RunSet:
+    """What running variants leaves behind: the model, its taps, the feeds and one VariantRun per variant,
+    whose tensor files live under `folder` until the caller removes it."""
+
+    model: model_mod.Model
+    plan: tap.TapPlan
+    feeds: dict[str, np.ndarray]
+    feed_info: dict[str, Any]
+    runs: list[VariantRun]
+    folder: Path
+
+
+def run_kinds(tap_spec: str | Sequence[str]) -> tuple[str, ...]:
+    """The runs a capture needs: the untapped run alone when only the final outputs are tapped (it holds them),
+    else the tapped run too."""
+    return ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
+
+
+def worker_count(jobs: int, time: int, variants: int) -> int:
+    """Workers at a time: `jobs`, or by default one per core. Timed variants run one at a time unless told
+    otherwise: concurrent workers would compete for the cores."""
+    return jobs or (1 if time > 0 else min(variants, os.cpu_count() or 1))
+
+
+def _folders(folder: Path, variant_list: Sequence[Variant]) -> list[Path]:
+    return [folder / f"{i:02d}-{v.slug}" for i, v in enumerate(variant_list)]
+
+
+def _environments(variant_list: Sequence[Variant], jobs: int) -> dict[Variant, dict[str, str] | None]:
+    """Each variant's worker environment; None for a variant whose backend is not installed (it will not run)."""
+    resolved = {v: backends.resolve_variant(v) for v in variant_list}
+    runnable = [v for v in variant_list if resolved[v][0].available()[0]]
+    shared = jobs > 1 and len(runnable) > 1
+    return {v: spawn.environment(resolved[v][0].environment(resolved[v][1]), shared) if v in runnable else None
+            for v in variant_list}
+
+
+def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time: int,
+                  ready: spawn.Ready) -> spawn.Ready:
+    """Create the run's folder and start, in `ready`, the workers of the variants that run first: each imports
+    its framework while this process loads the model (run/spawn.py). The variants' folders must not exist yet: a
+    run never reads what an earlier one left."""
+    outs = _folders(folder, variant_list)
+    stale = [p.name for p in outs if os.path.lexists(p)]
+    if stale:
+        raise UsageError(f"{folder} already holds a run ({stale[0]}): a run needs a fresh folder",
+                         "let infercmp pick one (compare's --workdir makes a new run folder each time)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc, "create") from None
+    count = worker_count(jobs, time, len(variant_list))
+    environments = _environments(variant_list, count)
+    spawn.resume()
+    first = [(v, out) for v, out in zip(variant_list, outs) if environments[v] is not None][:count]
+    for v, out in first:
+        ready.start(v, environments[v] or {}, out)
+    return ready
+
+
+def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
+        inputs: str | Path | Mapping[str, np.ndarray] | None, tap_spec: str | Sequence[str],
+        shapes: Mapping[str, tuple[int, ...]], seed: int, samples: int, timeout: float | None, jobs: int,
+        repeat: int, kinds: Sequence[str], progress: Callable[[VariantRun], None] | None,
+        events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready) -> RunSet:
+    """Load (unless loaded), plan, check the disk budget, write the tapped copy and the feeds, and run every
+    variant, `jobs` at a time (the arguments as `api.run_variants` checked them); `ready` holds the workers
+    started for this run."""
+    resolved = {v: backends.resolve_variant(v) for v in variant_list}
+    loaded = model if isinstance(model, model_mod.Model) else load(model, events)
+    plan = tap.plan(loaded, tap_spec)
+    feeds, feed_info = resolve_feeds(loaded, inputs, shapes, seed, samples)
+    outs = _folders(folder, variant_list)  # created by start_workers, checked fresh there
+    modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
+    saving = [v for v in variant_list if plan.fused and modes[v] == "optimized"]
+    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
+    # what it computes untapped (repeats and timing still need a session of the untapped model).
+    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
+    check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
+                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
+    emit(events, "tap", "writing the tapped copy")
+    untapped, tapped = tap.write_copies(loaded, plan, folder)
+    emit(events, "tap", "writing the tapped copy", end=True)
+    feeds_path = folder / "feeds.npz"
+    save_npz(feeds_path, feeds)
+    request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,
+               "time": time,
+               "feed_dtypes": {k: v.dtype.name for k, v in feeds.items() if v.dtype.type is not np.void
+                               and v.dtype.kind == "V"},
+               "runs": list(kinds),
+               "outputs": {"untapped": list(loaded.outputs),
+                           "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]
+                           + plan.inside},
+               # Subgraph tensors: recorded by the backends that can, and absent where a branch did not run.
+               "optional": plan.inside,
+               "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
+    tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
+    environments = _environments(variant_list, jobs)
+    jobs_list = [(v, environments[v] or {}, tapped_only if v in once else request, outs[i])
+                 for i, v in enumerate(variant_list)]
+    emit(events, "run", "running the variants", 0, len(jobs_list))
+    finished: list[VariantRun] = []
+
+    def done(run: VariantRun) -> None:
+        finished.append(run)
+        emit(events, "run", "running the variants", len(finished), len(jobs_list))
+        emit(events, "variant", run.status, variant=str(run.variant), end=True)
+        if progress is not None:
+            progress(run)
+
+    def phase(variant: Variant, what: str) -> None:
+        emit(events, "variant", what, variant=str(variant))
+
+    runs = _execute(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None, ready)
+    emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
+    return RunSet(loaded, plan, feeds, feed_info, runs, folder)
+
+
+def load(path: str | Path, events: Listener | None) -> model_mod.Model:
+    emit(events, "load", "loading and checking the model")
+    loaded = model_mod.load(path)
+    emit(events, "load", "loading and checking the model", end=True)
+    return loaded
+
+
+def weights(loaded: model_mod.Model) -> int:
+    """Bytes of the model's file and its external data files (the loaded graph reads inline weights in place from
+    the model's own file, so that file may be among them)."""
+    files = {loaded.path.resolve()} | set(model_mod.check_external_data(loaded.proto,
+                                                                         loaded.data_dir or loaded.path.parent))
+    return sum(p.stat().st_size for p in files)
+
+
+def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
+                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
+    """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
+    save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
+    variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
+    bound."""
+    per_sample = sum(elements(t.shape) * itemsize(t.dtype) for t in plan.tapped)
+    outputs = sum(elements(t.shape) * itemsize(t.dtype) for t in loaded.tensors if t.is_output)
+    writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
+    need = (writes * (variants - once) + per_sample * once) * samples + graphs
+    budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
+    if need > budget:
+        size = caches.format_size
+        raise UsageError(f"the tapped tensors need at least {size(need)} of disk in {folder} ({len(plan.tapped)} "
+                         f"tensors, {variants} variants, {samples} samples"
+                         + (f", {size(graphs)} of optimized graphs" if graphs else "")
+                         + f"), over the budget of {size(budget)}"
+                         + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
+                         "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
+                         "use a --workdir on a bigger disk, or raise --max-disk")
+
+
+def itemsize(dtype: str | None) -> int:
+    try:
+        return np.dtype(dtype or "float32").itemsize
+    except TypeError:
+        return 4
+
+
+def elements(shape: tuple[Any, ...] | None) -> int:
+    """Elements per sample of a tensor of this shape (dynamic or unknown dims count 1)."""
+    n = 1
+    for d in shape or ():
+        n *= d if isinstance(d, int) else 1
+    return n
+
+
+def _execute(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
+         progress: Callable[[VariantRun], None] | None,
+         on_phase: Callable[[Variant, str], None] | None = None, ready: spawn.Ready | None = None) -> list[VariantRun]:
+    runnable, unavailable = [], {}
+    for job in jobs_list:
+        ok, why = resolved[job[0]][0].available()
+        if ok:
+            runnable.append(job)
+        else:
+            unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
+    done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase,
+                                               ready=ready)}
+    for run in unavailable.values():
+        if progress is not None:
+            progress(run)
+    done.update(unavailable)
+    return [done[job[0]] for job in jobs_list]
