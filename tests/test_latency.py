@@ -49,7 +49,7 @@ def test_timing_changes_no_tensor(timed, untimed: Report) -> None:
     for a, b in zip(report.tensors, untimed.tensors):
         assert a.name == b.name and a.metrics == b.metrics
     for name in VARIANTS:
-        assert set(report.variant(name).timings) == {"untapped", "tapped", "latency"}
+        assert set(report.variant(name).timings) == {"framework", "untapped", "tapped", "latency"}
 
 
 def test_timed_variants_run_one_at_a_time(timed) -> None:

@@ -39,6 +39,9 @@ class OrtBackend(BackendBase):
         Option("mode", str, "sequential", "execution mode", ("sequential", "parallel")),
         Option("deterministic", bool, False, "use_deterministic_compute"),
         Option("denormal_as_zero", bool, False, "session.set_denormal_as_zero (flush subnormals)"),
+        Option("prepack", bool, True, "pack constant weights once when the session opens (off: "
+               "session.disable_prepacking; GEMMs pack them per call, in other blocks, so sums round differently; "
+               "the packed copies' memory is saved)"),
         Option("ep", str, "cpu", "execution provider", tuple(PROVIDERS)),
         Option("conv_algo_search", str, "exhaustive", "CUDA EP cuDNN convolution algorithm search",
                ("exhaustive", "heuristic", "default")),
@@ -82,6 +85,7 @@ class OrtBackend(BackendBase):
                              else ort.ExecutionMode.ORT_SEQUENTIAL)
         so.use_deterministic_compute = options["deterministic"]
         so.add_session_config_entry("session.set_denormal_as_zero", "1" if options["denormal_as_zero"] else "0")
+        so.add_session_config_entry("session.disable_prepacking", "0" if options["prepack"] else "1")
         so.log_severity_level = 3
         spinning = not os.environ.get(SHARED_CORES)
         if not spinning:
@@ -162,8 +166,9 @@ class OrtSession:
         # bfloat16 and float8 have no NumPy type in onnxruntime's Python API: such models go through OrtValues
         types = [t.type for t in list(session.get_inputs()) + list(session.get_outputs())]
         self._raw = any(t.startswith(("tensor(bfloat16", "tensor(float8", "tensor(float4")) for t in types)
+        config = session.get_session_options().get_session_config_entry
         self._info = {"backend": "onnxruntime", "onnxruntime": version,
-                      "threads_spin": spinning,
+                      "threads_spin": spinning, "prepacking": config("session.disable_prepacking") != "1",
                       "providers_used": session.get_providers(),
                       "provider_options": {k: dict(v) for k, v in session.get_provider_options().items()}}
         if lowered:  # this onnxruntime refused the model's IR version: it ran a copy with the lowest one needed
