@@ -145,6 +145,24 @@ def test_tensor_classes_and_equivalence_classes(tmp_path):
     assert analysis.equivalence_classes(fx, ["y"]) == classes["y"]
 
 
+def test_one_variant_beside_the_reference_is_classed_without_hashing(tmp_path, monkeypatch):
+    """Its pair's pass says whether it holds the reference's very array: the classes need no digest. The same
+    value in float64, or NaNs whose payloads differ, are bit_identical after rounding, yet not the same array."""
+    def no_hashing(reader):
+        raise AssertionError("a digest was computed")
+
+    monkeypatch.setattr(facts_mod, "_digest", no_hashing)
+    nan, other_nan = (np.array([[0x7FC00000, 0x40000000]], np.uint32).view(np.float32),
+                      np.array([[0x7FC00001, 0x40000000]], np.uint32).view(np.float32))
+    runs = [make_run(tmp_path, "ref", {"tapped": {"a": f32(1, 2), "b": nan, "c": f32(1, 2)}}),
+            make_run(tmp_path, "ort", {"tapped": {"a": f32(1, 2).astype(np.float64), "b": other_nan,
+                                                  "c": f32(1, 2)}})]
+    # the intermediates alone: final outputs are hashed for the equivalence classes of whole runs
+    fx, tensors = report_of(runs, catalogue=CHAIN[:2] + [TensorInfo("c", "Op", "n3", 3, (2,), 1)], outputs=())
+    got = {t.name: (t.classes, t.metrics["ort"]["bit_identical"]) for t in tensors}
+    assert got == {"a": ([["ort"], ["ref"]], True), "b": ([["ort"], ["ref"]], True), "c": ([["ref", "ort"]], True)}
+
+
 def test_a_missing_output_is_its_own_class(tmp_path):
     runs = [make_run(tmp_path, "ref", {"untapped": {"y": f32(1), "z": f32(2)}}),
             make_run(tmp_path, "ort", {"untapped": {"y": f32(1)}}),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from comparator.measure.metrics import (FIELDS, Accumulator, ShapeMismatch, Tolerance, compare,
-                                ordered_int, ulp_distance)
+                                ordered_int, start, ulp_distance)
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 # dtype -> (unsigned view type, bits of 1.0, bits of 2.0, mantissa bits)
@@ -111,6 +111,28 @@ def test_nan_payloads_identical():
     r = compare(ref, got)
     assert r["bit_identical"] is True and r["identical_fraction"] == 1.0
     assert (r["nan_mismatch"], r["violations"], r["max_ulp"], r["p99_ulp"]) == (0, 0, 0, 0)
+
+
+def test_same_bytes_is_stricter_than_bit_identical():
+    """Accumulator.same_bytes: one dtype and every byte equal, on either path; what bit-identity classes use."""
+    def same(ref, got):
+        acc = start(ref.shape, ref.dtype, got.shape, got.dtype)
+        for i in range(0, ref.size, 3):  # several chunks: the first ones equal
+            acc.update(ref[i:i + 3], got[i:i + 3])
+        return acc.same_bytes, acc.result()["bit_identical"]
+
+    x = np.arange(8, dtype=np.float32)
+    assert same(x, x.copy()) == (True, True)
+    payload = x.copy()
+    payload[6:] = from_bits(np.float32, [0x7FC00000, 0x7FC00000])
+    other = payload.copy()
+    other[7:] = from_bits(np.float32, [0x7FC00001])
+    assert same(payload, other) == (False, True)  # NaN payloads differ in the last chunk
+    assert same(x, x.astype(np.float64)) == (False, True)  # same values, another dtype
+    zero = np.zeros(8, np.float32)
+    assert same(zero, -zero) == (False, False)
+    words = np.array(["a", "b", "c", "d"])
+    assert same(words, words.copy()) == (True, True)
 
 
 def test_one_sided_nan():

@@ -24,7 +24,7 @@ def tensor_reports(catalogue: Iterable[TensorInfo], facts: Facts) -> list[Tensor
     reports = []
     for info in catalogue:
         tf = found.get(info.name)
-        if tf is None or (info.scope and not tf.digests):  # a subgraph tensor nobody produced or recorded
+        if tf is None or (info.scope and not tf.produced):  # a subgraph tensor nobody produced or recorded
             continue
         reports.append(TensorReport(info.name, info.op_type, info.node, info.index,
                                     None if info.shape is None else list(info.shape), info.dtype, info.is_output,
@@ -57,8 +57,14 @@ def _grouped(keys: Iterable[tuple[str, Any]]) -> list[list[str]]:
 
 
 def classes(tensor: TensorFacts) -> list[list[str]]:
-    """The variants (reference included) that produced this tensor, grouped by bit-identical values."""
-    return _grouped(tensor.digests.items())
+    """The variants (reference included) that produced this tensor, grouped by bit-identical values: with the
+    reference those that hold the same array, the others by the digests of their values (facts.TensorFacts)."""
+    def key(variant: str) -> Any:
+        if tensor.same_as_reference.get(variant):
+            return "reference"
+        return tensor.digests.get(variant, ("alone", variant))
+
+    return _grouped((v, key(v)) for v in tensor.produced)
 
 
 def equivalence_classes(facts: Facts, outputs: Sequence[str]) -> list[list[str]]:

@@ -50,7 +50,12 @@ class TensorFacts:
     name: str
     kind: str  # the run kind its values come from
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> metrics against the reference
-    digests: dict[str, str] = field(default_factory=dict)  # variant (reference included) -> digest of its value
+    produced: list[str] = field(default_factory=list)  # the variants (reference included) that produced a value
+    # Bit-identity classes come from two facts: which variants hold the very array the reference holds (same dtype,
+    # same bytes: found by the pair's metrics pass), and, for the others when two or more differ from it, a digest
+    # of each value. With one variant beside the reference nothing is hashed.
+    same_as_reference: dict[str, bool] = field(default_factory=dict)  # variant -> same dtype and bytes
+    digests: dict[str, str] = field(default_factory=dict)  # variant -> digest of its value (see above)
     spread: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> max_abs, max_ulp over its repeats
     local: dict[str, dict[str, Any]] = field(default_factory=dict)  # isolated variant -> metrics (tapped values)
     fused: list[str] = field(default_factory=list)  # variants whose optimized graph does not compute it (--tap fused)
@@ -196,6 +201,7 @@ class _Pass:
         self.runs, self.name = runs, name
         self.readers: dict[Key, _Reader | None] = {}
         self.pairs: list[tuple[Key, Key, metrics.Accumulator, Sink]] = []
+        self.same: dict[int, Callable[[bool], None]] = {}  # id of a pair's accumulator -> who hears same_bytes
         self.digests: dict[Key, tuple[Any, list[Callable[[str], None]]]] = {}
         self.top1: dict[Key, tuple[_Top1, Callable[[np.ndarray], None]]] = {}
 
@@ -206,8 +212,10 @@ class _Pass:
             self.readers[key] = None if path is None else _Reader(path, run.tensors[key[1]][self.name]["dtype"])
         return self.readers[key]
 
-    def compare(self, ref: Key, got: Key, tolerance: metrics.Tolerance, sink: Sink) -> None:
-        """metrics.compare of two values, or {"error": why} when they cannot be compared."""
+    def compare(self, ref: Key, got: Key, tolerance: metrics.Tolerance, sink: Sink,
+                same: Callable[[bool], None] | None = None) -> None:
+        """metrics.compare of two values, or {"error": why} when they cannot be compared; `same` hears whether they
+        are the same array (dtype and bytes: Accumulator.same_bytes), False when they cannot be compared."""
         a, b = self.reader(ref), self.reader(got)
         if a is None or b is None:
             sink({"error": "not produced by " + ("the reference" if a is None else "this variant")})
@@ -220,6 +228,11 @@ class _Pass:
             sink(_dtype_error(a.dtype, b.dtype, exc))
         else:
             self.pairs.append((ref, got, acc, sink))
+            if same is not None:
+                self.same[id(acc)] = same
+            return
+        if same is not None:
+            same(False)
 
     def digest(self, key: Key, sink: Callable[[str], None]) -> None:
         r = self.reader(key)
@@ -242,6 +255,8 @@ class _Pass:
                     except TypeError as exc:
                         self.pairs.remove((ref, got, acc, sink))
                         sink(_dtype_error(acc.ref_dtype, acc.got_dtype, exc))
+                        if id(acc) in self.same:
+                            self.same.pop(id(acc))(False)
                 for k, (h, _) in self.digests.items():
                     if k in chunks:
                         h.update(chunks[k].view(np.uint8))
@@ -253,6 +268,8 @@ class _Pass:
                 r.close()
         for _, _, acc, sink in self.pairs:
             sink(acc.result())
+            if id(acc) in self.same:
+                self.same[id(acc)](acc.same_bytes)
         for h, sinks in self.digests.values():
             for put in sinks:
                 put(h.hexdigest())
@@ -337,18 +354,23 @@ def _tensor(p: _Pass, info: TensorInfo, ref: int, ok: list[int], iso: list[int],
     kind = kind_for(info)
     tf = TensorFacts(info.name, kind, fused=[str(p.runs[i].variant) for i in fused])
     ok = [i for i in ok if i not in fused]
-    if ref in fused:
+    tf.produced = [str(p.runs[i].variant) for i in ok if p.runs[i].path(kind, info.name) is not None]
+    if ref in fused:  # nothing to compare with: every value is hashed
         for i in ok:
             p.digest((i, kind), _put(tf.digests, str(p.runs[i].variant)))
         return tf
+    tf.same_as_reference[str(p.runs[ref].variant)] = True
+    hashed = len([i for i in ok if i != ref]) >= 2  # otherwise the pair's same_bytes settles the classes
     for i in ok:
         variant = str(p.runs[i].variant)
         if info.scope and p.runs[i].path(kind, info.name) is None and p.runs[ref].path(kind, info.name) is None:
             continue  # a branch neither ran (the If went the other way, the loop ran no iteration)
         if i != ref:
             tf.metrics[variant] = {}
-            p.compare((ref, kind), (i, kind), tolerance, tf.metrics[variant].update)
-        p.digest((i, kind), _put(tf.digests, variant))
+            p.compare((ref, kind), (i, kind), tolerance, tf.metrics[variant].update,
+                      _put(tf.same_as_reference, variant))
+            if hashed:
+                p.digest((i, kind), _put(tf.digests, variant))
         if repeats(p.runs[i], "untapped"):
             spread = tf.spread[variant] = {"max_abs": 0.0, "max_ulp": 0}
             for k in repeats(p.runs[i], kind):

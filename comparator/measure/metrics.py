@@ -212,6 +212,13 @@ class Accumulator:
         self._small = np.zeros(_SMALL, np.int64)
         self._big = np.zeros(_NBIG, np.int64)
         self._fused = kernel.available() and kernel.supports(self.ref_dtype, self.got_dtype)
+        self._same = self.ref_dtype == self.got_dtype  # every byte so far equal (a fact beside the metrics)
+
+    @property
+    def same_bytes(self) -> bool:
+        """Whether the two sides are the same array: one dtype, and every byte of every chunk equal (NaN payloads
+        and the sign of zero included; stricter than bit_identical, which compares after rounding)."""
+        return self._same
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
         """Fold one chunk pair (same length, the declared dtypes) into the running metrics."""
@@ -224,6 +231,7 @@ class Accumulator:
         self.count += ref.size
         if self._text:
             differ = ref != got
+            self._same = self._same and not differ.any()
             self._counts[0] += ref.size - int(np.count_nonzero(differ))
             self._counts[4] += int(np.count_nonzero(differ))
             if self._worst[0] < 0 and differ.any():
@@ -232,15 +240,21 @@ class Accumulator:
         if self._fused and ref.size >= self.KERNEL_MIN:
             self._kernel(ref, got, offset)
             return
+        if self._same:
+            self._same = bool(np.array_equal(np.ascontiguousarray(ref).view(np.uint8),
+                                             np.ascontiguousarray(got).view(np.uint8)))
         with np.errstate(all="ignore"):
             self._update(ref, got, offset)
 
     def _kernel(self, ref: np.ndarray, got: np.ndarray, offset: int) -> None:
         t = self.tolerance
         ref, got = np.ascontiguousarray(ref), np.ascontiguousarray(got)
-        if ref.dtype == got.dtype and t.atol >= 0 and t.rtol >= 0 and kernel.same_bits(ref, got):
-            kernel.run_identical(ref, self._small, self._fsum, self._counts)
-            return
+        if ref.dtype == got.dtype and kernel.same_bits(ref, got):
+            if t.atol >= 0 and t.rtol >= 0:
+                kernel.run_identical(ref, self._small, self._fsum, self._counts)
+                return
+        else:
+            self._same = False
         big = np.empty(ref.size, np.uint64)
         n = kernel.run(ref, got, float(t.atol), float(t.rtol), t.max_ulp, self._small, self._fsum, self._counts,
                        self._top, big, offset, self._worst)
