@@ -15,6 +15,9 @@ benchmarks/build_decoder.py, its weights as external data. Built models are kept
     level, so its second run uses the same configuration: it does less work than infercmp here)
 (c) the floor: one Python process that imports onnxruntime and runs the tapped model once under each of the two
     session configurations: the inference infercmp cannot avoid.
+(d) one ORT session: the same process with the first configuration alone; its peak RSS is the memory floor of
+    any tool that runs the model on ONNX Runtime's default CPU kernels (it holds the weights and their packed
+    copies).
 infercmp's modules are byte-compiled first, as an installation's are. Each command runs as a fresh process; wall
 time is the median of --repeat runs, peak RSS the largest resident set of any process in the command's tree
 (getrusage of waited-for children), and for infercmp also that of its parent process alone (the workers hold the
@@ -35,8 +38,8 @@ BIN = Path(sys.executable).parent
 
 FLOOR = """
 import sys, numpy as np, onnxruntime as ort
-path, feeds, weights = sys.argv[1], dict(np.load(sys.argv[2])), sys.argv[3]
-for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+path, feeds, weights, levels = sys.argv[1], dict(np.load(sys.argv[2])), sys.argv[3], sys.argv[4:]
+for level in (getattr(ort.GraphOptimizationLevel, name) for name in levels):
     so = ort.SessionOptions(); so.graph_optimization_level = level
     so.add_session_config_entry("session.model_external_initializers_file_folder_path", weights)
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
@@ -140,10 +143,13 @@ def main() -> None:
                       [str(BIN / "polygraphy"), "run", args.model, "--onnxrt", "--onnx-outputs", "mark", "all",
                        "--load-outputs", str(t / "a.json")]]
         weights = str(Path(args.model).resolve().parent)  # the tapped copy reads them in place
-        floor = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz"), weights]]
+        floor = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz"), weights, "ORT_ENABLE_ALL",
+                  "ORT_DISABLE_ALL"]]
+        one_session = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz"), weights, "ORT_ENABLE_ALL"]]
         help_cmd = [[str(BIN / "infercmp"), "--help"]]
         rows, parent = {}, {}
-        cases = [("infercmp", infercmp), ("polygraphy", polygraphy), ("floor", floor), ("infercmp --help", help_cmd)]
+        cases = [("infercmp", infercmp), ("polygraphy", polygraphy), ("floor", floor), ("one ORT session", one_session),
+                 ("infercmp --help", help_cmd)]
         if args.also:
             cases.insert(1, (f"infercmp {args.also}", infercmp_cmd(args.also)))
         for label, cmds in cases:
@@ -162,6 +168,7 @@ def main() -> None:
     fw, fr, _ = rows["floor"]
     print(f"infercmp / polygraphy: wall {iw / pw:.2f}x, peak RSS {ir / pr:.2f}x")
     print(f"infercmp / floor:      wall {iw / fw:.2f}x, peak RSS {ir / fr:.2f}x")
+    print(f"infercmp / one ORT session (the memory floor): peak RSS {ir / rows['one ORT session'][1]:.2f}x")
     print(f"infercmp --help:       {rows['infercmp --help'][0]:.2f} s (target < 0.5 s)")
 
 
