@@ -200,8 +200,8 @@ class _Pass:
     def __init__(self, runs: Sequence[VariantRun], name: str):
         self.runs, self.name = runs, name
         self.readers: dict[Key, _Reader | None] = {}
-        self.pairs: list[tuple[Key, Key, metrics.Accumulator, Sink]] = []
-        self.same: dict[int, Callable[[bool], None]] = {}  # id of a pair's accumulator -> who hears same_bytes
+        # (reference, compared, accumulator, who hears the metrics, who hears same_bytes)
+        self.pairs: list[tuple[Key, Key, metrics.Accumulator, Sink, Callable[[bool], None] | None]] = []
         self.digests: dict[Key, tuple[Any, list[Callable[[str], None]]]] = {}
         self.top1: dict[Key, tuple[_Top1, Callable[[np.ndarray], None]]] = {}
 
@@ -227,9 +227,7 @@ class _Pass:
         except TypeError as exc:
             sink(_dtype_error(a.dtype, b.dtype, exc))
         else:
-            self.pairs.append((ref, got, acc, sink))
-            if same is not None:
-                self.same[id(acc)] = same
+            self.pairs.append((ref, got, acc, sink, same))
             return
         if same is not None:
             same(False)
@@ -249,14 +247,15 @@ class _Pass:
         try:
             for start in range(0, max((r.size for r in live.values()), default=0), CHUNK):
                 chunks = {k: r.next(CHUNK) for k, r in live.items() if start < r.size}
-                for ref, got, acc, sink in list(self.pairs):
+                for pair in list(self.pairs):
+                    ref, got, acc, sink, same = pair
                     try:
                         acc.update(chunks[ref], chunks[got])
                     except TypeError as exc:
-                        self.pairs.remove((ref, got, acc, sink))
+                        self.pairs.remove(pair)
                         sink(_dtype_error(acc.ref_dtype, acc.got_dtype, exc))
-                        if id(acc) in self.same:
-                            self.same.pop(id(acc))(False)
+                        if same is not None:
+                            same(False)
                 for k, (h, _) in self.digests.items():
                     if k in chunks:
                         h.update(chunks[k].view(np.uint8))
@@ -266,10 +265,10 @@ class _Pass:
         finally:
             for r in live.values():
                 r.close()
-        for _, _, acc, sink in self.pairs:
+        for _, _, acc, sink, same in self.pairs:
             sink(acc.result())
-            if id(acc) in self.same:
-                self.same[id(acc)](acc.same_bytes)
+            if same is not None:
+                same(acc.same_bytes)
         for h, sinks in self.digests.values():
             for put in sinks:
                 put(h.hexdigest())

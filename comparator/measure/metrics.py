@@ -231,10 +231,11 @@ class Accumulator:
         self.count += ref.size
         if self._text:
             differ = ref != got
-            self._same = self._same and not differ.any()
-            self._counts[0] += ref.size - int(np.count_nonzero(differ))
-            self._counts[4] += int(np.count_nonzero(differ))
-            if self._worst[0] < 0 and differ.any():
+            n = int(np.count_nonzero(differ))
+            self._same = self._same and n == 0
+            self._counts[0] += ref.size - n
+            self._counts[4] += n
+            if self._worst[0] < 0 and n:
                 self._worst[0] = offset + int(np.argmax(differ))
             return
         if self._fused and ref.size >= self.KERNEL_MIN:

@@ -105,12 +105,14 @@ def resume() -> None:
 
 
 class Ready:
-    """The workers started ahead of their requests, by the folder each was started for. `take` hands one to the
-    runner; `close` kills the ones never taken and removes their folders (a run refused before it ran leaves
-    nothing behind)."""
+    """The workers started ahead of their requests, by the folder each was started for, and the environment of
+    every worker of the run (those started later get the same). `take` hands one to the runner; `close` kills the
+    ones never taken and removes their folders (a run refused before it ran leaves nothing behind)."""
 
     def __init__(self) -> None:
         self._procs: dict[Path, subprocess.Popen[bytes]] = {}
+        # each variant's worker environment in this run, started ahead or not (None: its backend is not installed)
+        self.environments: dict[Variant, dict[str, str] | None] = {}
 
     def start(self, variant: Variant, own_environment: Mapping[str, str], folder: Path) -> None:
         self._procs[folder] = start(variant, own_environment, folder)

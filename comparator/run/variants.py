@@ -98,7 +98,7 @@ def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time
     except OSError as exc:
         raise write_error(folder, exc, "create") from None
     count = worker_count(jobs, time, len(variant_list))
-    environments = _environments(variant_list, count)
+    ready.environments = environments = _environments(variant_list, count)
     spawn.resume()
     first = [(v, out) for v, out in zip(variant_list, outs) if environments[v] is not None][:count]
     for v, out in first:
@@ -113,7 +113,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
         events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready) -> RunSet:
     """Load (unless loaded), plan, check the disk budget, write the tapped copy and the feeds, and run every
     variant, `jobs` at a time (the arguments as `api.run_variants` checked them); `ready` holds the workers
-    started for this run."""
+    `start_workers` started for this run and every worker's environment."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else load(model, events)
     plan = tap.plan(loaded, tap_spec)
@@ -126,7 +126,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
     once = {v for v in variant_list if single and modes[v] == "node-by-node"}
     check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
-                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
+               weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
     emit(events, "tap", "writing the tapped copy")
     untapped, tapped = tap.write_copies(loaded, plan, folder)
     emit(events, "tap", "writing the tapped copy", end=True)
@@ -144,8 +144,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
                "optional": plan.inside,
                "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
     tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
-    environments = _environments(variant_list, jobs)
-    jobs_list = [(v, environments[v] or {}, tapped_only if v in once else request, outs[i])
+    jobs_list = [(v, ready.environments[v] or {}, tapped_only if v in once else request, outs[i])
                  for i, v in enumerate(variant_list)]
     emit(events, "run", "running the variants", 0, len(jobs_list))
     finished: list[VariantRun] = []
@@ -181,7 +180,7 @@ def weights(loaded: model_mod.Model) -> int:
 
 
 def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-                kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
+               kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
     """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
     variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
@@ -218,8 +217,8 @@ def elements(shape: tuple[Any, ...] | None) -> int:
 
 
 def _execute(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
-         progress: Callable[[VariantRun], None] | None,
-         on_phase: Callable[[Variant, str], None] | None = None, ready: spawn.Ready | None = None) -> list[VariantRun]:
+             progress: Callable[[VariantRun], None] | None, on_phase: Callable[[Variant, str], None] | None = None,
+             ready: spawn.Ready | None = None) -> list[VariantRun]:
     runnable, unavailable = [], {}
     for job in jobs_list:
         ok, why = resolved[job[0]][0].available()
@@ -228,7 +227,7 @@ def _execute(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float 
         else:
             unavailable[job[0]] = VariantRun(job[0], job[3], status="failed", error=f"backend unavailable: {why}")
     done = {r.variant: r for r in run_all(runnable, timeout, parallel=jobs, on_done=progress, on_phase=on_phase,
-                                               ready=ready)}
+                                          ready=ready)}
     for run in unavailable.values():
         if progress is not None:
             progress(run)
