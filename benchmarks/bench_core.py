@@ -19,9 +19,10 @@ benchmarks/build_decoder.py, its weights as external data. Built models are kept
     any tool that runs the model on ONNX Runtime's default CPU kernels (it holds the weights and their packed
     copies).
 infercmp's modules are byte-compiled first, as an installation's are. Each command runs as a fresh process; wall
-time is the median of --repeat runs, peak RSS the largest resident set of any process in the command's tree
-(getrusage of waited-for children), and for infercmp also that of its parent process alone (the workers hold the
-model; the parent must not). The machine is noisy: read the ratios.
+time is the median of --repeat rounds (each round runs every case once, in turn, so that the machine's drift
+weighs on all alike), peak RSS the largest resident set of any process in the command's tree (getrusage of
+waited-for children), and for infercmp also that of its parent process alone (the workers hold the model; the
+parent must not). The machine is noisy: read the ratios.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,17 +78,28 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     return float(wall), int(rss_kib) / 1024, int(code)
 
 
-def median_of(cmds: list[list[str]], repeat: int) -> tuple[float, float, list[int]]:
-    walls, peaks, codes = [], [], []
+def once(cmds: list[list[str]]) -> tuple[float, float, list[int]]:
+    """One run of a case: its commands in turn; (total wall seconds, largest peak RSS MiB, exit codes)."""
+    total, peak, codes = 0.0, 0.0, []
+    for cmd in cmds:
+        wall, rss, code = measure(cmd)
+        total, peak = total + wall, max(peak, rss)
+        codes.append(code)
+    return total, peak, codes
+
+
+def medians(cases: list[tuple[str, list[list[str]]]], repeat: int,
+            after: Callable[[str], None]) -> dict[str, tuple[float, float, list[int]]]:
+    """Each case's median wall time, largest peak RSS and exit codes over `repeat` rounds. Every round runs every
+    case once, in turn, so that the machine's drift (it is noisy) weighs on every case alike and not on the ones
+    that happen to run last; `after(label)` is called after each run."""
+    runs: dict[str, list[tuple[float, float, list[int]]]] = {label: [] for label, _ in cases}
     for _ in range(repeat):
-        total, peak = 0.0, 0.0
-        for cmd in cmds:
-            wall, rss, code = measure(cmd)
-            total, peak = total + wall, max(peak, rss)
-            codes.append(code)
-        walls.append(total)
-        peaks.append(peak)
-    return statistics.median(walls), max(peaks), codes
+        for label, cmds in cases:
+            runs[label].append(once(cmds))
+            after(label)
+    return {label: (statistics.median(r[0] for r in found), max(r[1] for r in found),
+                    [c for r in found for c in r[2]]) for label, found in runs.items()}
 
 
 def model_path(model: str) -> Path:
@@ -147,16 +160,19 @@ def main() -> None:
                   "ORT_DISABLE_ALL"]]
         one_session = [[sys.executable, "-c", FLOOR, str(tapped), str(t / "feeds.npz"), weights, "ORT_ENABLE_ALL"]]
         help_cmd = [[str(BIN / "infercmp"), "--help"]]
-        rows, parent = {}, {}
+        parent: dict[str, float] = {}
         cases = [("infercmp", infercmp), ("polygraphy", polygraphy), ("floor", floor), ("one ORT session", one_session),
                  ("infercmp --help", help_cmd)]
         if args.also:
             cases.insert(1, (f"infercmp {args.also}", infercmp_cmd(args.also)))
-        for label, cmds in cases:
-            peaks.write_text("")
-            rows[label] = median_of(cmds, args.repeat)
+
+        def parent_peak(label: str) -> None:  # the parent process alone writes its peak to `peaks`
             if label.startswith("infercmp") and "--help" not in label:
-                parent[label] = max(int(x) for x in peaks.read_text().split()) / 1024
+                parent[label] = max(parent.get(label, 0.0), max(int(x) for x in peaks.read_text().split()) / 1024)
+            peaks.write_text("")
+
+        peaks.write_text("")
+        rows = medians(cases, args.repeat, parent_peak)
     print(f"model {args.model}: {len(plan.tapped)} tensors tapped, 2 ORT configurations, median of {args.repeat}")
     width = max(16, *map(len, rows))
     print(f"{'':<{width}} {'wall s':>8} {'peak RSS MiB':>13} {'parent MiB':>11} {'exit codes':>11}")

@@ -21,6 +21,7 @@ from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
 from .fileio import write_error
+from .measure.ahead import Ahead
 from .measure.metrics import Tolerance
 from .result import Report
 from .run.record import VariantRun
@@ -154,19 +155,21 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-                 max_disk: int | None = None, time: int = 0, ready: spawn.Ready | None = None) -> RunSet:
+                 max_disk: int | None = None, time: int = 0, ready: spawn.Ready | None = None,
+                 ahead: Ahead | None = None) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`
     (run/variants.py). `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that
     needs more is refused before anything runs. The variants' folders under `folder` must not exist yet: a run
     never reads what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time).
-    `ready`: the workers `start_workers` started for this call (else they start here, before the model loads)."""
+    `ready`: the workers `start_workers` started for this call (else they start here, before the model loads).
+    `ahead`: compares each written tapped run with the reference's while the others run (measure/ahead.py)."""
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     with spawn.Ready() as own:
         if ready is None:
             ready = start_workers(variant_list, folder, jobs, time, own)
         return variants_mod.run(model, variant_list, folder, inputs, tap_spec, shapes or {}, seed, samples, timeout,
                                 variants_mod.worker_count(jobs, time, len(variant_list)), repeat, kinds, progress,
-                                events, max_disk, time, ready)
+                                events, max_disk, time, ready, ahead)
 
 
 def parse_size(text: str) -> int:
@@ -232,20 +235,22 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     own_dir = workdir is None
     folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
     ready = spawn.Ready()
+    ahead = Ahead(ref, tolerance, hashing=len(variant_list) > 2)
     try:
         start_workers(variant_list, folder, jobs, time, ready)  # their imports overlap loading the model
         loaded = model if isinstance(model, model_mod.Model) else variants_mod.load(model, events)
         scores = analysis.class_outputs(loaded.tensors, classes)
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
                           samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
-                          events=events, max_disk=max_disk, time=time, ready=ready)
+                          events=events, max_disk=max_disk, time=time, ready=ready, ahead=ahead)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)", end=True)
         report, _ = assemble.analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
-                            isolated=[] if iso is None else iso[0], classes=scores, events=events)
+                            isolated=[] if iso is None else iso[0], classes=scores, events=events,
+                            ahead=ahead)
         if iso is not None:
             from .measure import origins
 
@@ -255,6 +260,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             report.model.setdefault("notes", []).append(f"--workdir: this run's tensors and logs are in {folder}")
         return report
     finally:
+        ahead.close()  # before the tensors it may be reading go
         ready.close()  # workers never handed a request: stopped, their folders gone
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)

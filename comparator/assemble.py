@@ -12,6 +12,7 @@ from . import backends
 from .events import Listener, emit
 from .graph import fusion, model as model_mod, structure, tap
 from .measure import analysis
+from .measure.ahead import Ahead
 from .measure.facts import Facts, TensorFileError, gather
 from .measure.metrics import Tolerance
 from .result import Report, VariantReport
@@ -60,13 +61,15 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
             tolerance: Tolerance, feed_info: dict[str, Any],
             tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None = None,
             isolated: Sequence[VariantRun] = (), classes: Sequence[str] | None = None,
-            events: Listener | None = None) -> tuple[Report, Facts]:
+            events: Listener | None = None, ahead: Ahead | None = None) -> tuple[Report, Facts]:
     """The report of `runs` against the run of `ref`, and the facts it was built from (one pass over the runs'
     tensor files; `isolated`: the --isolate runs, for `tensor.local`; `classes`: the class-score outputs whose
-    top-1 labels are compared, by default those of analysis.class_outputs)."""
+    top-1 labels are compared, by default those of analysis.class_outputs; `ahead`: what was compared while the
+    runs went on, stopped here and used)."""
     classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
     blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
     runs, isolated = list(runs), list(isolated)
+    known = None if ahead is None else ahead.finish()
     while True:
         reference = next(r for r in runs if r.variant == ref)
         total = len(plan.tapped) if reference.ok else len(loaded.outputs)
@@ -76,7 +79,7 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
 
         try:
             facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated,
-                           classes, blind, counted if events is not None else None)
+                           classes, blind, counted if events is not None else None, known)
             break
         except TensorFileError as exc:  # that run failed; the others are compared without it
             if not (_fail_owner(runs, exc) or _fail_owner(isolated, exc)):

@@ -230,6 +230,7 @@ def test_cache_hit_is_much_faster(env):
 def test_worker_environment_skips_device_backends_for_llvm_only(monkeypatch):
     backend, options = backend_and()
     monkeypatch.delenv("TVM_DEVICE_BACKEND_AUTOLOAD", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")  # NumPy's BLAS threads: the user's choice stands (test_backend_ort)
     assert backend.environment(options) == {"TVM_DEVICE_BACKEND_AUTOLOAD": "0"}
     assert backend.environment(backend_and({"threads": "2"})[1]) == {"TVM_NUM_THREADS": "2",
                                                                       "TVM_DEVICE_BACKEND_AUTOLOAD": "0"}

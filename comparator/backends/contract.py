@@ -14,6 +14,7 @@ lists and returns them beside the graph outputs.
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any, Protocol, runtime_checkable
 from collections.abc import Mapping
 
@@ -24,6 +25,14 @@ from .options import Option
 # Set (to "1") in a worker's environment when other workers run at the same time (run/runner.py): a backend may
 # then stop its idle threads from spinning, which would take cores from the others. Never a change of numerics.
 SHARED_CORES = "INFERCMP_SHARED_CORES"
+
+
+def idle_numpy_blas() -> dict[str, str]:
+    """Environment for a worker whose framework computes nothing with NumPy's linear algebra (ORT, TF, TVM; not
+    the reference, which computes with NumPy, nor PyTorch, whose own BLAS can be OpenBLAS): NumPy's OpenBLAS gets
+    one thread, whose idle siblings would otherwise spin for about 0.1 s of CPU after NumPy's import, while the
+    workers start. A value the user set is kept."""
+    return {} if "OPENBLAS_NUM_THREADS" in os.environ else {"OPENBLAS_NUM_THREADS": "1"}
 
 @runtime_checkable
 class Session(Protocol):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BackendError, UnsupportedError, UsageError
 from ..graph import stored
-from .contract import SHARED_CORES, BackendBase
+from .contract import SHARED_CORES, BackendBase, idle_numpy_blas
 from .options import Option
 
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -56,6 +56,9 @@ class OrtBackend(BackendBase):
 
     def _default(self, key: str) -> Any:
         return next(o.default for o in self.options if o.name == key)
+
+    def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
+        return idle_numpy_blas()
 
     def fusion(self, options: Mapping[str, Any]) -> tuple[str, str]:
         if options["ep"] == "cpu" and options["opt"] == "disable":

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..measure.ahead import Ahead
 from ..measure.facts import kind_for
 from .. import api, assemble
 from . import bundle as bundle_mod, bundle_writer
@@ -251,12 +252,13 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     pol.bind(loaded.tensors, loaded.outputs, variant_list, classifiers(loaded.tensors))
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
     folder = api.temp_dir("infercmp-agree-")
+    ahead = Ahead(ref, pol.default_tolerance, len(variant_list) > 2, pol.tolerance_for)
     try:
         kinds = api.run_kinds(tap_spec)
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, kinds=kinds)
+                              samples=samples, timeout=timeout, jobs=jobs, kinds=kinds, ahead=ahead)
         report, facts = assemble.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
-                                    pol.tolerance_for, classes=classifiers(loaded.tensors))
+                                    pol.tolerance_for, classes=classifiers(loaded.tensors), ahead=ahead)
         infos = {t.name: t for t in rs.plan.tapped}
         note_rules(report, pol)
         result = GateResult("variants", {"kind": "variant", "path": str(ref), "sha256": loaded.sha256},
@@ -264,6 +266,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
         result.verdicts = evaluate(report, facts, pol, infos, labels, classifiers(loaded.tensors))
         return result.finish()
     finally:
+        ahead.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

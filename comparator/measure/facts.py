@@ -192,13 +192,24 @@ def _top1_shape(reader: _Reader) -> bool:
 
 Key = tuple[int, str]  # (index of the run in the pass, run kind)
 Sink = Callable[[dict[str, Any]], None]
+File = tuple[str, str]  # a tensor file: its path and the dtype its run's manifest declares
+
+
+@dataclass
+class Known:
+    """Results found before gather ran (measure/ahead.py), by the files they were computed from: a pair's
+    metrics and whether it is the same array (by reference file, compared file, tolerance), a value's digest."""
+
+    pairs: dict[tuple[File, File, metrics.Tolerance], tuple[dict[str, Any], bool]] = field(default_factory=dict)
+    digests: dict[File, str] = field(default_factory=dict)
 
 
 class _Pass:
-    """The consumers of one tensor's files; `run()` opens each file once and feeds every consumer each chunk."""
+    """The consumers of one tensor's files; `run()` opens each file once and feeds every consumer each chunk.
+    What `known` holds already is handed to its consumer at once, and its files are not read for it."""
 
-    def __init__(self, runs: Sequence[VariantRun], name: str):
-        self.runs, self.name = runs, name
+    def __init__(self, runs: Sequence[VariantRun], name: str, known: Known | None = None):
+        self.runs, self.name, self.known = runs, name, known
         self.readers: dict[Key, _Reader | None] = {}
         # (reference, compared, accumulator, who hears the metrics, who hears same_bytes)
         self.pairs: list[tuple[Key, Key, metrics.Accumulator, Sink, Callable[[bool], None] | None]] = []
@@ -212,10 +223,22 @@ class _Pass:
             self.readers[key] = None if path is None else _Reader(path, run.tensors[key[1]][self.name]["dtype"])
         return self.readers[key]
 
+    def file(self, key: Key) -> File | None:
+        run = self.runs[key[0]]
+        path = run.path(key[1], self.name)
+        return None if path is None else (str(path), run.tensors[key[1]][self.name]["dtype"])
+
     def compare(self, ref: Key, got: Key, tolerance: metrics.Tolerance, sink: Sink,
                 same: Callable[[bool], None] | None = None) -> None:
         """metrics.compare of two values, or {"error": why} when they cannot be compared; `same` hears whether they
         are the same array (dtype and bytes: Accumulator.same_bytes), False when they cannot be compared."""
+        if self.known is not None:
+            hit = self.known.pairs.get((self.file(ref), self.file(got), tolerance))  # type: ignore[arg-type]
+            if hit is not None:
+                sink(dict(hit[0]))
+                if same is not None:
+                    same(hit[1])
+                return
         a, b = self.reader(ref), self.reader(got)
         if a is None or b is None:
             sink({"error": "not produced by " + ("the reference" if a is None else "this variant")})
@@ -233,6 +256,10 @@ class _Pass:
             same(False)
 
     def digest(self, key: Key, sink: Callable[[str], None]) -> None:
+        hit = None if self.known is None else self.known.digests.get(self.file(key))  # type: ignore[arg-type]
+        if hit is not None:
+            sink(hit)
+            return
         r = self.reader(key)
         if r is not None:
             self.digests.setdefault(key, (_digest(r), []))[1].append(sink)
@@ -263,8 +290,7 @@ class _Pass:
                     if k in chunks:
                         top.update(chunks[k])
         finally:
-            for r in live.values():
-                r.close()
+            self.close()
         for _, _, acc, sink, same in self.pairs:
             sink(acc.result())
             if same is not None:
@@ -274,6 +300,12 @@ class _Pass:
                 put(h.hexdigest())
         for top, done in self.top1.values():
             done(top.result())
+
+
+    def close(self) -> None:
+        for r in self.readers.values():
+            if r is not None:
+                r.close()
 
 
 def _dtype_error(a: np.dtype, b: np.dtype, exc: Exception) -> dict[str, Any]:
@@ -286,7 +318,8 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
            reference: VariantRun, tolerance: metrics.Tolerance,
            tolerance_for: Callable[[TensorInfo], metrics.Tolerance] | None = None,
            isolated: Sequence[VariantRun] = (), classes: Sequence[str] = (),
-           blind: Collection[str] = (), counted: Callable[[int], None] | None = None) -> Facts:
+           blind: Collection[str] = (), counted: Callable[[int], None] | None = None,
+           known: Known | None = None) -> Facts:
     """Read every tensor of `catalogue` and every final output once; return what the analyses need.
 
     `tolerance_for(info)`, when given, overrides `tolerance` per tensor (a gate policy's per-tensor rules).
@@ -294,7 +327,8 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
     `classes`: the outputs that are class scores, whose top-1 class per row is kept.
     `blind`: the variants that do not record tensors inside subgraphs: those tensors get no facts for them
     (the report counts them instead); none at all when the reference is one of them.
-    `counted(n)`: called after each of the catalogue's tensors, with how many are done (progress)."""
+    `counted(n)`: called after each of the catalogue's tensors, with how many are done (progress).
+    `known`: results found ahead (measure/ahead.py), used for the pairs and values they are of."""
     facts = Facts(str(reference.variant), {str(r.variant): RunFacts(r) for r in runs})
     everyone = list(runs) + list(isolated)
     ok = [i for i, r in enumerate(runs) if r.ok]
@@ -315,7 +349,7 @@ def gather(catalogue: Iterable[TensorInfo], outputs: Sequence[str], runs: Sequen
     done = 0
     with ThreadPoolExecutor(threads) as pool:
         for name, info in names:
-            p = _Pass(everyone, name)
+            p = _Pass(everyone, name, known)
             if info is not None:
                 seeing = ok
                 if info.scope:  # inside a subgraph: only variants that record them, and only when the reference does

@@ -25,7 +25,7 @@ from .spawn import Interrupted, stop_all  # noqa: F401 - part of this module's i
 from .worker import PHASE
 
 STDERR_TAIL_LINES = 20
-POLL_S = 0.25  # how often a running worker's phases are read
+POLL_S = 0.05  # how often a running worker's phases are read (a written run is compared at once: measure/ahead.py)
 FULL_BELOW = 1 << 20  # free bytes under which a worker that left no record is taken to have filled the disk
 FATAL_HEADER = "Fatal Python error: "  # faulthandler's first line
 

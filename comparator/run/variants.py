@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -43,6 +43,16 @@ def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple
     return feeds, source
 
 
+
+
+class Watcher(Protocol):
+    """Hears of each variant's tapped run as soon as its files are written (measure/ahead.py's Ahead)."""
+
+    def begin(self, catalogue: Sequence[model_mod.TensorInfo]) -> None:
+        """The tapped tensors, before any worker runs."""
+
+    def written(self, variant: Variant, folder: Path) -> None:
+        """`variant`'s tapped run is written in `folder` (its manifest: `tapped.json`)."""
 
 
 @dataclass
@@ -110,10 +120,13 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
         inputs: str | Path | Mapping[str, np.ndarray] | None, tap_spec: str | Sequence[str],
         shapes: Mapping[str, tuple[int, ...]], seed: int, samples: int, timeout: float | None, jobs: int,
         repeat: int, kinds: Sequence[str], progress: Callable[[VariantRun], None] | None,
-        events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready) -> RunSet:
+        events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready,
+        ahead: Watcher | None = None) -> RunSet:
     """Load (unless loaded), plan, check the disk budget, write the tapped copy and the feeds, and run every
     variant, `jobs` at a time (the arguments as `api.run_variants` checked them); `ready` holds the workers
-    `start_workers` started for this run and every worker's environment."""
+    `start_workers` started for this run and every worker's environment. Each worker runs the tapped model
+    first; `ahead` hears of each tapped run as it is written (measure/ahead.py), except with --tap fused, where
+    each variant taps a graph of its own."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else load(model, events)
     plan = tap.plan(loaded, tap_spec)
@@ -136,7 +149,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
                "time": time,
                "feed_dtypes": {k: v.dtype.name for k, v in feeds.items() if v.dtype.type is not np.void
                                and v.dtype.kind == "V"},
-               "runs": list(kinds),
+               "runs": sorted(kinds, key=lambda kind: kind != "tapped"),  # tapped first: see measure/ahead.py
                "outputs": {"untapped": list(loaded.outputs),
                            "tapped": list(loaded.outputs) + [n for n in plan.names if n not in loaded.outputs]
                            + plan.inside},
@@ -156,10 +169,17 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
         if progress is not None:
             progress(run)
 
-    def phase(variant: Variant, what: str) -> None:
-        emit(events, "variant", what, variant=str(variant))
+    folders = dict(zip(variant_list, outs))
+    if ahead is not None and not plan.fused:
+        ahead.begin(plan.tapped)
 
-    runs = _execute(jobs_list, resolved, timeout, jobs, done, phase if events is not None else None, ready)
+    def phase(variant: Variant, what: str) -> None:
+        if what == "tapped written" and ahead is not None:
+            ahead.written(variant, folders[variant])
+        elif not what.endswith(" written"):
+            emit(events, "variant", what, variant=str(variant))
+
+    runs = _execute(jobs_list, resolved, timeout, jobs, done, phase if events or ahead else None, ready)
     emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
 

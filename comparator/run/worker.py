@@ -7,12 +7,16 @@ the parent says go once the request is written. The end of stdin instead means t
 worker exits and writes nothing. The import's seconds are `timings.framework.import_s`.
 
 The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
-import. Tensors go to `.npy` files (one per tensor, leading sample axis); the record (`record.json`, written
-atomically, last) says what happened. A worker that dies leaves no record: the parent reports the crash.
+import. Tensors go to `.npy` files (one per tensor, leading sample axis). As each session's first run is written,
+its manifest is too (`tapped.json`, `untapped.json`, `tapped.1.json`...: the record's `tensors` entry of that run)
+and the worker says `<run> written` on its phase line: the parent may compare them while the next run goes on
+(measure/ahead.py).
+The record (`record.json`, written atomically, last) says what happened. A worker that dies leaves no record: the
+parent reports the crash.
 
 Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
 [...]}: the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as
-raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in that order), finals_from_tapped
+raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in the order given), finals_from_tapped
 (default false: the variant computes every tensor whether tapped or not, so its tapped run alone also gives the
 untapped run's final outputs: the record's `untapped` names the tapped run's files and `one_run` is true),
 repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
@@ -218,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 _phase(f"{tag} run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)
                 t2 = time.perf_counter()
+                write_json(out_dir / f"{tag}.json", record["tensors"][tag])
+                _phase(f"{tag} written")
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
                 if kind == "untapped" and r == 0 and timed > 0:  # the run above was the warm-up

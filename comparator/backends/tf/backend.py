@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import BackendError, UnsupportedError, UsageError
 from ...graph import stored
-from ..contract import BackendBase
+from ..contract import BackendBase, idle_numpy_blas
 from ..options import Option
 
 # Values of ONEDNN_MAX_CPU_ISA known to the oneDNN (3.7) TensorFlow bundles, spelled as the torch backend does;
@@ -71,7 +71,8 @@ class TfBackend(BackendBase):
             raise UsageError("tf option xla_isa applies only to mode=xla", "add :mode=xla or drop xla_isa")
 
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
-        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if options["onednn"] else "0"}
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if options["onednn"] else "0",
+               **idle_numpy_blas()}
         if options["onednn_isa"] != "host":
             env["ONEDNN_MAX_CPU_ISA"] = options["onednn_isa"].upper()
             if options["onednn"]:

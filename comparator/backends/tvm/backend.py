@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import BackendError, UsageError
-from ..contract import BackendBase
+from ..contract import BackendBase, idle_numpy_blas
 from ..options import Option
 from .cache import CompileCache, cache_root, model_digest, size_cap
 from .compiler import Compiler, first_line
@@ -73,7 +73,9 @@ class TvmBackend(BackendBase):
                                  "TVM compiles every CUDA kernel with --use_fast_math already")
 
     def environment(self, options: Mapping[str, Any]) -> dict[str, str]:
-        env = {"TVM_NUM_THREADS": str(options["threads"])} if options["threads"] else {}
+        env = idle_numpy_blas()
+        if options["threads"]:
+            env["TVM_NUM_THREADS"] = str(options["threads"])
         if options["target"] == "llvm" and "TVM_DEVICE_BACKEND_AUTOLOAD" not in os.environ:
             # `import tvm` loads the Python side of every GPU backend (CUDA, Metal, ROCm, Vulkan...) and any
             # out-of-tree backend package; compiling and running for LLVM needs none of them, and skipping them
