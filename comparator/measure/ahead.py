@@ -62,6 +62,8 @@ class Ahead:
             return  # gather reads the record instead
         run = VariantRun(variant, folder, status="ok", tensors={"tapped": manifest})
         with self._lock:
+            if self._stop.is_set():
+                return
             self._written[variant] = run
             ref = self._written.get(self.reference)
             if ref is None:
@@ -79,7 +81,8 @@ class Ahead:
         return self.known
 
     def close(self) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
