@@ -166,7 +166,7 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     with spawn.Ready() as own:
         if ready is None:
-            ready = start_workers(variant_list, folder, jobs, time, own)
+            ready = start_workers(variant_list, folder, jobs, time, own, None if ahead is None else ahead.reference)
         return variants_mod.run(model, variant_list, folder, inputs, tap_spec, shapes or {}, seed, samples, timeout,
                                 variants_mod.worker_count(jobs, time, len(variant_list)), repeat, kinds, progress,
                                 events, max_disk, time, ready, ahead)
@@ -237,7 +237,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     ready = spawn.Ready()
     ahead = Ahead(ref, tolerance, hashing=len(variant_list) > 2)
     try:
-        start_workers(variant_list, folder, jobs, time, ready)  # their imports overlap loading the model
+        start_workers(variant_list, folder, jobs, time, ready, ref)  # their imports overlap loading the model
         loaded = model if isinstance(model, model_mod.Model) else variants_mod.load(model, events)
         scores = analysis.class_outputs(loaded.tensors, classes)
         rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,

@@ -103,3 +103,13 @@ def test_a_tapped_run_heard_of_after_finish_is_ignored(runs):
         ahead.written(r.variant, r.folder)
     assert ahead.known.pairs == {}
 
+
+
+def test_the_reference_runs_first_and_the_report_keeps_the_order_as_listed(models):
+    heard = []
+    listed = ["ort:threads=1", "ort:opt=disable", "ort"]
+    report = api.compare(models.cnn, listed, reference="ort", jobs=1,
+                         events=lambda e: heard.append(e.variant) if e.phase == "variant" else None)
+    assert heard[0] == "ort" and heard.index("ort:threads=1") > heard.index("ort")
+    assert [v.name for v in report.variants] == listed
+    assert report.exit_code in (0, 1)

@@ -46,7 +46,10 @@ def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple
 
 
 class Watcher(Protocol):
-    """Hears of each variant's tapped run as soon as its files are written (measure/ahead.py's Ahead)."""
+    """Hears of each variant's tapped run as soon as its files are written (measure/ahead.py's Ahead); its
+    reference runs first."""
+
+    reference: Variant
 
     def begin(self, catalogue: Sequence[model_mod.TensorInfo]) -> None:
         """The tapped tensors, before any worker runs."""
@@ -93,11 +96,17 @@ def _environments(variant_list: Sequence[Variant], jobs: int) -> dict[Variant, d
             for v in variant_list}
 
 
+def running_order(variant_list: Sequence[Variant], reference: Variant | None) -> list[int]:
+    """The order the variants start in: the reference first (every other variant's tapped run can be compared as
+    soon as it is written: measure/ahead.py), then the others as listed. Reports keep the order as listed."""
+    return sorted(range(len(variant_list)), key=lambda i: variant_list[i] != reference)
+
+
 def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time: int,
-                  ready: spawn.Ready) -> spawn.Ready:
-    """Create the run's folder and start, in `ready`, the workers of the variants that run first: each imports
-    its framework while this process loads the model (run/spawn.py). The variants' folders must not exist yet: a
-    run never reads what an earlier one left."""
+                  ready: spawn.Ready, reference: Variant | None = None) -> spawn.Ready:
+    """Create the run's folder and start, in `ready`, the workers of the variants that run first (see
+    running_order): each imports its framework while this process loads the model (run/spawn.py). The variants'
+    folders must not exist yet: a run never reads what an earlier one left."""
     outs = _folders(folder, variant_list)
     stale = [p.name for p in outs if os.path.lexists(p)]
     if stale:
@@ -110,7 +119,8 @@ def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time
     count = worker_count(jobs, time, len(variant_list))
     ready.environments = environments = _environments(variant_list, count)
     spawn.resume()
-    first = [(v, out) for v, out in zip(variant_list, outs) if environments[v] is not None][:count]
+    first = [(variant_list[i], outs[i]) for i in running_order(variant_list, reference)
+             if environments[variant_list[i]] is not None][:count]
     for v, out in first:
         ready.start(v, environments[v] or {}, out)
     return ready
@@ -179,7 +189,10 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
         elif not what.endswith(" written"):
             emit(events, "variant", what, variant=str(variant))
 
-    runs = _execute(jobs_list, resolved, timeout, jobs, done, phase if events or ahead else None, ready)
+    order = running_order(variant_list, None if ahead is None else ahead.reference)
+    ran = _execute([jobs_list[i] for i in order], resolved, timeout, jobs, done,
+                   phase if events or ahead else None, ready)
+    runs = [run for _, run in sorted(zip(order, ran), key=lambda pair: pair[0])]
     emit(events, "run", "running the variants", len(jobs_list), len(jobs_list), end=True)
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
 
