@@ -122,7 +122,8 @@ def test_each_worker_phase_is_heard_as_it_starts(tmp_path, models):
     run = run_all([(Variant.parse("ort"), {}, request, tmp_path / "ort")], timeout=60,
                   on_phase=lambda v, what: heard.append((str(v), what)))[0]
     assert run.ok
-    assert heard == [("ort", f"{kind} {what}") for kind in ("untapped", "tapped") for what in ("open", "run", "written")]
+    phases = [f"{kind} {what}" for kind in ("untapped", "tapped") for what in ("open", "run", "written")]
+    assert heard == [("ort", phase) for phase in phases]
 
 
 def run_folder(workdir, timeout=30.0):
