@@ -34,6 +34,7 @@ def idle_numpy_blas() -> dict[str, str]:
     workers start. A value the user set is kept."""
     return {} if "OPENBLAS_NUM_THREADS" in os.environ else {"OPENBLAS_NUM_THREADS": "1"}
 
+
 @runtime_checkable
 class Session(Protocol):
     """A model opened by a backend, in the worker process: run it, say what ran."""

@@ -22,13 +22,10 @@ from collections.abc import Callable, Sequence
 
 from ..fileio import read_json
 from ..graph.model import TensorInfo
-from ..run.record import VariantRun
+from ..run.record import VariantRun, manifest
 from ..variant import Variant
 from . import metrics
 from .facts import File, Known, _Pass
-
-MANIFEST = "tapped.json"  # the worker's manifest of its tapped run, in its folder
-
 
 class Ahead:
     """Compares written tapped runs with the reference's in the background (see the module's docstring).
@@ -57,10 +54,10 @@ class Ahead:
         if self._catalogue is None or self._stop.is_set():
             return
         try:
-            manifest = read_json(folder / MANIFEST)
+            files = read_json(manifest(folder, "tapped"))
         except (OSError, ValueError):
             return  # gather reads the record instead
-        run = VariantRun(variant, folder, status="ok", tensors={"tapped": manifest})
+        run = VariantRun(variant, folder, status="ok", tensors={"tapped": files})
         with self._lock:
             if self._stop.is_set():
                 return
@@ -95,11 +92,13 @@ class Ahead:
             p = _Pass(runs, info.name)
             found: list[tuple[File, File, dict[str, Any]]] = []
             digests: list[tuple[File, list[str]]] = []
+            ref = p.file((0, "tapped"))
+            if ref is None:
+                continue
             try:
-                ref = p.file((0, "tapped"))
                 for i in range(1, len(runs)):
                     got = p.file((i, "tapped"))
-                    if ref is None or got is None:
+                    if got is None:
                         continue
                     slot: dict[str, Any] = {}
                     found.append((ref, got, slot))

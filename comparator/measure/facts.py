@@ -218,12 +218,12 @@ class _Pass:
 
     def reader(self, key: Key) -> _Reader | None:
         if key not in self.readers:
-            run = self.runs[key[0]]
-            path = run.path(key[1], self.name)
-            self.readers[key] = None if path is None else _Reader(path, run.tensors[key[1]][self.name]["dtype"])
+            file = self.file(key)
+            self.readers[key] = None if file is None else _Reader(Path(file[0]), file[1])
         return self.readers[key]
 
     def file(self, key: Key) -> File | None:
+        """The file holding this run kind's value of the tensor, with the dtype its manifest declares."""
         run = self.runs[key[0]]
         path = run.path(key[1], self.name)
         return None if path is None else (str(path), run.tensors[key[1]][self.name]["dtype"])
@@ -300,7 +300,6 @@ class _Pass:
                 put(h.hexdigest())
         for top, done in self.top1.values():
             done(top.result())
-
 
     def close(self) -> None:
         for r in self.readers.values():

@@ -8,6 +8,12 @@ from typing import Any
 from ..variant import Variant
 
 
+def manifest(folder: Path, kind: str) -> Path:
+    """Where a worker writes the manifest of one run kind (its entry of the record's `tensors`) as soon as that
+    run's files are written, before the record itself (run/worker.py, measure/ahead.py)."""
+    return folder / f"{kind}.json"
+
+
 @dataclass
 class VariantRun:
     variant: Variant

@@ -43,6 +43,7 @@ from ..errors import BackendError, InfercmpError
 from ..fileio import read_json, write_json
 from ..graph.inputs import as_declared
 from .machine import environment_fingerprint
+from .record import manifest
 
 
 def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path,
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 _phase(f"{tag} run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)
                 t2 = time.perf_counter()
-                write_json(out_dir / f"{tag}.json", record["tensors"][tag])
+                write_json(manifest(out_dir, tag), record["tensors"][tag])
                 _phase(f"{tag} written")
                 record["timings"][tag] = {"open_s": t1 - t0, "run_s": t2 - t1}
                 record["provenance"].update(session.provenance())
