@@ -50,17 +50,15 @@ for level in (getattr(ort.GraphOptimizationLevel, name) for name in levels):
 """
 
 PARENT = """
-import resource, runpy, sys
+import atexit, resource, sys
 peak_file = sys.argv.pop(1)
 sys.argv[0] = "infercmp"
-try:
-    runpy.run_module("comparator.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-open(peak_file, "a").write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
-sys.exit(code)
+def peak():
+    with open(peak_file, "a") as fh:
+        fh.write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+atexit.register(peak)
+from comparator.cli import run  # the `infercmp` command: it runs the atexit handlers before it exits
+run()
 """
 
 MEASURE = """

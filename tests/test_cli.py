@@ -107,6 +107,24 @@ def test_a_reader_that_leaves_early_loses_no_report(models, tmp_path):
     assert json_report.read(tmp_path / "r.json").exit_code == 0
 
 
+EXIT = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", flush=True))
+sys.argv = ["infercmp", *{args!r}]
+from comparator.cli import run
+run()
+"""
+
+
+@pytest.mark.parametrize("args, code", [(["--version"], 0), (["compare", "gone.onnx"], 2), (["nosuch"], 2)])
+def test_the_command_exits_with_main_s_code_after_the_atexit_handlers(args, code, tmp_path):
+    """`infercmp` (cli.run) skips the interpreter's teardown, not what a normal exit does before it."""
+    proc = subprocess.run([sys.executable, "-c", EXIT.format(args=args)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.rstrip().endswith("atexit ran") and "Traceback" not in proc.stderr
+
+
 def test_progress_in_a_log_is_plain_lines_per_phase(models, tmp_path):
     proc = run("compare", models.small, "--backends", "ort,ref")
     assert proc.returncode == 0, proc.stderr

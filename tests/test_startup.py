@@ -1,6 +1,7 @@
 """Startup stays cheap: importing the package, `infercmp --help` and `infercmp backends` import no inference
 framework (frameworks are imported only inside worker processes)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -58,3 +59,34 @@ def test_cli_commands_load_no_framework(args):
     assert not modules & set(FRAMEWORKS), modules & set(FRAMEWORKS)
     if args == ["backends"]:
         assert "ort:" in out and "ref:" in out
+
+
+BLAS = """
+import os
+{call}
+import numpy
+print(os.environ.get("OPENBLAS_NUM_THREADS"), len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2,
+                    reason="counts the threads numpy's OpenBLAS starts, on Linux with two cores or more")
+def test_commands_import_numpy_with_one_blas_thread():
+    """The parent multiplies no matrices: its OpenBLAS pool has no threads of its own (they would spin on the
+    cores the workers start on), and the environment the workers inherit is the user's, unchanged."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                                                            "OMP_NUM_THREADS")}
+
+    def probe(call):
+        proc = subprocess.run([sys.executable, "-c", BLAS.format(call=call)], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        value, threads = proc.stdout.split()
+        return value, int(threads)
+
+    quiet = "from comparator.cli.app import quiet_blas\nquiet_blas()"
+    value, threads = probe("")  # numpy alone: OpenBLAS starts a thread per core
+    assert value == "None" and threads > 1
+    assert probe(quiet) == ("None", 1)
+    env["OPENBLAS_NUM_THREADS"] = "2"  # the user's setting stands
+    assert probe(quiet) == ("2", 2)

@@ -1,4 +1,4 @@
 """`python -m comparator.cli`."""
-from comparator.cli import main
+from comparator.cli import run
 
-main()
+run()

@@ -1,6 +1,8 @@
 """The one typer app every command registers on, and the helpers the command modules share."""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import typer
@@ -64,12 +66,24 @@ def _options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines on stderr; errors still print"),
 ) -> None:
     """Compare one ONNX model across inference backends and kernel settings, layer by layer."""
-    import os
-
     if verbose:
         os.environ["INFERCMP_DEBUG"] = "1"
     if quiet:
         os.environ["INFERCMP_QUIET"] = "1"
+
+
+def quiet_blas() -> None:
+    """Import numpy with its OpenBLAS pool at one thread, then put the environment back. On import OpenBLAS starts
+    a thread per core, and each spins for about 0.1 s of CPU before it sleeps, while the workers start on the same
+    cores; this process multiplies no matrices. The workers inherit the user's environment unchanged. Call it
+    before a command's first numpy import (the module it imports the library from, `api`, does)."""
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
 
 
 def _err(message: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from . import outputs
-from .app import Typer, app
+from .app import Typer, app, quiet_blas
 
 audit_app = Typer(no_args_is_help=True, help="Which settings keep a sample's result the same: across batches, "
                                              "thread counts, repeated runs.")
@@ -42,6 +42,7 @@ def _ints(text: str, flag: str) -> list[int]:
 def _audit(run: Any, model: Path, backends: list[str], inputs: Path | None, shape: list[str], seed: int, tap: str,
            timeout: float, jobs: int, json_out: Path | None, **extra: Any) -> None:
     """Check the arguments, run one audit with progress on stderr, print it and write its JSON."""
+    quiet_blas()
     from .. import api
     from ..graph.inputs import parse_shapes
     from ..variant import parse_list
@@ -125,6 +126,7 @@ def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not 
 
     Agreeing is one class of bit-identical final outputs, or within --atol/--max-ulp. Only settings that ran are
     recommended."""
+    quiet_blas()
     from .. import api
     from ..audit.advise import advise as run_advice, advise_report
     from ..errors import UsageError

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InfercmpError
-from .app import app
+from .app import app, quiet_blas
 from .outputs import TABLE_HELP
 
 
@@ -58,6 +58,7 @@ def compare(
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
     if no_cache:
         os.environ["INFERCMP_NO_CACHE"] = "1"  # inherited by the workers
+    quiet_blas()
     from .. import api
     from ..graph.inputs import parse_shapes
     from ..measure.metrics import Tolerance

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, plain
+from .app import app, plain, quiet_blas
 
 
 @app.command()
@@ -31,6 +31,7 @@ def fleet(
 
     Each task captures a bundle on its node (the model and feeds travel through Ray); the matrix says which
     machines agree."""
+    quiet_blas()
     from .. import api
     from ..fleet.cluster import fleet as run_fleet
     from ..graph.inputs import parse_shapes

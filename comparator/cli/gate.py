@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from .app import app, plain
+from .app import app, plain, quiet_blas
 from .outputs import TABLE_HELP
 from ..errors import UsageError
 
@@ -60,6 +60,7 @@ def capture(
     """Run MODEL and save inputs, outputs, tapped tensors and the machine's fingerprint in one .icmp file.
 
     Diff it or gate against it later, here or on another machine."""
+    quiet_blas()
     from .. import api
     from ..gate import bundle
     from ..gate.capture import capture as capture_bundle
@@ -214,6 +215,7 @@ def diff(
     junit_out: Path | None = typer.Option(None, "--junit", help="write a JUnit XML report here"),
 ) -> None:
     """Compare bundles captured on different machines or days (runs named VARIANT@FILE-STEM)."""
+    quiet_blas()
     from .. import api
     from ..gate import check as gate
     from ..measure.metrics import Tolerance
@@ -250,6 +252,7 @@ def matrix(
 
     Classes of bit-identical final outputs with each machine's fingerprint and what sets each class apart, the
     pairwise max ULP matrix, and the first tensor where each two runs differ."""
+    quiet_blas()
     from .. import api
     from ..gate.matrix import bundle_paths, matrix as build
     from ..measure.metrics import Tolerance
@@ -295,6 +298,7 @@ def check(
 
     With --baseline, MODEL runs now on the baseline's variants and inputs. Exit 0 pass, 1 regression,
     2 usage or configuration error, 3 a variant could not run."""
+    quiet_blas()
     from .. import api
     from ..gate import check as gate
     from ..graph.inputs import parse_shapes

@@ -172,26 +172,32 @@ def takes_stdout(*paths: Given) -> bool:
     return any(is_stdout(p) for p in paths)
 
 
+def _writer(module: str) -> Any:
+    """`write` of comparator.report.<module>, imported when that report is asked for."""
+    import importlib
+
+    return importlib.import_module(f"..report.{module}", __package__).write
+
+
 def write_reports(out: Any, result: Any, paths: Mapping[str, Given], inputs: Mapping[str, Given] | None = None,
                   models: Mapping[str, Given] | None = None) -> None:
     """Write `result` (a Report, or a gate's GateResult) to each report flag given (`--json`, `--html`,
     `--junit` -> a path or `-`; for a Report also `--model-explorer` -> a folder), saying where each went unless it
     went to standard output. `inputs` and `models` (as for `guard`): the Model Explorer files, known only now, are
     checked against them, and against the other outputs, before anything is written."""
-    from ..gate.verdict import GateResult
+    from ..result import Report
     from .app import plain
 
     overlay: tuple[Path, dict[str, Any]] | None = None
-    if isinstance(result, GateResult):
+    if not isinstance(result, Report):  # a gate's GateResult
         from ..fileio import write_json
         from ..gate import pages
 
         writers: dict[str, Any] = {"--json": lambda r, p: write_json(p, r.to_dict()), "--html": pages.write_html,
                                    "--junit": pages.write_junit}
     else:
-        from ..report import html, json, junit
-
-        writers = {"--json": json.write, "--html": html.write, "--junit": junit.write}
+        writers = {flag: _writer(module) for flag, module in (("--json", "json"), ("--html", "html"),
+                                                               ("--junit", "junit")) if paths.get(flag) is not None}
         folder = paths.get("--model-explorer")
         if folder is not None:
             from ..report import model_explorer

@@ -134,22 +134,32 @@ class _Reader:
         self.size = math.prod(self.shape)
         self._done = 0
         self._whole: np.ndarray | None = None
+        self._buffer: np.ndarray | None = None
         if fortran:  # never written by the workers: read whole, then walk in C order like a memmap's reshape(-1)
             self._whole = self._read(self.size).reshape(self.shape[::-1]).T.reshape(-1)
 
-    def _read(self, n: int) -> np.ndarray:
+    def _read(self, n: int, into: np.ndarray | None = None) -> np.ndarray:
+        arr = np.empty(n, self.dtype) if into is None else into[:n]
+        raw = arr.view(np.uint8)
         try:
-            arr = np.fromfile(self._fh, dtype=self.dtype, count=n)
-        except (OSError, ValueError) as exc:
+            got = self._fh.readinto(raw.data) or 0
+        except OSError as exc:
             raise TensorFileError(Path(self._fh.name), f"cannot be read ({exc})") from None
-        if arr.size != n:
-            raise TensorFileError(Path(self._fh.name), f"is truncated ({self._done + arr.size} of {self.size} "
-                                                       "elements)")
+        if got != raw.size:
+            raise TensorFileError(Path(self._fh.name), f"is truncated ({self._done + got // self.dtype.itemsize} of "
+                                                       f"{self.size} elements)")
         return arr
 
     def next(self, n: int) -> np.ndarray:
+        """The next `n` elements (fewer at the end). The array is valid until the next call: each read goes into
+        the same buffer, so that a tensor's pages are faulted in once, not once a chunk."""
         n = min(n, self.size - self._done)
-        chunk = self._read(n) if self._whole is None else self._whole[self._done:self._done + n]
+        if self._whole is not None:
+            chunk = self._whole[self._done:self._done + n]
+        else:
+            if self._buffer is None or self._buffer.size < n:
+                self._buffer = np.empty(n, self.dtype)
+            chunk = self._read(n, self._buffer)
         self._done += n
         return chunk
 
@@ -178,7 +188,7 @@ class _Top1:
         whole = x.size - x.size % self.width
         if whole:
             self.parts.append(x[:whole].reshape(-1, self.width).argmax(axis=-1))
-        self.tail = x[whole:]
+        self.tail = x[whole:].copy()  # x may be the reader's buffer, which the next chunk overwrites
 
     def result(self) -> np.ndarray:
         labels = np.concatenate(self.parts) if self.parts else np.empty(0, np.intp)
