@@ -113,6 +113,25 @@ def test_compare_with_ort_aligns_every_tensor(env):
     assert prov["cache"]["enabled"] is True
 
 
+def test_workers_that_share_the_cores_leave_tvm_threads_unpinned(env, monkeypatch):
+    """TVM's pool pins its threads, the calling one included, to the same cores in every worker: workers that run
+    at the same time leave them unpinned (it changes where threads run, not what they compute), a worker alone keeps
+    TVM's default, and the user's setting stands."""
+    from comparator import compare
+
+    monkeypatch.delenv("TVM_BIND_THREADS", raising=False)
+    both = ["tvm", "tvm:threads=1"]
+    together = compare(env.net, both, jobs=2, tap_spec="outputs", seed=1)
+    alone = compare(env.net, both, jobs=1, tap_spec="outputs", seed=1)  # one worker at a time
+    for name in both:
+        assert together.variant(name).provenance["threads"]["TVM_BIND_THREADS"] == "0", name
+        assert alone.variant(name).provenance["threads"]["TVM_BIND_THREADS"] is None, name
+    assert together.tensor("probs").metrics == alone.tensor("probs").metrics
+    monkeypatch.setenv("TVM_BIND_THREADS", "1")
+    kept = compare(env.net, both, jobs=2, tap_spec="outputs", seed=1)
+    assert {kept.variant(name).provenance["threads"]["TVM_BIND_THREADS"] for name in both} == {"1"}
+
+
 def test_second_compare_skips_compilation(env):
     from comparator import compare
 

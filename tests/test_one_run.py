@@ -1,5 +1,6 @@
 """A variant that computes every tensor whether tapped or not runs once, tapped; workers that share the cores
 do not spin. Real workers, real ONNX Runtime."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,26 @@ def test_the_disk_estimate_counts_one_run_for_a_node_by_node_variant(tmp_path: P
     assert comparator.compare(CNN, ["ort:opt=disable"], max_disk=need).passed
     with pytest.raises(UsageError, match="over the budget"):
         comparator.compare(CNN, ["ort:opt=disable"], max_disk=need - 1)
+
+
+def test_a_plan_of_final_outputs_only_runs_every_variant_once_on_the_model_as_given(tmp_path: Path) -> None:
+    """Tapping the final outputs only adds nothing to the graph: a tapped session would run the model as given a
+    second time. Every variant, an optimizing one too, runs once, on the model as given (a deployment's numbers)."""
+    report = comparator.compare(CNN, ["ort", "ort:opt=disable"], tap_spec="outputs", workdir=tmp_path, samples=2)
+    finals = [o.name for o in onnx.load(str(CNN)).graph.output]
+    for variant in ("ort", "ort:opt=disable"):
+        folder, rec = worker_record(tmp_path, variant)
+        assert rec["one_run"] is True and set(rec["timings"]) == {"framework", "tapped"}, variant
+        assert sorted(rec["tensors"]["tapped"]) == sorted(finals) == sorted(rec["tensors"]["untapped"])
+        assert report.observer_effect[variant] is False
+    (run_dir,) = tmp_path.glob("run-*")
+    request = json.loads((run_dir / "00-ort" / "request.json").read_text())
+    assert request["tapped_model"] == request["model"] == str(run_dir / "model.onnx")
+    # the one run of `ort` holds what a default session of the model computes (bare onnxruntime)
+    loaded = model_mod.load(CNN)
+    feeds = {k: v[0] for k, v in feeds_mod.make_feeds(loaded, {}, seed=0, samples=2).items()}
+    want = ort.InferenceSession(str(CNN), providers=["CPUExecutionProvider"]).run(finals, feeds)
+    folder, rec = worker_record(tmp_path, "ort")
+    for name, value in zip(finals, want):
+        assert np.load(folder / rec["tensors"]["untapped"][name]["file"])[0].tobytes() == value.tobytes()
+    assert report.passed

@@ -145,13 +145,17 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
     saving = [v for v in variant_list if plan.fused and modes[v] == "optimized"]
     # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
-    # what it computes untapped (repeats and timing still need a session of the untapped model).
+    # what it computes untapped (repeats and timing still need a session of the untapped model). A plan that taps
+    # final outputs only adds nothing to the graph: every variant runs once, on the model as given.
     single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
-    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
+    bare = not plan.fused and not plan.inside and set(plan.names) <= set(loaded.outputs)
+    once = {v for v in variant_list if single and (bare or modes[v] == "node-by-node")}
     check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
     emit(events, "tap", "writing the tapped copy")
     untapped, tapped = tap.write_copies(loaded, plan, folder)
+    if bare:
+        tapped = untapped
     emit(events, "tap", "writing the tapped copy", end=True)
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)

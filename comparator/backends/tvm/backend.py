@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import BackendError, UsageError
-from ..contract import BackendBase, idle_numpy_blas
+from ..contract import SHARED_CORES, BackendBase, idle_numpy_blas
 from ..options import Option
 from .cache import CompileCache, cache_root, model_digest, size_cap
 from .compiler import Compiler, first_line
@@ -93,6 +93,7 @@ class TvmBackend(BackendBase):
         import onnx
         from onnx import serialization
 
+        _unpinned()
         tvm = import_tvm()
 
         try:
@@ -191,11 +192,21 @@ def _is_dynamic(vi: Any) -> bool:
     return not t.HasField("shape") or any(not d.HasField("dim_value") or d.dim_value < 0 for d in t.shape.dim)
 
 
+def _unpinned() -> None:
+    """When other workers run at the same time, TVM's thread pool pins no thread to a core (TVM_BIND_THREADS=0,
+    unless the user set it). Each worker's pool pins its threads, the calling one included, to the same cores
+    whatever the others do: two TVM workers on two cores both ran on the first, each at half speed. Pinning changes
+    where a thread runs, never what it computes. The pool reads the variable when it starts, at the first run."""
+    if os.environ.get(SHARED_CORES) and "TVM_BIND_THREADS" not in os.environ:
+        os.environ["TVM_BIND_THREADS"] = "0"
+
+
 def _threads(options: Mapping[str, Any]) -> dict[str, Any]:
     import tvm
 
     return {"TVM_NUM_THREADS": os.environ.get("TVM_NUM_THREADS"),
-            "runtime_threads": int(tvm.get_global_func("runtime.NumThreads")())}
+            "runtime_threads": int(tvm.get_global_func("runtime.NumThreads")()),
+            "TVM_BIND_THREADS": os.environ.get("TVM_BIND_THREADS")}
 
 
 class TvmSession:
