@@ -244,3 +244,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_models: trained models from PyPI wheels and seeded real architectures "
                                        "(models/real.py); downloads once into $INFERCMP_REAL_MODELS_CACHE or "
                                        "the real-models folder of infercmp's cache (`infercmp cache info`)")
+
+
+@pytest.fixture(autouse=True)
+def _cores_unpinned() -> Any:
+    """A test that runs TVM in this process leaves it pinned to one core (TVM's thread pool pins the calling thread),
+    and every worker a later test starts would inherit that: the process gets its cores back after each test."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    yield
+    if cores is not None and os.sched_getaffinity(0) != cores:
+        os.sched_setaffinity(0, cores)
