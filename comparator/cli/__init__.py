@@ -42,10 +42,10 @@ def main() -> None:
 
 
 def run() -> NoReturn:
-    """The `infercmp` command: `main()`, then the exit it asked for, without the interpreter's teardown. With numpy
-    and onnx loaded, freeing every module's objects one by one takes 0.07-0.1 s once the work is done and every file
-    is written. What a normal exit does first still happens: atexit handlers run and the output is flushed. While a
-    thread other than daemons still runs, or where any of that fails, the exit is the normal one."""
+    """The `infercmp` command: `main()`, then the exit it asked for, without the interpreter's teardown (with numpy
+    and onnx loaded, freeing every module's objects one by one, once the work is done and every file is written).
+    What a normal exit does first still happens: atexit handlers run and the output is flushed. While a thread
+    other than daemons still runs, or where any of that fails, the exit is the normal one."""
     code: Any = 0
     try:
         main()
