@@ -36,7 +36,7 @@ import statistics, sys
 rows = [r for r in (line.split() for line in open(sys.argv[1])) if len(r) == 4 and r[0] in sys.argv[2:]]
 failed = sum(line.startswith("Command exited") for line in open(sys.argv[1]))
 if failed:
-    print(f"{failed} runs failed: their times are left out")
+    print(f"{failed} runs exited with a status other than 0 (1: a comparison beyond tolerance; 2 and 3: errors)")
 for rev in sys.argv[2:]:
     wall = sorted(float(r[1]) for r in rows if r[0] == rev)
     cpu = [float(r[2]) + float(r[3]) for r in rows if r[0] == rev]
