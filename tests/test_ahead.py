@@ -104,7 +104,6 @@ def test_a_tapped_run_heard_of_after_finish_is_ignored(runs):
     assert ahead.known.pairs == {}
 
 
-
 def test_the_reference_runs_first_and_the_report_keeps_the_order_as_listed(models):
     heard = []
     listed = ["ort:threads=1", "ort:opt=disable", "ort"]

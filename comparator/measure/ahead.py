@@ -27,6 +27,7 @@ from ..variant import Variant
 from . import metrics
 from .facts import File, Known, _Pass
 
+
 class Ahead:
     """Compares written tapped runs with the reference's in the background (see the module's docstring).
 
