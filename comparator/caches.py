@@ -35,6 +35,7 @@ CACHES: dict[str, Cache] = {c.name: c for c in (
     Cache("real-models", "wheels, models and feeds of the real-model suite (models/real.py)",
           env="INFERCMP_REAL_MODELS_CACHE"),
     Cache("bench", "models the benchmarks build (benchmarks/bench_core.py, build_decoder.py)"),
+    Cache("digests", "sha256 of model files, by path, size and change times (graph/digest.py)"),
 )}
 
 
@@ -56,7 +57,8 @@ def folder(name: str) -> Path:
 
 
 def disabled() -> bool:
-    """Whether INFERCMP_NO_CACHE turns the caches that can be skipped (the TVM compile cache) off."""
+    """Whether INFERCMP_NO_CACHE turns the caches that can be skipped (the TVM compile cache, the model digests)
+    off."""
     return os.environ.get("INFERCMP_NO_CACHE", "").strip() not in ("", "0")
 
 

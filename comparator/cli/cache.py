@@ -35,7 +35,7 @@ def info(
         "the platform's user cache directory"
     typer.echo(f"cache root: {caches.root()}  ({source})")
     if caches.disabled():
-        typer.echo("INFERCMP_NO_CACHE is set: the TVM compile cache is neither read nor written")
+        typer.echo("INFERCMP_NO_CACHE is set: the TVM compile cache and the model digests are neither read nor written")
     for u in rows:
         spec = caches.CACHES[u.name]
         typer.echo(f"{u.name:<12} {caches.format_size(u.size):>10} {u.entries:>7,} entries  {u.path}"

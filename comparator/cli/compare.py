@@ -34,7 +34,7 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the findings, not the tables"),
     table: str = typer.Option("worst", "--table", help=TABLE_HELP),
     top: int = typer.Option(15, "--top", help="rows of the table of the worst tensors"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write compiled-model caches (tvm)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the caches (TVM compiles, digests)"),
     repeat: int = typer.Option(1, help="run each variant N times: distinct outputs, run-to-run spread"),
     time_runs: int = typer.Option(0, "--time", help="time each variant's untapped run: a warm-up, then the median "
                                   "of N runs (variants then run one at a time)"),

@@ -9,15 +9,14 @@ Rules enforced here, each with an error that says what to do:
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
 from . import stored, subgraphs
+from .digest import FileDigest
 
 
 @dataclass(frozen=True)
@@ -50,38 +49,6 @@ class InputSpec:
     @property
     def dtype(self) -> str:
         return _elem_name(self.elem_type) or "unknown"
-
-
-class FileDigest:
-    """sha256 over a model's files (its .onnx, then its external data files), computed on a thread of its own
-    from the moment it is made: hashing a large model's weights overlaps checking it, planning its taps and
-    running it. `value` waits for it; an unreadable file is a ModelError there."""
-
-    def __init__(self, files: list[Path]):
-        self._files, self._value = files, ""
-        self._error: ModelError | None = None
-        self._thread = threading.Thread(target=self._hash, name="infercmp-model-digest", daemon=True)
-        self._thread.start()
-
-    def _hash(self) -> None:
-        digest = hashlib.sha256()
-        try:
-            for f in self._files:
-                with f.open("rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 22), b""):  # noqa: B023 - fh of this iteration
-                        digest.update(block)
-        except OSError as exc:
-            self._error = ModelError(f"{exc.filename or self._files[0]} could not be read while hashing it "
-                                     f"({exc.strerror})", "check that the file is readable and not being replaced")
-        else:
-            self._value = digest.hexdigest()
-
-    @property
-    def value(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 @dataclass

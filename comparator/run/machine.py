@@ -40,8 +40,7 @@ def cpu_description() -> dict[str, Any]:
     """{"cpu", "arch", "vendor", "microarchitecture", "cpu_flags"} of this machine, from archspec; a machine
     archspec cannot read gets what the platform module says and no flags."""
     machine = platform.machine()
-    out: dict[str, Any] = {"cpu": platform.processor() or machine, "arch": machine, "vendor": "",
-                           "microarchitecture": "", "cpu_flags": []}
+    out: dict[str, Any] = {"cpu": machine, "arch": machine, "vendor": "", "microarchitecture": "", "cpu_flags": []}
     try:
         with warnings.catch_warnings():  # archspec warns when one of its probes fails; the fallback is enough
             warnings.simplefilter("ignore")
@@ -51,7 +50,7 @@ def cpu_description() -> dict[str, Any]:
             uarch = host()
             brand = detect.brand_string() if hasattr(detect, "brand_string") else None
     except Exception:  # noqa: BLE001 - a fingerprint must never fail a run
-        return out
+        return dict(out, cpu=platform.processor() or machine)  # on Linux that runs `uname -p`
     out.update(cpu=brand or out["cpu"], vendor=info.vendor if info.vendor != "generic" else uarch.vendor,
                microarchitecture=uarch.name, cpu_flags=isa_features(machine, info.features))
     return out

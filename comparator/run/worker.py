@@ -181,9 +181,10 @@ def _prepare(backend_name: str, raw_options: Mapping[str, str]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    imported = None
+    imported, machine = None, None
     if args[:1] == ["--ready"]:
         imported = _prepare(args[1], json.loads(args[2]))
+        machine = environment_fingerprint()  # read while the request is being written, not after it
         if not sys.stdin.readline():  # no request comes: the run was refused or interrupted
             return 0
         args = args[3:]
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         declared = request.get("feed_dtypes", {})
         with np.load(request["feeds"], allow_pickle=False) as npz:
             feeds = {k: as_declared(npz[k], declared[k]) if k in declared else npz[k] for k in npz.files}
-        record["provenance"] = {"environment": environment_fingerprint(), "options": dict(options)}
+        record["provenance"] = {"environment": machine or environment_fingerprint(), "options": dict(options)}
         repeat = int(request.get("repeat", 1))
         timed = int(request.get("time", 0))
         for kind in request.get("runs", ["untapped", "tapped"]):
