@@ -60,7 +60,7 @@ def remembered(files: list[Path], ident: list[list[Any]] | None) -> str | None:
 def remember(files: list[Path], before: list[list[Any]] | None, value: str, began_ns: int) -> None:
     """Record `value` for `files` unless the case is racy (see the module docstring)."""
     entry = _entry(files) if before is not None else None
-    if entry is None or identity(files) != before:
+    if entry is None or before is None or identity(files) != before:
         return
     if any(began_ns - max(mtime_ns, ctime_ns) < SETTLE_S * 1e9 for *_, mtime_ns, ctime_ns in before):
         return
