@@ -23,6 +23,25 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 
 
+def _own_cache_root() -> None:
+    """The suite's caches (TVM compiles, model digests) live in a folder of its own, removed at exit, so that a
+    run neither reads the user's nor leaves entries for its temporary models there; the real-model suite keeps
+    its downloads where they are."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from comparator import caches
+
+    os.environ.setdefault("INFERCMP_REAL_MODELS_CACHE", str(caches.folder("real-models")))
+    root = tempfile.mkdtemp(prefix="infercmp-test-cache-")
+    os.environ["INFERCMP_CACHE_DIR"] = root
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+
+
+_own_cache_root()
+
+
 def vi(name: str, elem: int, shape: Sequence[Any] | None) -> Any:
     return helper.make_tensor_value_info(name, elem, shape)
 

@@ -82,3 +82,17 @@ def test_an_unreadable_cache_entry_is_ignored_and_a_missing_file_is_a_model_erro
 
     with pytest.raises(ModelError, match="could not be read"):
         digest.FileDigest([tmp_path / "gone.onnx"]).value  # noqa: B018
+
+
+def test_a_new_entry_removes_those_of_files_that_no_longer_exist(tmp_path: Path, cache: Path):
+    gone = _settled(tmp_path / "gone.onnx", b"old")
+    kept = _settled(tmp_path / "kept.onnx", b"kept")
+    digest.FileDigest([gone]).value  # noqa: B018
+    digest.FileDigest([kept]).value  # noqa: B018
+    assert len(list(cache.glob("*.json"))) == 2
+    gone.unlink()
+    (cache / "junk.json").write_text("{not json")
+    new = _settled(tmp_path / "new.onnx", b"new")
+    digest.FileDigest([new]).value  # noqa: B018
+    left = sorted(json.loads(p.read_text())["files"][0][0] for p in cache.glob("*.json"))
+    assert left == [str(kept), str(new)]

@@ -7,7 +7,8 @@ of these (the change time is the kernel's and cannot be set back by a program), 
 for the very files it was computed from. Racy cases are not recorded: a file modified or changed less than
 `SETTLE_S` before hashing began (a later write could keep a coarse timestamp), or whose identity changed while it
 was read.
-INFERCMP_NO_CACHE=1 neither reads nor writes the cache; a cache that cannot be read or written is skipped.
+INFERCMP_NO_CACHE=1 neither reads nor writes the cache; a cache that cannot be read or written is skipped. Each
+new entry removes those of files that no longer exist, so the cache holds about one entry per model on disk.
 """
 from __future__ import annotations
 
@@ -69,8 +70,24 @@ def remember(files: list[Path], before: list[list[Any]] | None, value: str, bega
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_text(entry, json.dumps({"files": before, "sha256": value}))
+        _prune(entry)
     except Exception:  # noqa: BLE001, S110 - a cache that cannot be written only costs the next run a hash
         pass
+
+
+def _prune(kept: Path) -> None:
+    """Remove the entries of files that no longer exist (a model removed, a temporary one): an entry is read
+    back only for the same path, and a hash has just been paid for, so the scan costs little beside it."""
+    for other in kept.parent.glob("*.json"):
+        if other == kept:
+            continue
+        try:
+            files = json.loads(other.read_text(encoding="utf-8"))["files"]
+            if all(Path(row[0]).exists() for row in files):
+                continue
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            pass
+        other.unlink(missing_ok=True)
 
 
 class FileDigest:
