@@ -11,7 +11,9 @@
 # script refuses to start while comparator/ has uncommitted changes, which the checkouts would overwrite.
 set -euo pipefail
 [ $# -ge 4 ] || { echo "usage: $0 REV_A REV_B ROUNDS MODEL [compare options...]" >&2; exit 2; }
-a=$1 b=$2 rounds=$3 model=$4
+a=$1 b=$2 rounds=$3
+[ -f "$4" ] || { echo "error: no model file $4" >&2; exit 2; }
+model=$(realpath "$4")  # the runs happen in a scratch folder
 shift 4
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,10 +38,12 @@ import statistics, sys
 rows = [r for r in (line.split() for line in open(sys.argv[1])) if len(r) == 4 and r[0] in sys.argv[2:]]
 failed = sum(line.startswith("Command exited") for line in open(sys.argv[1]))
 if failed:
-    print(f"{failed} runs exited with a status other than 0 (1: a comparison beyond tolerance; 2 and 3: errors)")
+    print(f"error: {failed} runs exited with a status other than 0 (1: a comparison beyond tolerance; 2 and 3: "
+          "errors): these times are not those of the comparison", file=sys.stderr)
 for rev in sys.argv[2:]:
     wall = sorted(float(r[1]) for r in rows if r[0] == rev)
     cpu = [float(r[2]) + float(r[3]) for r in rows if r[0] == rev]
     print(f"{rev:>12}: wall median {statistics.median(wall):.2f} s (min {wall[0]:.2f}, max {wall[-1]:.2f}), "
           f"CPU median {statistics.median(cpu):.2f} s, {len(wall)} runs")
+sys.exit(1 if failed else 0)
 EOF
