@@ -11,6 +11,7 @@ import pytest
 import comparator
 from comparator import backends
 from comparator.graph import inputs as feeds_mod, model as model_mod
+from comparator.run.worker import PHASE
 from comparator.variant import Variant
 from conftest import MODELS, worker_record
 
@@ -110,6 +111,10 @@ def test_a_plan_of_final_outputs_only_runs_every_variant_once_on_the_model_as_gi
     (run_dir,) = tmp_path.glob("run-*")
     request = json.loads((run_dir / "00-ort" / "request.json").read_text())
     assert request["tapped_model"] == request["model"] == str(run_dir / "model.onnx")
+    # the terminal calls that run what it is, the model as given: "ort: open", "ort: run", not "tapped"
+    phases = [line.removeprefix(PHASE) for line in (run_dir / "00-ort" / "stdout.txt").read_text().splitlines()
+              if line.startswith(PHASE)]
+    assert phases == ["open", "run", "tapped written"]
     # the one run of `ort` holds what a default session of the model computes (bare onnxruntime)
     loaded = model_mod.load(CNN)
     feeds = {k: v[0] for k, v in feeds_mod.make_feeds(loaded, {}, seed=0, samples=2).items()}
