@@ -35,7 +35,8 @@ CACHES: dict[str, Cache] = {c.name: c for c in (
     Cache("real-models", "wheels, models and feeds of the real-model suite (models/real.py)",
           env="INFERCMP_REAL_MODELS_CACHE"),
     Cache("bench", "models the benchmarks build (benchmarks/bench_core.py, build_decoder.py)"),
-    Cache("digests", "sha256 of model files, by path, size and change times (graph/digest.py)"),
+    Cache("digests", "sha256 of model files, by path, size and change times (graph/digest.py)",
+          env="INFERCMP_DIGESTS_CACHE"),
 )}
 
 

@@ -21,7 +21,8 @@ HAS_TVM = importlib.util.find_spec("tvm") is not None
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ("INFERCMP_CACHE_DIR", "INFERCMP_NO_CACHE", "INFERCMP_REAL_MODELS_CACHE", "INFERCMP_TVM_CACHE_MAX"):
+    for name in ("INFERCMP_CACHE_DIR", "INFERCMP_NO_CACHE", "INFERCMP_REAL_MODELS_CACHE", "INFERCMP_TVM_CACHE_MAX",
+                 "INFERCMP_DIGESTS_CACHE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path
@@ -47,8 +48,10 @@ def test_overrides(clean_env, monkeypatch):
 
     monkeypatch.setenv("INFERCMP_CACHE_DIR", str(clean_env / "mine"))
     monkeypatch.setenv("INFERCMP_REAL_MODELS_CACHE", str(clean_env / "wheels"))
+    monkeypatch.setenv("INFERCMP_DIGESTS_CACHE", str(clean_env / "sums"))
     assert cache_root() == clean_env / "mine" / "tvm"
     assert caches.folder("real-models") == clean_env / "wheels"
+    assert caches.folder("digests") == clean_env / "sums"
     monkeypatch.setenv("INFERCMP_NO_CACHE", "1")
     assert cache_root() is None and caches.disabled()
     with pytest.raises(UsageError, match="unknown cache 'nope'"):

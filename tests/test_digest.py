@@ -14,7 +14,7 @@ from comparator.graph import digest
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("INFERCMP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("INFERCMP_DIGESTS_CACHE", str(tmp_path / "cache" / "digests"))
     monkeypatch.delenv("INFERCMP_NO_CACHE", raising=False)
     # A file's change time cannot be set back: these files, written just now, count as settled at once.
     monkeypatch.setattr(digest, "SETTLE_S", 0.0)

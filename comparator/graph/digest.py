@@ -1,12 +1,11 @@
 """sha256 over a model's files (its .onnx, then its external data files), on a thread of its own, remembered.
 
-Hashing runs at about 0.8 GB/s here: seconds of a core for a multi-GB model, on every run. So the digest of a
-list of files is kept in the `digests` cache (caches.py) under the files' identity: path, device, inode, size,
-modification and change times in nanoseconds. A file written, truncated, replaced or renamed over changes one
-of these (the change time is the kernel's and cannot be set back by a program), so the digest is read back only
-for the very files it was computed from. Racy cases are not recorded: a file modified or changed less than
-`SETTLE_S` before hashing began (a later write could keep a coarse timestamp), or whose identity changed while it
-was read.
+Hashing takes seconds of a core for a multi-GB model, on every run. So the digest of a list of files is kept in the
+`digests` cache (caches.py) under the files' identity: path, device, inode, size, modification and change times in
+nanoseconds. A file written, truncated, replaced or renamed over changes one of these (the change time is the
+kernel's and cannot be set back by a program), so the digest is read back only for the very files it was computed
+from. Racy cases are not recorded: a file modified or changed less than `SETTLE_S` before hashing began (a later
+write could keep a coarse timestamp), or whose identity changed while it was read.
 INFERCMP_NO_CACHE=1 neither reads nor writes the cache; a cache that cannot be read or written is skipped. Each
 new entry removes those of files that no longer exist, so the cache holds about one entry per model on disk.
 """
