@@ -216,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
                 path, run_options, expected = _optimized(backend, options, request, out_dir, record)
                 optional = set()
             # the one run of a plan that taps final outputs only is of the model as given: not called "tapped"
-            as_given = kind == "tapped" and request["tapped_model"] == request["model"]
+            as_given = request.get("finals_from_tapped") and request["tapped_model"] == request["model"]
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
-                shown = "" if as_given and r == 0 else f"{tag} "
+                shown = "" if as_given else f"{tag} "
                 _phase(f"{shown}open")
                 t0 = time.perf_counter()
                 session = backend.open(path, run_options)
