@@ -26,7 +26,7 @@ from .measure.metrics import Tolerance
 from .result import Report
 from .run.record import VariantRun
 from .run import spawn, variants as variants_mod
-from .run.variants import RunSet, resolve_feeds, run_kinds, start_workers  # noqa: F401 - api's interface
+from .run.variants import RunSet, resolve_feeds, start_workers  # noqa: F401 - api's interface
 from .variant import Variant, parse_list
 
 MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)

@@ -100,21 +100,23 @@ def test_the_disk_estimate_counts_one_run_for_a_node_by_node_variant(tmp_path: P
 
 def test_a_plan_of_final_outputs_only_runs_every_variant_once_on_the_model_as_given(tmp_path: Path) -> None:
     """Tapping the final outputs only adds nothing to the graph: a tapped session would run the model as given a
-    second time. Every variant, an optimizing one too, runs once, on the model as given (a deployment's numbers)."""
+    second time. Every variant, an optimizing one too, runs once, on the model as given (a deployment's numbers),
+    and no tapped copy is written."""
     report = comparator.compare(CNN, ["ort", "ort:opt=disable"], tap_spec="outputs", workdir=tmp_path, samples=2)
     finals = [o.name for o in onnx.load(str(CNN)).graph.output]
     for variant in ("ort", "ort:opt=disable"):
         folder, rec = worker_record(tmp_path, variant)
-        assert rec["one_run"] is True and set(rec["timings"]) == {"framework", "tapped"}, variant
-        assert sorted(rec["tensors"]["tapped"]) == sorted(finals) == sorted(rec["tensors"]["untapped"])
+        assert set(rec["timings"]) == {"framework", "untapped"} and set(rec["tensors"]) == {"untapped"}, variant
+        assert sorted(rec["tensors"]["untapped"]) == sorted(finals)
         assert report.observer_effect[variant] is False
     (run_dir,) = tmp_path.glob("run-*")
     request = json.loads((run_dir / "00-ort" / "request.json").read_text())
     assert request["tapped_model"] == request["model"] == str(run_dir / "model.onnx")
-    # the terminal calls that run what it is, the model as given: "ort: open", "ort: run", not "tapped"
+    assert request["runs"] == ["untapped"] and not (run_dir / "tapped.onnx").exists()
+    # the terminal calls that run what it is, the model as given: "ort: open", "ort: run", not "untapped"
     phases = [line.removeprefix(PHASE) for line in (run_dir / "00-ort" / "stdout.txt").read_text().splitlines()
               if line.startswith(PHASE)]
-    assert phases == ["open", "run", "tapped written"]
+    assert phases == ["open", "run", "untapped written"]
     # the one run of `ort` holds what a default session of the model computes (bare onnxruntime)
     loaded = model_mod.load(CNN)
     feeds = {k: v[0] for k, v in feeds_mod.make_feeds(loaded, {}, seed=0, samples=2).items()}
@@ -122,4 +124,16 @@ def test_a_plan_of_final_outputs_only_runs_every_variant_once_on_the_model_as_gi
     folder, rec = worker_record(tmp_path, "ort")
     for name, value in zip(finals, want):
         assert np.load(folder / rec["tensors"]["untapped"][name]["file"])[0].tobytes() == value.tobytes()
+    assert report.passed
+
+
+def test_repeats_of_a_plan_of_final_outputs_only_run_the_model_as_given_once_each(tmp_path: Path) -> None:
+    """With --repeat, each repeat is one session of the model as given (and one more run of the first session),
+    not a second, "tapped", session of the same file: three repeats are three sessions and five runs."""
+    report = comparator.compare(CNN, ["ort", "ort:opt=disable"], tap_spec="outputs", workdir=tmp_path, repeat=3)
+    for variant in ("ort", "ort:opt=disable"):
+        rec = record(tmp_path, variant)
+        assert set(rec["tensors"]) == {"untapped", "untapped.1", "untapped.2", "untapped.same1", "untapped.same2"}
+        assert set(rec["timings"]) == {"framework", "untapped", "untapped.1", "untapped.2"}, variant
+    assert report.determinism["ort"]["runs"] == 5 and report.determinism["ort"]["distinct_outputs"] == 1
     assert report.passed

@@ -33,7 +33,7 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
     folder = api.temp_dir("infercmp-capture-") if scratch is None else scratch
     try:
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, kinds=api.run_kinds(tap_spec))
+                              samples=samples, timeout=timeout, jobs=jobs)
         for run in rs.runs:
             run.provenance.update(provenance or {})
         tapped = {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped}

@@ -176,8 +176,7 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
         reference = base.extract(folder / "baseline", "baseline")
         by_variant = {getattr(r.variant, "plain", r.variant): r for r in reference}
         rs = api.run_variants(new, chosen, folder / "candidate", feeds, tap_spec=tap_spec, timeout=timeout,
-                              jobs=jobs, kinds=api.run_kinds(tap_spec),
-                              progress=progress)
+                              jobs=jobs, progress=progress)
         pairs = [(by_variant[v], _label(run, "candidate")) for v, run in zip(chosen, rs.runs)]
         env = base.meta["environment"]
         ref_info = {"kind": "baseline", "path": str(base.path), "sha256": base.model_sha256, "created": base.created,
@@ -254,9 +253,8 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     folder = api.temp_dir("infercmp-agree-")
     ahead = Ahead(ref, pol.default_tolerance, len(variant_list) > 2, pol.tolerance_for)
     try:
-        kinds = api.run_kinds(tap_spec)
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, kinds=kinds, ahead=ahead)
+                              samples=samples, timeout=timeout, jobs=jobs, ahead=ahead)
         report, facts = assemble.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
                                     pol.tolerance_for, classes=classifiers(loaded.tensors), ahead=ahead)
         infos = {t.name: t for t in rs.plan.tapped}

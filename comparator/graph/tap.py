@@ -76,15 +76,18 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
     return result
 
 
-def write_copies(model: Model, tap_plan: TapPlan, folder: Path) -> tuple[Path, Path]:
+def write_copies(model: Model, tap_plan: TapPlan, folder: Path, tapped: bool = True) -> tuple[Path, Path]:
     """Write `model.onnx` (untapped) and `tapped.onnx` (every tapped tensor added as an output) into folder and
-    return both paths. Both hold the graph only: their weights are read in place from the input model's files
-    (graph/stored.py), so nothing is copied, and a runtime never parses a multi-GB protobuf to find them."""
+    return both paths (with `tapped` false, the untapped copy alone, and its path twice). Both hold the graph only:
+    their weights are read in place from the input model's files (graph/stored.py), so nothing is copied, and a
+    runtime never parses a multi-GB protobuf to find them."""
     import onnx
 
     untapped = onnx.ModelProto()
     untapped.ParseFromString(stored.skim(model.path.resolve()))  # the input as given: no inferred value_info
     untapped_path = stored.save_derived(untapped, folder / "model.onnx", model.data_dir or model.path.resolve().parent)
+    if not tapped:
+        return untapped_path, untapped_path
     tapped_proto = onnx.ModelProto()
     tapped_proto.CopyFrom(model.proto)
     graph = tapped_proto.graph

@@ -71,12 +71,6 @@ class RunSet:
     folder: Path
 
 
-def run_kinds(tap_spec: str | Sequence[str]) -> tuple[str, ...]:
-    """The runs a capture needs: the untapped run alone when only the final outputs are tapped (it holds them),
-    else the tapped run too."""
-    return ("untapped",) if tap_spec == "outputs" else ("untapped", "tapped")
-
-
 def worker_count(jobs: int, time: int, variants: int) -> int:
     """Workers at a time: `jobs`, or by default one per core. Timed variants run one at a time unless told
     otherwise: concurrent workers would compete for the cores."""
@@ -144,19 +138,23 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     outs = _folders(folder, variant_list)  # created by start_workers, checked fresh there
     modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
     saving = [v for v in variant_list if plan.fused and modes[v] == "optimized"]
-    # A variant that computes every tensor whether tapped or not runs once, tapped: that run's final outputs are
-    # what it computes untapped (repeats and timing still need a session of the untapped model). A plan that taps
-    # final outputs only adds nothing to the graph: every variant runs once, on the model as given.
-    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    # A plan that taps final outputs only adds nothing to the graph: its untapped runs, of the model as given,
+    # hold every tapped tensor, and no tapped copy is written. A variant that computes every tensor whether tapped
+    # or not runs once, tapped: that run's final outputs are what it computes untapped (repeats and timing still
+    # need a session of the untapped model).
     bare = not plan.fused and not plan.inside and set(plan.names) <= set(loaded.outputs)
-    once = {v for v in variant_list if single and (bare or modes[v] == "node-by-node")}
+    if bare and "untapped" in kinds:
+        kinds = ("untapped",)
+    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
     check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
-    emit(events, "tap", "writing the tapped copy")
-    untapped, tapped = tap.write_copies(loaded, plan, folder)
     if bare:
-        tapped = untapped
-    emit(events, "tap", "writing the tapped copy", end=True)
+        untapped = tapped = tap.write_copies(loaded, plan, folder, tapped=False)[0]
+    else:
+        emit(events, "tap", "writing the tapped copy")
+        untapped, tapped = tap.write_copies(loaded, plan, folder)
+        emit(events, "tap", "writing the tapped copy", end=True)
     feeds_path = folder / "feeds.npz"
     save_npz(feeds_path, feeds)
     request = {"model": str(untapped), "tapped_model": str(tapped), "feeds": str(feeds_path), "repeat": repeat,

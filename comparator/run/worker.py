@@ -215,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
                 _phase("optimized graph")
                 path, run_options, expected = _optimized(backend, options, request, out_dir, record)
                 optional = set()
-            # the one run of a plan that taps final outputs only is of the model as given: not called "tapped"
-            as_given = request.get("finals_from_tapped") and request["tapped_model"] == request["model"]
+            # a request of untapped runs alone (a plan of final outputs only) runs the model as given: its first
+            # session is called just that, with no "untapped" to tell it from a tapped one
+            alone = request.get("runs") == ["untapped"]
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
-                shown = "" if as_given else f"{tag} "
+                shown = "" if alone and r == 0 else f"{tag} "
                 _phase(f"{shown}open")
                 t0 = time.perf_counter()
                 session = backend.open(path, run_options)
