@@ -76,9 +76,9 @@ def plan(model: Model, spec: str | Sequence[str] = "all") -> TapPlan:
     return result
 
 
-def write_copies(model: Model, tap_plan: TapPlan, folder: Path, tapped: bool = True) -> tuple[Path, Path]:
+def write_copies(model: Model, tap_plan: TapPlan, folder: Path, with_tapped: bool = True) -> tuple[Path, Path]:
     """Write `model.onnx` (untapped) and `tapped.onnx` (every tapped tensor added as an output) into folder and
-    return both paths (with `tapped` false, the untapped copy alone, and its path twice). Both hold the graph only:
+    return both paths (with `with_tapped` false, the untapped copy alone, and its path twice). Both hold the graph only:
     their weights are read in place from the input model's files (graph/stored.py), so nothing is copied, and a
     runtime never parses a multi-GB protobuf to find them."""
     import onnx
@@ -86,7 +86,7 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path, tapped: bool = T
     untapped = onnx.ModelProto()
     untapped.ParseFromString(stored.skim(model.path.resolve()))  # the input as given: no inferred value_info
     untapped_path = stored.save_derived(untapped, folder / "model.onnx", model.data_dir or model.path.resolve().parent)
-    if not tapped:
+    if not with_tapped:
         return untapped_path, untapped_path
     tapped_proto = onnx.ModelProto()
     tapped_proto.CopyFrom(model.proto)
@@ -106,5 +106,5 @@ def write_copies(model: Model, tap_plan: TapPlan, folder: Path, tapped: bool = T
             vi.CopyFrom(types[t.name])
         else:  # planned taps always have an element type (plan() skips the others)
             vi.CopyFrom(onnx.helper.make_tensor_value_info(t.name, t.elem_type or 0, None))
-    tapped = stored.save_derived(tapped_proto, folder / "tapped.onnx", model.data_dir or model.path.resolve().parent)
-    return untapped_path, tapped
+    return untapped_path, stored.save_derived(tapped_proto, folder / "tapped.onnx",
+                                              model.data_dir or model.path.resolve().parent)

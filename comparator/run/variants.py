@@ -150,7 +150,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
     if bare:
-        untapped = tapped = tap.write_copies(loaded, plan, folder, tapped=False)[0]
+        untapped = tapped = tap.write_copies(loaded, plan, folder, with_tapped=False)[0]
     else:
         emit(events, "tap", "writing the tapped copy")
         untapped, tapped = tap.write_copies(loaded, plan, folder)
