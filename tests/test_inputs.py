@@ -104,6 +104,30 @@ def test_unbound_named_dim_is_named(tmp_path, cli):
     assert_clean_error(err, "unbound dimension 'seq'")
 
 
+def test_every_unbound_dimension_of_every_input_is_named_at_once(tmp_path, cli):
+    """One error names them all, with the --shape arguments that bind them all: the next try runs. A named
+    dimension is bound once by its name, even where two inputs share it; an input with an unnamed one by its whole
+    shape, its dynamic batch axis at one sample."""
+    model = make_model([helper.make_node("Add", ["a", "b"], ["y"]), helper.make_node("Relu", ["c"], ["z"])],
+                       [vi("a", T.FLOAT, ["batch", "seq", "dim"]), vi("b", T.FLOAT, ["batch", "seq", "dim"]),
+                        vi("c", T.FLOAT, [None, 4, None])],
+                       [vi("y", T.FLOAT, ["batch", "seq", "dim"]), vi("z", T.FLOAT, [None, 4, None])])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    m = model_mod.load(tmp_path / "m.onnx")
+    with pytest.raises(InputError) as info:
+        feeds_mod.make_feeds(m, {})
+    assert info.value.message == ("input 'a' [batch, seq, dim] has unbound dimensions 'seq', 'dim'; "
+                                  "input 'b' [batch, seq, dim] has unbound dimensions 'seq', 'dim'; "
+                                  "input 'c' [?, 4, ?] has an unbound dimension #2")
+    assert info.value.hint == "bind them: --shape seq=N --shape dim=N --shape c=1x4xN"
+    code, _, err = cli("compare", tmp_path / "m.onnx", "--backends", "ort", "--shape", "seq=3", "--shape", "dim=5",
+                       "--shape", "c=1x4x6", "--tap", "outputs")
+    assert code == 0, err
+    with pytest.raises(InputError, match=r"^input 'c' \[\?, 4, \?\] has an unbound dimension #2\n") as info:
+        feeds_mod.make_feeds(m, {"seq": (3,), "dim": (5,)})
+    assert info.value.hint == "bind it: --shape c=1x4xN"
+
+
 @pytest.mark.parametrize("dims", [[-1, 3, 8, -1], [0, 3, 8, 0], ["?", 3, 8, "?"], [None, 3, 8, None]],
                          ids=["minus-one", "zero", "question-mark", "missing"])
 def test_non_positive_missing_and_unnamed_dims_are_dynamic(tmp_path, dims):
@@ -115,7 +139,7 @@ def test_non_positive_missing_and_unnamed_dims_are_dynamic(tmp_path, dims):
     assert m.inputs[0].shape == (None, 3, 8, None)
     with pytest.raises(InputError, match="unbound dimension #3") as info:
         feeds_mod.make_feeds(m, {})
-    assert info.value.hint == "bind it: --shape x=Nx3x8xN"
+    assert info.value.hint == "bind it: --shape x=1x3x8xN"  # the dynamic batch axis runs one sample
     assert feeds_mod.make_feeds(m, {"x": (1, 3, 8, 20)})["x"].shape == (1, 1, 3, 8, 20)
     np.savez(tmp_path / "f.npz", x=np.ones((2, 3, 8, 7), np.float32))
     assert feeds_mod.load_feeds(m, tmp_path / "f.npz")["x"].shape == (1, 2, 3, 8, 7)

@@ -38,7 +38,9 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
+def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int | None, ...]:
+    """The shape of one sample of `spec` as `shapes` (--shape) binds it; None for each dimension still unbound
+    (see unbound_error). A dynamic first axis of rank 2 or more is the batch: DEFAULT_BATCH unless bound."""
     if spec.name in shapes:
         given = shapes[spec.name]
         if spec.shape is not None:
@@ -52,7 +54,7 @@ def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tup
         return given
     if spec.shape is None:
         raise InputError(f"input {spec.name!r} has unknown rank", f"bind it: --shape {spec.name}=1x3x224x224")
-    dims = []
+    dims: list[int | None] = []
     for i, d in enumerate(spec.shape):
         if isinstance(d, int):
             dims.append(d)
@@ -61,12 +63,32 @@ def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tup
         elif i == 0 and len(spec.shape) > 1:
             dims.append(DEFAULT_BATCH)  # a dynamic batch axis: one sample per run unless bound
         else:
-            label = repr(d) if d else f"#{i}"
-            hint = f"--shape {d}=N" if d else f"--shape {spec.name}=" + "x".join(
-                str(x) if isinstance(x, int) else "N" for x in spec.shape)
-            raise InputError(f"input {spec.name!r} {_fmt(spec.shape)} has an unbound dimension {label}",
-                             f"bind it: {hint}")
+            dims.append(None)
     return tuple(dims)
+
+
+def unbound_error(resolved: Sequence[tuple[InputSpec, tuple[int | None, ...]]]) -> InputError | None:
+    """One error for every dimension that `resolve_shape` left unbound, in every input, with the --shape
+    arguments that bind them all (a named dimension once, by its name; an unnamed one by its input's whole shape):
+    one more try then runs. None when nothing is unbound."""
+    found: list[str] = []
+    hints: list[str] = []
+    for spec, dims in resolved:
+        gaps = [i for i, d in enumerate(dims) if d is None]
+        if not gaps:
+            continue
+        names = [spec.shape[i] if spec.shape else None for i in gaps]
+        found.append(f"input {spec.name!r} {_fmt(spec.shape)} has {'an ' if len(gaps) == 1 else ''}unbound "
+                     f"dimension{'s' if len(gaps) > 1 else ''} "
+                     + ", ".join(repr(d) if d else f"#{i}" for i, d in zip(gaps, names)))
+        if all(names):
+            hints.extend(f"--shape {d}=N" for d in names if f"--shape {d}=N" not in hints)
+        else:
+            hints.append(f"--shape {spec.name}=" + "x".join("N" if d is None else str(d) for d in dims))
+    if not found:
+        return None
+    return InputError("; ".join(found), f"bind {'them' if len(hints) > 1 or 'dimensions' in found[0] else 'it'}: "
+                      + " ".join(hints))
 
 
 def _fmt(shape: Sequence[Any] | None) -> str:
@@ -112,7 +134,11 @@ def make_feeds(model: Model, shapes: Mapping[str, tuple[int, ...]], seed: int = 
     if samples < 1:
         raise UsageError("--samples must be >= 1")
     _check_shape_keys(model, shapes)
-    planned = [(spec, np_dtype(spec), (samples, *resolve_shape(spec, shapes))) for spec in model.inputs]
+    typed = [(spec, np_dtype(spec), resolve_shape(spec, shapes)) for spec in model.inputs]
+    error = unbound_error([(spec, dims) for spec, _, dims in typed])
+    if error is not None:
+        raise error
+    planned = [(spec, dtype, (samples, *(int(d) for d in dims if d is not None))) for spec, dtype, dims in typed]
     _check_memory([(spec.name, shape, dtype) for spec, dtype, shape in planned])
     feeds = {}
     for spec, dtype, shape in planned:
