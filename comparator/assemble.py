@@ -13,9 +13,9 @@ from .events import Listener, emit
 from .graph import fusion, model as model_mod, structure, tap
 from .measure import analysis
 from .measure.ahead import Ahead
-from .measure.facts import Facts, TensorFileError, gather
+from .measure.facts import Facts, TensorFileError, far_apart, gather, kind_for
 from .measure.metrics import Tolerance
-from .result import Report, VariantReport
+from .result import Report, TensorReport, VariantReport
 from .run.record import VariantRun
 from .variant import Variant
 
@@ -126,9 +126,13 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
+    by_name = {str(r.variant): r for r in runs}
     for name in report.first_divergence:
         if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
-            broken = analysis.broken_middle(report.tensors, name, report.tolerance)
+            def element_far(t: TensorReport, atol: float, rtol: float, name: str = name) -> bool:
+                return far_apart(reference, by_name[name], t.name, kind_for(t), atol, rtol)
+
+            broken = analysis.broken_middle(report.tensors, name, report.tolerance, element_far)
             if broken:
                 report.broken_middle[name] = broken
     failed = any(not r.ok for r in runs)

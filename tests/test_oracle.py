@@ -92,6 +92,40 @@ def test_broken_middle_by_hand():
     assert analysis.broken_middle(tensors, "other", tol) == {}
 
 
+def test_a_broken_middle_needs_one_element_far_beyond_its_own_tolerance(tmp_path):
+    """max_abs and max_rel are maxima over different elements: a tensor whose largest error sits on a large value
+    and whose largest relative error on a value near zero is ordinary rounding, each element well within 1,000x
+    its own tolerance (atol + rtol * |ref|). Only an element beyond that is a broken middle."""
+    from comparator.measure import facts, metrics
+    from comparator.run.record import VariantRun
+    from comparator.variant import Variant
+
+    tol = {"atol": 1e-5, "rtol": 1e-5, "max_ulp": None}
+    ref = np.array([[1000.0, 1e-4, 1.0, 2.0]], np.float32)
+    values = {"ref": ref,
+              # 0.011 on 1000 (its bound at 1,000x: 0.01 + 0.01 * 1000 = 10.01); 3e-4 on 1e-4 (bound 0.010001)
+              "spread": ref + np.array([[0.011, 3e-4, 0.0, 0.0]], np.float32),
+              "far": ref + np.array([[0.0, 0.0, 0.5, 0.0]], np.float32)}  # 0.5 on 1.0: bound 0.02
+    runs = {}
+    for name, value in values.items():
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "t.npy", value)
+        runs[name] = VariantRun(Variant.parse("ort"), tmp_path / name, status="ok",
+                                tensors={"tapped": {"t": {"file": "t.npy", "dtype": "float32", "shape": [1, 4]}}})
+    for name, expected in (("spread", {}), ("far", {"count": 1, "first": "t", "op_type": "Conv", "max_abs": 0.5,
+                                                       "max_rel": 0.5})):
+        m = metrics.compare(ref, values[name], metrics.Tolerance(1e-5, 1e-5))
+        assert m["max_abs"] > 1e-2 and m["max_rel"] > 1e-2  # both maxima beyond 1,000x: a candidate
+        t = TensorReport("t", "Conv", "node_t", 0, [4], "float32", False, metrics={name: m})
+
+        def element_far(tensor, atol, rtol, name=name):
+            return facts.far_apart(runs["ref"], runs[name], tensor.name, "tapped", atol, rtol)
+
+        found = analysis.broken_middle([t], name, tol, element_far)
+        assert found == ({} if not expected else {**expected, "max_abs": m["max_abs"], "max_rel": m["max_rel"]})
+        assert analysis.broken_middle([t], name, tol) != {}  # the maxima alone would have said so
+
+
 def test_oracle_disagreements_by_hand():
     # SNR 250 dB is float64 noise; 150 dB is not; a NaN where the other has a number always is.
     tensors = [TensorReport(n, "Add", n, 0, [4], "float64", False, metrics={"torch:dtype=float64": m})

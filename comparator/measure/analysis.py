@@ -5,7 +5,7 @@ Pure functions of the facts: none of them opens a tensor file. Final outputs are
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -224,12 +224,20 @@ def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> lis
     return found
 
 
-def broken_middle(tensors: Sequence[TensorReport], variant: str, tolerance: Mapping[str, Any]) -> dict[str, Any]:
-    """The intermediate tensors of `variant` whose error exceeds FAR_BEYOND times the tolerance in both max_abs
-    (vs atol) and max_rel (vs rtol): {"count", "first", "op_type", "max_abs", "max_rel"}, or {} when none."""
+def broken_middle(tensors: Sequence[TensorReport], variant: str, tolerance: Mapping[str, Any],
+                  element_far: Callable[[TensorReport, float, float], bool] | None = None) -> dict[str, Any]:
+    """The intermediate tensors of `variant` with an element more than FAR_BEYOND times its tolerance away from
+    the reference's: {"count", "first", "op_type", "max_abs", "max_rel"}, or {} when none.
+
+    The metrics hold maxima only: max_abs above FAR_BEYOND * atol and max_rel above FAR_BEYOND * rtol are
+    necessary, and enough when no `element_far` is given. The two maxima may come from different elements (a large
+    error on a large value, a large relative error on a value near zero: ordinary float32 rounding), so
+    `element_far(tensor, atol, rtol)` says whether one element exceeds atol + rtol * |reference| itself (assemble
+    reads the two files again for these candidates alone)."""
     atol, rtol = FAR_BEYOND * tolerance["atol"], FAR_BEYOND * tolerance["rtol"]
     far = [t for t in tensors if not t.is_output and (m := t.metrics.get(variant)) is not None
-           and "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol]
+           and "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol
+           and (element_far is None or element_far(t, atol, rtol))]
     if not far:
         return {}
     m = far[0].metrics[variant]
