@@ -198,7 +198,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     tap_spec: "all" (every tensor), "fused" (each variant taps what its own optimized graph computes, so tapping
         changes nothing it runs: `report.fusion`, `tensor.fused`; graph/fusion.py), "outputs", or names and globs.
     isolate: replay every node alone on the reference's inputs: local error in `tensor.local`, the nodes that
-        cause deviation in `report.origins`.
+        cause deviation in `report.origins` (with tap_spec "all" only: it feeds every tapped tensor).
     workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
     classes: outputs that are class scores ([N, C] or [N, T, C] per sample) besides those a Softmax or
         LogSoftmax produces: top-1 label flips are reported for these.
@@ -225,6 +225,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     if isolate and tap.is_fused(tap_spec):
         raise UsageError("--isolate replays every node of the model's own graph; --tap fused taps each variant's "
                          "optimized graph instead", "use --tap all with --isolate")
+    if isolate and tap_spec != "all":
+        raise UsageError("--isolate feeds every node the reference's values of its inputs, so it needs every "
+                         "tensor tapped", "drop --tap (all is the default) with --isolate")
     variant_list, ref = resolve_variants(variants, reference)
     if oracle and Variant.parse(analysis.ORACLES[1]) not in variant_list:
         variant_list.append(Variant.parse(analysis.ORACLES[1]))
@@ -292,7 +295,8 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
         return None
     folder = rs.folder / "isolate"
     folder.mkdir(exist_ok=True)
-    path, fed, unfed = isolate.write(rs.model, folder)
+    recorded = {name: info["shape"] for name, info in reference.tensors.get("tapped", {}).items()}  # one sample's
+    path, fed, unfed = isolate.write(rs.model, folder, recorded)
     iso_model = model_mod.load(path, derived=True)
     feeds = origins.feeds(reference, fed, rs.feeds)
     for spec in iso_model.inputs:  # a float64 reference feeds the model's own types, correctly rounded
@@ -302,7 +306,8 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
     iso = run_variants(iso_model, others, folder, feeds, tap_spec="all", timeout=timeout, jobs=jobs,
                        kinds=("tapped",), progress=progress)
     notes = [f"--isolate fed {len(fed)} tensors from {ref}"
-             + (f"; {len(unfed)} untyped tensors could not be fed: {', '.join(unfed[:5])}" if unfed else "")]
+             + (f"; {len(unfed)} tensors untyped or not recorded could not be fed: {', '.join(unfed[:5])}"
+                if unfed else "")]
     notes.extend(f"--isolate: {run.variant} {run.status}: {run.error}" for run in iso.runs if not run.ok)
     return iso.runs, notes
 

@@ -115,7 +115,8 @@ def test_isolated_model_feeds_every_typed_intermediate(tmp_path):
     from comparator.graph import model as model_mod
 
     model = model_mod.load(build(tmp_path))
-    proto, fed, unfed = isolate.isolated_model(model)
+    recorded = {t.name: t.shape for t in model.tensors if t.shape is not None}
+    proto, fed, unfed = isolate.isolated_model(model, recorded)
     assert fed == ["relu_out", "scaled", "pooled", "centred", "expd", "doubled", "swapped"]
     assert unfed == []
     inputs = [i.name for i in proto.graph.input]
@@ -123,6 +124,37 @@ def test_isolated_model_feeds_every_typed_intermediate(tmp_path):
     exp_node = next(n for n in proto.graph.node if n.op_type == "Exp")
     assert list(exp_node.input) == ["centred" + isolate.FED]
     onnx.checker.check_model(proto)
+
+
+def test_a_fed_input_takes_the_recorded_rank_where_shape_inference_disagrees_or_is_silent(tmp_path):
+    """A graph input needs a shape (the ONNX checker says so): where shape inference gave none, or one the runtime
+    did not produce (the reference recorded another rank), the fed input gets the recorded rank with dynamic
+    dims; a tensor the reference did not record is not fed."""
+    from comparator.graph import model as model_mod
+
+    model = model_mod.load(build(tmp_path))
+    recorded = {t.name: t.shape for t in model.tensors if t.shape is not None}
+    recorded["scaled"] = (1, 4, 33, 33, 1)  # another rank than inferred
+    del recorded["pooled"]  # not recorded
+    shapeless = next(vi for vi in model.proto.graph.value_info if vi.name == "centred")
+    shapeless.type.tensor_type.ClearField("shape")
+    proto, fed, unfed = isolate.isolated_model(model, recorded)
+    assert "pooled" in unfed and "pooled" not in fed and "scaled" in fed and "centred" in fed
+    inputs = {i.name: i.type.tensor_type.shape for i in proto.graph.input}
+    scaled, centred = inputs["scaled" + isolate.FED], inputs["centred" + isolate.FED]
+    assert len(scaled.dim) == 5 and not any(d.HasField("dim_value") or d.HasField("dim_param") for d in scaled.dim)
+    assert len(centred.dim) == 4 and not any(d.HasField("dim_value") for d in centred.dim)
+    assert [d.dim_value for d in inputs["relu_out" + isolate.FED].dim] == [1, 4, 33, 33]  # inferred, and it fits
+    onnx.checker.check_model(proto)
+
+
+def test_isolate_needs_every_tensor_tapped(tmp_path, cli):
+    """--isolate feeds every node the reference's values of its inputs: a plan that taps fewer is refused before
+    anything runs (it crashed when a fed tensor was not tapped)."""
+    for tap in ("outputs", "relu_out"):
+        code, _, err = cli("compare", build(tmp_path), "-b", "ort,ref", "--isolate", "--tap", tap)
+        assert code == 2 and "--isolate feeds every node the reference's values of its inputs" in err, err
+        assert "Traceback" not in err
 
 
 def test_origins_are_ranked_on_the_tensors_own_scale():

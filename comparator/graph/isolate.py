@@ -5,11 +5,13 @@ that another node produces is cut loose and becomes a graph input `NAME::ref`, f
 value. So each node computes from exact copies of the reference's inputs, and its output's error against the
 reference is the error the node *adds* (local error). Initializers stay initializers; multi-output nodes keep all
 outputs. Limits: only main-graph nodes are isolated (a subgraph of If/Loop/Scan still reads the values computed in
-this run); a tensor without an inferred type cannot be fed, so its consumers read the locally computed value;
+this run); a tensor without an inferred type, or that the reference did not record, cannot be fed, so its
+consumers read the locally computed value;
 and nodes no longer fuse with each other, so an error that only a fusion causes shows as accumulated, not local.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,12 @@ from .model import Model
 FED = "::ref"
 
 
-def isolated_model(model: Model) -> tuple[Any, list[str], list[str]]:
-    """(model proto, tensors fed from the reference, tensors that could not be fed)."""
+def isolated_model(model: Model, recorded: Mapping[str, Sequence[int]]) -> tuple[Any, list[str], list[str]]:
+    """(model proto, tensors fed from the reference, tensors that could not be fed). `recorded`: the tensors the
+    reference's tapped run holds, each with the shape of one sample; only these can be fed. A fed tensor's graph
+    input takes the type shape inference gave it, its shape replaced by the recorded rank with every dim dynamic
+    where the two disagree (no shape inferred, or shape inference and the runtime differ: Paddle's exports type a
+    scalar Constant that ONNX Runtime returns with shape [1])."""
     import onnx
 
     proto = onnx.ModelProto()
@@ -35,7 +41,7 @@ def isolated_model(model: Model) -> tuple[Any, list[str], list[str]]:
         for i, name in enumerate(node.input):
             if name not in produced:
                 continue
-            if name not in typed:
+            if name not in typed or name not in recorded:
                 if name not in unfed:
                     unfed.append(name)
                 continue
@@ -45,11 +51,21 @@ def isolated_model(model: Model) -> tuple[Any, list[str], list[str]]:
                 vi = graph.input.add()
                 vi.CopyFrom(typed[name])
                 vi.name = name + FED
+                if not _fits(vi.type.tensor_type, recorded[name]):
+                    vi.type.tensor_type.ClearField("shape")
+                    vi.type.tensor_type.shape.dim.extend([onnx.TensorShapeProto.Dimension()] * len(recorded[name]))
     return proto, fed, unfed
 
 
-def write(model: Model, folder: Path) -> tuple[Path, list[str], list[str]]:
-    """Write the isolated model into folder (its weights read from the input model's files)."""
-    proto, fed, unfed = isolated_model(model)
+def _fits(tensor_type: Any, shape: Sequence[int]) -> bool:
+    """Whether a value of this shape fits the type's shape (same rank, equal static dims)."""
+    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != len(shape):
+        return False
+    return all(not d.HasField("dim_value") or d.dim_value == n for d, n in zip(tensor_type.shape.dim, shape))
+
+
+def write(model: Model, folder: Path, recorded: Mapping[str, Sequence[int]]) -> tuple[Path, list[str], list[str]]:
+    """Write the isolated model into folder (its weights read from the input model's files); see isolated_model."""
+    proto, fed, unfed = isolated_model(model, recorded)
     path = stored.save_derived(proto, folder / "isolated.onnx", model.data_dir or model.path.resolve().parent)
     return path, fed, unfed

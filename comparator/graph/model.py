@@ -200,6 +200,9 @@ def load(path: str | os.PathLike[str], derived: bool = False) -> Model:
         onnx.checker.check_model(stored.checkable(proto))
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if derived:  # infercmp wrote it from a model that passed: the rewrite is at fault, not the user's model
+            raise ModelError(f"infercmp's rewritten copy of the model ({p.name}) fails the ONNX checker: {first}",
+                             "this is a bug in infercmp: please report it with the model") from None
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {first}",
                          "fix the exporter or the graph; onnx.checker.check_model shows the full message") from None
     try:
