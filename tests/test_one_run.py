@@ -135,5 +135,9 @@ def test_repeats_of_a_plan_of_final_outputs_only_run_the_model_as_given_once_eac
         rec = record(tmp_path, variant)
         assert set(rec["tensors"]) == {"untapped", "untapped.1", "untapped.2", "untapped.same1", "untapped.same2"}
         assert set(rec["timings"]) == {"framework", "untapped", "untapped.1", "untapped.2"}, variant
+    (run_dir,) = tmp_path.glob("run-*")
+    phases = [line.removeprefix(PHASE) for line in (run_dir / "00-ort" / "stdout.txt").read_text().splitlines()
+              if line.startswith(PHASE)]
+    assert [p for p in phases if "open" in p] == ["open", "session 2 open", "session 3 open"]
     assert report.determinism["ort"]["runs"] == 5 and report.determinism["ort"]["distinct_outputs"] == 1
     assert report.passed

@@ -215,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
                 _phase("optimized graph")
                 path, run_options, expected = _optimized(backend, options, request, out_dir, record)
                 optional = set()
-            # a request of untapped runs alone (a plan of final outputs only) runs the model as given: its first
-            # session is called just that, with no "untapped" to tell it from a tapped one
+            # a request of untapped runs alone (a plan of final outputs only) runs the model as given, with no
+            # "untapped" to tell it from a tapped one: its sessions are "open", "run", then "session 2 open"...
             alone = request.get("runs") == ["untapped"]
             for r in range(repeat):
                 tag = kind if r == 0 else f"{kind}.{r}"
-                shown = "" if alone and r == 0 else f"{tag} "
+                shown = (f"session {r + 1} " if r else "") if alone else f"{tag} "
                 _phase(f"{shown}open")
                 t0 = time.perf_counter()
                 session = backend.open(path, run_options)
