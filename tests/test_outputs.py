@@ -160,10 +160,23 @@ def test_an_update_that_lost_the_race_keeps_both_baselines(models, digits_base, 
 
 
 def test_two_baseline_updates_at_once_lose_nothing(models, digits_base, tmp_path):
+    """Two checks that both read the original baseline and then update it: the second to commit finds it
+    replaced and keeps it. The folder's lock is held here until both have written their new bundle (its temporary
+    file is there), so that both have read the original before either commits, however the machine schedules
+    them: run one after the other, each would update the other's baseline, as it should."""
+    import time
+
+    from comparator.fileio import folder_lock
+
     base = tmp_path / "base.icmp"
     original = digits_base.read_bytes()
     base.write_bytes(original)
-    procs = [infercmp("check", models.digits, "--baseline", base, "-q", "--update-baseline") for _ in range(2)]
+    with folder_lock(tmp_path):
+        procs = [infercmp("check", models.digits, "--baseline", base, "-q", "--update-baseline") for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob(".base.icmp.*.tmp"))) < 2 and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, "the two checks did not both get to write their bundle"
+            time.sleep(0.02)
     results = [finish(p) for p in procs]
     assert sorted(code for code, _, _ in results) == [0, 2], results
     assert sum("baseline updated" in out for _, out, _ in results) == 1
