@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -229,3 +230,23 @@ def test_inspect_a_model(models):
 
     data = json.loads(run("inspect", models.cnn, "--json").stdout)
     assert data["op_types"]["Conv"] == 4 and data["outputs"] == ["probs"] and data["weights_bytes"] > 0
+    assert data["constants"] == sum(1 for n in onnx.load(str(models.cnn)).graph.node if n.op_type == "Constant")
+
+
+def test_inspect_counts_weights_held_in_constant_nodes(tmp_path):
+    """paddle2onnx keeps a model's weights in Constant nodes: inspect counts them beside the initializers."""
+    import json
+
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Constant", [], ["w"], value=w), helper.make_node("Conv", ["x", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 3, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    proc = run("inspect", tmp_path / "m.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert "weights   0 initializers, 0 B; 1 Constant nodes, 1.1 KB; file" in proc.stdout, proc.stdout
+    data = json.loads(run("inspect", tmp_path / "m.onnx", "--json").stdout)
+    assert (data["constants"], data["constant_bytes"], data["weights_bytes"]) == (1, 8 * 4 * 9 * 4, 0)

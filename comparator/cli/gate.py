@@ -155,10 +155,15 @@ def _inspect_model(path: Path, tensors: bool, json_out: bool) -> None:
     graph = m.proto.graph
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph.node)
     weights = sum(_tensor_bytes(t) for t in graph.initializer)
+    # exporters such as paddle2onnx keep the weights in Constant nodes, not in initializers
+    constants = [a.t for n in graph.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+                 for a in n.attribute if a.name == "value"]
+    constant_bytes = sum(_tensor_bytes(t) for t in constants)
     data = [f for f in {e.value for t in graph.initializer for e in t.external_data if e.key == "location"}]
     size = sum((m.path.resolve().parent / f).stat().st_size for f in data if f != m.path.resolve().name)
     info = {**m.summary(), "op_types": dict(ops.most_common()), "initializers": len(graph.initializer),
-            "weights_bytes": weights, "file_bytes": m.path.stat().st_size, "external_data_bytes": size,
+            "weights_bytes": weights, "constants": len(constants), "constant_bytes": constant_bytes,
+            "file_bytes": m.path.stat().st_size, "external_data_bytes": size,
             "tensors": len(m.tensors)}
     if tensors:
         info["catalogue"] = [{"name": t.name, "op_type": t.op_type, "dtype": t.dtype, "shape": t.shape}
@@ -174,7 +179,9 @@ def _inspect_model(path: Path, tensors: bool, json_out: bool) -> None:
              "inputs    " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in info["inputs"]),
              "outputs   " + ", ".join(info["outputs"]),
              f"nodes     {info['nodes']}: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()),
-             f"weights   {len(graph.initializer)} initializers, {_size(weights)}; file {_size(info['file_bytes'])}"
+             f"weights   {len(graph.initializer)} initializers, {_size(weights)}"
+             + (f"; {len(constants)} Constant nodes, {_size(constant_bytes)}" if constants else "")
+             + f"; file {_size(info['file_bytes'])}"
              + (f", external data {_size(size)}" if size else ""),
              f"tensors   {len(m.tensors)} can be tapped ({sum(1 for t in m.tensors if t.scope)} inside subgraphs)"]
     lines += [f"note      {n}" for n in m.notes]
