@@ -136,6 +136,18 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
             if broken:
                 report.broken_middle[name] = broken
     failed = any(not r.ok for r in runs)
+    if failed and feed_info.get("source") == "random" and not any(r.ok for r in runs) \
+            and any(r.status == "failed" for r in runs):
+        report.model.setdefault("notes", []).append(_random_feeds_note(loaded))
     report.passed = within and not failed
     report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
     return report, facts
+
+
+def _random_feeds_note(loaded: model_mod.Model) -> str:
+    """Why every variant may have failed: the inputs were random, and some models need meaningful values (a sample
+    rate, a length, an index into a table)."""
+    ints = ", ".join(repr(spec.name) for spec in loaded.inputs if spec.dtype.startswith(("int", "uint")))
+    return ("every variant failed on random inputs" + (f" (integer inputs, here {ints}, get small random values)"
+                                                       if ints else "")
+            + ": the model may need real values; pass them with --inputs FILE.npz (one array per input name)")

@@ -264,3 +264,21 @@ def test_arrays_passed_directly(single):
     assert feeds_mod.check_feeds(single, {"x": x}, {})["x"].shape == (1, 1, 3, 8, 8)
     with pytest.raises(InputError, match="inputs lacks input 'x'"):
         feeds_mod.check_feeds(single, {"y": x}, {})
+
+
+def test_every_variant_failing_on_random_inputs_says_the_model_may_need_real_ones(tmp_path):
+    """A Gather whose indices come from an int64 input: random indices (0 to 7) fall outside a 2-row table and
+    every variant fails. The report says the inputs were random and names the integer input; real indices pass."""
+    import comparator
+
+    table = helper.make_tensor("table", T.FLOAT, [2, 3], [float(i) for i in range(6)])
+    model = make_model([helper.make_node("Gather", ["table", "idx"], ["y"])], [vi("idx", T.INT64, [8])],
+                       [vi("y", T.FLOAT, [8, 3])], inits=[table])
+    onnx.save(model, str(tmp_path / "gather.onnx"))
+    report = comparator.compare(tmp_path / "gather.onnx", ["ort", "ref"])
+    assert {v.status for v in report.variants} == {"failed"} and report.exit_code == 3
+    notes = [n for n in report.model.get("notes", []) if n.startswith("every variant failed on random inputs")]
+    assert notes and "'idx'" in notes[0] and "--inputs" in notes[0]
+    np.savez(tmp_path / "idx.npz", idx=np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int64))
+    real = comparator.compare(tmp_path / "gather.onnx", ["ort", "ref"], inputs=tmp_path / "idx.npz")
+    assert real.passed and not any("random inputs" in n for n in real.model.get("notes", []))
