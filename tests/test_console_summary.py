@@ -258,6 +258,22 @@ def test_a_failed_variants_stderr_is_plain_and_fits() -> None:
     assert all(len(line) <= 80 for line in lines)
 
 
+def test_a_caught_failure_shows_its_message_and_not_its_traceback(monkeypatch) -> None:
+    """A failure the worker caught says what went wrong in its error line; the traceback behind it is for
+    debugging: shown with -v (INFERCMP_DEBUG), not otherwise. A worker that died said nothing: its stderr shows."""
+    monkeypatch.delenv("INFERCMP_DEBUG", raising=False)
+    trace = 'Traceback (most recent call last):\n  File "worker.py", line 9, in run\nValueError: bad shape'
+    r = synthetic(3, 1)
+    r.variants.append(VariantReport("tvm", "tvm", {}, "failed", error="ValueError: bad shape", stderr_tail=trace))
+    r.variants.append(VariantReport("tf", "tf", {}, "crashed", error="the worker died from SIGSEGV",
+                                    stderr_tail="Fatal Python error: Segmentation fault"))
+    text = "\n".join(printed(r, 100))
+    assert "tvm: failed: ValueError: bad shape" in text and "Traceback" not in text
+    assert "stderr (last lines):" in text and "Fatal Python error: Segmentation fault" in text
+    monkeypatch.setenv("INFERCMP_DEBUG", "1")
+    assert "Traceback (most recent call last):" in "\n".join(printed(r, 100))
+
+
 def test_string_outputs_need_no_tolerance_figures(tmp_path: Path) -> None:
     """A string output that differs (ORT writes 9 where onnx.reference writes 9.0) passes no finite tolerance, and
     has no ULPs: the summary says so instead of printing atol inf."""

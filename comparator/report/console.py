@@ -2,12 +2,12 @@
 tensors, fitted to the terminal's width whatever the model's size (`--table full` is report/table.py)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..result import Report, severity
 from .text import (EQUAL, VERDICTS, broken_lines, figures, fit, glue, latency_text, minimum_glued, observer_text,
-                   oracle_lines, sci_text, snr_text, tolerance_text, ulp_text, verdict_text, where_text, wrap)
+                   oracle_lines, sci_text, snr_text, stderr_lines, tolerance_text, ulp_text, verdict_text, where_text,
+                   wrap)
 
 
 TOP = 15  # rows of the table of the worst tensors
@@ -16,7 +16,6 @@ SHORT = 8  # variant names up to this long head the table's columns themselves; 
 NAME_MIN = 16  # the tensor column never gets narrower than this (or the longest name)
 OP_MIN = 12  # op types are cut to this before tensor names are
 NAME_WITH_ULP = 24  # tensor names are cut to this much to keep max ULP beside SNR
-STDERR_LINES = 6  # of a failed variant's stderr
 
 
 def labels(names: list[str]) -> dict[str, str]:
@@ -24,9 +23,6 @@ def labels(names: list[str]) -> dict[str, str]:
     if all(len(n) <= SHORT for n in names):
         return {n: n for n in names}
     return {n: f"v{i + 1}" for i, n in enumerate(names)}
-
-
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours and controls in a worker's stderr
 
 
 def _grid(heads: list[list[str]], rows: list[list[str]], right: list[bool], width: int, flex: int | None) -> list[str]:
@@ -82,8 +78,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         add(f"{head}: {v.status}: {v.error}", "red", first=True)
         if v.hint:
             add(f"hint: {v.hint}")
-        tail = [clean for line in v.stderr_tail.splitlines() if (clean := _CONTROL.sub("", line)).strip()]
-        tail = tail[-STDERR_LINES:]
+        tail = stderr_lines(v)
         if tail:
             out.append(("    stderr (last lines):", None))
             out.extend((fit("      " + line, width), "dim") for line in tail)

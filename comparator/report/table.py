@@ -6,7 +6,7 @@ from typing import Any
 
 from ..result import Report, TensorReport
 from .text import (COLUMNS, LISTED_DOUBTS, VERDICTS, broken_lines, metric_cells, observer_text, oracle_lines,
-                   verdict_text)
+                   stderr_lines, verdict_text)
 
 
 def _all_identical(t: TensorReport) -> bool:
@@ -129,9 +129,10 @@ def render_findings(report: Report, console: Any) -> None:
             console.print(f"[red]{v.name}: {v.status}[/]: {v.error}")
             if v.hint:
                 console.print(f"  hint: {v.hint}")
-            if v.stderr_tail:
+            tail = stderr_lines(v)
+            if tail:
                 console.print("  stderr (last lines):")
-                for line in v.stderr_tail.splitlines():
+                for line in tail:
                     console.print(f"    {line}", markup=False, highlight=False)
     for name, tensor in report.first_divergence.items():
         beyond = report.first_beyond_tolerance.get(name)

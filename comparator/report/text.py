@@ -4,6 +4,8 @@ inside one figure can be glued (`glue`) so that `wrap` never breaks a line insid
 from __future__ import annotations
 
 import math
+import os
+import re
 import textwrap
 from typing import Any
 
@@ -11,6 +13,20 @@ from ..result import Report, TensorReport
 
 
 COLUMNS = ("identical", "max_abs", "mean_abs", "max_rel", "max_ulp", "p99_ulp", "cosine", "snr_dB", "nan/inf")
+
+
+STDERR_LINES = 6  # of a variant's stderr, where the terminal shows it
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours and controls in a worker's stderr
+
+
+def stderr_lines(v: Any) -> list[str]:
+    """The last lines of a variant's stderr that the terminal shows: those of a worker that died or ran out of time,
+    which said nothing itself. A failure the worker caught has its message in the error line already, and its
+    traceback is for debugging: shown with -v (INFERCMP_DEBUG), always kept in the JSON and HTML reports."""
+    if v.status not in ("crashed", "timeout") and not os.environ.get("INFERCMP_DEBUG"):
+        return []
+    tail = [clean for line in (v.stderr_tail or "").splitlines() if (clean := _CONTROL.sub("", line)).strip()]
+    return tail[-STDERR_LINES:]
 
 
 def num(x: Any, digits: int = 2) -> str:
