@@ -254,6 +254,14 @@ def assert_clean_error(err: str, *needles: str) -> None:
         assert needle in lines[0], (needle, err)
 
 
+def after_progress(err: str) -> str:
+    """stderr past the progress lines of the work done before an error (`infercmp: ...`, all before it)."""
+    lines = err.splitlines()
+    start = next((i for i, line in enumerate(lines) if not line.startswith("infercmp: ")), len(lines))
+    assert not any(line.startswith("infercmp: ") for line in lines[start:]), err
+    return "\n".join(lines[start:])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: the whole ONNX node suite through each backend, checked against "
                                        "tests/conformance/*.txt (minutes; CI runs it as its own step)")

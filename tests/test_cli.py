@@ -136,6 +136,24 @@ def test_progress_in_a_log_is_plain_lines_per_phase(models, tmp_path):
     assert lines[-1].startswith("infercmp: comparing tensors: done in ")
 
 
+def test_capture_and_check_show_their_phases_in_a_log(models, tmp_path):
+    """A release gate in CI runs for as long as its model needs: capture and check say what they are doing, in
+    plain lines, as compare does; with -q they say nothing."""
+    bundle = tmp_path / "b.icmp"
+    proc = run("capture", models.small, "-b", "ort,ref", "-o", bundle)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "infercmp: running the variants (2)..." and "infercmp: ref: run" in lines  # --tap outputs
+    assert any(line.startswith("infercmp: running the variants: done in ") for line in lines)
+    proc = run("check", models.small, "--baseline", bundle, "-q")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "infercmp: running the variants (2)..." and "\x1b" not in proc.stderr
+    assert lines[-1].startswith("infercmp: comparing tensors: done in ")
+    proc = run("-q", "check", models.small, "--baseline", bundle)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
 def test_script_backends():
     proc = run("backends", script=True)
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,6 @@ input, 3 a variant could not run.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import typer
 
 from . import outputs
 from .app import Typer, app, quiet_blas
+from .progress import stderr_phases
 
 audit_app = Typer(no_args_is_help=True, help="Which settings keep a sample's result the same: across batches, "
                                              "thread counts, repeated runs.")
@@ -49,18 +49,10 @@ def _audit(run: Any, model: Path, backends: list[str], inputs: Path | None, shap
 
     _guard(json_out, inputs, model)
     timeout_s = api.check_numbers(timeout=timeout, seed=seed, jobs=jobs)
-    with _events() as events:
+    with stderr_phases() as events:
         result = run(model, parse_list(backends), inputs, shapes=parse_shapes(shape), seed=seed, tap_spec=tap,
                      timeout=timeout_s, jobs=jobs, events=events, **extra)
     outputs.finish(result, json_out)
-
-
-def _events() -> Any:
-    from rich.console import Console
-
-    from .progress import phases
-
-    return phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1")
 
 
 def _guard(json_out: Path | None, inputs: Path | None, model: Path) -> None:
@@ -148,7 +140,7 @@ def advise(model: Path | None = typer.Argument(None, help="the .onnx model (not 
                          "e.g. infercmp advise model.onnx -b 'ort:opt=disable|all'")
     _guard(json_out, inputs, model)
     timeout_s = api.check_numbers(timeout=timeout, seed=seed, time=time)
-    with _events() as events:
+    with stderr_phases() as events:
         result = run_advice(model, backends, targets, inputs, atol=atol, max_ulp=max_ulp, time=time,
                             shapes=parse_shapes(shape), seed=seed, timeout=timeout_s, events=events)
     outputs.finish(result, json_out, lambda _: result.lines(top))

@@ -64,9 +64,7 @@ def compare(
     from ..measure.metrics import Tolerance
     from ..variant import parse_list
 
-    from rich.console import Console
-
-    from .progress import phases
+    from .progress import stderr_phases
 
     from . import outputs
 
@@ -75,7 +73,7 @@ def compare(
     outputs.guard(reports, {"--inputs": inputs}, {"the model": model}, {"--model-explorer": model_explorer_out})
     variants = parse_list(backends)
     api.check_sweep(variants, yes, jobs)
-    with phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1") as events:
+    with stderr_phases() as events:
         report = api.compare(model, variants, inputs=inputs, reference=reference, tap_spec=tap,
                              shapes=parse_shapes(shape), seed=seed, samples=samples,
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from .app import app, plain, quiet_blas
+from .progress import stderr_phases
 from .outputs import TABLE_HELP
 from ..errors import UsageError
 
@@ -79,9 +80,10 @@ def capture(
     label_values, label_key = bundle.read_labels(inputs, labels)
     if labels is not None and label_values is None:
         raise UsageError("--labels needs --inputs FILE.npz holding that array")
-    meta = capture_bundle(model, variants, out, inputs, tap_spec=tap, shapes=parse_shapes(shape), seed=seed,
-                          samples=samples, timeout=timeout_s, jobs=jobs, labels=label_values, labels_key=label_key,
-                          force=force, compression=compression)
+    with stderr_phases() as events:
+        meta = capture_bundle(model, variants, out, inputs, tap_spec=tap, shapes=parse_shapes(shape), seed=seed,
+                              samples=samples, timeout=timeout_s, jobs=jobs, labels=label_values,
+                              labels_key=label_key, force=force, compression=compression, events=events)
     count = sum(len(v) for r in meta["runs"] for v in r["tensors"].values())
     typer.echo(f"captured {', '.join(str(v) for v in variants)} on {meta['environment']['host']}: "
                f"{count} tensor{'s' if count != 1 else ''}, {_size(out.stat().st_size)} -> {out}")
@@ -328,15 +330,17 @@ def check(
         if inputs is not None or shape or labels is not None:
             raise UsageError("--inputs, --labels and --shape apply to --against only",
                              "the baseline bundle carries its own inputs")
-        result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout_s, jobs=jobs,
-                            update_baseline=update_baseline)
+        with stderr_phases() as events:
+            result = gate.check(model, baseline, policy, variants=backends or None, timeout=timeout_s, jobs=jobs,
+                                update_baseline=update_baseline, events=events)
     else:
         assert against is not None  # exactly one of the two, checked above
         if update_baseline:
             raise UsageError("--update-baseline applies to --baseline only")
-        result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,
-                                     shapes=parse_shapes(shape), seed=seed, samples=samples, labels_key=labels,
-                                     tap_spec=tap, timeout=timeout_s, jobs=jobs)
+        with stderr_phases() as events:
+            result = gate.compare_models(against, model, backends or ["ort"], inputs, policy,
+                                         shapes=parse_shapes(shape), seed=seed, samples=samples, labels_key=labels,
+                                         tap_spec=tap, timeout=timeout_s, jobs=jobs, events=events)
     out = _console(outputs.takes_stdout(*reports.values()))
     if not quiet:
         for report in result.reports:

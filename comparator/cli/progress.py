@@ -9,6 +9,7 @@ start and when they end, and each variant a line per run it starts. Nothing is p
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..events import Event, Listener
 
-QUIET_PHASES = ("load", "tap")  # validation: a line only when slow
+QUIET_PHASES = ("load", "tap", "baseline", "bundle")  # reading and writing: a line only when slow
 SLOW_S = 1.0
 
 
@@ -31,6 +32,13 @@ def phases(console: Any, enabled: bool = True) -> Iterator[Listener | None]:
             yield live
     else:
         yield _Plain()
+
+
+def stderr_phases() -> contextlib.AbstractContextManager[Listener | None]:
+    """`phases` on stderr, unless -q (INFERCMP_QUIET) asked for none: what every command that runs a model shows."""
+    from rich.console import Console
+
+    return phases(Console(stderr=True), enabled=os.environ.get("INFERCMP_QUIET") != "1")
 
 
 class _Plain:

@@ -25,6 +25,8 @@ from .. import api, assemble
 from . import bundle as bundle_mod, bundle_writer
 from ..graph import model as model_mod
 from ..errors import UsageError
+from ..events import Listener, emit
+from ..run.variants import load as load_model
 from ..measure.metrics import Tolerance
 from ..graph.model import Model, TensorInfo
 from .policy import Policy, load as load_policy
@@ -117,7 +119,8 @@ Pair = tuple[VariantRun, VariantRun]  # (reference run, candidate run) of one va
 
 def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, pairs: list[Pair],
           matches: list[Match], unmatched: tuple[list[str], list[str]], feed_info: dict[str, Any],
-          labels: np.ndarray | None, skipped: list[tuple[str, str]], missing_outputs: list[str]) -> GateResult:
+          labels: np.ndarray | None, skipped: list[tuple[str, str]], missing_outputs: list[str],
+          events: Listener | None = None) -> GateResult:
     """One report per pair (reference tensors re-keyed to the candidate's names), then the policy's verdict."""
     infos = {m.tensor.name: m.tensor for m in matches}
     plan = TapPlan([m.tensor for m in matches], list(skipped))
@@ -129,7 +132,7 @@ def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, p
     for ref_run, cand_run in pairs:
         ref_run = rekey(ref_run, matches)
         report, facts = assemble.analyse(candidate, plan, [ref_run, cand_run], ref_run.variant, pol.default_tolerance,
-                                    feed_info, pol.tolerance_for, classes=outs)
+                                    feed_info, pol.tolerance_for, classes=outs, events=events)
         note_rules(report, pol)
         verdicts = evaluate(report, facts, pol, infos, labels, outs)
         for v in verdicts.values():
@@ -146,15 +149,16 @@ def _gate(mode: str, reference: dict[str, Any], candidate: Model, pol: Policy, p
 def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
           policy: Policy | str | Path | None = None, *, variants: Sequence[str] | None = None,
           timeout: float | None = 600.0, jobs: int = 0, update_baseline: bool = False,
-          progress: Callable[[VariantRun], None] | None = None) -> GateResult:
+          progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None) -> GateResult:
     """Run `model` now on the baseline's variants and inputs and gate it against the baseline bundle.
 
     A model that differs from the baseline's is the normal release case: tensors are matched by name, then by
     structure, and the result names both hashes. `update_baseline` rewrites the bundle with this run (keeping
-    the previous one as `<baseline>.prev`) when every variant ran, whatever the verdict."""
+    the previous one as `<baseline>.prev`) when every variant ran, whatever the verdict. `events`: progress, as
+    api.compare's."""
     base = baseline if isinstance(baseline, bundle_mod.Bundle) else bundle_mod.Bundle.open(baseline)
     pol = _policy(policy)
-    new = model if isinstance(model, Model) else model_mod.load(model)
+    new = model if isinstance(model, Model) else load_model(model, events)
     chosen = list(base.variants) if variants is None else parse_list(variants)
     stray = [str(v) for v in chosen if v not in base.variants]
     if stray:
@@ -173,17 +177,19 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
     feeds, labels = base.feeds(), base.labels()
     folder = api.temp_dir("infercmp-check-")
     try:
+        emit(events, "baseline", "reading the baseline")
         reference = base.extract(folder / "baseline", "baseline")
+        emit(events, "baseline", "reading the baseline", end=True)
         by_variant = {getattr(r.variant, "plain", r.variant): r for r in reference}
         rs = api.run_variants(new, chosen, folder / "candidate", feeds, tap_spec=tap_spec, timeout=timeout,
-                              jobs=jobs, progress=progress)
+                              jobs=jobs, progress=progress, events=events)
         pairs = [(by_variant[v], _label(run, "candidate")) for v, run in zip(chosen, rs.runs)]
         env = base.meta["environment"]
         ref_info = {"kind": "baseline", "path": str(base.path), "sha256": base.model_sha256, "created": base.created,
                     "host": env.get("host"), "model": base.meta["model"].get("path")}
         feed_info = {k: v for k, v in base.meta["inputs"].items() if k != "sha256"}
         result = _gate("baseline", ref_info, new, pol, pairs, matches, (old_un, new_un), feed_info, labels,
-                       rs.plan.skipped, [o for o in base.outputs if o in old_un])
+                       rs.plan.skipped, [o for o in base.outputs if o in old_un], events)
         failed = [str(r.variant) for r in rs.runs if not r.ok]
         if update_baseline and failed:
             result.not_updated = f"{', '.join(failed)} could not run"
@@ -212,12 +218,14 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
                    policy: Policy | str | Path | None = None, *, shapes: Mapping[str, tuple[int, ...]] | None = None,
                    seed: int = 0, samples: int = 1, labels_key: str | None = None, tap_spec: str = "all",
                    timeout: float | None = 600.0, jobs: int = 0,
-                   progress: Callable[[VariantRun], None] | None = None) -> GateResult:
+                   progress: Callable[[VariantRun], None] | None = None,
+                   events: Listener | None = None) -> GateResult:
     """Compare two exports of one network on the same inputs, per variant: tensors matched by name, then by
-    structure (graph output position; k-th tensor of an op type with the same shape and type)."""
+    structure (graph output position; k-th tensor of an op type with the same shape and type). `events`:
+    progress, as api.compare's."""
     pol = _policy(policy)
-    old_m = old if isinstance(old, Model) else model_mod.load(old)
-    new_m = new if isinstance(new, Model) else model_mod.load(new)
+    old_m = old if isinstance(old, Model) else load_model(old, events)
+    new_m = new if isinstance(new, Model) else load_model(new, events)
     chosen = parse_list([variants] if isinstance(variants, str) else list(variants))
     old_plan, new_plan = tap_plan(old_m, tap_spec), tap_plan(new_m, tap_spec)
     matches, old_un, new_un = match_tensors(old_plan.tapped, new_plan.tapped, old_m.outputs, new_m.outputs)
@@ -227,13 +235,13 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     folder = api.temp_dir("infercmp-models-")
     try:
         rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress)
+                                  jobs=jobs, progress=progress, events=events)
         rs_new = api.run_variants(new_m, chosen, folder / "new", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress)
+                                  jobs=jobs, progress=progress, events=events)
         pairs = [(_label(a, "old"), _label(b, "new")) for a, b in zip(rs_old.runs, rs_new.runs)]
         ref_info = {"kind": "model", "path": str(old_m.path), "sha256": old_m.sha256}
         return _gate("models", ref_info, new_m, pol, pairs, matches, (old_un, new_un), feed_info, labels,
-                     rs_new.plan.skipped, [o for o in old_m.outputs if o in old_un])
+                     rs_new.plan.skipped, [o for o in old_m.outputs if o in old_un], events)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
