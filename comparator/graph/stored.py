@@ -155,13 +155,17 @@ def external_dir(path: str | os.PathLike[str]) -> Path:
     return Path(named) if named else Path(path).resolve().parent
 
 
-def load(path: str | os.PathLike[str]) -> Any:
-    """The model at `path` as an onnx.ModelProto with every weight loaded, wherever it is stored."""
+def load(path: str | os.PathLike[str], weights: bool = True) -> Any:
+    """The model at `path` as an onnx.ModelProto with every weight loaded, wherever it is stored. With `weights`
+    false, the weights stored as external data stay references: a backend that copies each into its own tensors
+    reads them one at a time from `external_dir(path)` (`numpy_helper.to_array(t, base_dir)`), and never holds
+    the model's weights twice."""
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(path), load_external_data=False)
-    load_external_data_for_model(proto, str(external_dir(path)))
+    if weights:
+        load_external_data_for_model(proto, str(external_dir(path)))
     return proto
 
 

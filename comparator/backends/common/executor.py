@@ -194,7 +194,8 @@ class GraphExecutor:
     into framework tensors; every value produced stays a framework tensor until the caller converts it."""
 
     def __init__(self, model: Any, table: OpTable, to_tensor: Callable[[np.ndarray], Any],
-                 options: Mapping[str, Any] | None = None, describe: Callable[[Any], str] = describe_value):
+                 options: Mapping[str, Any] | None = None, describe: Callable[[Any], str] = describe_value,
+                 base_dir: str = ""):
         from onnx import numpy_helper
 
         self.table = table
@@ -203,7 +204,9 @@ class GraphExecutor:
         self.options = dict(options or {})
         self.opsets = {_domain(o.domain): o.version for o in model.opset_import}
         self.model = model
-        self.constants = {t.name: to_tensor(numpy_helper.to_array(t)) for t in model.graph.initializer}
+        # one initializer at a time: weights still stored as external data (graph/stored.load(weights=False)) are
+        # read from `base_dir`, copied into the framework's tensor, and their bytes let go
+        self.constants = {t.name: to_tensor(numpy_helper.to_array(t, base_dir)) for t in model.graph.initializer}
         self.graph = model.graph  # one wrapper object for the whole run: plans are cached by its id
         self._plans: dict[int, tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]] = {}
         missing = sorted(self._missing(model.graph))

@@ -85,15 +85,18 @@ class TfBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TfSession:
+        # float64 promotes every weight in the proto first; otherwise each is read into its tensor from its file
+        whole = options["dtype"] == "float64"
         try:
-            model = stored.load(model_path)
+            model = stored.load(model_path, weights=whole)
         except Exception as exc:  # noqa: BLE001 - any load failure is this variant's failure
             raise BackendError(f"tf backend could not read {model_path}: {exc}") from None
-        return open_model(model, options)
+        return open_model(model, options, "" if whole else str(stored.external_dir(model_path)))
 
 
-def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
-    """Open an in-memory ModelProto (what `TfBackend.open` does after loading the file)."""
+def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> TfSession:
+    """Open an in-memory ModelProto (what `TfBackend.open` does after loading the file); `base_dir`: where the
+    weights it still stores as external data are (graph/stored.load)."""
     _check_types(model, options["mode"])
     if options["dtype"] == "float64":
         from ...graph.promote import promote_float64
@@ -106,7 +109,7 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TfSession:
 
     device = _device(tf, options)
     with tf.device(device):
-        executor = GraphExecutor(model, load(), tf.constant, options)
+        executor = GraphExecutor(model, load(), tf.constant, options, base_dir=base_dir)
         executor.tensor_attributes()
     return TfSession(tf, executor, model, options, device)
 

@@ -74,15 +74,18 @@ class TorchBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TorchSession:
+        # float64 promotes every weight in the proto first; otherwise each is read into its tensor from its file
+        whole = options["dtype"] == "float64"
         try:
-            model = stored.load(model_path)
+            model = stored.load(model_path, weights=whole)
         except Exception as exc:  # noqa: BLE001 - protobuf raises its own types
             raise BackendError(f"could not read {model_path}: {exc}", "check that the file is an ONNX model") from None
-        return open_model(model, options)
+        return open_model(model, options, "" if whole else str(stored.external_dir(model_path)))
 
 
-def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
-    """Open an in-memory ModelProto (the backend's open() after loading the file)."""
+def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> TorchSession:
+    """Open an in-memory ModelProto (the backend's open() after loading the file); `base_dir`: where the weights it
+    still stores as external data are (graph/stored.load)."""
     from ..common.executor import GraphExecutor
     from . import table as torch_ops
 
@@ -96,7 +99,8 @@ def open_model(model: Any, options: Mapping[str, Any]) -> TorchSession:
     from .ops import load
 
     table = load()
-    executor = GraphExecutor(model, table, lambda a: torch_ops.from_numpy(a, device), {"device": device})
+    executor = GraphExecutor(model, table, lambda a: torch_ops.from_numpy(a, device), {"device": device},
+                             base_dir=base_dir)
     executor.tensor_attributes()
     return TorchSession(executor, model, options, device, notes)
 
