@@ -23,14 +23,20 @@ class ReferenceBackend(BackendBase):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        model = stored.load(model_path)
+        from ..graph.promote import promote_float64, read_weights
         from ..graph.subgraphs import read_metadata
 
+        model = stored.load(model_path, weights=False)
         wanted = read_metadata(model)
-        if options["dtype"] == "float64":
-            from ..graph.promote import promote_float64
-
+        float64 = options["dtype"] == "float64"
+        if float64:
             model = promote_float64(model)
+        # The weights stored as external data are read one at a time (widened with float64) and given to every run
+        # as values, as initializers are: the evaluator would copy each out of the proto and keep both.
+        weights = dict(read_weights(model, str(stored.external_dir(model_path)), float64))
+        kept = [t for t in model.graph.initializer if t.name not in weights]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
         try:
             opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
             evaluator = _evaluator_class(ReferenceEvaluator)(model, new_ops=_kernels(opset))
@@ -39,7 +45,7 @@ class ReferenceBackend(BackendBase):
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"onnx.reference could not load the model: {type(exc).__name__}: {exc}") from None
         evaluator.wanted = wanted or set()
-        return ReferenceSession(evaluator, model, options, onnx.__version__)
+        return ReferenceSession(evaluator, model, options, onnx.__version__, weights)
 
     def taps_subgraphs(self, options: Mapping[str, Any]) -> bool:
         return True
@@ -288,10 +294,12 @@ def _cast(value: Any, dtype: Any) -> Any:
 
 
 class ReferenceSession:
-    def __init__(self, evaluator: Any, model: Any, options: Mapping[str, Any], version: str):
+    def __init__(self, evaluator: Any, model: Any, options: Mapping[str, Any], version: str,
+                 weights: Mapping[str, np.ndarray] | None = None):
         import onnx
 
         self._evaluator = evaluator
+        self._weights = dict(weights or {})  # initializers given to each run (ReferenceBackend.open)
         self._inputs = {}  # input -> the element type a feed is cast to (a sequence's tensors each)
         for vi in model.graph.input:
             tp = vi.type.sequence_type.elem_type if vi.type.WhichOneof("value") == "sequence_type" else vi.type
@@ -304,6 +312,7 @@ class ReferenceSession:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
         cast = {k: _cast(v, self._inputs[k]) if k in self._inputs else v for k, v in feeds.items()}
+        cast.update(self._weights)
         evaluator = self._evaluator
         evaluator.recording = {} if evaluator.wanted else None
         try:

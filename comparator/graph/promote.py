@@ -6,6 +6,11 @@ float type (float32, float16, bfloat16) become float64, in subgraphs too. Intege
 boolean tensors are untouched. Quantization ops keep their float scales (the spec allows no float64 there) and
 compute as the model says: a Cast to the scale's type feeds each quantizer, and a Cast to float64 follows each
 DequantizeLinear, so the float64 part of the graph meets them at well-typed borders.
+
+Weights still stored as external data (a derived copy loaded with graph/stored.load(weights=False)) are left as
+they are, float32 references into their file: `read_weights` reads each one and widens it as the rewrite widens an
+inline one, so that a backend never holds the model's float32 weights, a float64 copy of the proto and its own
+tensors at once (on a 2.3 GB model, 11 GiB).
 """
 from __future__ import annotations
 
@@ -32,10 +37,40 @@ def _float_types() -> set[int]:
     return {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 
 
-def _tensor(t: Any) -> None:
+def widened(model: Any) -> set[str]:
+    """The main-graph initializers promote_float64 widens to float64: the float ones that are no quantization
+    scale (external ones included, which it leaves to `read_weights`)."""
+    graph = model.graph
+    keep = _scales(graph)
+    return {t.name for t in graph.initializer if t.data_type in _float_types() and t.name not in keep}
+
+
+def read_weights(model: Any, base_dir: str, float64: bool) -> Any:
+    """Each main-graph initializer of `model` stored as external data, as (name, array), read from `base_dir` one at
+    a time; widened to float64 where promote_float64 widens (with `float64`)."""
     import numpy as np
+    import onnx
     from onnx import numpy_helper
 
+    wide = widened(model) if float64 else set()
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            arr = numpy_helper.to_array(t, base_dir)
+            yield t.name, arr.astype(np.float64) if t.name in wide else arr
+
+
+def _scales(graph: Any) -> set[str]:
+    """The quantization scales among a graph's values: they keep their float type."""
+    return {n.input[i] for n in graph.node for i in _SCALES.get(n.op_type, ()) if i < len(n.input)}
+
+
+def _tensor(t: Any) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return  # a reference into the weights' file: read_weights reads and widens it
     if t.data_type in _float_types():
         arr = numpy_helper.to_array(t).astype(np.float64)
         t.CopyFrom(numpy_helper.from_array(arr, t.name))
@@ -61,7 +96,7 @@ def _type(tp: Any) -> None:
 def _graph(graph: Any) -> None:
     import onnx
 
-    keep = {n.input[i] for n in graph.node for i in _SCALES.get(n.op_type, ()) if i < len(n.input)}
+    keep = _scales(graph)
     for t in graph.initializer:
         if t.name not in keep:
             _tensor(t)

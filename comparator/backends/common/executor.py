@@ -195,8 +195,11 @@ class GraphExecutor:
 
     def __init__(self, model: Any, table: OpTable, to_tensor: Callable[[np.ndarray], Any],
                  options: Mapping[str, Any] | None = None, describe: Callable[[Any], str] = describe_value,
-                 base_dir: str = ""):
+                 base_dir: str = "", float64: bool = False):
+        import onnx
         from onnx import numpy_helper
+
+        from ...graph.promote import read_weights
 
         self.table = table
         self.describe = describe  # a value's type and shape in an error message
@@ -204,9 +207,12 @@ class GraphExecutor:
         self.options = dict(options or {})
         self.opsets = {_domain(o.domain): o.version for o in model.opset_import}
         self.model = model
-        # one initializer at a time: weights still stored as external data (graph/stored.load(weights=False)) are
-        # read from `base_dir`, copied into the framework's tensor, and their bytes let go
-        self.constants = {t.name: to_tensor(numpy_helper.to_array(t, base_dir)) for t in model.graph.initializer}
+        self.constants = {t.name: to_tensor(numpy_helper.to_array(t)) for t in model.graph.initializer
+                          if t.data_location != onnx.TensorProto.EXTERNAL}
+        # Weights still stored as external data (graph/stored.load(weights=False)), one at a time: read from
+        # `base_dir` (widened as graph/promote widens, with `float64`), copied into the framework's tensor, let go.
+        for name, value in read_weights(model, base_dir, float64):
+            self.constants[name] = to_tensor(value)
         self.graph = model.graph  # one wrapper object for the whole run: plans are cached by its id
         self._plans: dict[int, tuple[Any, list[_Step], tuple[Any, ...], tuple[str, ...]]] = {}
         missing = sorted(self._missing(model.graph))

@@ -85,13 +85,11 @@ class TfBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TfSession:
-        # float64 promotes every weight in the proto first; otherwise each is read into its tensor from its file
-        whole = options["dtype"] == "float64"
-        try:
-            model = stored.load(model_path, weights=whole)
+        try:  # each weight is read into its tensor from its file (graph/stored.py)
+            model = stored.load(model_path, weights=False)
         except Exception as exc:  # noqa: BLE001 - any load failure is this variant's failure
             raise BackendError(f"tf backend could not read {model_path}: {exc}") from None
-        return open_model(model, options, "" if whole else str(stored.external_dir(model_path)))
+        return open_model(model, options, str(stored.external_dir(model_path)))
 
 
 def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> TfSession:
@@ -109,7 +107,8 @@ def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> Tf
 
     device = _device(tf, options)
     with tf.device(device):
-        executor = GraphExecutor(model, load(), tf.constant, options, base_dir=base_dir)
+        executor = GraphExecutor(model, load(), tf.constant, options, base_dir=base_dir,
+                                 float64=options["dtype"] == "float64")
         executor.tensor_attributes()
     return TfSession(tf, executor, model, options, device)
 

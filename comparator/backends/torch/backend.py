@@ -74,13 +74,11 @@ class TorchBackend(BackendBase):
         return env
 
     def open(self, model_path: str, options: Mapping[str, Any]) -> TorchSession:
-        # float64 promotes every weight in the proto first; otherwise each is read into its tensor from its file
-        whole = options["dtype"] == "float64"
-        try:
-            model = stored.load(model_path, weights=whole)
+        try:  # each weight is read into its tensor from its file (graph/stored.py)
+            model = stored.load(model_path, weights=False)
         except Exception as exc:  # noqa: BLE001 - protobuf raises its own types
             raise BackendError(f"could not read {model_path}: {exc}", "check that the file is an ONNX model") from None
-        return open_model(model, options, "" if whole else str(stored.external_dir(model_path)))
+        return open_model(model, options, str(stored.external_dir(model_path)))
 
 
 def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> TorchSession:
@@ -100,7 +98,7 @@ def open_model(model: Any, options: Mapping[str, Any], base_dir: str = "") -> To
 
     table = load()
     executor = GraphExecutor(model, table, lambda a: torch_ops.from_numpy(a, device), {"device": device},
-                             base_dir=base_dir)
+                             base_dir=base_dir, float64=options["dtype"] == "float64")
     executor.tensor_attributes()
     return TorchSession(executor, model, options, device, notes)
 
