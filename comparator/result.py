@@ -181,12 +181,13 @@ class Report:
             return None
         folded = found.get("folded", 0)
         text = (f"{variant}: tapped the graph it optimized, {found.get('tapped', 0):,} tensors; {away:,} it does not "
-                "compute are \"fused\" in the tables"
+                f"compute {'is' if away == 1 else 'are'} \"fused\" in the tables"
                 + (f" ({folded:,} of them folded into constants)" if folded else ""))
         if groups:
             big = max(groups, key=lambda g: len(g["nodes"]))
             ops = sorted(set(big["ops"]))
-            text += (f"; {len(groups):,} group{'s' * (len(groups) != 1)} of nodes run fused, the largest "
+            text += (f"; {len(groups):,} group{'s' * (len(groups) != 1)} of nodes "
+                     f"{'run' if len(groups) != 1 else 'runs'} fused, the largest "
                      f"{len(big['nodes']):,} nodes from {big['nodes'][0]}"
                      + (f" as {', '.join(ops[:3])}" + (" ..." if len(ops) > 3 else "") if ops else " (folded)"))
         if variant == self.reference and away:

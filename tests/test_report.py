@@ -12,7 +12,7 @@ from comparator.errors import ReportError
 from comparator.measure.metrics import FIELDS
 from comparator.report import table, text
 from comparator.report import json as json_report
-from comparator.result import SCHEMA_VERSION, Report
+from comparator.result import SCHEMA_VERSION, Report, TensorReport
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,16 @@ def test_observer_text_names_each_changed_output():
     r.observer_detail = {"v": {"y": {"max_ulp": 526344, "max_abs": 0.0039215684},
                                "z": {"max_ulp": 1, "max_abs": math.inf}}}
     assert text.observer_text(r, "v") == "y (max ULP 526,344, max abs 0.003922), z (max ULP 1, max abs inf)"
+
+
+def test_the_fusion_note_agrees_in_number():
+    """One tensor 'is' fused and one group 'runs' fused; two 'are' and two 'run'."""
+    def note(away: int, groups: int) -> str:
+        tensors = [TensorReport(f"t{i}", "Add", f"n{i}", i, [1], "float32", False, fused=["a"]) for i in range(away)]
+        r = Report(model={}, reference="b", tolerance={}, variants=[], tensors=tensors)
+        r.fusion = {"a": {"mode": "optimized", "tapped": 3, "folded": 0,
+                          "groups": [{"nodes": ["x", "y"], "ops": ["Gemm"]}] * groups}}
+        return r.fusion_note("a") or ""
+
+    assert "; 1 it does not compute is \"fused\"" in note(1, 1) and "; 1 group of nodes runs fused," in note(1, 1)
+    assert "; 2 it does not compute are \"fused\"" in note(2, 2) and "; 2 groups of nodes run fused," in note(2, 2)
