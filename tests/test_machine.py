@@ -47,3 +47,8 @@ def test_this_machine():
     elif platform.machine() in ("aarch64", "arm64"):
         assert env["cpu_flags"]
     assert cpu_description()["cpu_flags"] == env["cpu_flags"]
+    processor = platform.processor()  # `uname -p`: blank, or the machine's name, on the Linux distributions
+    if not processor or processor == platform.machine():
+        assert env["os"] == platform.platform()
+    else:  # a distribution whose `uname -p` says more: the string as platform.platform() gives it, less that field
+        assert env["os"] == platform.platform().replace(f"-{processor.replace(' ', '_')}", "", 1)

@@ -56,13 +56,22 @@ def cpu_description() -> dict[str, Any]:
     return out
 
 
+def os_description() -> str:
+    """`platform.platform()`'s string (`Linux-6.1.0-x86_64-with-glibc2.36`) without its processor field, which on
+    Linux is blank or the machine's name and costs a `uname -p` subprocess forked from the worker."""
+    name = os.uname()
+    libc = "".join(platform.libc_ver())
+    return "-".join(part.replace(" ", "_") for part in (name.sysname, name.release, name.machine) if part) + (
+        f"-with-{libc}" if libc else "")
+
+
 def environment_fingerprint() -> dict[str, Any]:
     """What the numbers depend on besides the backend: CPU (model, architecture, vendor, microarchitecture, ISA
     features), cores, OS, Python, NumPy."""
     return {
         **cpu_description(),
         "cores": os.cpu_count(),
-        "os": platform.platform(),
+        "os": os_description(),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
