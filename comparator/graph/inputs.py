@@ -73,10 +73,12 @@ def unbound_error(resolved: Sequence[tuple[InputSpec, tuple[int | None, ...]]]) 
     one more try then runs. None when nothing is unbound."""
     found: list[str] = []
     hints: list[str] = []
+    unbound = 0
     for spec, dims in resolved:
         gaps = [i for i, d in enumerate(dims) if d is None]
         if not gaps:
             continue
+        unbound += len(gaps)
         names = [spec.shape[i] if spec.shape else None for i in gaps]
         found.append(f"input {spec.name!r} {_fmt(spec.shape)} has {'an ' if len(gaps) == 1 else ''}unbound "
                      f"dimension{'s' if len(gaps) > 1 else ''} "
@@ -87,8 +89,7 @@ def unbound_error(resolved: Sequence[tuple[InputSpec, tuple[int | None, ...]]]) 
             hints.append(f"--shape {spec.name}=" + "x".join("N" if d is None else str(d) for d in dims))
     if not found:
         return None
-    return InputError("; ".join(found), f"bind {'them' if len(hints) > 1 or 'dimensions' in found[0] else 'it'}: "
-                      + " ".join(hints))
+    return InputError("; ".join(found), f"bind {'them' if unbound > 1 else 'it'}: " + " ".join(hints))
 
 
 def _fmt(shape: Sequence[Any] | None) -> str:
