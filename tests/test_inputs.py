@@ -128,6 +128,28 @@ def test_every_unbound_dimension_of_every_input_is_named_at_once(tmp_path, cli):
     assert info.value.hint == "bind it: --shape c=1x4xN"
 
 
+def test_a_named_dimension_is_one_value_in_every_input(tmp_path, cli):
+    """silero_vad's `input [batch, sequence]` and `state [2, batch, 128]`: the batch that the first input's leading
+    axis gets (one sample), or that an input's whole --shape gives, binds `batch` in the other input too."""
+    model = make_model([helper.make_node("Relu", ["input"], ["y"]), helper.make_node("Relu", ["state"], ["z"])],
+                       [vi("input", T.FLOAT, ["batch", "sequence"]), vi("state", T.FLOAT, [2, "batch", 3])],
+                       [vi("y", T.FLOAT, ["batch", "sequence"]), vi("z", T.FLOAT, [2, "batch", 3])])
+    onnx.save(model, str(tmp_path / "vad.onnx"))
+    m = model_mod.load(tmp_path / "vad.onnx")
+    with pytest.raises(InputError) as info:
+        feeds_mod.make_feeds(m, {})
+    assert info.value.message == "input 'input' [batch, sequence] has an unbound dimension 'sequence'"
+    assert info.value.hint == "bind it: --shape sequence=N"
+    feeds = feeds_mod.make_feeds(m, {"sequence": (5,)})
+    assert feeds["input"].shape == (1, 1, 5) and feeds["state"].shape == (1, 2, 1, 3)
+    feeds = feeds_mod.make_feeds(m, {"input": (4, 5)})
+    assert feeds["input"].shape == (1, 4, 5) and feeds["state"].shape == (1, 2, 4, 3)
+    feeds = feeds_mod.make_feeds(m, {"sequence": (5,), "batch": (2,)})
+    assert feeds["input"].shape == (1, 2, 5) and feeds["state"].shape == (1, 2, 2, 3)
+    code, _, err = cli("compare", tmp_path / "vad.onnx", "--backends", "ort", "--shape", "sequence=5")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("dims", [[-1, 3, 8, -1], [0, 3, 8, 0], ["?", 3, 8, "?"], [None, 3, 8, None]],
                          ids=["minus-one", "zero", "question-mark", "missing"])
 def test_non_positive_missing_and_unnamed_dims_are_dynamic(tmp_path, dims):

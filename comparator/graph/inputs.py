@@ -67,6 +67,28 @@ def resolve_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]]) -> tup
     return tuple(dims)
 
 
+def with_batch(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """`shapes` with the named dimensions it binds implicitly: a name is one value wherever it appears (ONNX's
+    symbolic dims). The names in an input's whole shape given by --shape take its values; a name that is some
+    input's dynamic batch axis (its first, of rank 2 or more) is DEFAULT_BATCH unless bound. So `state [2, batch,
+    128]` gets the batch that `input [batch, sequence]` does."""
+    out = dict(shapes)
+    inputs = {spec.name for spec in specs}
+
+    def bind(name: Any, value: int) -> None:
+        if isinstance(name, str) and name and name not in out and name not in inputs:
+            out[name] = (value,)
+
+    for spec in specs:  # an input's whole shape, given, binds the names of its dims
+        if spec.name in shapes and spec.shape is not None and len(shapes[spec.name]) == len(spec.shape):
+            for name, value in zip(spec.shape, shapes[spec.name]):
+                bind(name, value)
+    for spec in specs:
+        if spec.name not in shapes and spec.shape is not None and len(spec.shape) > 1:
+            bind(spec.shape[0], DEFAULT_BATCH)
+    return out
+
+
 def unbound_error(resolved: Sequence[tuple[InputSpec, tuple[int | None, ...]]]) -> InputError | None:
     """One error for every dimension that `resolve_shape` left unbound, in every input, with the --shape
     arguments that bind them all (a named dimension once, by its name; an unnamed one by its input's whole shape):
@@ -135,6 +157,7 @@ def make_feeds(model: Model, shapes: Mapping[str, tuple[int, ...]], seed: int = 
     if samples < 1:
         raise UsageError("--samples must be >= 1")
     _check_shape_keys(model, shapes)
+    shapes = with_batch(model.inputs, shapes)
     typed = [(spec, np_dtype(spec), resolve_shape(spec, shapes)) for spec in model.inputs]
     error = unbound_error([(spec, dims) for spec, _, dims in typed])
     if error is not None:
