@@ -9,13 +9,14 @@ import tempfile
 import time
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .measure import analysis
 from . import backends
 from . import caches
-from . import assemble
+from . import assemble, windows
 from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
@@ -151,7 +152,8 @@ def resolve_variants(variants: Sequence[str | Variant] | str,
 
 def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
                  inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
-                 tap_spec: str | Sequence[str] = "all", shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 tap_spec: str | Sequence[str] | tap.TapPlan = "all",
+                 shapes: Mapping[str, tuple[int, ...]] | None = None,
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
@@ -209,6 +211,10 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         on the first sample's feeds, their median, min and max in `variant.timings["latency"]`
         (`report.latency(name)`). With time > 0 and `jobs` left at 0 the variants run one at a time, so that
         their timings do not compete for the cores; pass `jobs` to run them together anyway.
+    max_disk: bytes the tapped tensors may take at once (default: 90% of the free space where they are written).
+        A plan that needs more taps in windows (windows.py: the variants run once per slice of the graph's
+        tensors, each slice compared and deleted before the next; a note says so); one that cannot be cut so, or
+        with `isolate`, is refused before anything runs, with the number it needs.
     Raises TypeError for an argument of the wrong type, InfercmpError subclasses for bad input; a variant that
     fails is reported, not raised.
     """
@@ -243,9 +249,19 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         start_workers(variant_list, folder, jobs, time, ready, ref)  # their imports overlap loading the model
         loaded = model if isinstance(model, model_mod.Model) else variants_mod.load(model, events)
         scores = analysis.class_outputs(loaded.tensors, classes)
-        rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                          samples=samples, timeout=timeout, jobs=jobs, repeat=repeat, progress=progress,
-                          events=events, max_disk=max_disk, time=time, ready=ready, ahead=ahead)
+        run_args: dict[str, Any] = dict(shapes=shapes, seed=seed, samples=samples, timeout=timeout, jobs=jobs,
+                                        repeat=repeat, progress=progress, events=events, max_disk=max_disk, time=time)
+        plan = tap.plan(loaded, tap_spec)
+        cut = None if isolate else windows.split(loaded, plan, variant_list, samples, repeat, ("untapped", "tapped"),
+                                                 time, folder, max_disk)
+        if cut is not None:
+            report = _windowed(loaded, plan, cut, variant_list, ref, folder, inputs, tolerance, scores, ready, ahead,
+                               run_args)
+            if not own_dir:
+                report.model.setdefault("notes", []).append(f"--workdir: this run's logs are in {folder}")
+            return report
+        rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=plan, ready=ready, ahead=ahead,
+                          **run_args)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
@@ -272,6 +288,47 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                 folder.rmdir()  # only when nothing ran (an argument was refused): an empty run folder says nothing
             except OSError:
                 pass
+
+
+def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, variant_list: list[Variant],
+              ref: Variant, folder: Path, inputs: str | Path | Mapping[str, np.ndarray] | None, tolerance: Tolerance,
+              classes: list[str], ready: spawn.Ready, ahead: Ahead, run_args: dict[str, Any]) -> Report:
+    """Run and compare window by window (windows.py), each window's tensors deleted once compared; one report."""
+    events: Listener | None = run_args["events"]
+    count = len(cut.slices)
+    outputs = [t for t in loaded.tensors if t.is_output]
+    parts: list[tuple[Any, list[VariantRun]]] = []
+    far: dict[tuple[str, str], bool] = {}
+    feed_info: dict[str, Any] = {}
+    text = (f"tapping in {count} windows: one pass needs {caches.format_size(cut.need)} of disk, over the budget of "
+            f"{caches.format_size(cut.budget)}")
+    emit(events, "window", text, 0, count)
+    for i in range(count):
+        own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
+        try:
+            rs = run_variants(loaded, variant_list, folder if i == 0 else folder / f"window-{i + 1}", inputs,
+                              tap_spec=cut.plan(i, outputs, plan.skipped),
+                              kinds=("untapped", "tapped") if i == 0 else ("tapped",),
+                              ready=ready if i == 0 else None, ahead=own, **run_args)
+            if i == 0:  # the same feeds for every window
+                inputs, feed_info = rs.feeds, rs.feed_info
+            facts, runs, _ = assemble.collect(rs.plan, cut.catalogue(i, outputs), loaded.outputs if i == 0 else [],
+                                              rs.runs, ref, tolerance, None, [], classes, events, own)
+        finally:
+            if i:
+                own.close()
+        far.update(windows.far_elements(facts, runs, ref, tolerance))
+        windows.drop_tensors(runs)
+        parts.append((facts, runs))
+        emit(events, "window", text, i + 1, count, end=i + 1 == count)
+        if not next(r for r in runs if r.variant == ref).ok:
+            break  # nothing to compare the next windows with
+    facts, runs = windows.merge(parts)
+    report = assemble.build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, windows.element_far(far))
+    report.model.setdefault("notes", []).append(
+        f"tapped in {count} windows (--max-disk): one pass needs {caches.format_size(cut.need)} of disk, over the "
+        f"budget of {caches.format_size(cut.budget)}; each window's tensors were compared, then deleted")
+    return report
 
 
 def temp_dir(prefix: str) -> Path:

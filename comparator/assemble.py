@@ -67,23 +67,50 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     top-1 labels are compared, by default those of analysis.class_outputs; `ahead`: what was compared while the
     runs went on, stopped here and used)."""
     classes = analysis.class_outputs(loaded.tensors) if classes is None else list(classes)
+    facts, runs, isolated = collect(plan, plan.tapped, loaded.outputs, runs, ref, tolerance, tolerance_for, isolated,
+                                    classes, events, ahead)
+    reference = next(r for r in runs if r.variant == ref)
+    by_name = {str(r.variant): r for r in runs}
+
+    def element_far(name: str) -> Callable[[TensorReport, float, float], bool]:
+        return lambda t, atol, rtol: far_apart(reference, by_name[name], t.name, kind_for(t), atol, rtol)
+
+    return build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, element_far), facts
+
+
+def collect(plan: tap.TapPlan, catalogue: Sequence[model_mod.TensorInfo], outputs: Sequence[str],
+            runs: Sequence[VariantRun], ref: Variant, tolerance: Tolerance,
+            tolerance_for: Callable[[model_mod.TensorInfo], Tolerance] | None, isolated: Sequence[VariantRun],
+            classes: Sequence[str], events: Listener | None, ahead: Ahead | None
+            ) -> tuple[Facts, list[VariantRun], list[VariantRun]]:
+    """The facts of `catalogue` (tensors of `plan`) and of the final `outputs` in the runs' files, and the runs and
+    isolated runs, with any whose tensor file cannot be read marked failed."""
     blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
     runs, isolated = list(runs), list(isolated)
     known = None if ahead is None else ahead.finish()
     while True:
         reference = next(r for r in runs if r.variant == ref)
-        total = len(plan.tapped) if reference.ok else len(loaded.outputs)
+        total = len(catalogue) if reference.ok else len(outputs)
 
         def counted(done: int, total: int = total) -> None:
             emit(events, "compare", "comparing tensors", done, total, end=done == total)
 
         try:
-            facts = gather(plan.tapped, loaded.outputs, runs, reference, tolerance, tolerance_for, isolated,
+            facts = gather(catalogue, outputs, runs, reference, tolerance, tolerance_for, isolated,
                            classes, blind, counted if events is not None else None, known)
-            break
+            return facts, runs, isolated
         except TensorFileError as exc:  # that run failed; the others are compared without it
             if not (_fail_owner(runs, exc) or _fail_owner(isolated, exc)):
                 raise
+
+
+def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], ref: Variant, tolerance: Tolerance,
+          feed_info: dict[str, Any], facts: Facts, classes: Sequence[str],
+          element_far: Callable[[str], Callable[[TensorReport, float, float], bool]]) -> Report:
+    """The report from the facts: `element_far(variant)(tensor, atol, rtol)` says whether one element of that
+    variant's tensor is further than atol + rtol * |reference| from the reference's (analysis.broken_middle)."""
+    reference = next(r for r in runs if r.variant == ref)
+    blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
@@ -126,13 +153,9 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
-    by_name = {str(r.variant): r for r in runs}
     for name in report.first_divergence:
         if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
-            def element_far(t: TensorReport, atol: float, rtol: float, name: str = name) -> bool:
-                return far_apart(reference, by_name[name], t.name, kind_for(t), atol, rtol)
-
-            broken = analysis.broken_middle(report.tensors, name, report.tolerance, element_far)
+            broken = analysis.broken_middle(report.tensors, name, report.tolerance, element_far(name))
             if broken:
                 report.broken_middle[name] = broken
     failed = any(not r.ok for r in runs)
@@ -141,7 +164,7 @@ def analyse(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], 
         report.model.setdefault("notes", []).append(_random_feeds_note(loaded))
     report.passed = within and not failed
     report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
-    return report, facts
+    return report
 
 
 def _random_feeds_note(loaded: model_mod.Model) -> str:

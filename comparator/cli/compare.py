@@ -50,9 +50,9 @@ def compare(
     model_explorer_out: Path | None = typer.Option(None, "--model-explorer", metavar="DIR",
                                                    help="write Model Explorer node data into this folder: one file "
                                                         "per variant and metric, to view over the model's graph"),
-    max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take (500M, 20G); "
-                                        "a plan that needs more is refused before running (default: 90% of the "
-                                        "free space)"),
+    max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take at once (500M, "
+                                        "20G; default: 90% of the free space); a plan that needs more taps in "
+                                        "windows, one slice of the graph at a time, or is refused before running"),
     yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""

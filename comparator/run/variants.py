@@ -121,7 +121,7 @@ def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time
 
 
 def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
-        inputs: str | Path | Mapping[str, np.ndarray] | None, tap_spec: str | Sequence[str],
+        inputs: str | Path | Mapping[str, np.ndarray] | None, tap_spec: str | Sequence[str] | tap.TapPlan,
         shapes: Mapping[str, tuple[int, ...]], seed: int, samples: int, timeout: float | None, jobs: int,
         repeat: int, kinds: Sequence[str], progress: Callable[[VariantRun], None] | None,
         events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready,
@@ -133,7 +133,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     each variant taps a graph of its own."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else load(model, events)
-    plan = tap.plan(loaded, tap_spec)
+    plan = tap_spec if isinstance(tap_spec, tap.TapPlan) else tap.plan(loaded, tap_spec)
     feeds, feed_info = resolve_feeds(loaded, inputs, shapes, seed, samples)
     outs = _folders(folder, variant_list)  # created by start_workers, checked fresh there
     modes = {v: backends.fusion_mode(v)[0] for v in variant_list}
@@ -142,11 +142,7 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     # hold every tapped tensor, and no tapped copy is written. A variant that computes every tensor whether tapped
     # or not runs once, tapped: that run's final outputs are what it computes untapped (repeats and timing still
     # need a session of the untapped model).
-    bare = not plan.fused and not plan.inside and set(plan.names) <= set(loaded.outputs)
-    if bare and "untapped" in kinds:
-        kinds = ("untapped",)
-    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
-    once = {v for v in variant_list if single and modes[v] == "node-by-node"}
+    kinds, once, bare = run_kinds(loaded, plan, variant_list, kinds, repeat, time)
     check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
                weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
     if bare:
@@ -199,6 +195,18 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     return RunSet(loaded, plan, feeds, feed_info, runs, folder)
 
 
+def run_kinds(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Variant], kinds: Sequence[str],
+              repeat: int, time: int) -> tuple[Sequence[str], set[Variant], bool]:
+    """The run kinds every variant's worker runs, the variants that run once, tapped, and whether the plan is
+    bare (final outputs only: no tapped copy)."""
+    bare = not plan.fused and not plan.inside and set(plan.names) <= set(loaded.outputs)
+    if bare and "untapped" in kinds:
+        kinds = ("untapped",)
+    single = set(kinds) == {"untapped", "tapped"} and repeat == 1 and time == 0
+    once = {v for v in variant_list if single and backends.fusion_mode(v)[0] == "node-by-node"}
+    return kinds, once, bare
+
+
 def load(path: str | Path, events: Listener | None) -> model_mod.Model:
     emit(events, "load", "loading and checking the model")
     loaded = model_mod.load(path)
@@ -220,11 +228,10 @@ def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sample
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
     variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
     bound."""
-    per_sample = sum(elements(t.shape) * itemsize(t.dtype) for t in plan.tapped)
-    outputs = sum(elements(t.shape) * itemsize(t.dtype) for t in loaded.tensors if t.is_output)
-    writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
-    need = (writes * (variants - once) + per_sample * once) * samples + graphs
-    budget = max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
+    per_sample = sum(tensor_bytes(t) for t in plan.tapped)
+    outputs = sum(tensor_bytes(t) for t in loaded.tensors if t.is_output)
+    need = disk_need(per_sample, outputs, variants, samples, repeat, kinds, graphs, once)
+    budget = disk_budget(folder, max_disk)
     if need > budget:
         size = caches.format_size
         raise UsageError(f"the tapped tensors need at least {size(need)} of disk in {folder} ({len(plan.tapped)} "
@@ -234,6 +241,24 @@ def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sample
                          + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
                          "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
                          "use a --workdir on a bigger disk, or raise --max-disk")
+
+
+def disk_need(per_sample: int, outputs: int, variants: int, samples: int, repeat: int, kinds: Sequence[str],
+              graphs: int = 0, once: int = 0) -> int:
+    """Bytes the workers write for `per_sample` bytes of tapped tensors and `outputs` bytes of final outputs per
+    sample (see check_disk)."""
+    writes = (2 * repeat - 1) * ((per_sample if "tapped" in kinds else 0) + (outputs if "untapped" in kinds else 0))
+    return (writes * (variants - once) + per_sample * once) * samples + graphs
+
+
+def disk_budget(folder: Path, max_disk: int | None) -> int:
+    """--max-disk, or 90% of the free space in `folder`."""
+    return max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
+
+
+def tensor_bytes(t: model_mod.TensorInfo) -> int:
+    """Bytes of one sample of a tensor (dynamic dims count 1)."""
+    return elements(t.shape) * itemsize(t.dtype)
 
 
 def itemsize(dtype: str | None) -> int:
