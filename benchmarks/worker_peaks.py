@@ -19,10 +19,12 @@ from pathlib import Path
 def children(pid: int) -> list[int]:
     """Every descendant of `pid`, depth first."""
     found: list[int] = []
-    try:
-        direct = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return found
+    direct: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a child belongs to the thread that started it
+        try:
+            direct += (task / "children").read_text().split()
+        except OSError:
+            continue
     for child in map(int, direct):
         found += [child, *children(child)]
     return found
