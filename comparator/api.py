@@ -302,8 +302,11 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
     feed_info: dict[str, Any] = {}
     text = (f"tapping in {count} windows: one pass needs {caches.format_size(cut.need)} of disk, over the budget of "
             f"{caches.format_size(cut.budget)}")
-    emit(events, "window", text, 0, count)
+    emit(events, "windows", text, 0, count)
     for i in range(count):
+        catalogue = cut.catalogue(i, outputs)
+        which = f"window {i + 1} of {count} ({len(catalogue)} tensors)"
+        emit(events, "window", which)
         own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
         try:
             rs = run_variants(loaded, variant_list, folder if i == 0 else folder / f"window-{i + 1}", inputs,
@@ -312,17 +315,19 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
                               ready=ready if i == 0 else None, ahead=own, **run_args)
             if i == 0:  # the same feeds for every window
                 inputs, feed_info = rs.feeds, rs.feed_info
-            facts, runs, _ = assemble.collect(rs.plan, cut.catalogue(i, outputs), loaded.outputs if i == 0 else [],
-                                              rs.runs, ref, tolerance, None, [], classes, events, own)
+            facts, runs, _ = assemble.collect(rs.plan, catalogue, loaded.outputs if i == 0 else [], rs.runs, ref,
+                                              tolerance, None, [], classes, events, own)
         finally:
             if i:
                 own.close()
         far.update(windows.far_elements(facts, runs, ref, tolerance))
         windows.drop_tensors(runs)
         parts.append((facts, runs))
-        emit(events, "window", text, i + 1, count, end=i + 1 == count)
+        emit(events, "window", which, end=True)
+        emit(events, "windows", text, i + 1, count)
         if not next(r for r in runs if r.variant == ref).ok:
             break  # nothing to compare the next windows with
+    emit(events, "windows", text, count, count, end=True)
     facts, runs = windows.merge(parts)
     report = assemble.build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, windows.element_far(far))
     report.model.setdefault("notes", []).append(

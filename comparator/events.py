@@ -3,8 +3,8 @@
 `compare(..., events=listener)` calls `listener(Event)` when a phase starts, advances and ends. Phases:
 `load` (reading and checking the model), `tap` (writing the tapped copy), `run` (the workers; `variant` events
 say which run of which variant is going on: `untapped open`, `tapped run`...), `compare` (the tensors, counted),
-`isolate` (the --isolate replay), `window` (tapping in windows, counted: the phases above repeat per window); the
-gate's `baseline` (reading its bundle) and capture's `bundle` (writing one).
+`isolate` (the --isolate replay), `windows` (tapping in windows, counted) and `window` (one of them: `run` and
+`compare` repeat in each); the gate's `baseline` (reading its bundle) and capture's `bundle` (writing one).
 A listener must be quick and must not raise.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Event:
     """One phase event: which phase, what a person reads, its count, whether it ended."""
-    phase: str          # load | tap | run | compare | isolate | window | baseline | bundle | variant
+    phase: str          # load | tap | run | compare | isolate | windows | window | baseline | bundle | variant
     text: str           # what a person reads: "loading and checking the model"
     done: int = 0       # units done so far (tensors compared, variants finished)
     total: int = 0      # units in all; 0: not counted

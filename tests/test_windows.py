@@ -128,3 +128,22 @@ def test_the_broken_middle_is_judged_window_by_window(tmp_path, build, feed, bro
                              max_disk=need(sum(variants.tensor_bytes(t) for t in plan.tapped), True) - 1)
     assert any(n.startswith("tapped in ") for n in cut.model["notes"])
     assert cut.broken_middle == one.broken_middle and cut.passed
+
+
+def test_each_window_is_a_phase_of_the_progress(tmp_path):
+    """A log shows the windows' count and budget, then each window, its runs and its comparisons."""
+    events = []
+    _, plan, _, need = one_pass_need(CNN, ["ort", "torch"])
+    budget = need(sum(variants.tensor_bytes(t) for t in plan.tapped), True) // 2
+    report = comparator.compare(CNN, ["ort", "torch"], max_disk=budget, events=events.append)
+    outer = [e for e in events if e.phase == "windows"]
+    count = outer[0].total
+    assert count >= 2 and outer[0].text.startswith(f"tapping in {count} windows: one pass needs ")
+    assert [(e.done, e.end) for e in outer] == [(0, False)] + [(i, False) for i in range(1, count + 1)] + [
+        (count, True)]
+    windows_seen = [e for e in events if e.phase == "window"]
+    assert [e.text.split(" (")[0] for e in windows_seen if not e.end] == [f"window {i} of {count}"
+                                                                          for i in range(1, count + 1)]
+    compared = sum(int(e.text.split("(")[1].split()[0]) for e in windows_seen if not e.end)
+    assert compared == len(report.tensors)
+    assert sum(e.phase == "run" and e.end for e in events) == count
