@@ -21,7 +21,7 @@ from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
-from .fileio import write_error
+from .fileio import available_memory, write_error
 from .measure.ahead import Ahead
 from .measure.metrics import Tolerance
 from .result import Report
@@ -174,9 +174,9 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                                 events, max_disk, time, ready, ahead)
 
 
-def parse_size(text: str) -> int:
-    """Bytes from a --max-disk value (`500M`, `20G`, `1.5T`); UsageError otherwise."""
-    return caches.parse_size(text, "--max-disk")
+def parse_size(text: str, option: str = "--max-disk") -> int:
+    """Bytes from a --max-disk or --max-memory value (`500M`, `20G`, `1.5T`); UsageError otherwise."""
+    return caches.parse_size(text, option)
 
 
 def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Variant] | str,
@@ -187,7 +187,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
             repeat: int = 1, isolate: bool = False, workdir: str | Path | None = None,
             classes: Sequence[str] = (), oracle: bool = False,
             progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
-            max_disk: int | None = None, time: int = 0) -> Report:
+            max_disk: int | None = None, time: int = 0, max_memory: int | None = None) -> Report:
     """Run `model` on every variant, tap its tensors, and compare each variant with the reference.
 
     variants: variant strings (`ort`, `ort:opt=disable`, `ref:dtype=float64`, sweeps `ort:opt=basic|all`).
@@ -215,6 +215,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         A plan that needs more taps in windows (windows.py: the variants run once per slice of the graph's
         tensors, each slice compared and deleted before the next; a note says so); one that cannot be cut so, or
         with `isolate`, is refused before anything runs, with the number it needs.
+    max_memory: bytes of one sample's tapped tensors a worker may hold at once (a backend returns a run's outputs
+        together; default: half the available memory, shared by the workers that run at once). A plan over it
+        taps in windows too (not with `isolate`).
     Raises TypeError for an argument of the wrong type, InfercmpError subclasses for bad input; a variant that
     fails is reported, not raised.
     """
@@ -253,7 +256,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                                         repeat=repeat, progress=progress, events=events, max_disk=max_disk, time=time)
         plan = tap.plan(loaded, tap_spec)
         cut = None if isolate else windows.split(loaded, plan, variant_list, samples, repeat, ("untapped", "tapped"),
-                                                 time, folder, max_disk)
+                                                 time, folder, max_disk,
+                                                 _memory(max_memory, variants_mod.worker_count(jobs, time,
+                                                                                               len(variant_list))))
         if cut is not None:
             report = _windowed(loaded, plan, cut, variant_list, ref, folder, inputs, tolerance, scores, ready, ahead,
                                run_args)
@@ -300,8 +305,7 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
     parts: list[tuple[Any, list[VariantRun]]] = []
     far: dict[tuple[str, str], bool] = {}
     feed_info: dict[str, Any] = {}
-    text = (f"tapping in {count} windows: one pass needs {caches.format_size(cut.need)} of disk, over the budget of "
-            f"{caches.format_size(cut.budget)}")
+    text = f"tapping in {count} windows: {cut.reason()}"
     emit(events, "windows", text, 0, count)
     for i in range(count):
         catalogue = cut.catalogue(i, outputs)
@@ -331,9 +335,18 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
     facts, runs = windows.merge(parts)
     report = assemble.build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, windows.element_far(far))
     report.model.setdefault("notes", []).append(
-        f"tapped in {count} windows (--max-disk): one pass needs {caches.format_size(cut.need)} of disk, over the "
-        f"budget of {caches.format_size(cut.budget)}; each window's tensors were compared, then deleted")
+        f"tapped in {count} windows ({'--max-disk' if cut.need > cut.budget else '--max-memory'}): {cut.reason()}; "
+        "each window's tensors were compared, then deleted")
     return report
+
+
+def _memory(max_memory: int | None, workers: int) -> int | None:
+    """Bytes of one sample's tapped tensors each worker may hold: `max_memory`, or half the available memory shared
+    by the workers that run at once (None where the available memory is unknown)."""
+    if max_memory is not None:
+        return max_memory
+    available = available_memory()
+    return None if available is None else available // 2 // max(1, workers)
 
 
 def temp_dir(prefix: str) -> Path:

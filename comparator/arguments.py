@@ -116,6 +116,10 @@ def check_compare(args: Mapping[str, Any], func: str = "compare") -> None:
     if max_disk is not None and not _is_int(max_disk):
         _fail(func, "max_disk", max_disk, "bytes as an int >= 0 (comparator.api.parse_size(\"20G\") reads a size), "
                                           "or None (90% of the free space)")
+    max_memory = got.get("max_memory")
+    if max_memory is not None and not _is_int(max_memory):
+        _fail(func, "max_memory", max_memory, "bytes as an int >= 0 (comparator.api.parse_size(\"4G\") reads a "
+                                              "size), or None (half the available memory, shared by the workers)")
 
 
 def _is_int(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """Tapping in windows, when the tapped tensors of one pass would not fit the disk budget (--max-disk, by default 90%
-of the free space where they are written).
+of the free space where they are written), or one sample's would not fit the memory a worker may give them at once
+(--max-memory, by default half the available memory, shared by the workers that run at once).
 
 `split` cuts the plan's tensors, in graph order, into windows whose tensors fit the budget. The variants then run
 once per window, each tapping its window's tensors and the final outputs (the first window also runs every variant
@@ -15,6 +16,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import caches
 from .measure import analysis
 from .measure.facts import Facts, far_apart
 from .measure.metrics import Tolerance
@@ -27,11 +29,22 @@ from .variant import Variant
 
 @dataclasses.dataclass
 class Windows:
-    """The windows of a plan: each one's tensors (graph order), and what one pass would need against the budget."""
+    """The windows of a plan: each one's tensors (graph order); what one pass would write against the disk budget,
+    and what each worker would hold at once (one sample's tapped tensors) against the memory budget."""
 
     slices: list[list[model_mod.TensorInfo]]
     need: int
     budget: int
+    held: int = 0
+    memory: int | None = None
+
+    def reason(self) -> str:
+        """Why one pass does not do (the disk first)."""
+        size = caches.format_size
+        if self.need > self.budget:
+            return f"one pass needs {size(self.need)} of disk, over the budget of {size(self.budget)}"
+        return (f"one pass holds {size(self.held)} of tensors per sample in each worker, over the memory budget of "
+                f"{size(self.memory or 0)}")
 
     def catalogue(self, i: int, outputs: Sequence[model_mod.TensorInfo]) -> list[model_mod.TensorInfo]:
         """The tensors window `i` compares: its own, less the final outputs, which the first window compares (its
@@ -47,10 +60,13 @@ class Windows:
 
 
 def split(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Variant], samples: int, repeat: int,
-          kinds: Sequence[str], time: int, folder: Path, max_disk: int | None) -> Windows | None:
-    """The windows that fit the budget, when one pass does not; None when one pass fits, when the plan cannot be
-    cut (--tap fused, or final outputs only), or when one window cannot hold the final outputs and one tensor
-    beside them (then one pass runs and its disk check refuses, with the number it needs)."""
+          kinds: Sequence[str], time: int, folder: Path, max_disk: int | None,
+          memory: int | None = None) -> Windows | None:
+    """The windows that fit the budgets, when one pass does not: the disk (`max_disk`, see run/variants.check_disk)
+    and, with `memory`, the bytes of one sample's tapped tensors that a worker holds at once (a backend returns a
+    run's outputs together). None when one pass fits, when the plan cannot be cut (--tap fused, or final outputs
+    only), or when one window cannot hold the final outputs and one tensor beside them (then one pass runs: its
+    disk check refuses, with the number it needs)."""
     if plan.fused:
         return None
     first_kinds, once, bare = variants_mod.run_kinds(loaded, plan, variant_list, kinds, repeat, time)
@@ -63,21 +79,23 @@ def split(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Var
         return variants_mod.disk_need(per_sample, outputs, len(variant_list), samples, repeat,
                                       first_kinds if first else ("tapped",), once=len(once) if first else 0)
 
-    whole = need(sum(variants_mod.tensor_bytes(t) for t in plan.tapped), True)
-    if whole <= budget:
+    limit = memory if memory is not None else float("inf")
+    per_sample = sum(variants_mod.tensor_bytes(t) for t in plan.tapped)
+    whole = need(per_sample, True)
+    if whole <= budget and per_sample <= limit:
         return None
     slices: list[list[model_mod.TensorInfo]] = [[]]
     held = outputs  # the final outputs are tapped in every window
     for t in plan.tapped:
         size = 0 if t.is_output else variants_mod.tensor_bytes(t)
-        if need(held + size, len(slices) == 1) > budget:
-            if not slices[-1] or need(outputs + size, False) > budget:
+        if need(held + size, len(slices) == 1) > budget or held + size > limit:
+            if not slices[-1] or need(outputs + size, False) > budget or outputs + size > limit:
                 return None
             slices.append([])
             held = outputs
         slices[-1].append(t)
         held += size
-    return Windows(slices, whole, budget)
+    return Windows(slices, whole, budget, per_sample, memory)
 
 
 def far_elements(facts: Facts, runs: Sequence[VariantRun], ref: Variant, tolerance: Tolerance

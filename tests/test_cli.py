@@ -178,6 +178,7 @@ def test_script_backends():
     (["--inputs", "gone.npz"], ["does not exist"]),
     (["--max-disk", "10"], ["need at least", "over the budget of 10 B (--max-disk)"]),
     (["--max-disk", "lots"], ["--max-disk='lots' is not a size"]),
+    (["--max-memory", "lots"], ["--max-memory='lots' is not a size"]),
 ])
 def test_usage_errors_exit_2_with_a_hint(models, args, needles):
     proc = run("compare", models.small, *args)

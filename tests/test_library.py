@@ -189,6 +189,7 @@ def test_to_dict_round_trip(report):
     ({"seed": "1"}, "compare(seed='1'): pass an int, not str"),
     ({"isolate": "yes"}, "compare(isolate='yes'): pass True or False"),
     ({"max_disk": "20G"}, "parse_size"),
+    ({"max_memory": 1.5e9}, "compare(max_memory=1500000000.0): pass bytes as an int"),
     ({"reference": 1}, "compare(reference=1): pass one variant string"),
     ({"tap_spec": 3}, "compare(tap_spec=3): pass \"all\", \"fused\", \"outputs\""),
 ])

@@ -147,3 +147,24 @@ def test_each_window_is_a_phase_of_the_progress(tmp_path):
     compared = sum(int(e.text.split("(")[1].split()[0]) for e in windows_seen if not e.end)
     assert compared == len(report.tensors)
     assert sum(e.phase == "run" and e.end for e in events) == count
+
+
+def test_a_worker_holding_one_sample_over_the_memory_budget_taps_in_windows(tmp_path):
+    """A backend returns a run's outputs together: with --max-memory under one sample's tapped tensors, each window
+    holds at most that much, and the report is the one pass's."""
+    loaded, plan, outputs, _ = one_pass_need(CNN, EXACT)
+    per_sample = sum(variants.tensor_bytes(t) for t in plan.tapped)
+    memory = per_sample // 3
+    cut = windows.split(loaded, plan, [Variant.parse(v) for v in EXACT], 1, 1, ("untapped", "tapped"), 0, tmp_path,
+                        None, memory)
+    assert cut is not None and len(cut.slices) >= 3 and cut.held == per_sample
+    assert cut.reason().startswith("one pass holds ") and "over the memory budget of" in cut.reason()
+    for own in cut.slices:
+        assert outputs + sum(variants.tensor_bytes(t) for t in own if not t.is_output) <= memory
+    assert windows.split(loaded, plan, [Variant.parse(v) for v in EXACT], 1, 1, ("untapped", "tapped"), 0,
+                         tmp_path, None, per_sample) is None
+    one = comparator.compare(CNN, EXACT)
+    windowed = comparator.compare(CNN, EXACT, max_memory=memory)
+    assert any(n.startswith(f"tapped in {len(cut.slices)} windows (--max-memory): one pass holds ")
+               for n in windowed.model["notes"]), windowed.model["notes"]
+    assert [t.metrics for t in windowed.tensors] == [t.metrics for t in one.tensors]

@@ -53,6 +53,9 @@ def compare(
     max_disk: str | None = typer.Option(None, "--max-disk", help="disk the tapped tensors may take at once (500M, "
                                         "20G; default: 90% of the free space); a plan that needs more taps in "
                                         "windows, one slice of the graph at a time, or is refused before running"),
+    max_memory: str | None = typer.Option(None, "--max-memory", help="memory one sample's tapped tensors may take "
+                                          "in each worker (4G; default: half the available memory, shared by the "
+                                          "workers); a plan that needs more taps in windows"),
     yes: bool = typer.Option(False, "--yes", help="run a sweep of more than 256 variants"),
 ) -> None:
     """Run MODEL on every variant, tap every tensor, and compare each variant with the reference."""
@@ -79,7 +82,8 @@ def compare(
                              tolerance=Tolerance(atol, rtol, max_ulp), timeout=timeout, jobs=jobs,
                              repeat=repeat, time=time_runs, isolate=isolate, workdir=workdir,
                              classes=[c for item in classes for c in item.split(",") if c.strip()], oracle=oracle,
-                             events=events, max_disk=None if max_disk is None else api.parse_size(max_disk))
+                             events=events, max_disk=None if max_disk is None else api.parse_size(max_disk),
+                             max_memory=None if max_memory is None else api.parse_size(max_memory, "--max-memory"))
     # A report on stdout (`--json -`) keeps stdout to itself: the table and findings go to stderr.
     out = outputs.console(to_stderr=outputs.takes_stdout(*reports.values()))
     outputs.show(report, out, table, top, quiet)
