@@ -217,7 +217,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         with `isolate`, is refused before anything runs, with the number it needs.
     max_memory: bytes of one sample's tapped tensors a worker may hold at once (a backend returns a run's outputs
         together; default: half the available memory, shared by the workers that run at once). A plan over it
-        taps in windows too (not with `isolate`).
+        taps in windows too; one over a `max_memory` given that no window fits (or with `isolate`) is refused.
     Raises TypeError for an argument of the wrong type, InfercmpError subclasses for bad input; a variant that
     fails is reported, not raised.
     """
@@ -259,6 +259,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                                                  time, folder, max_disk,
                                                  _memory(max_memory, variants_mod.worker_count(jobs, time,
                                                                                                len(variant_list))))
+        if cut is None and max_memory is not None:
+            _check_memory(plan, max_memory, isolate)
         if cut is not None:
             report = _windowed(loaded, plan, cut, variant_list, ref, folder, inputs, tolerance, scores, ready, ahead,
                                run_args)
@@ -338,6 +340,20 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         f"tapped in {count} windows ({'--max-disk' if cut.need > cut.budget else '--max-memory'}): {cut.reason()}; "
         "each window's tensors were compared, then deleted")
     return report
+
+
+def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool) -> None:
+    """Refuse, before anything runs, a plan whose one sample of tapped tensors is over --max-memory when it is not
+    tapped in windows (windows.split found none that fits, or --isolate or --tap fused)."""
+    held = sum(variants_mod.tensor_bytes(t) for t in plan.tapped)
+    if held <= max_memory:
+        return
+    why = ("--isolate feeds every tensor at once" if isolate else "--tap fused taps each variant's own graph"
+           if plan.fused else "the final outputs and one more tensor are over it")
+    size = caches.format_size
+    raise UsageError(f"one sample's tapped tensors take {size(held)} in each worker, over the budget of "
+                     f"{size(max_memory)} (--max-memory), and cannot be tapped in windows that fit it: {why}",
+                     "raise --max-memory, or tap fewer tensors (--tap)")
 
 
 def _memory(max_memory: int | None, workers: int) -> int | None:

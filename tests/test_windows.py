@@ -168,3 +168,17 @@ def test_a_worker_holding_one_sample_over_the_memory_budget_taps_in_windows(tmp_
     assert any(n.startswith(f"tapped in {len(cut.slices)} windows (--max-memory): one pass holds ")
                for n in windowed.model["notes"]), windowed.model["notes"]
     assert [t.metrics for t in windowed.tensors] == [t.metrics for t in one.tensors]
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_memory_budget_no_window_fits_is_refused_before_running(tmp_path, isolate):
+    """--max-memory given and no window fits it (or --isolate, which feeds every tensor at once): exit 2 before
+    any worker runs, with what one sample takes; the default budget is a guess, and does not refuse."""
+    _, plan, outputs, _ = one_pass_need(CNN, EXACT)
+    per_sample = sum(variants.tensor_bytes(t) for t in plan.tapped)
+    budget = outputs if not isolate else per_sample // 2
+    with pytest.raises(UsageError, match=r"^one sample's tapped tensors take .* over the budget of .* "
+                                         r"\(--max-memory\), and cannot be tapped in windows") as info:
+        comparator.compare(CNN, EXACT, max_memory=budget, isolate=isolate, workdir=tmp_path / "w")
+    assert ("--isolate" in info.value.message) == isolate
+    assert not list((tmp_path / "w").rglob("record.json"))
