@@ -337,7 +337,7 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
     facts, runs = windows.merge(parts)
     report = assemble.build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, windows.element_far(far))
     report.model.setdefault("notes", []).append(
-        f"tapped in {count} windows ({'--max-disk' if cut.need > cut.budget else '--max-memory'}): {cut.reason()}; "
+        f"tapped in {count} windows ({cut.option}): {cut.reason()}; "
         "each window's tensors were compared, then deleted")
     return report
 
@@ -345,7 +345,7 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
 def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool) -> None:
     """Refuse, before anything runs, a plan whose one sample of tapped tensors is over --max-memory when it is not
     tapped in windows (windows.split found none that fits, or --isolate or --tap fused)."""
-    held = sum(variants_mod.tensor_bytes(t) for t in plan.tapped)
+    held = variants_mod.bytes_of(plan.tapped)
     if held <= max_memory:
         return
     why = ("--isolate feeds every tensor at once" if isolate else "--tap fused taps each variant's own graph"

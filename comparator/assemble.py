@@ -85,7 +85,7 @@ def collect(plan: tap.TapPlan, catalogue: Sequence[model_mod.TensorInfo], output
             ) -> tuple[Facts, list[VariantRun], list[VariantRun]]:
     """The facts of `catalogue` (tensors of `plan`) and of the final `outputs` in the runs' files, and the runs and
     isolated runs, with any whose tensor file cannot be read marked failed."""
-    blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
+    blind = _blind(plan, runs)
     runs, isolated = list(runs), list(isolated)
     known = None if ahead is None else ahead.finish()
     while True:
@@ -110,7 +110,7 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
     """The report from the facts: `element_far(variant)(tensor, atol, rtol)` says whether one element of that
     variant's tensor is further than atol + rtol * |reference| from the reference's (analysis.broken_middle)."""
     reference = next(r for r in runs if r.variant == ref)
-    blind = {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
+    blind = _blind(plan, runs)
     report = Report(
         model=loaded.summary(), reference=str(ref), tolerance=asdict(tolerance),
         variants=[VariantReport(str(r.variant), r.variant.backend, r.variant.option_dict, r.status, r.error,
@@ -165,6 +165,11 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
     report.passed = within and not failed
     report.exit_code = EXIT_VARIANT_FAILED if failed else (EXIT_OK if within else EXIT_DEVIATION)
     return report
+
+
+def _blind(plan: tap.TapPlan, runs: Sequence[VariantRun]) -> set[str]:
+    """The variants that record no tensor inside subgraphs, when the plan taps some there."""
+    return {str(r.variant) for r in runs if plan.inside and not backends.taps_subgraphs(r.variant)}
 
 
 def _random_feeds_note(loaded: model_mod.Model) -> str:

@@ -38,10 +38,15 @@ class Windows:
     held: int = 0
     memory: int | None = None
 
+    @property
+    def option(self) -> str:
+        """The budget one pass is over: `--max-disk` (said first when both are), or `--max-memory`."""
+        return "--max-disk" if self.need > self.budget else "--max-memory"
+
     def reason(self) -> str:
-        """Why one pass does not do (the disk first)."""
+        """Why one pass does not do."""
         size = caches.format_size
-        if self.need > self.budget:
+        if self.option == "--max-disk":
             return f"one pass needs {size(self.need)} of disk, over the budget of {size(self.budget)}"
         return (f"one pass holds {size(self.held)} of tensors per sample in each worker, over the memory budget of "
                 f"{size(self.memory or 0)}")
@@ -73,14 +78,14 @@ def split(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Var
     if bare:
         return None
     budget = variants_mod.disk_budget(folder, max_disk)
-    outputs = sum(variants_mod.tensor_bytes(t) for t in loaded.tensors if t.is_output)
+    outputs = variants_mod.bytes_of(t for t in loaded.tensors if t.is_output)
 
     def need(per_sample: int, first: bool) -> int:
         return variants_mod.disk_need(per_sample, outputs, len(variant_list), samples, repeat,
                                       first_kinds if first else ("tapped",), once=len(once) if first else 0)
 
     limit = memory if memory is not None else float("inf")
-    per_sample = sum(variants_mod.tensor_bytes(t) for t in plan.tapped)
+    per_sample = variants_mod.bytes_of(plan.tapped)
     whole = need(per_sample, True)
     if whole <= budget and per_sample <= limit:
         return None
@@ -105,12 +110,8 @@ def far_elements(facts: Facts, runs: Sequence[VariantRun], ref: Variant, toleran
     reference = next(r for r in runs if r.variant == ref)
     by_name = {str(r.variant): r for r in runs}
     atol, rtol = analysis.FAR_BEYOND * tolerance.atol, analysis.FAR_BEYOND * tolerance.rtol
-    found = {}
-    for tf in facts.tensors:
-        for name, m in tf.metrics.items():
-            if "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol:
-                found[(name, tf.name)] = far_apart(reference, by_name[name], tf.name, tf.kind, atol, rtol)
-    return found
+    return {(name, tf.name): far_apart(reference, by_name[name], tf.name, tf.kind, atol, rtol)
+            for tf in facts.tensors for name, m in tf.metrics.items() if analysis.far_by_maxima(m, atol, rtol)}
 
 
 def element_far(found: dict[tuple[str, str], bool]) -> Callable[[str], Callable[[TensorReport, float, float], bool]]:

@@ -224,6 +224,12 @@ def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> lis
     return found
 
 
+def far_by_maxima(m: dict[str, Any], atol: float, rtol: float) -> bool:
+    """Whether a tensor's metrics could hold an element further than atol + rtol * |reference|: its max_abs is over
+    atol and its max_rel over rtol (necessary, not enough: the two maxima may come from different elements)."""
+    return "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol
+
+
 def broken_middle(tensors: Sequence[TensorReport], variant: str, tolerance: Mapping[str, Any],
                   element_far: Callable[[TensorReport, float, float], bool] | None = None) -> dict[str, Any]:
     """The intermediate tensors of `variant` with an element more than FAR_BEYOND times its tolerance away from
@@ -236,8 +242,7 @@ def broken_middle(tensors: Sequence[TensorReport], variant: str, tolerance: Mapp
     reads the two files again for these candidates alone)."""
     atol, rtol = FAR_BEYOND * tolerance["atol"], FAR_BEYOND * tolerance["rtol"]
     far = [t for t in tensors if not t.is_output and (m := t.metrics.get(variant)) is not None
-           and "error" not in m and m["max_abs"] > atol and m["max_rel"] > rtol
-           and (element_far is None or element_far(t, atol, rtol))]
+           and far_by_maxima(m, atol, rtol) and (element_far is None or element_far(t, atol, rtol))]
     if not far:
         return {}
     m = far[0].metrics[variant]

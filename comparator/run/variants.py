@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -228,8 +228,8 @@ def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sample
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
     variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
     bound."""
-    per_sample = sum(tensor_bytes(t) for t in plan.tapped)
-    outputs = sum(tensor_bytes(t) for t in loaded.tensors if t.is_output)
+    per_sample = bytes_of(plan.tapped)
+    outputs = bytes_of(t for t in loaded.tensors if t.is_output)
     need = disk_need(per_sample, outputs, variants, samples, repeat, kinds, graphs, once)
     budget = disk_budget(folder, max_disk)
     if need > budget:
@@ -259,6 +259,11 @@ def disk_budget(folder: Path, max_disk: int | None) -> int:
 def tensor_bytes(t: model_mod.TensorInfo) -> int:
     """Bytes of one sample of a tensor (dynamic dims count 1)."""
     return elements(t.shape) * itemsize(t.dtype)
+
+
+def bytes_of(tensors: Iterable[model_mod.TensorInfo]) -> int:
+    """Bytes of one sample of these tensors (tensor_bytes)."""
+    return sum(tensor_bytes(t) for t in tensors)
 
 
 def itemsize(dtype: str | None) -> int:
