@@ -150,6 +150,9 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
                              "disagreements": analysis.oracle_disagreements(report.tensors, str(ref))}
     report.equivalence_classes = analysis.equivalence_classes(facts, loaded.outputs)
     report.pairwise = analysis.pairwise(facts, loaded.outputs)
+    if reference.ok:
+        wide = [str(r.variant) for r in runs if r.variant.option_dict.get("dtype") == "float64"]
+        report.oracle_distance = analysis.oracle_distance(report.pairwise, str(ref), wide)
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())

@@ -114,6 +114,11 @@ class Report:
     # When the reference is one float64 oracle and the other ran too: {"variants": [reference, other],
     # "disagreements": [{"tensor", "node", "op_type", "snr_db", "max_abs", "max_rel"} or {..., "error"}]}.
     oracle: dict[str, Any] = field(default_factory=dict)
+    # When a float64 oracle ran beside a reference that is not float64: how far every variant's final outputs are
+    # from it, {"oracle", "max_ulp": {variant: n}, "max_abs": {variant: x}, "alone": the measures in which the
+    # reference is "factor" (10) times further from it than every other float32 variant, "factor"}
+    # (measure/analysis.oracle_distance).
+    oracle_distance: dict[str, Any] = field(default_factory=dict)
     # Per variant whose final outputs pass: intermediate tensors beyond 1,000x the tolerance, {"count", "first",
     # "op_type", "max_abs", "max_rel"}.
     broken_middle: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -342,7 +347,7 @@ class Report:
                 tensors.append(TensorReport(**t))
             kwargs["tensors"] = tensors
             # Outside `metrics`, numbers that can be non-finite: observer differences, pairwise distances,
-            # oracle disagreements, broken middles.
+            # oracle disagreements and distances, broken middles.
             kwargs["observer_detail"] = {v: {o: _decode_metrics(d) for o, d in outs.items()}
                                          for v, outs in data.get("observer_detail", {}).items()}
             if "disagreements" in kwargs.get("oracle", {}):
@@ -354,6 +359,9 @@ class Report:
             if "max_abs" in kwargs.get("pairwise", {}):
                 kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[_decode(x) for x in row]
                                                                        for row in kwargs["pairwise"]["max_abs"]])
+            if "max_abs" in kwargs.get("oracle_distance", {}):
+                kwargs["oracle_distance"] = dict(kwargs["oracle_distance"], max_abs={
+                    v: _decode(x) for v, x in kwargs["oracle_distance"]["max_abs"].items()})
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # valid JSON, wrong shape
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from None

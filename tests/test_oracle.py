@@ -148,3 +148,82 @@ def test_a_pass_with_a_broken_middle_says_so(models):
         "1,000x the tolerance, the first bn1 (BatchNormalization): max abs 6, max rel 2"]
     assert escape(verdict) in html.render(report)
     assert "97 intermediate tensor(s)" in junit.render(report)
+
+
+def distances(names, ulp_from_oracle, abs_from_oracle, oracle="ref:dtype=float64"):
+    """A pairwise entry whose only figures that matter are each variant's distance from `oracle` (analysis.pairwise's
+    shape: a symmetric matrix over the variants)."""
+    everyone = [*names, oracle]
+    n = len(everyone)
+    ulp = [[0] * n for _ in range(n)]
+    absd = [[0.0] * n for _ in range(n)]
+    for i, name in enumerate(names):
+        ulp[i][n - 1] = ulp[n - 1][i] = ulp_from_oracle[name]
+        absd[i][n - 1] = absd[n - 1][i] = abs_from_oracle[name]
+    return {"variants": everyone, "max_ulp": ulp, "max_abs": absd}
+
+
+def test_oracle_distance_by_hand():
+    # ort is 1,000x further than tvm in ULPs and 10x (exactly: the bound is inclusive) in abs; torch:dtype=float64
+    # is float64 itself, so it is no yardstick for a float32 reference.
+    pw = distances(["ort", "tvm", "torch:dtype=float64"], {"ort": 8000, "tvm": 8, "torch:dtype=float64": 0},
+                   {"ort": 1e-6, "tvm": 1e-7, "torch:dtype=float64": 1e-17})
+    found = analysis.oracle_distance(pw, "ort", ["torch:dtype=float64"])
+    assert found == {"oracle": "ref:dtype=float64", "max_ulp": {"ort": 8000, "tvm": 8, "torch:dtype=float64": 0},
+                     "max_abs": {"ort": 1e-6, "tvm": 1e-7, "torch:dtype=float64": 1e-17},
+                     "alone": ["max_ulp", "max_abs"], "factor": 10}
+    # A float32 variant 9x closer than the reference in abs keeps it from standing alone there; one that could not
+    # be compared with the oracle (None, inf) keeps it from standing alone in either measure.
+    pw = distances(["ort", "tvm"], {"ort": 8000, "tvm": 8}, {"ort": 9e-7, "tvm": 1e-7})
+    assert analysis.oracle_distance(pw, "ort", [])["alone"] == ["max_ulp"]
+    pw = distances(["ort", "tvm", "tf"], {"ort": 8000, "tvm": 8, "tf": None}, {"ort": 1e-6, "tvm": 0.0, "tf": np.inf})
+    assert analysis.oracle_distance(pw, "ort", [])["alone"] == []
+    # Bit-identical to the oracle, or no float32 variant beside it: nothing to say; the distances still are.
+    pw = distances(["ort", "tvm"], {"ort": 0, "tvm": 0}, {"ort": 0.0, "tvm": 0.0})
+    assert analysis.oracle_distance(pw, "ort", [])["alone"] == []
+    pw = distances(["ort", "torch:dtype=float64"], {"ort": 9, "torch:dtype=float64": 0},
+                   {"ort": 1e-7, "torch:dtype=float64": 0.0})
+    assert analysis.oracle_distance(pw, "ort", ["torch:dtype=float64"])["alone"] == []
+    # The second oracle serves when the first did not run; a float64 reference, or no oracle, gives nothing.
+    pw = distances(["ort", "tvm"], {"ort": 80, "tvm": 8}, {"ort": 1e-6, "tvm": 1e-7}, oracle="torch:dtype=float64")
+    assert analysis.oracle_distance(pw, "ort", ["torch:dtype=float64"])["oracle"] == "torch:dtype=float64"
+    assert analysis.oracle_distance(pw, "torch:dtype=float64", ["torch:dtype=float64"]) == {}
+    assert analysis.oracle_distance({"variants": ["ort", "tvm"], "max_ulp": [[0, 1], [1, 0]],
+                                     "max_abs": [[0.0, 1.0], [1.0, 0.0]]}, "ort", []) == {}
+
+
+def test_a_reference_far_from_the_oracle_is_named(tmp_path):
+    # ONNX Runtime's Sigmoid (MLAS's logistic) keeps an absolute error near 1e-7 in the far negative tail, where the
+    # true values are far smaller: millions of ULPs. torch rounds there correctly, as the float64 oracle shows.
+    x = np.linspace(-30, 4, 256, dtype=np.float32)[None]
+    onnx.save(make_model([helper.make_node("Sigmoid", ["x"], ["y"], name="sigmoid")],
+                         [vi("x", T.FLOAT, [1, 256])], [vi("y", T.FLOAT, [1, 256])]), str(tmp_path / "m.onnx"))
+    report = comparator.compare(tmp_path / "m.onnx", ["ort", "torch", "ref:dtype=float64"], {"x": x})
+    d = report.oracle_distance
+    assert d["oracle"] == "ref:dtype=float64" and "max_ulp" in d["alone"]
+    assert d["max_ulp"]["ort"] >= 10 * d["max_ulp"]["torch"] > 0
+    # What the claim says: torch's difference from the reference is ort's own error, to within 10%.
+    theirs = report.tensors[-1].metrics["torch"]["max_ulp"]
+    assert 0.9 * d["max_ulp"]["ort"] <= theirs <= 1.1 * d["max_ulp"]["ort"]
+    assert text.verdict_text(report) == ("PASS: final outputs within tolerance, but the reference ort is the "
+                                         "variant furthest from the float64 oracle")
+    first, second = text.distance_lines(report)
+    assert first.startswith("final outputs from the float64 oracle ref:dtype=float64: ort (reference) max ULP ")
+    assert "; torch max ULP " in first
+    assert second.startswith("the reference ort is at least 10x further from the float64 oracle than every other "
+                             "float32 variant at the final outputs (max ULP ")
+    assert second.endswith("--reference ref:dtype=float64 measures every variant against exact math")
+    assert [doubt for line, doubt in text.doubt_lines(report)] == [False, True]
+    assert escape(second) in html.render(report) and second in junit.render(report)
+    json_report.write(report, tmp_path / "r.json")
+    assert json_report.read(tmp_path / "r.json").oracle_distance == d
+    # Judged against the oracle itself, there is nothing to say about the reference.
+    assert comparator.compare(tmp_path / "m.onnx", ["ort", "torch"], {"x": x}, oracle=True).oracle_distance == {}
+
+
+def test_a_reference_as_close_to_the_oracle_as_the_others_is_not_named(models):
+    report = comparator.compare(models.cnn, ["ort", "ort:opt=disable", "ref:dtype=float64"])
+    d = report.oracle_distance
+    assert set(d["max_ulp"]) == {"ort", "ort:opt=disable"} and d["alone"] == []
+    assert text.verdict_text(report) == "PASS: final outputs within tolerance"
+    assert len(text.distance_lines(report)) == 1

@@ -5,6 +5,7 @@ Pure functions of the facts: none of them opens a tensor file. Final outputs are
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -222,6 +223,37 @@ def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> lis
             found.append({"tensor": t.name, "node": t.node, "op_type": t.op_type, "snr_db": m["snr_db"],
                           "max_abs": m["max_abs"], "max_rel": m["max_rel"]})
     return found
+
+
+# The reference stands alone at the final outputs when it is at least this many times further from a float64 oracle
+# than every other float32 variant (in max ULP, or in max abs): the others' differences from it there are then its
+# own error, to within 1 / ALONE (the triangle inequality, element by element: ULPs count float32 steps, the
+# oracle's values rounded to float32).
+ALONE = 10
+
+
+def oracle_distance(pairwise: Mapping[str, Any], reference: str, float64: Iterable[str]) -> dict[str, Any]:
+    """How far every variant's final outputs are from a float64 oracle (the first of ORACLES that ran), when the
+    reference is not a float64 variant: {"oracle", "max_ulp": {variant: n, None where not compared}, "max_abs":
+    {variant: x, inf where not compared}, "alone": the measures, of "max_ulp" and "max_abs", in which the reference
+    is ALONE times further from the oracle than every other variant that is not float64 (none when there is no
+    such variant), "factor": ALONE}; {} when no oracle ran, or the reference is float64 (its metrics say it then)."""
+    names = list(pairwise.get("variants", []))
+    wide = set(float64)
+    oracle = next((o for o in ORACLES if o in names), None)
+    if oracle is None or reference in wide or reference not in names:
+        return {}
+    i = names.index(oracle)
+    ulp = {v: pairwise["max_ulp"][i][j] for j, v in enumerate(names) if v != oracle}
+    absd = {v: pairwise["max_abs"][i][j] for j, v in enumerate(names) if v != oracle}
+    others = [v for v in ulp if v != reference and v not in wide]
+    alone = []
+    for measure, far in (("max_ulp", ulp), ("max_abs", absd)):
+        own = far[reference]
+        if others and own is not None and 0 < own < math.inf and all(
+                far[v] is not None and ALONE * far[v] <= own for v in others):
+            alone.append(measure)
+    return {"oracle": oracle, "max_ulp": ulp, "max_abs": absd, "alone": alone, "factor": ALONE}
 
 
 def far_by_maxima(m: dict[str, Any], atol: float, rtol: float) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..result import Report, severity
-from .text import (EQUAL, VERDICTS, broken_lines, figures, fit, glue, latency_text, minimum_glued, observer_text,
-                   oracle_lines, sci_text, snr_text, stderr_lines, tolerance_text, ulp_text, verdict_text, where_text,
+from .text import (EQUAL, VERDICTS, doubt_lines, figures, fit, glue, latency_text, minimum_glued, observer_text,
+                   sci_text, snr_text, stderr_lines, tolerance_text, ulp_text, verdict_text, where_text,
                    wrap)
 
 
@@ -266,8 +266,8 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
             continue
         out += _variant_lines(report, v, label.get(v.name, v.name), width)
     notes: list[tuple[str, str | None]] = []
-    for line in oracle_lines(report, 3) + broken_lines(report):
-        notes += [(x, "yellow" if "agree on every" not in line else None) for x in wrap(line, width)]
+    for line, doubt in doubt_lines(report, 3):
+        notes += [(x, "yellow" if doubt else None) for x in wrap(line, width)]
     if any(len(c) > 1 for c in report.equivalence_classes):
         classes = "  ".join("{" + ", ".join(c) + "}" for c in report.equivalence_classes)
         notes += [(x, None) for x in wrap(f"bit-identical final outputs: {classes}", width)]

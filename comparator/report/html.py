@@ -15,8 +15,8 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report
-from .text import (broken_lines, COLUMNS, metric_cells, minimum_tolerance_text, ms_text, num, observer_text,
-                   oracle_lines, ratio_text, sci_text, snr_text, ulp_text, verdict_text, where_text)
+from .text import (COLUMNS, doubt_lines, metric_cells, minimum_tolerance_text, ms_text, num, observer_text,
+                   ratio_text, sci_text, snr_text, ulp_text, verdict_text, where_text)
 from .charts import dendrogram, plot
 from .graphview import section as graph_section
 from .html_assets import CSS, JS, PALETTE
@@ -134,7 +134,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
     notes += [str(report.untapped_subgraph_note(v)) for v in report.untapped_subgraphs]
     notes += [note for v in report.fusion if (note := report.fusion_note(v))]
-    doubts = oracle_lines(report) + broken_lines(report)
+    doubts = [line for line, _ in doubt_lines(report)]
     for head, items in (("Doubts", doubts), ("Observer effects", effects), ("Notes", notes)):
         if items:
             out.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..result import Report, TensorReport
-from .text import (COLUMNS, LISTED_DOUBTS, VERDICTS, broken_lines, metric_cells, observer_text, oracle_lines,
-                   stderr_lines, verdict_text)
+from .text import (COLUMNS, LISTED_DOUBTS, VERDICTS, doubt_lines, metric_cells, observer_text, stderr_lines,
+                   verdict_text)
 
 
 def _all_identical(t: TensorReport) -> bool:
@@ -170,8 +170,8 @@ def render_findings(report: Report, console: Any) -> None:
         fused = report.fusion_note(variant)
         if fused:
             console.print(fused, style="dim", markup=False, highlight=False)
-    for line in oracle_lines(report, LISTED_DOUBTS) + broken_lines(report):
-        console.print(line, style="yellow" if "agree on every" not in line else None, markup=False, highlight=False)
+    for line, doubt in doubt_lines(report, LISTED_DOUBTS):
+        console.print(line, style="yellow" if doubt else None, markup=False, highlight=False)
     verdict = verdict_text(report)
     colour = "green" if report.exit_code == 0 and verdict == VERDICTS[0] else (
         "yellow" if report.exit_code == 0 else "red")

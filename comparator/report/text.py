@@ -89,12 +89,40 @@ def oracle_lines(report: Report, limit: int | None = None) -> list[str]:
     return lines
 
 
+def distance_lines(report: Report) -> list[str]:
+    """How far every variant's final outputs are from the float64 oracle that ran beside a float32 reference; when
+    the reference stands alone (analysis.ALONE), a second line saying what that means."""
+    d = report.oracle_distance
+    if not d:
+        return []
+    ref, oracle = report.reference, d["oracle"]
+    names = [ref] + [v for v in d["max_ulp"] if v != ref]
+    lines = [f"final outputs from the float64 oracle {oracle}: "
+             + "; ".join(f"{v}{' (reference)' if v == ref else ''} max ULP {ulp_text(d['max_ulp'][v])}, "
+                         f"max abs {sci_text(d['max_abs'][v])}" for v in names)]
+    if d["alone"]:
+        figures = "; ".join(f"{'max ULP' if m == 'max_ulp' else 'max abs'} "
+                            f"{(ulp_text if m == 'max_ulp' else sci_text)(d[m][ref])}" for m in d["alone"])
+        lines.append(f"the reference {ref} is at least {d['factor']}x further from the float64 oracle than every other "
+                     f"float32 variant at the final outputs ({figures}): what they show there is its own error, to "
+                     f"within {100 / d['factor']:g}%; --reference {oracle} measures every variant against exact math")
+    return lines
+
+
 def broken_lines(report: Report, variant: str | None = None) -> list[str]:
     """One line per variant (or for `variant`) whose final outputs pass while its middle is far beyond the
     tolerance."""
     return [f"{v}: final outputs within tolerance, but {b['count']} intermediate tensor(s) deviate by more than "
             f"1,000x the tolerance, the first {b['first']} ({b['op_type']}): max abs {num(b['max_abs'])}, "
             f"max rel {num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
+
+
+def doubt_lines(report: Report, limit: int | None = None) -> list[tuple[str, bool]]:
+    """The oracles' findings and the broken middles, each line with whether it is a doubt (the views colour those):
+    oracle_lines (`limit` disagreements), distance_lines, broken_lines."""
+    calm = [line for line in oracle_lines(report, limit) if "agree on every" in line] + distance_lines(report)[:1]
+    return [(line, line not in calm)
+            for line in oracle_lines(report, limit) + distance_lines(report) + broken_lines(report)]
 
 
 def verdict_text(report: Report) -> str:
@@ -105,6 +133,8 @@ def verdict_text(report: Report) -> str:
         return text
     doubts = [f"{v}'s middle deviates by more than 1,000x the tolerance from {b['first']}"
               for v, b in report.broken_middle.items()]
+    if report.oracle_distance.get("alone"):
+        doubts.append(f"the reference {report.reference} is the variant furthest from the float64 oracle")
     found = report.oracle.get("disagreements")
     if found:
         doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
