@@ -213,6 +213,11 @@ class Report:
         return [t.name for t in self.tensors if (m := t.metrics.get(variant)) is not None
                 and ("error" in m or m.get("violations", 0) > 0)]
 
+    def outputs_beyond(self, variant: str) -> bool:
+        """Whether a final output of `variant` is beyond tolerance (or could not be compared)."""
+        return any("error" in m or m.get("violations", 0) > 0
+                   for t in self.tensors if t.is_output and (m := t.metrics.get(variant)) is not None)
+
     def summary(self) -> str:
         """A short plain-text summary: the verdict, then per variant its first divergence, its first tensor
         beyond tolerance and how many tensors are beyond tolerance (or why it did not run)."""

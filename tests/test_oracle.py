@@ -13,6 +13,7 @@ from onnx import helper
 import comparator
 from comparator.errors import UsageError
 from comparator.measure import analysis
+from comparator.measure.metrics import Tolerance
 from comparator.report import html, junit, text
 from comparator.report import json as json_report
 from comparator.result import TensorReport
@@ -219,6 +220,29 @@ def test_a_reference_far_from_the_oracle_is_named(tmp_path):
     assert json_report.read(tmp_path / "r.json").oracle_distance == d
     # Judged against the oracle itself, there is nothing to say about the reference.
     assert comparator.compare(tmp_path / "m.onnx", ["ort", "torch"], {"x": x}, oracle=True).oracle_distance == {}
+
+
+def test_variants_that_fail_closer_to_the_oracle_than_the_reference_say_so(tmp_path):
+    x = np.linspace(-30, 4, 256, dtype=np.float32)[None]
+    onnx.save(make_model([helper.make_node("Sigmoid", ["x"], ["y"], name="sigmoid")],
+                         [vi("x", T.FLOAT, [1, 256])], [vi("y", T.FLOAT, [1, 256])]), str(tmp_path / "m.onnx"))
+    tight = Tolerance(atol=1e-9, rtol=0.0)  # every variant fails against every other
+    report = comparator.compare(tmp_path / "m.onnx", ["ort", "torch", "ref:dtype=float64"], {"x": x},
+                                tolerance=tight)
+    far = report.oracle_distance["max_abs"]
+    assert report.outputs_beyond("torch") and far["torch"] < far["ort"]
+    assert text.closer_text(report, "torch") == (f"closer to the float64 oracle than the reference (max abs "
+                                                 f"{text.sci_text(far['torch'])} against {text.sci_text(far['ort'])})")
+    assert text.closer_text(report, "ref:dtype=float64") == "the reference's own error (this is the float64 oracle)"
+    assert text.verdict_text(report) == ("FAIL: final outputs beyond tolerance, but the reference ort is the variant "
+                                         "furthest from the float64 oracle; each variant that fails is closer to the "
+                                         "float64 oracle than the reference ort")
+    assert text.closer_text(report, "torch") in junit.render(report)
+    # With torch as the reference, ort fails further from the oracle than torch: no doubt about the reference.
+    report = comparator.compare(tmp_path / "m.onnx", ["torch", "ort", "ref:dtype=float64"], {"x": x},
+                                tolerance=tight)
+    assert report.outputs_beyond("ort") and text.closer_text(report, "ort") is None
+    assert text.verdict_text(report) == "FAIL: final outputs beyond tolerance"
 
 
 def test_a_reference_as_close_to_the_oracle_as_the_others_is_not_named(models):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..result import Report, severity
-from .text import (EQUAL, VERDICTS, doubt_lines, figures, fit, glue, latency_text, minimum_glued, observer_text,
-                   sci_text, snr_text, stderr_lines, tolerance_text, ulp_text, verdict_text, where_text,
+from .text import (EQUAL, VERDICTS, closer_text, doubt_lines, figures, fit, glue, latency_text, minimum_glued,
+                   observer_text, sci_text, snr_text, stderr_lines, tolerance_text, ulp_text, verdict_text, where_text,
                    wrap)
 
 
@@ -89,7 +89,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         return out
     finals = [t.metrics[v.name] for t in mine if t.is_output]
     beyond = sum(1 for t in mine if "error" in (m := t.metrics[v.name]) or m.get("violations", 0) > 0)
-    out_beyond = any("error" in m or m.get("violations", 0) > 0 for m in finals)
+    out_beyond = report.outputs_beyond(v.name)
     first = report.first_divergence.get(v.name)
     if v.name in report.first_divergence and first is None:
         add(f"{head}: bit-identical to the reference on every tensor", "green", first=True)
@@ -108,8 +108,8 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         flips = [glue(f"{info['flip_count']:,} of {info['rows']:,}") + (f" ({o})" if len(found) > 1 else "")
                  for o, info in found.items()]
         add("final outputs " + ("fail" if out_beyond else "pass" if need != EQUAL else "equal the reference's")
-            + (f"; {need}" if need and need != EQUAL else "") + (f"; top-1 flips {', '.join(flips)}" if flips else ""),
-            "red" if out_beyond else None)
+            + (f"; {need}" if need and need != EQUAL else "") + (f"; top-1 flips {', '.join(flips)}" if flips else "")
+            + (f"; {closer}" if (closer := closer_text(report, v.name)) else ""), "red" if out_beyond else None)
     if report.observer_effect.get(v.name):
         add(f"observer effect: tapping changed {observer_text(report, v.name)}", "yellow")
     nodes = report.origins.get(v.name)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report, VariantReport
-from .text import broken_lines, distance_lines, num, observer_text, oracle_lines
+from .text import broken_lines, closer_text, distance_lines, num, observer_text, oracle_lines
 
 # Characters XML 1.0 cannot carry at all (not even escaped): C0 controls such as ANSI colour codes in stderr.
 _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -101,7 +101,8 @@ def build(report: Report) -> ET.Element:
             message = (f"{len(lines)} final output(s) beyond tolerance ({_tolerance(report.tolerance)}) "
                        f"vs {report.reference}")
             fail = ET.SubElement(case, "failure", type="BeyondTolerance", message=xml_text(message))
-            fail.text = xml_text("\n".join(lines))
+            closer = closer_text(report, v.name)
+            fail.text = xml_text("\n".join(lines + ([closer] if closer else [])))
         out = _system_out(report, v)
         if out:
             ET.SubElement(case, "system-out").text = xml_text(out)

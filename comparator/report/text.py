@@ -117,6 +117,21 @@ def broken_lines(report: Report, variant: str | None = None) -> list[str]:
             f"max rel {num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
 
 
+def closer_text(report: Report, variant: str) -> str | None:
+    """For a variant whose final outputs fail, when its final outputs are closer to the float64 oracle than the
+    reference's (max abs): 'closer to the float64 oracle than the reference (max abs 4.3e-6 against 2.3e-5)', or
+    when it is the oracle, that its failure is the reference's own error."""
+    d = report.oracle_distance
+    if not d or not report.outputs_beyond(variant):
+        return None
+    if variant == d["oracle"]:
+        return "the reference's own error (this is the float64 oracle)"
+    mine, theirs = d["max_abs"].get(variant), d["max_abs"].get(report.reference)
+    if mine is None or theirs is None or not mine < theirs:
+        return None
+    return f"closer to the float64 oracle than the reference (max abs {sci_text(mine)} against {sci_text(theirs)})"
+
+
 def doubt_lines(report: Report, limit: int | None = None) -> list[tuple[str, bool]]:
     """The oracles' findings and the broken middles, each line with whether it is a doubt (the views colour those):
     oracle_lines (`limit` disagreements), distance_lines, broken_lines."""
@@ -135,6 +150,10 @@ def verdict_text(report: Report) -> str:
               for v, b in report.broken_middle.items()]
     if report.oracle_distance.get("alone"):
         doubts.append(f"the reference {report.reference} is the variant furthest from the float64 oracle")
+    failing = [v for v in report.compared() if report.outputs_beyond(v)]
+    if failing and all(closer_text(report, v) for v in failing):
+        doubts.append(("each variant that fails is" if len(failing) > 1 else f"{failing[0]}, which fails, is")
+                      + f" closer to the float64 oracle than the reference {report.reference}")
     found = report.oracle.get("disagreements")
     if found:
         doubts.append(f"the float64 oracles disagree from {found[0]['tensor']} on")
