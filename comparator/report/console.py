@@ -260,9 +260,15 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
     label = labels(compared)
     for v in report.variants:
         if v.name == report.reference and v.status == "ok":
-            timed = latency_text(report, v.name)  # the reference's block only says its latency, when timed
+            # The reference's block says its latency, when timed, and what tapping changed in its final outputs: the
+            # other variants' intermediate tensors are then compared with a graph fused otherwise than its run.
+            timed = latency_text(report, v.name)
             if timed:
                 out += [(line, None) for line in wrap(f"{v.name} (reference): {timed}", width)]
+            if report.observer_effect.get(v.name):
+                out += [(line, "yellow") for line in wrap(
+                    f"{v.name} (reference): observer effect: tapping changed {observer_text(report, v.name)}; its "
+                    "intermediate tensors come from a graph fused otherwise than its final outputs", width)]
             continue
         out += _variant_lines(report, v, label.get(v.name, v.name), width)
     notes: list[tuple[str, str | None]] = []
