@@ -238,6 +238,12 @@ def test_variants_that_fail_closer_to_the_oracle_than_the_reference_say_so(tmp_p
                                          "furthest from the float64 oracle; each variant that fails is closer to the "
                                          "float64 oracle than the reference ort")
     assert text.closer_text(report, "torch") in junit.render(report)
+    # Where the oracle alone fails, the reference is beyond tolerance from exact math by itself.
+    report = comparator.compare(tmp_path / "m.onnx", ["ort", "ort:threads=1", "ref:dtype=float64"], {"x": x},
+                                tolerance=tight)
+    assert not report.outputs_beyond("ort:threads=1") and report.outputs_beyond("ref:dtype=float64")
+    assert text.verdict_text(report) == ("FAIL: final outputs beyond tolerance, but the reference ort is itself "
+                                         "beyond tolerance from the float64 oracle")
     # With torch as the reference, ort fails further from the oracle than torch: no doubt about the reference.
     report = comparator.compare(tmp_path / "m.onnx", ["torch", "ort", "ref:dtype=float64"], {"x": x},
                                 tolerance=tight)
