@@ -152,7 +152,10 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
     report.pairwise = analysis.pairwise(facts, loaded.outputs)
     if reference.ok:
         wide = [str(r.variant) for r in runs if r.variant.option_dict.get("dtype") == "float64"]
-        report.oracle_distance = analysis.oracle_distance(report.pairwise, str(ref), wide)
+        plain = {str(r.variant): str(Variant(r.variant.backend, r.variant.options)) for r in runs}  # without @label
+        oracles = sorted((n for n, p in plain.items() if p in analysis.ORACLES),
+                         key=lambda n: analysis.ORACLES.index(plain[n]))
+        report.oracle_distance = analysis.oracle_distance(report.pairwise, str(ref), wide, oracles)
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())

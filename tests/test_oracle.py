@@ -257,3 +257,23 @@ def test_a_reference_as_close_to_the_oracle_as_the_others_is_not_named(models):
     assert set(d["max_ulp"]) == {"ort", "ort:opt=disable"} and d["alone"] == []
     assert text.verdict_text(report) == "PASS: final outputs within tolerance"
     assert len(text.distance_lines(report)) == 1
+
+
+def test_a_diff_of_bundles_measures_every_run_from_an_oracle_run_in_one_of_them(tmp_path):
+    # Two captures, as on two machines: one holds ort and the float64 oracle, the other torch.
+    from comparator.gate import check
+    from test_bundle import run_cli
+
+    x = np.linspace(-30, 4, 256, dtype=np.float32)[None]
+    onnx.save(make_model([helper.make_node("Sigmoid", ["x"], ["y"], name="sigmoid")],
+                         [vi("x", T.FLOAT, [1, 256])], [vi("y", T.FLOAT, [1, 256])]), str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "x.npz", x=x)
+    for name, variants in (("a", "ort,ref:dtype=float64"), ("b", "torch")):
+        code, _, err = run_cli("capture", tmp_path / "m.onnx", "-b", variants, "--inputs", tmp_path / "x.npz",
+                               "-o", tmp_path / f"{name}.icmp")
+        assert code == 0, err
+    report = check.diff([tmp_path / "a.icmp", tmp_path / "b.icmp"])
+    d = report.oracle_distance
+    assert report.reference == "ort@a" and d["oracle"] == "ref:dtype=float64@a"
+    assert set(d["max_ulp"]) == {"ort@a", "torch@b"} and "max_ulp" in d["alone"]
+    assert text.verdict_text(report).endswith("but the reference ort@a is the variant furthest from the float64 oracle")

@@ -232,15 +232,17 @@ def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> lis
 ALONE = 10
 
 
-def oracle_distance(pairwise: Mapping[str, Any], reference: str, float64: Iterable[str]) -> dict[str, Any]:
-    """How far every variant's final outputs are from a float64 oracle (the first of ORACLES that ran), when the
-    reference is not a float64 variant: {"oracle", "max_ulp": {variant: n, None where not compared}, "max_abs":
+def oracle_distance(pairwise: Mapping[str, Any], reference: str, float64: Iterable[str],
+                    oracles: Sequence[str] = ORACLES) -> dict[str, Any]:
+    """How far every variant's final outputs are from a float64 oracle (the first of `oracles`, the names of the
+    runs that are one, that ran: `ref:dtype=float64@machine-a` in a diff of bundles), when the reference is not a
+    float64 variant: {"oracle", "max_ulp": {variant: n, None where not compared}, "max_abs":
     {variant: x, inf where not compared}, "alone": the measures, of "max_ulp" and "max_abs", in which the reference
     is ALONE times further from the oracle than every other variant that is not float64 (none when there is no
     such variant), "factor": ALONE}; {} when no oracle ran, or the reference is float64 (its metrics say it then)."""
     names = list(pairwise.get("variants", []))
     wide = set(float64)
-    oracle = next((o for o in ORACLES if o in names), None)
+    oracle = next((o for o in oracles if o in names), None)
     if oracle is None or reference in wide or reference not in names:
         return {}
     i = names.index(oracle)
