@@ -158,20 +158,21 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
                  repeat: int = 1, kinds: Sequence[str] = ("untapped", "tapped"),
                  progress: Callable[[VariantRun], None] | None = None, events: Listener | None = None,
                  max_disk: int | None = None, time: int = 0, ready: spawn.Ready | None = None,
-                 ahead: Ahead | None = None) -> RunSet:
+                 ahead: Ahead | None = None, scratch: Path | None = None) -> RunSet:
     """Validate everything, then run each variant in its own worker; tensors are written under `folder`
     (run/variants.py). `max_disk`: bytes the tensors may take (default: 90% of the free space there); a plan that
     needs more is refused before anything runs. The variants' folders under `folder` must not exist yet: a run
     never reads what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time).
     `ready`: the workers `start_workers` started for this call (else they start here, before the model loads).
-    `ahead`: compares each written tapped run with the reference's while the others run (measure/ahead.py)."""
+    `ahead`: compares each written tapped run with the reference's while the others run (measure/ahead.py).
+    `scratch`: a memory-backed folder the tensor files go to when they fit there (run/variants.memory_folder)."""
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     with spawn.Ready() as own:
         if ready is None:
             ready = start_workers(variant_list, folder, jobs, time, own, None if ahead is None else ahead.reference)
         return variants_mod.run(model, variant_list, folder, inputs, tap_spec, shapes or {}, seed, samples, timeout,
                                 variants_mod.worker_count(jobs, time, len(variant_list)), repeat, kinds, progress,
-                                events, max_disk, time, ready, ahead)
+                                events, max_disk, time, ready, ahead, scratch)
 
 
 def parse_size(text: str, option: str = "--max-disk") -> int:
@@ -201,7 +202,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         changes nothing it runs: `report.fusion`, `tensor.fused`; graph/fusion.py), "outputs", or names and globs.
     isolate: replay every node alone on the reference's inputs: local error in `tensor.local`, the nodes that
         cause deviation in `report.origins` (with tap_spec "all" only: it feeds every tapped tensor).
-    workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards.
+    workdir: keep the workers' tensors there; by default a temporary folder, removed afterwards (the tensor files
+        in a memory-backed one, /dev/shm, when they take at most a quarter of the available memory).
     classes: outputs that are class scores ([N, C] or [N, T, C] per sample) besides those a Softmax or
         LogSoftmax produces: top-1 label flips are reported for these.
     oracle: compare against the float64 oracle that checks itself: `ref:dtype=float64` is the reference and
@@ -246,6 +248,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         backends.resolve_variant(v)
     own_dir = workdir is None
     folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
+    scratch = variants_mod.memory_scratch() if own_dir else None  # --workdir keeps the tensors where it says
     ready = spawn.Ready()
     ahead = Ahead(ref, tolerance, hashing=len(variant_list) > 2)
     try:
@@ -253,7 +256,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         loaded = model if isinstance(model, model_mod.Model) else variants_mod.load(model, events)
         scores = analysis.class_outputs(loaded.tensors, classes)
         run_args: dict[str, Any] = dict(shapes=shapes, seed=seed, samples=samples, timeout=timeout, jobs=jobs,
-                                        repeat=repeat, progress=progress, events=events, max_disk=max_disk, time=time)
+                                        repeat=repeat, progress=progress, events=events, max_disk=max_disk, time=time,
+                                        scratch=scratch)
         plan = tap.plan(loaded, tap_spec)
         cut = None if isolate else windows.split(loaded, plan, variant_list, samples, repeat, ("untapped", "tapped"),
                                                  time, folder, max_disk,
@@ -271,7 +275,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                           **run_args)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
-        iso = _isolate(rs, ref, timeout, jobs, progress) if isolate else None
+        iso = _isolate(rs, ref, timeout, jobs, progress, scratch) if isolate else None
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)", end=True)
         report, _ = assemble.analyse(rs.model, rs.plan, rs.runs, ref, tolerance, rs.feed_info,
@@ -288,6 +292,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     finally:
         ahead.close()  # before the tensors it may be reading go
         ready.close()  # workers never handed a request: stopped, their folders gone
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
         else:
@@ -374,9 +380,10 @@ def temp_dir(prefix: str) -> Path:
 
 
 def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
-             progress: Callable[[VariantRun], None] | None) -> tuple[list[VariantRun], list[str]] | None:
+             progress: Callable[[VariantRun], None] | None,
+             scratch: Path | None) -> tuple[list[VariantRun], list[str]] | None:
     """Run every other variant on the isolated model, fed the reference's tensors: the runs and the notes that
-    say what was fed; None when there is nothing to isolate."""
+    say what was fed; None when there is nothing to isolate. `scratch`: see run_variants."""
     from .measure import origins
     from .graph import isolate
 
@@ -395,7 +402,7 @@ def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,
         if feeds[spec.name].dtype != want:
             feeds[spec.name] = feeds[spec.name].astype(want)
     iso = run_variants(iso_model, others, folder, feeds, tap_spec="all", timeout=timeout, jobs=jobs,
-                       kinds=("tapped",), progress=progress)
+                       kinds=("tapped",), progress=progress, scratch=scratch)
     notes = [f"--isolate fed {len(fed)} tensors from {ref}"
              + (f"; {len(unfed)} tensors untyped or not recorded could not be fed: {', '.join(unfed[:5])}"
                 if unfed else "")]

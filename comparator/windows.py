@@ -122,8 +122,9 @@ def element_far(found: dict[tuple[str, str], bool]) -> Callable[[str], Callable[
 def drop_tensors(runs: Sequence[VariantRun]) -> None:
     """Delete a window's tensor files (its logs and manifests stay)."""
     for run in runs:
-        for kind in run.tensors:
-            shutil.rmtree(run.folder / kind, ignore_errors=True)
+        for folder in {path.parent for kind, files in run.tensors.items() for name in files
+                       if (path := run.path(kind, name)) is not None}:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def merge(parts: Sequence[tuple[Facts, list[VariantRun]]]) -> tuple[Facts, list[VariantRun]]:

@@ -323,14 +323,13 @@ def test_latency_fits() -> None:
 
 def test_the_references_observer_effect_is_shown() -> None:
     """The reference's block says what tapping changed in its final outputs: the other variants' intermediate
-    tensors are then compared with a graph fused otherwise than the reference's run."""
+    tensors are then compared with a graph fused otherwise than the reference's run (its final outputs)."""
     r = synthetic(6, 2)
     out = r.tensors[-1].name
     r.observer_effect = {"ref": True, "ort:opt=v0:threads=0": False}
     r.observer_detail = {"ref": {out: {"max_ulp": 17_301_504, "max_abs": 3.457e-6}}}
     for width in WIDTHS:
         text = " ".join(line.strip() for line in check_layout(r, width))
-        assert (f"ref (reference): observer effect: tapping changed {out} (max ULP 17,301,504, max abs 3.46e-06); "
-                "its intermediate tensors come from a graph fused otherwise than its final outputs") in text
+        assert f"ref (reference): observer effect: tapping changed {out} (max ULP 1.7e7)" in text
     r.observer_effect["ref"] = False
     assert "observer effect" not in " ".join(printed(r, 100))

@@ -231,7 +231,7 @@ def _worst_lines(report: Report, width: int, top: int) -> list[str]:
     if heads[-1][3] == "variant":
         right[3] = False
     title = (f"worst {len(worst)} of {sum(1 for t in report.tensors if t.metrics)} tensors by SNR in dB "
-             "(lower is worse; * beyond tolerance, == bit-identical)")
+             "(* beyond tolerance, == bit-identical)")
     return wrap(title, width, 2) + _grid(heads, rows, right, width, 1)
 
 
@@ -266,9 +266,10 @@ def summary_lines(report: Report, width: int = 100, top: int = TOP, tables: bool
             if timed:
                 out += [(line, None) for line in wrap(f"{v.name} (reference): {timed}", width)]
             if report.observer_effect.get(v.name):
+                changed = ", ".join(f"{name} " + glue(f"(max ULP {ulp_text(d.get('max_ulp'))})")
+                                    for name, d in report.observer_detail.get(v.name, {}).items())
                 out += [(line, "yellow") for line in wrap(
-                    f"{v.name} (reference): observer effect: tapping changed {observer_text(report, v.name)}; its "
-                    "intermediate tensors come from a graph fused otherwise than its final outputs", width)]
+                    f"{v.name} (reference): observer effect: tapping changed {changed or 'its final outputs'}", width)]
             continue
         out += _variant_lines(report, v, label.get(v.name, v.name), width)
     notes: list[tuple[str, str | None]] = []

@@ -93,8 +93,9 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         run.error = f"the worker died from {_signal_name(code)}"
         if -code == signal.SIGKILL:
             run.hint = "SIGKILL usually means the out-of-memory killer: try fewer taps or --samples"
-    elif "[Errno 28]" in run.stderr_tail or _disk_full(folder):  # its stderr may not have fitted either
-        run.status, run.error = "failed", f"the disk filled up while the worker wrote its tensors in {folder}"
+    elif "[Errno 28]" in run.stderr_tail or _disk_full(tensors := Path(request.get("tensor_dir") or folder)):
+        # its stderr may not have fitted either
+        run.status, run.error = "failed", f"the disk filled up while the worker wrote its tensors in {tensors}"
         run.hint = "free some space, use a --workdir on a bigger disk, or tap fewer tensors (--tap)"
     else:
         run.status, run.error = "crashed", f"the worker exited with code {code} without a result"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ import numpy as np
 from .. import backends, caches
 from ..errors import UsageError
 from ..events import Listener, emit
-from ..fileio import save_npz, write_error
+from ..fileio import available_memory, save_npz, write_error
 from ..graph import inputs as feeds_mod, model as model_mod, tap
 from ..variant import Variant
 from . import spawn
@@ -125,12 +126,14 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
         shapes: Mapping[str, tuple[int, ...]], seed: int, samples: int, timeout: float | None, jobs: int,
         repeat: int, kinds: Sequence[str], progress: Callable[[VariantRun], None] | None,
         events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready,
-        ahead: Watcher | None = None) -> RunSet:
+        ahead: Watcher | None = None, scratch: Path | None = None) -> RunSet:
     """Load (unless loaded), plan, check the disk budget, write the tapped copy and the feeds, and run every
     variant, `jobs` at a time (the arguments as `api.run_variants` checked them); `ready` holds the workers
     `start_workers` started for this run and every worker's environment. Each worker runs the tapped model
     first; `ahead` hears of each tapped run as it is written (measure/ahead.py), except with --tap fused, where
-    each variant taps a graph of its own."""
+    each variant taps a graph of its own. `scratch`: a memory-backed folder (`memory_scratch`) the tensor files
+    go to when they fit there (`memory_folder`) and every tapped tensor's shape is static (so that their size is
+    known); they go to each variant's folder otherwise."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else load(model, events)
     plan = tap_spec if isinstance(tap_spec, tap.TapPlan) else tap.plan(loaded, tap_spec)
@@ -143,8 +146,11 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     # or not runs once, tapped: that run's final outputs are what it computes untapped (repeats and timing still
     # need a session of the untapped model).
     kinds, once, bare = run_kinds(loaded, plan, variant_list, kinds, repeat, time)
-    check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
-               weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
+    need = check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
+                      weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
+    # Memory holds them only when the estimate is exact: a dynamic dim counts 1 in it, and might be 4,096.
+    exact = all(t.shape is not None and all(isinstance(d, int) for d in t.shape) for t in plan.tapped)
+    tensors = memory_folder(scratch, need) if exact else None
     if bare:
         untapped = tapped = tap.write_copies(loaded, plan, folder, with_tapped=False)[0]
     else:
@@ -165,8 +171,10 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
                "optional": plan.inside,
                "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
     tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
-    jobs_list = [(v, ready.environments[v] or {}, tapped_only if v in once else request, outs[i])
-                 for i, v in enumerate(variant_list)]
+    jobs_list = [(v, ready.environments[v] or {},
+                  dict(tapped_only if v in once else request, **({} if tensors is None else
+                                                                  {"tensor_dir": str(tensors / outs[i].name)})),
+                  outs[i]) for i, v in enumerate(variant_list)]
     emit(events, "run", "running the variants", 0, len(jobs_list))
     finished: list[VariantRun] = []
 
@@ -223,11 +231,11 @@ def weights(loaded: model_mod.Model) -> int:
 
 
 def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-               kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> None:
+               kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> int:
     """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
     variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
-    bound."""
+    bound. Returns the bytes the plan needs."""
     per_sample = bytes_of(plan.tapped)
     outputs = bytes_of(t for t in loaded.tensors if t.is_output)
     need = disk_need(per_sample, outputs, variants, samples, repeat, kinds, graphs, once)
@@ -241,6 +249,50 @@ def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sample
                          + (" (--max-disk)" if max_disk is not None else " (90% of the free space)"),
                          "tap fewer tensors (--tap outputs, or names and globs), run fewer variants or samples, "
                          "use a --workdir on a bigger disk, or raise --max-disk")
+    return need
+
+
+# Memory-backed on Linux (tmpfs): tensor files written there skip a disk file system's block allocation and journal,
+# and are never written back (benchmarks/bench_core.py measures the difference).
+MEMORY_DIR = Path("/dev/shm")
+
+
+def memory_scratch() -> Path | None:
+    """A fresh folder in MEMORY_DIR for a run's tensor files (the caller removes it), None where there is none.
+    Its name holds this process's id: the folders of processes that died without removing theirs (killed) hold
+    memory until the machine restarts, so each new one removes those first."""
+    try:
+        for old in MEMORY_DIR.glob("infercmp-*-*"):
+            pid = old.name.split("-")[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f"infercmp-{os.getpid()}-", dir=MEMORY_DIR))
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def memory_folder(scratch: Path | None, need: int) -> Path | None:
+    """A fresh folder in `scratch` for tensor files of `need` bytes when they take at most half its free space and
+    a quarter of the available memory (the workers need the rest); None when they do not, or with no scratch."""
+    if scratch is None:
+        return None
+    available = available_memory()
+    try:
+        if available is None or need > min(shutil.disk_usage(scratch).free // 2, available // 4):
+            return None
+        return Path(tempfile.mkdtemp(dir=scratch))
+    except OSError:
+        return None
 
 
 def disk_need(per_sample: int, outputs: int, variants: int, samples: int, repeat: int, kinds: Sequence[str],

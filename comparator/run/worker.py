@@ -14,16 +14,16 @@ and the worker says `<run> written` on its phase line: the parent may compare th
 The record (`record.json`, written atomically, last) says what happened. A worker that dies leaves no record: the
 parent reports the crash.
 
-Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped":
-[...]}: the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as
-raw bytes: bfloat16, float8), out_dir, runs ("untapped", "tapped" or both, in the order given), finals_from_tapped
-(default false: the variant computes every tensor whether tapped or not, so its tapped run alone also gives the
-untapped run's final outputs: the record's `untapped` names the tapped run's files and `one_run` is true),
-repeat (sessions per run kind, default 1), optional (tapped names that may be absent: tensors inside
-subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run, runs N more times on
-the first sample's feeds, each run timed: `timings.latency`), fused (default false: `--tap fused`; a backend whose
-`fusion` is "optimized" taps the graph it saves instead of `tapped_model`: graph/fusion.py), types (tapped
-tensor -> ONNX element type, for the outputs added to that graph).
+Request keys: backend, options (raw strings), model, tapped_model, outputs ({"untapped": [...], "tapped": [...]}:
+the graph outputs of each file), feeds, feed_dtypes (input -> dtype name, for the types .npy stores as raw bytes:
+bfloat16, float8), out_dir, tensor_dir (default out_dir: where the tensor files go), runs ("untapped", "tapped" or
+both, in the order given), finals_from_tapped (default false: the variant computes every tensor whether tapped or
+not, so its tapped run alone also gives the untapped run's final outputs: the record's `untapped` names the tapped
+run's files and `one_run` is true), repeat (sessions per run kind, default 1), optional (tapped names that may be
+absent: tensors inside subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run,
+runs N more times on the first sample's feeds, each run timed: `timings.latency`), fused (default false: `--tap
+fused`; a backend whose `fusion` is "optimized" taps the graph it saves instead of `tapped_model`: graph/fusion.py),
+types (tapped tensor -> ONNX element type, for the outputs added to that graph).
 """
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ from .machine import environment_fingerprint
 from .record import manifest
 
 
-def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path,
+def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str], folder: Path, base: Path,
               optional: Collection[str] = ()) -> dict[str, Any]:
-    """Run every sample; write each output as one .npy with a leading sample axis; return the manifest.
+    """Run every sample; write each output as one .npy with a leading sample axis into `folder`; return the
+    manifest, whose paths are relative to `base` (the worker's folder), or absolute for a folder elsewhere.
 
     `optional` names (tensors inside subgraphs) may be absent: a backend that does not record them, or a branch
     that did not run. One that is not there for every sample with one shape is left out of the manifest."""
@@ -76,7 +77,8 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
             path = folder / f"{i:05d}.npy"
             if s == 0:
                 first[name] = (value.shape, value.dtype)
-                files[name] = {"file": str(path.relative_to(folder.parent)), "dtype": str(value.dtype),
+                files[name] = {"file": str(path.relative_to(base) if path.is_relative_to(base) else path),
+                               "dtype": str(value.dtype),
                                "shape": list(value.shape)}
             elif (value.shape, value.dtype) != first[name]:
                 raise BackendError(f"output {name!r} changed shape or type between samples "
@@ -85,7 +87,7 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
         del out
     for name in dropped:
         if name in files:
-            (folder.parent / files.pop(name)["file"]).unlink(missing_ok=True)
+            (base / files.pop(name)["file"]).unlink(missing_ok=True)
     return files
 
 
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         args = args[3:]
     request = read_json(args[0])
     out_dir = Path(request["out_dir"])
+    tensor_dir = Path(request.get("tensor_dir") or out_dir)
     record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
                               "tensors": {}}
     if imported is not None:
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 session = backend.open(path, run_options)
                 t1 = time.perf_counter()
                 _phase(f"{shown}run")
-                record["tensors"][tag] = _run_kind(session, feeds, expected, out_dir / tag, optional)
+                record["tensors"][tag] = _run_kind(session, feeds, expected, tensor_dir / tag, out_dir, optional)
                 t2 = time.perf_counter()
                 write_json(manifest(out_dir, tag), record["tensors"][tag])
                 _phase(f"{tag} written")
@@ -238,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                 # Repeats: fresh sessions above (`kind.N`), and the first session run again (`kind.sameN`).
                 for k in range(1, repeat if r == 0 else 1):
                     record["tensors"][f"{kind}.same{k}"] = _run_kind(session, feeds, expected,
-                                                                     out_dir / f"{kind}.same{k}", optional)
+                                                                     tensor_dir / f"{kind}.same{k}", out_dir,
+                                                                     optional)
                 del session
         if request.get("finals_from_tapped") and "tapped" in record["tensors"]:
             tapped_files = record["tensors"]["tapped"]

@@ -1,0 +1,95 @@
+"""Where the workers write their tensor files: in a memory-backed folder (run/variants.MEMORY_DIR, /dev/shm on
+Linux) when every tapped tensor's shape is static and they take at most half its free space and a quarter of the
+available memory, else in each variant's folder; `--workdir` keeps them there. The memory folder is removed when
+compare returns, whatever happens."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import comparator
+from comparator import api
+from comparator.errors import UsageError
+from comparator.run import variants
+from comparator.variant import parse_list
+
+VARIANTS = ["ort", "ort:opt=disable"]
+
+
+@pytest.fixture
+def memory(tmp_path, monkeypatch) -> Path:
+    """MEMORY_DIR in a folder of the test's own, so that what is left in it can be seen."""
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    monkeypatch.setattr(variants, "MEMORY_DIR", folder)
+    return folder
+
+
+def tensor_files(rs: api.RunSet) -> list[Path]:
+    return [p for r in rs.runs for kind, files in r.tensors.items() for name in files
+            if (p := r.path(kind, name)) is not None]
+
+
+def test_tensors_that_fit_go_to_the_memory_folder_and_compare_the_same(models, tmp_path, memory):
+    scratch = variants.memory_scratch()
+    assert scratch is not None and scratch.parent == memory
+    rs = api.run_variants(models.cnn, parse_list(VARIANTS), tmp_path / "run", scratch=scratch)
+    files = tensor_files(rs)
+    assert files and all(p.is_relative_to(scratch) and p.is_file() for p in files)
+    assert not list((tmp_path / "run").rglob("*.npy"))  # the logs and manifests stay in the run's folder
+    on_disk = api.run_variants(models.cnn, parse_list(VARIANTS), tmp_path / "disk")
+    assert all(p.is_relative_to(tmp_path / "disk") for p in tensor_files(on_disk))
+    for a, b in zip(tensor_files(rs), tensor_files(on_disk)):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_tensors_over_a_quarter_of_the_available_memory_stay_on_disk(models, tmp_path, memory, monkeypatch):
+    rs = api.run_variants(models.cnn, parse_list(VARIANTS), tmp_path / "a", scratch=variants.memory_scratch())
+    need = sum(p.stat().st_size for p in tensor_files(rs))
+    monkeypatch.setattr(variants, "available_memory", lambda: 4 * need // 2)  # a quarter of it: half of what's needed
+    rs = api.run_variants(models.cnn, parse_list(VARIANTS), tmp_path / "b", scratch=variants.memory_scratch())
+    assert all(p.is_relative_to(tmp_path / "b") for p in tensor_files(rs))
+    assert variants.memory_folder(None, 1) is None  # no scratch (--workdir): the run's folder
+
+
+def test_tensors_of_dynamic_shapes_stay_on_disk(models, tmp_path, memory):
+    # Dynamic dims count 1 in the estimate: their tensors' size is not known before they run.
+    rs = api.run_variants(models.dynamic, parse_list(VARIANTS), tmp_path / "run", shapes={"z": (2, 4096)},
+                          scratch=variants.memory_scratch())
+    assert any(not all(isinstance(d, int) for d in t.shape or [None]) for t in rs.plan.tapped)
+    assert all(p.is_relative_to(tmp_path / "run") for p in tensor_files(rs))
+
+
+def test_compare_leaves_nothing_in_the_memory_folder(models, memory):
+    report = comparator.compare(models.cnn, VARIANTS)
+    assert report.exit_code == 0 and report.tensors
+    assert not list(memory.iterdir())
+    with pytest.raises(UsageError):
+        comparator.compare(models.cnn, VARIANTS, shapes={"nope": (1,)})
+    assert not list(memory.iterdir())
+
+
+def test_a_workdir_keeps_the_tensors(models, tmp_path, memory):
+    comparator.compare(models.cnn, VARIANTS, workdir=tmp_path / "wd")
+    assert list((tmp_path / "wd").rglob("*.npy")) and not list(memory.iterdir())
+
+
+def test_no_memory_folder_where_there_is_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(variants, "MEMORY_DIR", tmp_path / "absent")
+    assert variants.memory_scratch() is None
+
+
+def test_a_killed_runs_memory_folder_is_removed_by_the_next(memory):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dead, mine = memory / f"infercmp-{gone}-abc", memory / "infercmp-1-keep"  # pid 1 is alive
+    for folder in (dead, mine):
+        folder.mkdir()
+        (folder / "00000.npy").write_bytes(b"x")
+    scratch = variants.memory_scratch()
+    assert scratch is not None and scratch.name.startswith(f"infercmp-{os.getpid()}-")
+    assert not dead.exists() and mine.exists()
