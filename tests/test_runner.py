@@ -254,6 +254,24 @@ def test_a_worker_that_gets_no_request_exits_and_leaves_nothing(tmp_path):
     assert not pid_alive(pid) and not (tmp_path / "refused").exists()
 
 
+def test_a_worker_reuses_freed_memory_and_a_malloc_setting_the_user_gave_wins(tmp_path, monkeypatch):
+    from comparator.run import spawn
+
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096:glibc.cpu.x86_shstk=off")
+    proc = spawn.start(Variant.parse("ref"), {}, tmp_path / "w")
+    try:
+        items = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        spawn.forget(proc)
+    # glibc reads the variable in place, cutting it at its colons
+    start = next(i for i, item in enumerate(items) if item.startswith(b"GLIBC_TUNABLES="))
+    assert items[start:start + 3] == [b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096", b"glibc.cpu.x86_shstk=off",
+                                      b"glibc.malloc.trim_threshold=1073741824"]
+    assert spawn.malloc_tunables(None) == "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+
+
 @pytest.mark.parametrize("refusal", ["model", "disk"])
 def test_a_run_refused_after_the_workers_started_leaves_no_worker_and_no_run_folder(tmp_path, models, refusal):
     """compare() starts the workers before it loads the model: a model that fails to load, or a plan over the disk

@@ -45,8 +45,9 @@ def environment(own: Mapping[str, str], shared: bool) -> dict[str, str]:
 
 # glibc's malloc serves a block over its mmap threshold (128 KiB at first) from fresh pages and unmaps it when it is
 # freed, so a worker that allocates a model's tapped tensors faults every page of them in again on each run. With
-# the threshold fixed at 32 MiB and the heap trimmed only past 1 GiB free, freed blocks are reused: ResNet-50's
-# worker takes a fifth fewer page faults. Other C libraries ignore the variable; a setting the user gave wins.
+# the threshold fixed at 32 MiB and the heap trimmed only past 1 GiB free, freed blocks are reused instead (less
+# system time, the same peak memory: benchmarks/ab_revisions.sh and worker_peaks.py measure both). Other C
+# libraries ignore the variable; a key the user set wins.
 MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": "33554432", "glibc.malloc.trim_threshold": "1073741824"}
 
 
