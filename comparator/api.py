@@ -246,9 +246,9 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         classes = [classes]
     for v in variant_list:  # usage errors in the variants come before any about the model
         backends.resolve_variant(v)
-    own_dir = workdir is None
-    folder = temp_dir("infercmp-") if own_dir else new_run_dir(str(workdir))
-    scratch = variants_mod.memory_scratch() if own_dir else None  # --workdir keeps the tensors where it says
+    own_dir = workdir is None  # --workdir keeps the tensors where it says
+    work = Workspace("infercmp-") if own_dir else Workspace("", new_run_dir(str(workdir)), memory=False)
+    folder, scratch = work.folder, work.memory
     ready = spawn.Ready()
     ahead = Ahead(ref, tolerance, hashing=len(variant_list) > 2)
     try:
@@ -292,11 +292,8 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
     finally:
         ahead.close()  # before the tensors it may be reading go
         ready.close()  # workers never handed a request: stopped, their folders gone
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        if own_dir:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
+        work.close()
+        if not own_dir:
             try:
                 folder.rmdir()  # only when nothing ran (an argument was refused): an empty run folder says nothing
             except OSError:
@@ -377,6 +374,23 @@ def temp_dir(prefix: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=prefix))
     except OSError as exc:
         raise write_error(Path(tempfile.gettempdir()) / prefix, exc, "create a temporary folder") from None
+
+
+class Workspace:
+    """Where a run's files go: `folder`, a fresh temporary folder (or the one given, which is kept), for its logs,
+    models and feeds, and `memory`, a memory-backed folder for its tensor files (run/variants.memory_scratch; None
+    where there is none, or without `memory`). Pass `memory` to run_variants as `scratch`; `close` removes both."""
+
+    def __init__(self, prefix: str, folder: Path | None = None, memory: bool = True) -> None:
+        self._own = folder is None
+        self.folder = temp_dir(prefix) if folder is None else folder
+        self.memory = variants_mod.memory_scratch() if memory else None
+
+    def close(self) -> None:
+        if self.memory is not None:
+            shutil.rmtree(self.memory, ignore_errors=True)
+        if self._own:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,

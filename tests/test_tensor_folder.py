@@ -1,7 +1,7 @@
 """Where the workers write their tensor files: in a memory-backed folder (run/variants.MEMORY_DIR, /dev/shm on
 Linux) when every tapped tensor's shape is static and they take at most half its free space and a quarter of the
 available memory, else in each variant's folder; `--workdir` keeps them there. The memory folder is removed when
-compare returns, whatever happens."""
+compare (or capture, check, agree, the model gate) returns, whatever happens."""
 from __future__ import annotations
 
 import os
@@ -93,3 +93,24 @@ def test_a_killed_runs_memory_folder_is_removed_by_the_next(memory):
     scratch = variants.memory_scratch()
     assert scratch is not None and scratch.name.startswith(f"infercmp-{os.getpid()}-")
     assert not dead.exists() and mine.exists()
+
+
+def test_capture_check_agree_and_the_model_gate_use_the_memory_folder_and_leave_nothing(models, tmp_path, memory,
+                                                                                        monkeypatch):
+    from comparator.gate import capture, check
+
+    given = []  # every folder memory_folder gave a run (None: the run's folder on disk)
+
+    def watched(scratch, need):
+        given.append(folder := real(scratch, need))
+        return folder
+
+    real = variants.memory_folder
+    monkeypatch.setattr(variants, "memory_folder", watched)
+    bundle = tmp_path / "base.icmp"
+    capture.capture(models.cnn, parse_list(VARIANTS), bundle, tap_spec="all")
+    assert check.check(models.cnn, bundle).passed
+    assert check.agree(models.cnn, VARIANTS).passed
+    assert check.compare_models(models.cnn, models.cnn, "ort").passed
+    assert len(given) == 5 and all(f is not None and f.is_relative_to(memory) for f in given)
+    assert not list(memory.iterdir())

@@ -12,7 +12,6 @@ enter there. The others (weights held in Constant nodes) are the same in every b
 """
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +149,8 @@ def audit_batch(model: str | Path, variants: Sequence[str | Variant] | str, inpu
         raise UsageError(f"--sizes {','.join(map(str, given))}: give batch sizes >= 1, at least one above 1",
                          "e.g. --sizes 1,2,7,32")
     loaded = model_mod.load(model)
-    folder = api.temp_dir("infercmp-audit-")
+    work = api.Workspace("infercmp-audit-")
+    folder = work.folder
     try:
         made = batch_mod.dynamic(loaded, folder)
         dyn = made.model
@@ -162,7 +162,8 @@ def audit_batch(model: str | Path, variants: Sequence[str | Variant] | str, inpu
             group = [c for c in batches if c.size == size]
             feeds = {k: np.stack([np.concatenate([v[m] for m in c.members()]) for c in group]) for k, v in pool.items()}
             rs = api.run_variants(dyn, chosen, folder / f"batch-{size}", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, kinds=("tapped",), events=events, progress=progress)
+                                  jobs=jobs, kinds=("tapped",), events=events, progress=progress,
+                                  scratch=work.memory)
             runs[size] = rs.runs
             plan = rs.plan
         assert plan is not None
@@ -171,7 +172,7 @@ def audit_batch(model: str | Path, variants: Sequence[str | Variant] | str, inpu
         _analyse(result, dyn, plan.tapped, chosen, runs, batches)
         return result
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        work.close()
 
 
 def _examples(model: model_mod.Model, dim: str | None, inputs: str | Path | None,

@@ -2,7 +2,6 @@
 a fleet run on its node)."""
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,17 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
             events: Listener | None = None) -> dict[str, Any]:
     """Run `model` on `variants` and write the bundle at `out`; returns its meta. `provenance` is added to every
     run's (a fleet task names its Ray node there). The workers write into `scratch` (a new folder the caller
-    removes), else into a temporary folder removed here. bundle_writer.RunFailedError, with the run's status, when a
+    removes), else into a temporary folder removed here; their tensor files into a memory-backed folder when they
+    fit there (api.Workspace). bundle_writer.RunFailedError, with the run's status, when a
     variant could not run: nothing is written then. `events`: progress, as api.compare's."""
     if tap.is_fused(tap_spec):
         raise UsageError("--tap fused taps each variant's own optimized graph; a bundle keeps taps of the model's "
                          "graph, the same for every variant", "capture with --tap all, or compare with --tap fused")
-    folder = api.temp_dir("infercmp-capture-") if scratch is None else scratch
+    work = api.Workspace("infercmp-capture-", scratch)
+    folder = work.folder
     try:
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, events=events)
+                              samples=samples, timeout=timeout, jobs=jobs, events=events, scratch=work.memory)
         for run in rs.runs:
             run.provenance.update(provenance or {})
         tapped = {"spec": tap_spec, "tapped": rs.plan.names, "skipped": rs.plan.skipped}
@@ -45,5 +46,4 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
         emit(events, "bundle", "writing the bundle", end=True)
         return meta
     finally:
-        if scratch is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        work.close()

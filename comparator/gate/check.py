@@ -175,14 +175,15 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
     inner = [escape(m.tensor.name) for m in matches if not m.tensor.is_output]
     tap_spec: Any = "outputs" if not inner else ("all" if spec == "all" else inner)
     feeds, labels = base.feeds(), base.labels()
-    folder = api.temp_dir("infercmp-check-")
+    work = api.Workspace("infercmp-check-")
+    folder = work.folder
     try:
         emit(events, "baseline", "reading the baseline")
         reference = base.extract(folder / "baseline", "baseline")
         emit(events, "baseline", "reading the baseline", end=True)
         by_variant = {getattr(r.variant, "plain", r.variant): r for r in reference}
         rs = api.run_variants(new, chosen, folder / "candidate", feeds, tap_spec=tap_spec, timeout=timeout,
-                              jobs=jobs, progress=progress, events=events)
+                              jobs=jobs, progress=progress, events=events, scratch=work.memory)
         pairs = [(by_variant[v], _label(run, "candidate")) for v, run in zip(chosen, rs.runs)]
         env = base.meta["environment"]
         ref_info = {"kind": "baseline", "path": str(base.path), "sha256": base.model_sha256, "created": base.created,
@@ -210,7 +211,7 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
                 result.passed = False
         return result
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        work.close()
 
 
 def compare_models(old: str | Path | Model, new: str | Path | Model, variants: Sequence[str] | str = "ort",
@@ -232,18 +233,19 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     pol.bind(new_m.tensors, new_m.outputs, chosen, classifiers(new_m.tensors))
     feeds, feed_info = api.resolve_feeds(new_m, inputs, shapes or {}, seed, samples)
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    folder = api.temp_dir("infercmp-models-")
+    work = api.Workspace("infercmp-models-")
+    folder = work.folder
     try:
         rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress, events=events)
+                                  jobs=jobs, progress=progress, events=events, scratch=work.memory)
         rs_new = api.run_variants(new_m, chosen, folder / "new", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress, events=events)
+                                  jobs=jobs, progress=progress, events=events, scratch=work.memory)
         pairs = [(_label(a, "old"), _label(b, "new")) for a, b in zip(rs_old.runs, rs_new.runs)]
         ref_info = {"kind": "model", "path": str(old_m.path), "sha256": old_m.sha256}
         return _gate("models", ref_info, new_m, pol, pairs, matches, (old_un, new_un), feed_info, labels,
                      rs_new.plan.skipped, [o for o in old_m.outputs if o in old_un], events)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        work.close()
 
 
 def agree(model: str | Path | Model, variants: Sequence[str] | str,
@@ -258,11 +260,12 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     variant_list, ref = api.resolve_variants(variants, None)
     pol.bind(loaded.tensors, loaded.outputs, variant_list, classifiers(loaded.tensors))
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    folder = api.temp_dir("infercmp-agree-")
+    work = api.Workspace("infercmp-agree-")
+    folder = work.folder
     ahead = Ahead(ref, pol.default_tolerance, len(variant_list) > 2, pol.tolerance_for)
     try:
         rs = api.run_variants(loaded, variant_list, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,
-                              samples=samples, timeout=timeout, jobs=jobs, ahead=ahead)
+                              samples=samples, timeout=timeout, jobs=jobs, ahead=ahead, scratch=work.memory)
         report, facts = assemble.analyse(loaded, rs.plan, rs.runs, ref, pol.default_tolerance, rs.feed_info,
                                     pol.tolerance_for, classes=classifiers(loaded.tensors), ahead=ahead)
         infos = {t.name: t for t in rs.plan.tapped}
@@ -273,7 +276,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
         return result.finish()
     finally:
         ahead.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        work.close()
 
 
 class _BundleModel:
