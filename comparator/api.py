@@ -387,6 +387,7 @@ class Workspace:
         self.memory = variants_mod.memory_scratch() if memory else None
 
     def close(self) -> None:
+        """Remove the memory folder, and the run's folder unless it was given."""
         if self.memory is not None:
             shutil.rmtree(self.memory, ignore_errors=True)
         if self._own:
