@@ -135,9 +135,9 @@ def closer_text(report: Report, variant: str) -> str | None:
 def doubt_lines(report: Report, limit: int | None = None) -> list[tuple[str, bool]]:
     """The oracles' findings and the broken middles, each line with whether it is a doubt (the views colour those):
     oracle_lines (`limit` disagreements), distance_lines, broken_lines."""
-    calm = [line for line in oracle_lines(report, limit) if "agree on every" in line] + distance_lines(report)[:1]
-    return [(line, line not in calm)
-            for line in oracle_lines(report, limit) + distance_lines(report) + broken_lines(report)]
+    distances = distance_lines(report)  # its first line gives figures; a second says the reference stands alone
+    return ([(line, "agree on every" not in line) for line in oracle_lines(report, limit)]
+            + [(line, i > 0) for i, line in enumerate(distances)] + [(line, True) for line in broken_lines(report)])
 
 
 def verdict_text(report: Report) -> str:
