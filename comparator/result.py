@@ -210,13 +210,11 @@ class Report:
 
     def beyond_tolerance(self, variant: str) -> list[str]:
         """Names of the tensors where `variant` is beyond tolerance (or could not be compared), in graph order."""
-        return [t.name for t in self.tensors if (m := t.metrics.get(variant)) is not None
-                and ("error" in m or m.get("violations", 0) > 0)]
+        return [t.name for t in self.tensors if (m := t.metrics.get(variant)) is not None and beyond(m)]
 
     def outputs_beyond(self, variant: str) -> bool:
         """Whether a final output of `variant` is beyond tolerance (or could not be compared)."""
-        return any("error" in m or m.get("violations", 0) > 0
-                   for t in self.tensors if t.is_output and (m := t.metrics.get(variant)) is not None)
+        return any(beyond(m) for t in self.tensors if t.is_output and (m := t.metrics.get(variant)) is not None)
 
     def summary(self) -> str:
         """A short plain-text summary: the verdict, then per variant its first divergence, its first tensor
@@ -306,7 +304,7 @@ class Report:
                                               "worst": None, "max_ulp": None, "_key": (IDENTICAL + 1,)})
             g["tensors"] += 1
             g["differ"] += any("error" in m or not m.get("bit_identical") for m in ms.values())
-            g["beyond"] += any("error" in m or m.get("violations", 0) > 0 for m in ms.values())
+            g["beyond"] += any(beyond(m) for m in ms.values())
             ulps = [u for m in ms.values() if isinstance(u := m.get("max_ulp"), int)]
             if ulps:
                 g["max_ulp"] = max(ulps + ([g["max_ulp"]] if g["max_ulp"] is not None else []))
@@ -380,6 +378,11 @@ def base_name(tensor: str) -> str:
 
 
 IDENTICAL = 3  # severity's first member for a bit-identical pair
+
+
+def beyond(m: dict[str, Any]) -> bool:
+    """Whether one metrics entry is beyond tolerance, or could not be compared."""
+    return "error" in m or m.get("violations", 0) > 0
 
 
 def severity(m: dict[str, Any]) -> tuple[Any, ...]:

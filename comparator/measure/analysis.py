@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..graph.model import TensorInfo
-from ..result import TensorReport
+from ..result import TensorReport, beyond as beyond_tolerance  # noqa: F401 - the predicate beside diverges
 from .facts import Facts, RunFacts, TensorFacts, repeats
 
 MAX_LISTED_FLIPS = 100
@@ -36,10 +36,6 @@ def tensor_reports(catalogue: Iterable[TensorInfo], facts: Facts) -> list[Tensor
 
 def diverges(m: dict[str, Any]) -> bool:
     return "error" in m or not m.get("bit_identical", False)
-
-
-def beyond_tolerance(m: dict[str, Any]) -> bool:
-    return "error" in m or m.get("violations", 0) > 0
 
 
 def first(tensors: list[TensorReport], variant: str, test: Any) -> str | None:

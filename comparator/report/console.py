@@ -88,7 +88,7 @@ def _findings_lines(report: Report, v: Any, label: str, width: int) -> list[tupl
         add(f"{head}: no tensor compared", first=True)
         return out
     finals = [t.metrics[v.name] for t in mine if t.is_output]
-    beyond = sum(1 for t in mine if "error" in (m := t.metrics[v.name]) or m.get("violations", 0) > 0)
+    beyond = len(report.beyond_tolerance(v.name))
     out_beyond = report.outputs_beyond(v.name)
     first = report.first_divergence.get(v.name)
     if v.name in report.first_divergence and first is None:

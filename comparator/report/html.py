@@ -105,7 +105,7 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
         div = report.first_divergence.get(v.name, "-") if v.name in report.first_divergence else "-"
         badge = f'<span class="badge {"ok" if v.status == "ok" else "fail"}">{esc(v.status)}</span>'
         mine = [t for t in report.tensors if v.name in t.metrics]
-        beyond = sum(1 for t in mine if "error" in (m := t.metrics[v.name]) or m.get("violations", 0) > 0)
+        beyond = len(report.beyond_tolerance(v.name))
         least = minimum_tolerance_text(report, v.name) if mine else None
         rows.append([swatch(colors, v.name) + (" <small>(reference)</small>" if v.name == report.reference else ""),
                      esc(v.backend), badge,
