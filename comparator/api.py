@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,7 +17,7 @@ from .graph import inputs as feeds_mod, model as model_mod, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
-from .fileio import available_memory, write_error
+from .fileio import available_memory
 from .measure.ahead import Ahead
 from .measure.metrics import Tolerance
 from .result import Report
@@ -29,10 +25,10 @@ from .run.record import VariantRun
 from .run import spawn, variants as variants_mod
 from .run.variants import RunSet, resolve_feeds, start_workers  # noqa: F401 - api's interface
 from .variant import Variant, parse_list
+from .workspace import Workspace, check_workdir, new_run_dir
 
 MAX_VARIANTS = 256  # a sweep that expands to more variants runs only when confirmed (--yes)
 MAX_ULP = (1 << 64) - 1  # ULP distances are counted in uint64
-WORKDIR_MARKER = ".infercmp-workdir"  # in a --workdir infercmp created or adopted (it was empty)
 
 
 # -- arguments: checked before anything runs ----------------------------------------------------------------------
@@ -75,63 +71,6 @@ def check_sweep(variants: Sequence[Variant], yes: bool, jobs: int = 0) -> None:
         raise UsageError(f"the variants expand to {n} runs, over the limit of {MAX_VARIANTS} without --yes",
                          f"each is its own worker process (a Python start, a framework import and the model run "
                          f"at least twice, seconds each), {at_once} at a time; narrow the sweep, or pass --yes")
-
-
-def check_workdir(workdir: str | Path) -> Path:
-    """A --workdir must be a folder that is new, empty, or marked as infercmp's (it never holds user files
-    a run could overwrite); UsageError otherwise. Checks only: nothing is written."""
-    w = Path(workdir)
-    if os.path.lexists(w) and not w.is_dir():
-        raise UsageError(f"--workdir {w} is {'a broken link' if not w.exists() else 'a file'}, not a folder",
-                         "give a new or empty folder")
-    if w.is_dir():
-        try:
-            entries = sorted(os.listdir(w))
-        except OSError as exc:
-            raise UsageError(f"--workdir {w} cannot be read: {exc.strerror}") from None
-        if entries and WORKDIR_MARKER not in entries:
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise UsageError(f"--workdir {w} holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
-                             f"infercmp did not create ({shown})",
-                             "give a new or empty folder: infercmp keeps its runs there and marks it as its own")
-    parent = next((a for a in [w, *w.absolute().parents] if os.path.lexists(a)), Path("."))
-    if not parent.is_dir():
-        raise UsageError(f"--workdir {w}: {parent} is a file, not a folder", "give a new or empty folder")
-    try:
-        read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only = False
-    if read_only or not os.access(parent, os.W_OK):
-        raise UsageError(f"--workdir {w}: cannot write in {parent} "
-                         f"({'read-only file system' if read_only else 'permission denied'})",
-                         "give a folder you may write in")
-    return w
-
-
-def new_run_dir(workdir: str | Path) -> Path:
-    """A fresh folder for one run under a checked --workdir (created, and marked, when needed): each run has its
-    own, so a run never reads what another left, and runs sharing a workdir never see each other's files."""
-    w = check_workdir(workdir)
-    try:
-        w.mkdir(parents=True, exist_ok=True)
-        # Created in one step (no temporary file a concurrent run's check could see as a stranger's entry).
-        try:
-            fd = os.open(w / WORKDIR_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write("A folder of infercmp runs (--workdir): one run-* folder per run.\n")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        while True:
-            run = w / f"run-{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
-            try:
-                run.mkdir()  # fails if it exists: never shared
-                return run
-            except FileExistsError:
-                continue
-    except OSError as exc:
-        raise write_error(w, exc, "create a run folder in") from None
 
 
 def resolve_variants(variants: Sequence[str | Variant] | str,
@@ -366,32 +305,6 @@ def _memory(max_memory: int | None, workers: int) -> int | None:
         return max_memory
     available = available_memory()
     return None if available is None else available // 2 // max(1, workers)
-
-
-def temp_dir(prefix: str) -> Path:
-    """A fresh temporary folder; a full or read-only temporary disk is a one-line error."""
-    try:
-        return Path(tempfile.mkdtemp(prefix=prefix))
-    except OSError as exc:
-        raise write_error(Path(tempfile.gettempdir()) / prefix, exc, "create a temporary folder") from None
-
-
-class Workspace:
-    """Where a run's files go: `folder`, a fresh temporary folder (or the one given, which is kept), for its logs,
-    models and feeds, and `memory`, a memory-backed folder for its tensor files (run/variants.memory_scratch; None
-    where there is none, or without `memory`). Pass `memory` to run_variants as `scratch`; `close` removes both."""
-
-    def __init__(self, prefix: str, folder: Path | None = None, memory: bool = True) -> None:
-        self._own = folder is None
-        self.folder = temp_dir(prefix) if folder is None else folder
-        self.memory = variants_mod.memory_scratch() if memory else None
-
-    def close(self) -> None:
-        """Remove the memory folder, and the run's folder unless it was given."""
-        if self.memory is not None:
-            shutil.rmtree(self.memory, ignore_errors=True)
-        if self._own:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _isolate(rs: RunSet, ref: Variant, timeout: float | None, jobs: int,

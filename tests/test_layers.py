@@ -17,7 +17,8 @@ FLOORS = [
     {"run"},  # worker processes and what they leave behind
     {"measure"},  # metrics and analyses over the runs' tensors
     {"report"},  # views of a Report: import no compute module
-    {"api", "arguments", "assemble", "windows"},  # compare(): graph -> run -> measure; its checks; the Report; windows
+    {"api", "arguments", "assemble", "windows", "workspace"},  # compare(): graph -> run -> measure; its checks;
+    # the Report; windows; where its files go
     {"gate", "audit"},  # bundles, policies, verdicts over api's results; invariance audits
     {"testing", "fleet"},  # pytest helpers over the gate; fleet runs: bundles captured on Ray nodes, their matrix
     {"cli", "worker", "__init__"},  # entry points

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import comparator
-from comparator import api, assemble
+from comparator import api, assemble, workspace
 from comparator.errors import UsageError
 from comparator.gate import bundle
 from comparator.variant import parse_list
@@ -38,7 +38,7 @@ def test_each_run_gets_its_own_folder_and_a_stale_one_is_never_read(models, tmp_
     work = tmp_path / "work"
     code, out, err = cli("compare", models.small, "-b", "ort", "-q", "--workdir", work, "--json", tmp_path / "a.json")
     assert code == 0, err
-    assert (work / api.WORKDIR_MARKER).is_file()
+    assert (work / workspace.WORKDIR_MARKER).is_file()
     (first,) = work.glob("run-*")
     assert (first / "00-ort" / "record.json").is_file()
     # The second run's worker dies before writing a record: it must not read the first run's.
@@ -80,7 +80,7 @@ def test_a_workdir_that_is_a_file_or_holds_user_files_is_refused(models, tmp_pat
 def test_a_refused_argument_leaves_no_run_folder(models, tmp_path):
     with pytest.raises(UsageError, match="--tap"):
         comparator.compare(models.small, ["ort"], workdir=tmp_path / "w", tap_spec="nothing*")
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [api.WORKDIR_MARKER]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [workspace.WORKDIR_MARKER]
 
 
 def test_run_variants_refuses_a_folder_holding_a_run(models, tmp_path):

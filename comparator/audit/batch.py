@@ -28,6 +28,7 @@ from ..graph.inputs import load_feeds, make_feeds
 from ..measure import metrics
 from ..run.record import VariantRun
 from ..variant import Variant
+from ..workspace import Workspace
 
 SIZES = (1, 2, 7, 32)
 
@@ -149,7 +150,7 @@ def audit_batch(model: str | Path, variants: Sequence[str | Variant] | str, inpu
         raise UsageError(f"--sizes {','.join(map(str, given))}: give batch sizes >= 1, at least one above 1",
                          "e.g. --sizes 1,2,7,32")
     loaded = model_mod.load(model)
-    work = api.Workspace("infercmp-audit-")
+    work = Workspace("infercmp-audit-")
     folder = work.folder
     try:
         made = batch_mod.dynamic(loaded, folder)

@@ -14,6 +14,7 @@ from ..events import Listener, emit
 from ..graph import tap
 from ..graph.model import Model
 from ..variant import Variant
+from ..workspace import Workspace
 from . import bundle_writer
 
 
@@ -27,12 +28,12 @@ def capture(model: str | Path | Model, variants: Sequence[Variant], out: str | P
     """Run `model` on `variants` and write the bundle at `out`; returns its meta. `provenance` is added to every
     run's (a fleet task names its Ray node there). The workers write into `scratch` (a new folder the caller
     removes), else into a temporary folder removed here; their tensor files into a memory-backed folder when they
-    fit there (api.Workspace). bundle_writer.RunFailedError, with the run's status, when a
+    fit there (workspace.Workspace). bundle_writer.RunFailedError, with the run's status, when a
     variant could not run: nothing is written then. `events`: progress, as api.compare's."""
     if tap.is_fused(tap_spec):
         raise UsageError("--tap fused taps each variant's own optimized graph; a bundle keeps taps of the model's "
                          "graph, the same for every variant", "capture with --tap all, or compare with --tap fused")
-    work = api.Workspace("infercmp-capture-", scratch)
+    work = Workspace("infercmp-capture-", scratch)
     folder = work.folder
     try:
         rs = api.run_variants(model, variants, folder, inputs, tap_spec=tap_spec, shapes=shapes, seed=seed,

@@ -34,6 +34,7 @@ from ..result import Report
 from ..run.record import VariantRun
 from ..graph.tap import TapPlan, plan as tap_plan
 from ..variant import parse_list
+from ..workspace import Workspace, temp_dir
 from .verdict import EXIT_USAGE, GateResult, classifiers, evaluate, note_rules
 
 
@@ -175,7 +176,7 @@ def check(model: str | Path | Model, baseline: str | Path | bundle_mod.Bundle,
     inner = [escape(m.tensor.name) for m in matches if not m.tensor.is_output]
     tap_spec: Any = "outputs" if not inner else ("all" if spec == "all" else inner)
     feeds, labels = base.feeds(), base.labels()
-    work = api.Workspace("infercmp-check-")
+    work = Workspace("infercmp-check-")
     folder = work.folder
     try:
         emit(events, "baseline", "reading the baseline")
@@ -233,7 +234,7 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     pol.bind(new_m.tensors, new_m.outputs, chosen, classifiers(new_m.tensors))
     feeds, feed_info = api.resolve_feeds(new_m, inputs, shapes or {}, seed, samples)
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    work = api.Workspace("infercmp-models-")
+    work = Workspace("infercmp-models-")
     folder = work.folder
     try:
         rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
@@ -260,7 +261,7 @@ def agree(model: str | Path | Model, variants: Sequence[str] | str,
     variant_list, ref = api.resolve_variants(variants, None)
     pol.bind(loaded.tensors, loaded.outputs, variant_list, classifiers(loaded.tensors))
     labels = bundle_mod.read_labels(inputs, labels_key)[0] if isinstance(inputs, (str, Path)) else None
-    work = api.Workspace("infercmp-agree-")
+    work = Workspace("infercmp-agree-")
     folder = work.folder
     ahead = Ahead(ref, pol.default_tolerance, len(variant_list) > 2, pol.tolerance_for)
     try:
@@ -324,7 +325,7 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
                              "to compare two versions of a model, pass --allow-model-change "
                              "(or gate the new model with `infercmp check NEW --baseline OLD.icmp`)")
     infos = ref.stored()
-    folder = api.temp_dir("infercmp-diff-")
+    folder = temp_dir("infercmp-diff-")
     try:
         runs: list[VariantRun] = []
         notes: list[str] = []
