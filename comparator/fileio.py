@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import shutil
 import stat
@@ -31,6 +30,7 @@ from typing import Any
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from .errors import InfercmpError, UsageError
+from .jsondata import plain
 
 STDOUT = "-"
 LOCK_WAIT_S = 10.0  # how long a writer waits for another one to finish with the same folder
@@ -385,24 +385,11 @@ def check_output_folder(flag: str, folder: PathLike, others: Iterable[PathLike] 
                          "write it to a folder you may write in")
 
 
-def _encode(obj: Any) -> Any:
-    """JSON has no NaN/Infinity: non-finite floats are written as the strings "nan", "inf", "-inf"."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {str(k): _encode(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_encode(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _encode(obj.item())
-    return obj
-
-
 def dumps(obj: Any, open_levels: int = 3) -> str:
     """JSON with the outer `open_levels` levels of objects and arrays one member a line (readable, diffable per
     tensor) and everything deeper on one line, written by json's C encoder: an indented dump would run the pure
     Python one, 10x slower on a report of thousands of tensors."""
-    return _layout(_encode(obj), open_levels, "\n")
+    return _layout(plain(obj), open_levels, "\n")
 
 
 def _layout(obj: Any, levels: int, newline: str) -> str:

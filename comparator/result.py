@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ReportError
+from .jsondata import decode, decode_figures, decode_metrics, plain
 
 SCHEMA_VERSION = 1
-_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
 @dataclass
@@ -326,7 +326,7 @@ class Report:
         """The report as plain JSON-ready data: `json.dumps(report.to_dict(), allow_nan=False)` works. JSON has
         no NaN or infinity, so non-finite numbers are the strings "nan", "inf" and "-inf" (as the JSON report
         writes them), NumPy scalars plain numbers; `Report.from_dict` reads them back."""
-        return _plain(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
@@ -346,25 +346,25 @@ class Report:
             for t in data["tensors"]:
                 t = dict(t)
                 for key in ("metrics", "local", "spread"):
-                    t[key] = {k: _decode_metrics(m) for k, m in t.get(key, {}).items()}
+                    t[key] = {k: decode_metrics(m) for k, m in t.get(key, {}).items()}
                 tensors.append(TensorReport(**t))
             kwargs["tensors"] = tensors
             # Outside `metrics`, numbers that can be non-finite: observer differences, pairwise distances,
             # oracle disagreements and distances, broken middles.
-            kwargs["observer_detail"] = {v: {o: _decode_metrics(d) for o, d in outs.items()}
+            kwargs["observer_detail"] = {v: {o: decode_metrics(d) for o, d in outs.items()}
                                          for v, outs in data.get("observer_detail", {}).items()}
             if "disagreements" in kwargs.get("oracle", {}):
                 kwargs["oracle"] = dict(kwargs["oracle"], disagreements=[
-                    _decode_figures(d) for d in kwargs["oracle"]["disagreements"]])
-            kwargs["broken_middle"] = {v: _decode_figures(d) for v, d in data.get("broken_middle", {}).items()}
-            kwargs["origins"] = {v: [_decode_figures(d) for d in found] for v, found in data.get("origins", {}).items()}
-            kwargs["tolerance"] = {k: _decode(v) for k, v in data.get("tolerance", {}).items()}
+                    decode_figures(d) for d in kwargs["oracle"]["disagreements"]])
+            kwargs["broken_middle"] = {v: decode_figures(d) for v, d in data.get("broken_middle", {}).items()}
+            kwargs["origins"] = {v: [decode_figures(d) for d in found] for v, found in data.get("origins", {}).items()}
+            kwargs["tolerance"] = {k: decode(v) for k, v in data.get("tolerance", {}).items()}
             if "max_abs" in kwargs.get("pairwise", {}):
-                kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[_decode(x) for x in row]
+                kwargs["pairwise"] = dict(kwargs["pairwise"], max_abs=[[decode(x) for x in row]
                                                                        for row in kwargs["pairwise"]["max_abs"]])
             if "max_abs" in kwargs.get("oracle_distance", {}):
                 kwargs["oracle_distance"] = dict(kwargs["oracle_distance"], max_abs={
-                    v: _decode(x) for v, x in kwargs["oracle_distance"]["max_abs"].items()})
+                    v: decode(x) for v, x in kwargs["oracle_distance"]["max_abs"].items()})
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # valid JSON, wrong shape
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from None
@@ -411,32 +411,3 @@ def _worse(group: dict[str, Any], slot: str, key_slot: str, t: TensorReport, fou
             group[key_slot] = key
             group[slot] = {"tensor": t.name, "variant": v, "snr_db": m.get("snr_db"), "max_rel": m.get("max_rel"),
                            "max_ulp": m.get("max_ulp"), "error": m.get("error")}
-
-
-def _decode(v: Any) -> Any:
-    return _NONFINITE[v] if isinstance(v, str) and v in _NONFINITE else v
-
-
-def _decode_figures(d: dict[str, Any]) -> dict[str, Any]:
-    """The error figures of a finding, decoded; its names (tensor, node, op type) kept as written."""
-    return {k: (_decode(v) if k in ("snr_db", "max_abs", "max_rel", "max_ulp") else v) for k, v in d.items()}
-
-
-def _decode_metrics(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k == "error" else _decode(v)) for k, v in m.items()}
-
-
-def _plain(obj: Any) -> Any:
-    """dataclasses.asdict without its deep copy of every leaf (immutable here): 5x faster on large reports. Non-finite
-    floats become "nan", "inf", "-inf" and NumPy scalars Python numbers, so that the result is valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
-    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
-        return _plain(obj.item())
-    return obj

@@ -11,7 +11,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "comparator"
 
 FLOORS = [
-    {"errors", "events", "fileio", "variant", "result", "caches"},  # plain data and helpers every stage uses
+    # plain data and helpers every stage uses
+    {"errors", "events", "fileio", "jsondata", "variant", "result", "caches"},
     {"graph"},  # the model and its rewritten copies
     {"backends"},  # executors: open a model, run it
     {"run"},  # worker processes and what they leave behind
