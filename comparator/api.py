@@ -13,7 +13,7 @@ from .measure import analysis
 from . import backends
 from . import caches
 from . import assemble, windows
-from .graph import inputs as feeds_mod, model as model_mod, tap
+from .graph import inputs as feeds_mod, model as model_mod, sizes, tap
 from .arguments import check_compare
 from .errors import UsageError
 from .events import Listener, emit
@@ -90,7 +90,7 @@ def resolve_variants(variants: Sequence[str | Variant] | str,
 
 
 def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
-                 inputs: str | Path | Mapping[str, np.ndarray] | None = None, *,
+                 inputs: str | Path | Mapping[str, np.ndarray] | variants_mod.Feeds | None = None, *,
                  tap_spec: str | Sequence[str] | tap.TapPlan = "all",
                  shapes: Mapping[str, tuple[int, ...]] | None = None,
                  seed: int = 0, samples: int = 1, timeout: float | None = 600.0, jobs: int = 0,
@@ -104,7 +104,8 @@ def run_variants(model: str | Path | model_mod.Model, variant_list: Sequence[Var
     never reads what an earlier one left. `time`: see `compare` (with time > 0 and jobs 0, one variant at a time).
     `ready`: the workers `start_workers` started for this call (else they start here, before the model loads).
     `ahead`: compares each written tapped run with the reference's while the others run (measure/ahead.py).
-    `scratch`: a memory-backed folder the tensor files go to when they fit there (run/variants.memory_folder)."""
+    `scratch`: a memory-backed folder the tensor files go to when they fit there (run/variants.memory_folder).
+    `inputs` as `compare` takes them, or as `resolve_feeds` resolved them."""
     timeout = check_numbers(timeout=timeout, seed=seed, samples=samples, jobs=jobs, repeat=repeat, time=time)
     with spawn.Ready() as own:
         if ready is None:
@@ -198,20 +199,22 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                                         repeat=repeat, progress=progress, events=events, max_disk=max_disk, time=time,
                                         scratch=scratch)
         plan = tap.plan(loaded, tap_spec)
+        fed = resolve_feeds(loaded, inputs, shapes or {}, seed, samples)
+        run_shapes = sizes.run_shapes(loaded, sizes.per_sample(fed.arrays))
         cut = None if isolate else windows.split(loaded, plan, variant_list, samples, repeat, ("untapped", "tapped"),
                                                  time, folder, max_disk,
                                                  _memory(max_memory, variants_mod.worker_count(jobs, time,
-                                                                                               len(variant_list))))
+                                                                                               len(variant_list))),
+                                                 run_shapes)
         if cut is None and max_memory is not None:
-            _check_memory(plan, max_memory, isolate)
+            _check_memory(plan, max_memory, isolate, run_shapes)
         if cut is not None:
-            report = _windowed(loaded, plan, cut, variant_list, ref, folder, inputs, tolerance, scores, ready, ahead,
+            report = _windowed(loaded, plan, cut, variant_list, ref, folder, fed, tolerance, scores, ready, ahead,
                                run_args)
             if not own_dir:
                 report.model.setdefault("notes", []).append(f"--workdir: this run's logs are in {folder}")
             return report
-        rs = run_variants(loaded, variant_list, folder, inputs, tap_spec=plan, ready=ready, ahead=ahead,
-                          **run_args)
+        rs = run_variants(loaded, variant_list, folder, fed, tap_spec=plan, ready=ready, ahead=ahead, **run_args)
         if isolate:
             emit(events, "isolate", "replaying every node on the reference's inputs (--isolate)")
         iso = _isolate(rs, ref, timeout, jobs, progress, scratch) if isolate else None
@@ -240,7 +243,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
 
 
 def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, variant_list: list[Variant],
-              ref: Variant, folder: Path, inputs: str | Path | Mapping[str, np.ndarray] | None, tolerance: Tolerance,
+              ref: Variant, folder: Path, fed: variants_mod.Feeds, tolerance: Tolerance,
               classes: list[str], ready: spawn.Ready, ahead: Ahead, run_args: dict[str, Any]) -> Report:
     """Run and compare window by window (windows.py), each window's tensors deleted once compared; one report."""
     events: Listener | None = run_args["events"]
@@ -248,7 +251,6 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
     outputs = [t for t in loaded.tensors if t.is_output]
     parts: list[tuple[Any, list[VariantRun]]] = []
     far: dict[tuple[str, str], bool] = {}
-    feed_info: dict[str, Any] = {}
     text = f"tapping in {count} windows: {cut.reason()}"
     emit(events, "windows", text, 0, count)
     for i in range(count):
@@ -257,12 +259,10 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         emit(events, "window", which)
         own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
         try:
-            rs = run_variants(loaded, variant_list, folder if i == 0 else folder / f"window-{i + 1}", inputs,
+            rs = run_variants(loaded, variant_list, folder if i == 0 else folder / f"window-{i + 1}", fed,
                               tap_spec=cut.plan(i, outputs, plan.skipped),
                               kinds=("untapped", "tapped") if i == 0 else ("tapped",),
                               ready=ready if i == 0 else None, ahead=own, **run_args)
-            if i == 0:  # the same feeds for every window
-                inputs, feed_info = rs.feeds, rs.feed_info
             facts, runs, _ = assemble.collect(rs.plan, catalogue, loaded.outputs if i == 0 else [], rs.runs, ref,
                                               tolerance, None, [], classes, events, own)
         finally:
@@ -277,17 +277,18 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
             break  # nothing to compare the next windows with
     emit(events, "windows", text, count, count, end=True)
     facts, runs = windows.merge(parts)
-    report = assemble.build(loaded, plan, runs, ref, tolerance, feed_info, facts, classes, windows.element_far(far))
+    report = assemble.build(loaded, plan, runs, ref, tolerance, fed.info, facts, classes, windows.element_far(far))
     report.model.setdefault("notes", []).append(
         f"tapped in {count} windows ({cut.option}): {cut.reason()}; "
         "each window's tensors were compared, then deleted")
     return report
 
 
-def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool) -> None:
-    """Refuse, before anything runs, a plan whose one sample of tapped tensors is over --max-memory when it is not
-    tapped in windows (windows.split found none that fits, or --isolate or --tap fused)."""
-    held = variants_mod.bytes_of(plan.tapped)
+def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool, shapes: Mapping[str, sizes.Shape]) -> None:
+    """Refuse, before anything runs, a plan whose one sample of tapped tensors (in the run's `shapes`) is over
+    --max-memory when it is not tapped in windows (windows.split found none that fits, or --isolate or --tap
+    fused)."""
+    held = variants_mod.bytes_of(plan.tapped, shapes)
     if held <= max_memory:
         return
     why = ("--isolate feeds every tensor at once" if isolate else "--tap fused taps each variant's own graph"

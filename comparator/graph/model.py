@@ -61,6 +61,8 @@ class Model:
     tensors: list[TensorInfo]
     notes: list[str] = field(default_factory=list)
     data_dir: Path | None = None  # where its weights' files are (the input model's folder); None: path's folder
+    # the tensors' shapes for the inputs' shapes last asked about (graph/sizes.run_shapes): (inputs, shapes)
+    sized: tuple[Any, dict[str, tuple[int, ...]]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:

@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,16 +20,27 @@ from .. import backends, caches
 from ..errors import UsageError
 from ..events import Listener, emit
 from ..fileio import available_memory, save_npz, write_error
-from ..graph import inputs as feeds_mod, model as model_mod, tap
+from ..graph import inputs as feeds_mod, model as model_mod, sizes, tap
+from ..graph.sizes import bytes_of, tensor_bytes  # noqa: F401 - part of this module's interface
 from ..variant import Variant
 from . import spawn
 from .record import VariantRun
 from .runner import run_all
 
 
+class Feeds(NamedTuple):
+    """A run's feeds (each with a leading sample axis) and where they came from (the report's `inputs`)."""
+
+    arrays: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+
 def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple[int, ...]], seed: int,
-                  samples: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Feeds (leading sample axis) from random data, a .npz/.npy path or arrays, and where they came from."""
+                  samples: int) -> Feeds:
+    """Feeds (leading sample axis) from random data, a .npz/.npy path or arrays, and where they came from; feeds
+    resolved already (a `Feeds`) as they are."""
+    if isinstance(given, Feeds):
+        return given
     if given is None:
         feeds = feeds_mod.make_feeds(model, shapes, seed=seed, samples=samples)
         source = {"source": "random", "seed": seed, "samples": samples}
@@ -41,7 +52,7 @@ def resolve_feeds(model: model_mod.Model, given: Any, shapes: Mapping[str, tuple
         source = {"source": "arrays"}
     source["shapes"] = {k: list(v.shape[1:]) for k, v in feeds.items()}
     source["samples"] = int(next(iter(feeds.values())).shape[0]) if feeds else 1
-    return feeds, source
+    return Feeds(feeds, source)
 
 
 
@@ -122,7 +133,7 @@ def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time
 
 
 def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], folder: Path,
-        inputs: str | Path | Mapping[str, np.ndarray] | None, tap_spec: str | Sequence[str] | tap.TapPlan,
+        inputs: str | Path | Mapping[str, np.ndarray] | Feeds | None, tap_spec: str | Sequence[str] | tap.TapPlan,
         shapes: Mapping[str, tuple[int, ...]], seed: int, samples: int, timeout: float | None, jobs: int,
         repeat: int, kinds: Sequence[str], progress: Callable[[VariantRun], None] | None,
         events: Listener | None, max_disk: int | None, time: int, ready: spawn.Ready,
@@ -146,10 +157,12 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     # or not runs once, tapped: that run's final outputs are what it computes untapped (repeats and timing still
     # need a session of the untapped model).
     kinds, once, bare = run_kinds(loaded, plan, variant_list, kinds, repeat, time)
+    shapes_now = sizes.run_shapes(loaded, sizes.per_sample(feeds))
     need = check_disk(plan, loaded, len(variant_list), samples, repeat, kinds, folder, max_disk,
-                      weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once))
-    # Memory holds them only when the estimate is exact: a dynamic dim counts 1 in it, and might be 4,096.
-    exact = all(t.shape is not None and all(isinstance(d, int) for d in t.shape) for t in plan.tapped)
+                      weights(loaded) * len(saving) if "tapped" in kinds else 0, once=len(once), shapes=shapes_now)
+    # Memory holds them only when the estimate is exact: a dim the feeds leave unknown counts 1 in it, and might
+    # be 4,096.
+    exact = sizes.all_known(plan.tapped, shapes_now)
     tensors = memory_folder(scratch, need) if exact else None
     if bare:
         untapped = tapped = tap.write_copies(loaded, plan, folder, with_tapped=False)[0]
@@ -231,13 +244,14 @@ def weights(loaded: model_mod.Model) -> int:
 
 
 def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, samples: int, repeat: int,
-               kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0) -> int:
+               kinds: Sequence[str], folder: Path, max_disk: int | None, graphs: int = 0, once: int = 0,
+               shapes: Mapping[str, sizes.Shape] | None = None) -> int:
     """Refuse, before anything runs, a plan whose tensors (and `graphs` bytes of optimized graphs the workers
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
-    variants run once, tapped, and write no untapped outputs. Dynamic dims count 1, so the estimate is a lower
-    bound. Returns the bytes the plan needs."""
-    per_sample = bytes_of(plan.tapped)
-    outputs = bytes_of(t for t in loaded.tensors if t.is_output)
+    variants run once, tapped, and write no untapped outputs. `shapes`: the run's shapes (graph/sizes.run_shapes);
+    a dim they leave unknown counts 1, so the estimate is then a lower bound. Returns the bytes the plan needs."""
+    per_sample = bytes_of(plan.tapped, shapes)
+    outputs = bytes_of((t for t in loaded.tensors if t.is_output), shapes)
     need = disk_need(per_sample, outputs, variants, samples, repeat, kinds, graphs, once)
     budget = disk_budget(folder, max_disk)
     if need > budget:
@@ -306,31 +320,6 @@ def disk_need(per_sample: int, outputs: int, variants: int, samples: int, repeat
 def disk_budget(folder: Path, max_disk: int | None) -> int:
     """--max-disk, or 90% of the free space in `folder`."""
     return max_disk if max_disk is not None else int(shutil.disk_usage(folder).free * 0.9)
-
-
-def tensor_bytes(t: model_mod.TensorInfo) -> int:
-    """Bytes of one sample of a tensor (dynamic dims count 1)."""
-    return elements(t.shape) * itemsize(t.dtype)
-
-
-def bytes_of(tensors: Iterable[model_mod.TensorInfo]) -> int:
-    """Bytes of one sample of these tensors (tensor_bytes)."""
-    return sum(tensor_bytes(t) for t in tensors)
-
-
-def itemsize(dtype: str | None) -> int:
-    try:
-        return np.dtype(dtype or "float32").itemsize
-    except TypeError:
-        return 4
-
-
-def elements(shape: tuple[Any, ...] | None) -> int:
-    """Elements per sample of a tensor of this shape (dynamic or unknown dims count 1)."""
-    n = 1
-    for d in shape or ():
-        n *= d if isinstance(d, int) else 1
-    return n
 
 
 def _execute(jobs_list: list[Any], resolved: dict[Variant, Any], timeout: float | None, jobs: int,
