@@ -143,8 +143,8 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
     `start_workers` started for this run and every worker's environment. Each worker runs the tapped model
     first; `ahead` hears of each tapped run as it is written (measure/ahead.py), except with --tap fused, where
     each variant taps a graph of its own. `scratch`: a memory-backed folder (`memory_scratch`) the tensor files
-    go to when they fit there (`memory_folder`) and every tapped tensor's shape is static (so that their size is
-    known); they go to each variant's folder otherwise."""
+    go to when they fit there (`memory_folder`) and every tapped tensor's size is known before the run (in the
+    feeds' shapes: graph/sizes.py); they go to each variant's folder otherwise."""
     resolved = {v: backends.resolve_variant(v) for v in variant_list}
     loaded = model if isinstance(model, model_mod.Model) else load(model, events)
     plan = tap_spec if isinstance(tap_spec, tap.TapPlan) else tap.plan(loaded, tap_spec)
