@@ -25,8 +25,10 @@ WHL="$ROOT/.whl"
 # What infercmp needs beyond numpy, onnx, protobuf and torch (preinstalled on the GPU machine), pinned. All pure
 # Python but ml_dtypes. typer 0.28.0: the newest release that neither needs pydantic (0.29 does: a binary
 # pydantic_core per Python) nor click (it vendors it), and still runs on Python 3.10.
+# archspec: the CPU and ISA features in every variant's provenance (without it the fingerprint falls back to the
+# platform module's bare machine name); platformdirs: where the caches live (4.12.4: the last for Python 3.10).
 CLI_WHEELS=(typer==0.28.0 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 shellingham==1.5.4
-            annotated-doc==0.0.6)
+            annotated-doc==0.0.6 archspec==0.2.7 platformdirs==4.12.4)
 # Installed only when the interpreter lacks them (onnx and torch bring the first two with them; tomli is for
 # Python 3.10: tomllib is in the standard library from 3.11).
 TYPING_EXTENSIONS=typing_extensions==4.16.0 ML_DTYPES=ml_dtypes==0.6.0 TOMLI=tomli==2.5.0
@@ -137,7 +139,8 @@ for w in "${wanted[@]}"; do names+=("${w%%==*}"); done
 
 check_env() {  # $1: python; the environment must see torch, onnx and infercmp's CLI (else: the import error)
     local why
-    why=$("$1" -c "import torch, onnx, numpy, ml_dtypes, typer, rich, comparator.cli" 2>&1) && return 0
+    why=$("$1" -c "import torch, onnx, numpy, ml_dtypes, typer, rich, archspec.cpu, platformdirs, comparator.cli" \
+        2>&1) && return 0
     echo "  $(tail -n 1 <<< "$why")"
     return 1
 }
