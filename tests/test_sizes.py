@@ -6,11 +6,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto as T
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from comparator import api
 from comparator.errors import UsageError
-from comparator.graph import model as model_mod, sizes, tap
+from comparator.graph import model as model_mod, shapefold, sizes, tap
 from comparator.run import variants
 from comparator.variant import parse_list
 from conftest import make_model, vi
@@ -32,8 +32,8 @@ def empty_constant_model() -> onnx.ModelProto:
                       [vi("x", T.FLOAT, ["n"])], [vi("y", T.FLOAT, ["m"])])
 
 
-def save(proto: onnx.ModelProto, tmp_path) -> model_mod.Model:
-    path = tmp_path / "m.onnx"
+def save(proto: onnx.ModelProto, tmp_path, name: str = "m") -> model_mod.Model:
+    path = tmp_path / f"{name}.onnx"
     onnx.save(proto, str(path))
     return model_mod.load(path)
 
@@ -86,3 +86,59 @@ def test_the_disk_budget_counts_the_dims_the_feeds_fix(models, tmp_path):
         api.compare(models.dynamic, listed, shapes={"z": (2, 100_000)}, max_disk=need - 1)
     report = api.compare(models.dynamic, listed, shapes={"z": (2, 100_000)}, max_disk=need)
     assert report.exit_code == 0
+
+
+def reshape_by_shape_model(opset: int = 12, big: bool = False) -> onnx.ModelProto:
+    """y = Reshape(r, Concat(Slice(Shape(r), 0, 2), [-1])): at opset 12 ONNX's data propagation does not follow
+    the Slice, so y's shape needs that computation evaluated (graph/shapefold.py). `big`: the Slice's ends come
+    from a Constant too large to read (weights stored as Constant nodes are never evaluated)."""
+    def const(name: str, values: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64)))
+
+    ends = [helper.make_node("Constant", [], ["table"], value=numpy_helper.from_array(np.full(2048, 2, np.int64))),
+            helper.make_node("Slice", ["table", "st", "one"], ["en"])] if big else [const("en", [2])]
+    return make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                       helper.make_node("Shape", ["r"], ["s"], name="shape"),
+                       const("st", [0]), const("one", [1]), *ends,
+                       helper.make_node("Slice", ["s", "st", "en"], ["head"], name="slice"),
+                       const("tail", [-1]),
+                       helper.make_node("Concat", ["head", "tail"], ["target"], name="concat", axis=0),
+                       helper.make_node("Reshape", ["r", "target"], ["y"], name="reshape")],
+                      [vi("x", T.FLOAT, ["n", 3, "h", "w"])], [vi("y", T.FLOAT, [None, None, None])], opset=opset)
+
+
+def test_a_shape_computed_from_shapes_is_evaluated(tmp_path):
+    loaded = save(reshape_by_shape_model(), tmp_path)
+    assert sizes.run_shapes(loaded, {"x": (2, 3, 4, 5)})["y"] == (2, 3, 20)
+    big = save(reshape_by_shape_model(big=True), tmp_path, "big")  # its ends would be read from a weight
+    assert "y" not in sizes.run_shapes(big, {"x": (2, 3, 4, 5)})
+    feeds = {"x": np.ones((1, 2, 3, 4, 5), np.float32)}  # one sample
+    rs = api.run_variants(loaded, parse_list(["ort", "ref"]), tmp_path / "run", feeds)
+    assert {r.variant.backend: np.load(r.path("untapped", "y")).shape[1:] for r in rs.runs} == {
+        "ort": (2, 3, 20), "ref": (2, 3, 20)}
+
+
+def fixed(proto: onnx.ModelProto) -> onnx.ModelProto:
+    for d, v in zip(proto.graph.input[0].type.tensor_type.shape.dim, (2, 3, 4, 5)):
+        d.Clear()
+        d.dim_value = v
+    return proto
+
+
+def test_onnx_alone_follows_the_computed_shape_at_opset_17_only():
+    def dims(opset: int) -> list[int]:
+        got = onnx.shape_inference.infer_shapes(fixed(reshape_by_shape_model(opset)), data_prop=True)
+        return [d.dim_value for d in got.graph.output[0].type.tensor_type.shape.dim]
+
+    assert dims(17) == [2, 3, 20] and dims(12) == [0, 0, 0]  # unknown: what folding is for
+
+
+def test_folding_evaluates_only_small_values_and_leaves_the_graph_it_was_given_alone(tmp_path):
+    proto = fixed(reshape_by_shape_model())
+    before = proto.SerializeToString()
+    inferred = shapefold.infer(proto)
+    assert proto.SerializeToString() == before
+    assert [o.type.tensor_type.shape.dim[2].dim_value for o in inferred.graph.output] == [20]
+    assert {n.op_type for n in inferred.graph.node} == {n.op_type for n in onnx.load_from_string(before).graph.node}
+    assert [i.name for i in inferred.graph.initializer] == ["target.folded"]  # the Reshape reads the value folded
+    assert np.array_equal(numpy_helper.to_array(inferred.graph.initializer[0]), [2, 3, -1])

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import shapefold
 from .model import Model, TensorInfo, shape_of
 
 Shape = tuple[int, ...]
@@ -49,6 +50,13 @@ def _inferred(model: Model, inputs: Mapping[str, Shape]) -> dict[str, Shape]:
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
+    # The first inference carried the inputs' dynamic dims into the graph (an exporter's -1 among them); each would
+    # contradict the number inference now finds, and a node whose output contradicts it is skipped: forget them.
+    for vi in list(proto.graph.value_info) + list(proto.graph.output):
+        if vi.type.WhichOneof("value") == "tensor_type":
+            for dim in vi.type.tensor_type.shape.dim:
+                if not (dim.HasField("dim_value") and dim.dim_value > 0):
+                    dim.Clear()
     for vi in proto.graph.input:
         shape = inputs.get(vi.name)
         if shape is None or vi.type.WhichOneof("value") != "tensor_type":
@@ -60,7 +68,7 @@ def _inferred(model: Model, inputs: Mapping[str, Shape]) -> dict[str, Shape]:
             dim.Clear()
             dim.dim_value = size
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        inferred = shapefold.infer(proto)
     except Exception:  # noqa: BLE001 - an estimate only: the catalogue's shapes serve
         return {}
     graph = inferred.graph
