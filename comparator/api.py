@@ -288,7 +288,7 @@ def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool, shapes: Map
     """Refuse, before anything runs, a plan whose one sample of tapped tensors (in the run's `shapes`) is over
     --max-memory when it is not tapped in windows (windows.split found none that fits, or --isolate or --tap
     fused)."""
-    held = variants_mod.bytes_of(plan.tapped, shapes)
+    held = sizes.bytes_of(plan.tapped, shapes)
     if held <= max_memory:
         return
     why = ("--isolate feeds every tensor at once" if isolate else "--tap fused taps each variant's own graph"

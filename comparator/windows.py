@@ -20,7 +20,7 @@ from . import caches
 from .measure import analysis
 from .measure.facts import Facts, far_apart
 from .measure.metrics import Tolerance
-from .graph import model as model_mod, tap
+from .graph import model as model_mod, sizes, tap
 from .result import TensorReport
 from .run import variants as variants_mod
 from .run.record import VariantRun
@@ -78,21 +78,21 @@ def split(loaded: model_mod.Model, plan: tap.TapPlan, variant_list: Sequence[Var
     if bare:
         return None
     budget = variants_mod.disk_budget(folder, max_disk)
-    outputs = variants_mod.bytes_of((t for t in loaded.tensors if t.is_output), shapes)
+    outputs = sizes.bytes_of((t for t in loaded.tensors if t.is_output), shapes)
 
     def need(per_sample: int, first: bool) -> int:
         return variants_mod.disk_need(per_sample, outputs, len(variant_list), samples, repeat,
                                       first_kinds if first else ("tapped",), once=len(once) if first else 0)
 
     limit = memory if memory is not None else float("inf")
-    per_sample = variants_mod.bytes_of(plan.tapped, shapes)
+    per_sample = sizes.bytes_of(plan.tapped, shapes)
     whole = need(per_sample, True)
     if whole <= budget and per_sample <= limit:
         return None
     slices: list[list[model_mod.TensorInfo]] = [[]]
     held = outputs  # the final outputs are tapped in every window
     for t in plan.tapped:
-        size = 0 if t.is_output else variants_mod.tensor_bytes(t, shapes)
+        size = 0 if t.is_output else sizes.tensor_bytes(t, shapes)
         if need(held + size, len(slices) == 1) > budget or held + size > limit:
             if not slices[-1] or need(outputs + size, False) > budget or outputs + size > limit:
                 return None

@@ -87,11 +87,11 @@ def test_workers_that_share_the_cores_do_not_spin(tmp_path: Path) -> None:
 def test_the_disk_estimate_counts_one_run_for_a_node_by_node_variant(tmp_path: Path) -> None:
     """A variant that runs once writes its tapped tensors and nothing more: a budget of exactly those bytes
     admits one pass; one byte less taps in windows (comparator/windows.py)."""
-    from comparator.run import variants
+    from comparator.graph import sizes
     from comparator.graph import tap
 
     plan = tap.plan(model_mod.load(CNN), "all")
-    need = variants.bytes_of(plan.tapped)  # the CNN's shapes are static
+    need = sizes.bytes_of(plan.tapped)  # the CNN's shapes are static
     report = comparator.compare(CNN, ["ort:opt=disable"], max_disk=need)
     assert report.passed and not any("windows" in n for n in report.model.get("notes", []))
     report = comparator.compare(CNN, ["ort:opt=disable"], max_disk=need - 1)

@@ -20,7 +20,6 @@ def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: 
     import comparator
     from comparator import api
     from comparator.graph import model as model_mod, sizes, tap
-    from comparator.run import variants
 
     try:
         path = table.model_path(name, real.default_cache(), tmp_path)
@@ -31,7 +30,7 @@ def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: 
     loaded = model_mod.load(path)
     plan = tap.plan(loaded, "all")
     shapes = sizes.run_shapes(loaded, sizes.per_sample(api.resolve_feeds(loaded, feeds, {}, 0, 1).arrays))
-    half = variants.bytes_of(plan.tapped, shapes) * len(VARIANTS)  # half of two runs a variant
+    half = sizes.bytes_of(plan.tapped, shapes) * len(VARIANTS)  # half of two runs a variant
     cut = comparator.compare(path, VARIANTS, feeds, max_disk=half)
     assert any(n.startswith("tapped in ") for n in cut.model["notes"]), cut.model["notes"]
     assert [v.status for v in cut.variants] == ["ok"] * len(VARIANTS)

@@ -12,7 +12,7 @@ from onnx import helper
 import comparator
 from comparator import windows
 from comparator.errors import UsageError
-from comparator.graph import model as model_mod, tap
+from comparator.graph import model as model_mod, sizes, tap
 from comparator.run import variants
 from comparator.variant import Variant
 from conftest import MODELS, make_model, vi
@@ -25,7 +25,7 @@ def one_pass_need(path, variant_list, kinds=("untapped", "tapped")):
     loaded = model_mod.load(path)
     plan = tap.plan(loaded, "all")
     first, once, _ = variants.run_kinds(loaded, plan, [Variant.parse(v) for v in variant_list], kinds, 1, 0)
-    outputs = sum(variants.tensor_bytes(t) for t in loaded.tensors if t.is_output)
+    outputs = sum(sizes.tensor_bytes(t) for t in loaded.tensors if t.is_output)
     return loaded, plan, outputs, lambda per_sample, first_window: variants.disk_need(
         per_sample, outputs, len(variant_list), 1, 1, first if first_window else ("tapped",),
         once=len(once) if first_window else 0)
@@ -34,18 +34,18 @@ def one_pass_need(path, variant_list, kinds=("untapped", "tapped")):
 @pytest.mark.parametrize("fraction", [0.9, 0.5, 0.25])
 def test_every_window_fits_the_budget_and_the_windows_cover_the_plan_in_order(tmp_path, fraction):
     loaded, plan, outputs, need = one_pass_need(CNN, EXACT)
-    whole = need(sum(variants.tensor_bytes(t) for t in plan.tapped), True)
+    whole = need(sum(sizes.tensor_bytes(t) for t in plan.tapped), True)
     budget = int(whole * fraction)
     cut = windows.split(loaded, plan, [Variant.parse(v) for v in EXACT], 1, 1, ("untapped", "tapped"), 0, tmp_path,
                         budget)
     assert cut is not None and cut.need == whole and cut.budget == budget and len(cut.slices) >= 2
     assert [t for s in cut.slices for t in s] == plan.tapped
     for i, own in enumerate(cut.slices):
-        held = outputs + sum(variants.tensor_bytes(t) for t in own if not t.is_output)
+        held = outputs + sum(sizes.tensor_bytes(t) for t in own if not t.is_output)
         assert need(held, i == 0) <= budget
         if i + 1 < len(cut.slices):  # the next window's first tensor did not fit this one
             extra = cut.slices[i + 1][0]
-            assert need(held + (0 if extra.is_output else variants.tensor_bytes(extra)), i == 0) > budget
+            assert need(held + (0 if extra.is_output else sizes.tensor_bytes(extra)), i == 0) > budget
     compared = [t.name for i in range(len(cut.slices)) for t in cut.catalogue(i, loaded.tensors)]
     assert sorted(compared) == sorted(t.name for t in plan.tapped)  # each tensor compared once
 
@@ -53,9 +53,9 @@ def test_every_window_fits_the_budget_and_the_windows_cover_the_plan_in_order(tm
 def test_one_pass_that_fits_or_a_budget_too_small_for_any_window_is_not_cut(tmp_path):
     loaded, plan, outputs, need = one_pass_need(CNN, EXACT)
     chosen = [Variant.parse(v) for v in EXACT]
-    whole = need(sum(variants.tensor_bytes(t) for t in plan.tapped), True)
+    whole = need(sum(sizes.tensor_bytes(t) for t in plan.tapped), True)
     assert windows.split(loaded, plan, chosen, 1, 1, ("untapped", "tapped"), 0, tmp_path, whole) is None
-    biggest = max(variants.tensor_bytes(t) for t in plan.tapped)
+    biggest = max(sizes.tensor_bytes(t) for t in plan.tapped)
     assert windows.split(loaded, plan, chosen, 1, 1, ("untapped", "tapped"), 0, tmp_path,
                          need(outputs + biggest, True) - 1) is None
     with pytest.raises(UsageError, match=r"need at least .* over the budget"):  # one pass then refuses, with its need
@@ -65,7 +65,7 @@ def test_one_pass_that_fits_or_a_budget_too_small_for_any_window_is_not_cut(tmp_
 def test_windows_report_what_one_pass_reports_and_keep_no_tensor(tmp_path):
     one = comparator.compare(CNN, EXACT)
     _, plan, _, need = one_pass_need(CNN, EXACT)
-    budget = need(sum(variants.tensor_bytes(t) for t in plan.tapped), True) // 3
+    budget = need(sum(sizes.tensor_bytes(t) for t in plan.tapped), True) // 3
     work = tmp_path / "w"
     cut = comparator.compare(CNN, EXACT, max_disk=budget, workdir=work)
     notes = cut.model["notes"]
@@ -125,7 +125,7 @@ def test_the_broken_middle_is_judged_window_by_window(tmp_path, build, feed, bro
     assert m["max_abs"] > 1000 * 1e-5 and m["max_rel"] > 1000 * 1e-5  # a candidate either way
     _, plan, _, need = one_pass_need(path, chosen)
     cut = comparator.compare(path, chosen, inputs=feeds,
-                             max_disk=need(sum(variants.tensor_bytes(t) for t in plan.tapped), True) - 1)
+                             max_disk=need(sum(sizes.tensor_bytes(t) for t in plan.tapped), True) - 1)
     assert any(n.startswith("tapped in ") for n in cut.model["notes"])
     assert cut.broken_middle == one.broken_middle and cut.passed
 
@@ -134,7 +134,7 @@ def test_each_window_is_a_phase_of_the_progress(tmp_path):
     """A log shows the windows' count and budget, then each window, its runs and its comparisons."""
     events = []
     _, plan, _, need = one_pass_need(CNN, ["ort", "torch"])
-    budget = need(sum(variants.tensor_bytes(t) for t in plan.tapped), True) // 2
+    budget = need(sum(sizes.tensor_bytes(t) for t in plan.tapped), True) // 2
     report = comparator.compare(CNN, ["ort", "torch"], max_disk=budget, events=events.append)
     outer = [e for e in events if e.phase == "windows"]
     count = outer[0].total
@@ -153,14 +153,14 @@ def test_a_worker_holding_one_sample_over_the_memory_budget_taps_in_windows(tmp_
     """A backend returns a run's outputs together: with --max-memory under one sample's tapped tensors, each window
     holds at most that much, and the report is the one pass's."""
     loaded, plan, outputs, _ = one_pass_need(CNN, EXACT)
-    per_sample = sum(variants.tensor_bytes(t) for t in plan.tapped)
+    per_sample = sum(sizes.tensor_bytes(t) for t in plan.tapped)
     memory = per_sample // 3
     cut = windows.split(loaded, plan, [Variant.parse(v) for v in EXACT], 1, 1, ("untapped", "tapped"), 0, tmp_path,
                         None, memory)
     assert cut is not None and len(cut.slices) >= 3 and cut.held == per_sample
     assert cut.reason().startswith("one pass holds ") and "over the memory budget of" in cut.reason()
     for own in cut.slices:
-        assert outputs + sum(variants.tensor_bytes(t) for t in own if not t.is_output) <= memory
+        assert outputs + sum(sizes.tensor_bytes(t) for t in own if not t.is_output) <= memory
     assert windows.split(loaded, plan, [Variant.parse(v) for v in EXACT], 1, 1, ("untapped", "tapped"), 0,
                          tmp_path, None, per_sample) is None
     one = comparator.compare(CNN, EXACT)
@@ -175,7 +175,7 @@ def test_a_memory_budget_no_window_fits_is_refused_before_running(tmp_path, isol
     """--max-memory given and no window fits it (or --isolate, which feeds every tensor at once): exit 2 before
     any worker runs, with what one sample takes; the default budget is a guess, and does not refuse."""
     _, plan, outputs, _ = one_pass_need(CNN, EXACT)
-    per_sample = sum(variants.tensor_bytes(t) for t in plan.tapped)
+    per_sample = sum(sizes.tensor_bytes(t) for t in plan.tapped)
     budget = outputs if not isolate else per_sample // 2
     with pytest.raises(UsageError, match=r"^one sample's tapped tensors take .* over the budget of .* "
                                          r"\(--max-memory\), and cannot be tapped in windows") as info:

@@ -21,7 +21,6 @@ from ..errors import UsageError
 from ..events import Listener, emit
 from ..fileio import available_memory, save_npz, write_error
 from ..graph import inputs as feeds_mod, model as model_mod, sizes, tap
-from ..graph.sizes import bytes_of, tensor_bytes  # noqa: F401 - part of this module's interface
 from ..variant import Variant
 from . import spawn
 from .record import VariantRun
@@ -250,8 +249,8 @@ def check_disk(plan: tap.TapPlan, loaded: model_mod.Model, variants: int, sample
     save, --tap fused) would not fit in `max_disk` bytes (default: 90% of the free space in folder); `once` of the
     variants run once, tapped, and write no untapped outputs. `shapes`: the run's shapes (graph/sizes.run_shapes);
     a dim they leave unknown counts 1, so the estimate is then a lower bound. Returns the bytes the plan needs."""
-    per_sample = bytes_of(plan.tapped, shapes)
-    outputs = bytes_of((t for t in loaded.tensors if t.is_output), shapes)
+    per_sample = sizes.bytes_of(plan.tapped, shapes)
+    outputs = sizes.bytes_of((t for t in loaded.tensors if t.is_output), shapes)
     need = disk_need(per_sample, outputs, variants, samples, repeat, kinds, graphs, once)
     budget = disk_budget(folder, max_disk)
     if need > budget:
