@@ -208,9 +208,11 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
                                                  run_shapes)
         if cut is None and max_memory is not None:
             _check_memory(plan, max_memory, isolate, run_shapes)
+        unsized = _unsized(plan, run_shapes, max_disk, max_memory)
         if cut is not None:
             report = _windowed(loaded, plan, cut, variant_list, ref, folder, fed, tolerance, scores, ready, ahead,
                                run_args)
+            report.model.setdefault("notes", []).extend(unsized)
             if not own_dir:
                 report.model.setdefault("notes", []).append(f"--workdir: this run's logs are in {folder}")
             return report
@@ -228,6 +230,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
 
             report.origins = origins.rank(report.tensors, [str(r.variant) for r in iso[0] if r.ok])
             report.model.setdefault("notes", []).extend(iso[1])
+        report.model.setdefault("notes", []).extend(unsized)
         if not own_dir:
             report.model.setdefault("notes", []).append(f"--workdir: this run's tensors and logs are in {folder}")
         return report
@@ -282,6 +285,23 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         f"tapped in {count} windows ({cut.option}): {cut.reason()}; "
         "each window's tensors were compared, then deleted")
     return report
+
+
+def _unsized(plan: tap.TapPlan, shapes: Mapping[str, sizes.Shape], max_disk: int | None,
+             max_memory: int | None) -> list[str]:
+    """The note a report carries when a budget was given and tapped tensors have sizes that depend on the data
+    (graph/sizes.py): the estimate checked against it counted each of their unknown dims as 1."""
+    unknown = [t.name for t in plan.tapped if t.name not in shapes]
+    flags = " and ".join(flag for flag, given in (("--max-disk", max_disk), ("--max-memory", max_memory))
+                         if given is not None)
+    if not unknown or not flags:
+        return []
+    if len(unknown) == 1:
+        what = f"1 tapped tensor ({unknown[0]}) has a size that depends on the data"
+    else:
+        what = f"{len(unknown)} tapped tensors (the first: {unknown[0]}) have sizes that depend on the data"
+    return [f"{what}: the estimate checked against {flags} counted each of {'its' if len(unknown) == 1 else 'their'} "
+            "unknown dims as 1"]
 
 
 def _check_memory(plan: tap.TapPlan, max_memory: int, isolate: bool, shapes: Mapping[str, sizes.Shape]) -> None:

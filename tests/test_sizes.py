@@ -142,3 +142,20 @@ def test_folding_evaluates_only_small_values_and_leaves_the_graph_it_was_given_a
     assert {n.op_type for n in inferred.graph.node} == {n.op_type for n in onnx.load_from_string(before).graph.node}
     assert [i.name for i in inferred.graph.initializer] == ["target.folded"]  # the Reshape reads the value folded
     assert np.array_equal(numpy_helper.to_array(inferred.graph.initializer[0]), [2, 3, -1])
+
+
+def test_a_budget_checked_against_sizes_that_depend_on_the_data_says_so(models, tmp_path):
+    path = tmp_path / "nonzero.onnx"
+    onnx.save(nonzero_model(), str(path))
+    listed = ["ort", "ort:opt=disable"]
+    report = api.compare(path, listed, shapes={"x": (64,)}, max_disk=1 << 30)
+    assert [n for n in report.model["notes"] if "on the data" in n] == [
+        "1 tapped tensor (y) has a size that depends on the data: the estimate checked against --max-disk counted "
+        "each of its unknown dims as 1"]
+    assert not any("on the data" in n for n in api.compare(path, listed, shapes={"x": (64,)}).model["notes"])
+    known = api.compare(models.dynamic, listed, shapes={"z": (2, 64)}, max_disk=1 << 30, max_memory=1 << 30)
+    assert not any("on the data" in n for n in known.model["notes"])  # every size known: nothing to say
+    loaded = model_mod.load(models.dynamic)
+    assert api._unsized(tap.plan(loaded, "all"), {}, None, 1) == [
+        "2 tapped tensors (the first: rx) have sizes that depend on the data: the estimate checked against "
+        "--max-memory counted each of their unknown dims as 1"]
