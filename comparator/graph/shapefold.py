@@ -40,13 +40,17 @@ def infer(proto: Any) -> Any:
     return inferred
 
 
-def _static(type_proto: Any) -> tuple[int, ...] | None:
-    if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.HasField("shape"):
-        return None
-    dims = type_proto.tensor_type.shape.dim
-    if not all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
-        return None
-    return tuple(int(d.dim_value) for d in dims)
+def known_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """The inferred shapes of `graph`'s inputs, values and outputs whose every dim is a number. Unlike a model's own
+    annotations, where a dim of 0 means dynamic as ONNX Runtime reads them (model.shape_of), an inferred dim of 0 is
+    an empty axis."""
+    found = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        t = vi.type
+        if t.WhichOneof("value") == "tensor_type" and t.tensor_type.HasField("shape") and all(
+                d.HasField("dim_value") and d.dim_value >= 0 for d in t.tensor_type.shape.dim):
+            found[vi.name] = tuple(int(d.dim_value) for d in t.tensor_type.shape.dim)
+    return found
 
 
 def _fold(proto: Any) -> bool:
@@ -56,8 +60,7 @@ def _fold(proto: Any) -> bool:
     from onnx import helper, numpy_helper
 
     graph = proto.graph
-    shapes = {vi.name: s for vi in list(graph.input) + list(graph.value_info) + list(graph.output)
-              if (s := _static(vi.type)) is not None}
+    shapes = known_shapes(graph)
     values: dict[str, np.ndarray] = {}  # known before the run
     for init in graph.initializer:
         if init.data_location != init.EXTERNAL and np.prod(init.dims, dtype=np.int64) <= SMALL:

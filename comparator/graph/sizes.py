@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import shapefold
-from .model import Model, TensorInfo, shape_of
+from .model import Model, TensorInfo
 
 Shape = tuple[int, ...]
 
@@ -71,28 +71,8 @@ def _inferred(model: Model, inputs: Mapping[str, Shape]) -> dict[str, Shape]:
         inferred = shapefold.infer(proto)
     except Exception:  # noqa: BLE001 - an estimate only: the catalogue's shapes serve
         return {}
-    graph = inferred.graph
-    types = {vi.name: vi.type for vi in list(graph.input) + list(graph.value_info) + list(graph.output)}
-    found: dict[str, Shape] = {}
-    for t in model.tensors:
-        if t.scope or t.name not in types:
-            continue
-        shape = _dims(types[t.name])
-        if shape is not None:
-            found[t.name] = shape
-    return found
-
-
-def _dims(type_proto: Any) -> Shape | None:
-    """The dims of an inferred tensor type when every one is a number. Unlike a model's own annotations, where a
-    dim of 0 means dynamic as ONNX Runtime reads them (model.shape_of), an inferred dim of 0 is an empty axis."""
-    shape, _ = shape_of(type_proto)
-    if shape is None:
-        return None
-    dims = type_proto.tensor_type.shape.dim
-    out = [d if isinstance(d, int) else (0 if dim.HasField("dim_value") and dim.dim_value == 0 else None)
-           for d, dim in zip(shape, dims)]
-    return tuple(out) if all(d is not None for d in out) else None  # type: ignore[arg-type]
+    shapes = shapefold.known_shapes(inferred.graph)
+    return {t.name: shapes[t.name] for t in model.tensors if not t.scope and t.name in shapes}
 
 
 def tensor_bytes(t: TensorInfo, shapes: Mapping[str, Shape] | None = None) -> int:
