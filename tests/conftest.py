@@ -90,6 +90,13 @@ def dynamic_model() -> Any:
                       [vi("rx", T.FLOAT, ["batch", 4]), vi("nz", T.FLOAT, [2, None])])
 
 
+def nonzero_model() -> Any:
+    """y = NonZero(Relu(x)): how many columns y has depends on x's values, not on its shape."""
+    return make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                       helper.make_node("NonZero", ["r"], ["y"], name="nonzero")],
+                      [vi("x", T.FLOAT, ["n"])], [vi("y", T.INT64, [1, None])])
+
+
 def missing_provider() -> tuple[str, str]:
     """(ort variant, provider) for an execution provider this onnxruntime does not have: a variant that cannot
     run on this machine, whichever build of onnxruntime is installed."""
@@ -174,7 +181,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """Paths of every hand-built model, written once per session (each in its own folder)."""
     root = tmp_path_factory.mktemp("models")
     built = {"small": small_model(), "conv_bn": conv_bn_relu_model(), "dynamic": dynamic_model(),
-             "unsupported": tan_float64_model(), "exp_chain": exp_chain_model(),
+             "nonzero": nonzero_model(), "unsupported": tan_float64_model(), "exp_chain": exp_chain_model(),
              "tied": tied_classifier_model(), "slow": loop_model(100_000_000), "dtypes": dtypes_model(),
              "ir14": small_model(ir_version=14)}
     paths = {}

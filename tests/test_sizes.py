@@ -16,13 +16,6 @@ from comparator.variant import parse_list
 from conftest import make_model, vi
 
 
-def nonzero_model() -> onnx.ModelProto:
-    """y = NonZero(x > 0): how many elements y has depends on x's values, not on its shape."""
-    return make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
-                       helper.make_node("NonZero", ["r"], ["y"], name="nonzero")],
-                      [vi("x", T.FLOAT, ["n"])], [vi("y", T.INT64, [1, None])])
-
-
 def empty_constant_model() -> onnx.ModelProto:
     """c: a Constant holding an empty tensor, whose inferred dim is 0 (an ONNX Runtime reader takes a 0 dim_value
     in a model's own annotations as dynamic)."""
@@ -51,8 +44,8 @@ def test_the_feeds_shapes_fix_every_dim_that_follows_from_them(models):
     assert [sizes.static(t.shape) for t in loaded.tensors] == [False, False]  # the catalogue keeps the model's own
 
 
-def test_a_size_that_depends_on_the_data_stays_unknown(tmp_path):
-    loaded = save(nonzero_model(), tmp_path)
+def test_a_size_that_depends_on_the_data_stays_unknown(models):
+    loaded = model_mod.load(models.nonzero)
     shapes = sizes.run_shapes(loaded, {"x": (6,)})
     assert shapes == {"r": (6,)} and not sizes.all_known(loaded.tensors, shapes)
 
@@ -144,9 +137,8 @@ def test_folding_evaluates_only_small_values_and_leaves_the_graph_it_was_given_a
     assert np.array_equal(numpy_helper.to_array(inferred.graph.initializer[0]), [2, 3, -1])
 
 
-def test_a_budget_checked_against_sizes_that_depend_on_the_data_says_so(models, tmp_path):
-    path = tmp_path / "nonzero.onnx"
-    onnx.save(nonzero_model(), str(path))
+def test_a_budget_checked_against_sizes_that_depend_on_the_data_says_so(models):
+    path = models.nonzero
     listed = ["ort", "ort:opt=disable"]
     report = api.compare(path, listed, shapes={"x": (64,)}, max_disk=1 << 30)
     assert [n for n in report.model["notes"] if "on the data" in n] == [

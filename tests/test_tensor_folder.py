@@ -9,17 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto as T
-from onnx import helper
 
 import comparator
 from comparator import api
 from comparator.errors import UsageError
 from comparator.run import variants
 from comparator.variant import parse_list
-from conftest import make_model, vi
 
 VARIANTS = ["ort", "ort:opt=disable"]
 
@@ -68,11 +64,7 @@ def test_dynamic_dims_the_feeds_fix_go_to_memory_and_sizes_that_depend_on_data_s
     assert any(not all(isinstance(d, int) for d in t.shape or [None]) for t in rs.plan.tapped)
     assert all(p.is_relative_to(memory) for p in tensor_files(rs))
     # NonZero's output has as many columns as its input has non-zero elements: unknown before the run.
-    path = tmp_path / "nonzero.onnx"
-    onnx.save(make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
-                          helper.make_node("NonZero", ["r"], ["y"], name="nonzero")],
-                         [vi("x", T.FLOAT, ["n"])], [vi("y", T.INT64, [1, None])]), str(path))
-    rs = api.run_variants(path, parse_list(VARIANTS), tmp_path / "nz", shapes={"x": (64,)},
+    rs = api.run_variants(models.nonzero, parse_list(VARIANTS), tmp_path / "nz", shapes={"x": (64,)},
                           scratch=variants.memory_scratch())
     assert all(p.is_relative_to(tmp_path / "nz") for p in tensor_files(rs))
 
