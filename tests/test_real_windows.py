@@ -21,10 +21,7 @@ def test_windows_on_a_real_model_report_what_one_pass_does(name: str, tmp_path: 
     from comparator import api
     from comparator.graph import model as model_mod, sizes, tap
 
-    try:
-        path = table.model_path(name, real.default_cache(), tmp_path)
-    except real.DownloadError as exc:
-        pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
+    path = table.model_or_skip(name, real.default_cache(), tmp_path)
     feeds = real.feeds(name)
     one = comparator.compare(path, VARIANTS, feeds)
     loaded = model_mod.load(path)
@@ -51,10 +48,7 @@ def test_the_sizes_known_before_a_run_are_the_sizes_it_writes(name: str, tmp_pat
     from comparator.graph import sizes
     from comparator.variant import parse_list
 
-    try:
-        path = table.model_path(name, real.default_cache(), tmp_path)
-    except real.DownloadError as exc:
-        pytest.skip(f"PyPI cannot be reached, so the wheels cannot be downloaded: {exc}")
+    path = table.model_or_skip(name, real.default_cache(), tmp_path)
     rs = api.run_variants(path, parse_list(["ort:opt=disable"]), tmp_path / "run", real.feeds(name))
     shapes = sizes.run_shapes(rs.model, sizes.per_sample(rs.feeds))
     run = rs.runs[0]
