@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import BackendError, InfercmpError
 from ..fileio import read_json, write_json
 from ..graph.inputs import as_declared
+from . import heap
 from .machine import environment_fingerprint
 from .record import manifest
 
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 shown = (f"session {r + 1} " if r else "") if alone else f"{tag} "
                 _phase(f"{shown}open")
                 t0 = time.perf_counter()
-                session = backend.open(path, run_options)
+                with heap.opening():
+                    session = backend.open(path, run_options)
                 t1 = time.perf_counter()
                 _phase(f"{shown}run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, tensor_dir / tag, out_dir, optional)
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                      tensor_dir / f"{kind}.same{k}", out_dir,
                                                                      optional)
                 del session
+                heap.release()
         if request.get("finals_from_tapped") and "tapped" in record["tensors"]:
             tapped_files = record["tensors"]["tapped"]
             record["tensors"]["untapped"] = {n: tapped_files[n] for n in request["outputs"]["untapped"]}
