@@ -227,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 shown = (f"session {r + 1} " if r else "") if alone else f"{tag} "
                 _phase(f"{shown}open")
                 t0 = time.perf_counter()
-                with heap.opening():
-                    session = backend.open(path, run_options)
+                session = backend.open(path, run_options)
                 t1 = time.perf_counter()
                 _phase(f"{shown}run")
                 record["tensors"][tag] = _run_kind(session, feeds, expected, tensor_dir / tag, out_dir, optional)
