@@ -26,7 +26,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from .errors import InfercmpError, UsageError
@@ -408,7 +408,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, dumps(obj) + "\n")
 
 
-def save_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
+def save_npz(path: str | os.PathLike[str] | IO[bytes], arrays: dict[str, Any]) -> None:
     """Like np.savez(path, **arrays), but any key works: np.savez would take a key named `file` or
     `allow_pickle` for its own parameter. Written without pickle."""
     import zipfile

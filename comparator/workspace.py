@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from . import scratch
 from .errors import UsageError
 from .fileio import write_error
 from .run import variants as variants_mod
@@ -74,9 +74,10 @@ def new_run_dir(workdir: str | Path) -> Path:
 
 
 def temp_dir(prefix: str) -> Path:
-    """A fresh temporary folder; a full or read-only temporary disk is a one-line error."""
+    """A fresh temporary folder this process owns (scratch.make: the next run removes it if this one is killed);
+    remove it with `scratch.remove`. A full or read-only temporary disk is a one-line error."""
     try:
-        return Path(tempfile.mkdtemp(prefix=prefix))
+        return scratch.make(prefix)
     except OSError as exc:
         raise write_error(Path(tempfile.gettempdir()) / prefix, exc, "create a temporary folder") from None
 
@@ -94,6 +95,6 @@ class Workspace:
     def close(self) -> None:
         """Remove the memory folder, and the run's folder unless it was given."""
         if self.memory is not None:
-            shutil.rmtree(self.memory, ignore_errors=True)
+            scratch.remove(self.memory)
         if self._own:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            scratch.remove(self.folder)

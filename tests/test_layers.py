@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[1] / "comparator"
 
 FLOORS = [
     # plain data and helpers every stage uses
-    {"errors", "events", "fileio", "jsondata", "variant", "result", "caches"},
+    {"errors", "events", "fileio", "jsondata", "variant", "result", "caches", "scratch"},
     {"graph"},  # the model and its rewritten copies
     {"backends"},  # executors: open a model, run it
     {"run"},  # worker processes and what they leave behind

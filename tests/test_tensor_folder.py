@@ -4,9 +4,6 @@ free space and a quarter of the available memory, else in each variant's folder;
 The memory folder is removed when compare (or capture, check, agree, the model gate) returns, whatever happens."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,18 +83,6 @@ def test_a_workdir_keeps_the_tensors(models, tmp_path, memory):
 def test_no_memory_folder_where_there_is_none(tmp_path, monkeypatch):
     monkeypatch.setattr(variants, "MEMORY_DIR", tmp_path / "absent")
     assert variants.memory_scratch() is None
-
-
-def test_a_killed_runs_memory_folder_is_removed_by_the_next(memory):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    dead, mine = memory / f"infercmp-{gone}-abc", memory / "infercmp-1-keep"  # pid 1 is alive
-    for folder in (dead, mine):
-        folder.mkdir()
-        (folder / "00000.npy").write_bytes(b"x")
-    scratch = variants.memory_scratch()
-    assert scratch is not None and scratch.name.startswith(f"infercmp-{os.getpid()}-")
-    assert not dead.exists() and mine.exists()
 
 
 def test_capture_check_agree_and_the_model_gate_use_the_memory_folder_and_leave_nothing(models, tmp_path, memory,

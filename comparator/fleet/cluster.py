@@ -13,15 +13,13 @@ reported per task; the others finish.
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import api
+from .. import api, scratch
 from ..errors import UsageError
 from ..fileio import save_npz
 from ..graph import model as model_mod
@@ -84,12 +82,9 @@ class FleetResult:
 
 
 def _npz_bytes(feeds: Mapping[str, Any]) -> bytes:
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-feeds-"))
-    try:
-        save_npz(folder / "feeds.npz", dict(feeds))
-        return (folder / "feeds.npz").read_bytes()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    buffer = io.BytesIO()
+    save_npz(buffer, dict(feeds))
+    return buffer.getvalue()
 
 
 def _ray() -> Any:
@@ -124,7 +119,7 @@ def capture_on_node(model_name: str, files: Mapping[str, bytes], feeds: bytes, v
     ctx = ray.get_runtime_context()
     node_id = ctx.get_node_id()
     labels = next((dict(n.get("Labels") or {}) for n in ray.nodes() if n["NodeID"] == node_id), {})
-    folder = Path(tempfile.mkdtemp(prefix="infercmp-fleet-"))
+    folder = scratch.make("infercmp-fleet-")  # the next task on this node removes it if this one is killed
     try:
         for name, data in files.items():
             target = folder / "model" / name
@@ -141,7 +136,7 @@ def capture_on_node(model_name: str, files: Mapping[str, bytes], feeds: bytes, v
             return {"status": exc.status, "error": exc.message, "node_id": node_id, "labels": labels}
         return {"status": "ok", "bundle": path.read_bytes(), "node_id": node_id, "labels": labels}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        scratch.remove(folder)
 
 
 def fleet(model: str | Path, specs: Sequence[str], address: str, out: str | Path, inputs: str | Path | None = None,

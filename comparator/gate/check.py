@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from ..measure.ahead import Ahead
 from ..measure.facts import kind_for
-from .. import api, assemble
+from .. import api, assemble, scratch
 from . import bundle as bundle_mod, bundle_writer
 from ..graph import model as model_mod
 from ..errors import UsageError
@@ -348,4 +347,4 @@ def diff(paths: Sequence[str | Path], tolerance: Tolerance | None = None,
         report.model.setdefault("notes", []).extend(notes)
         return report
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        scratch.remove(folder)

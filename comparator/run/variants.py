@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .. import backends, caches
+from .. import backends, caches, scratch
 from ..errors import UsageError
 from ..events import Listener, emit
 from ..fileio import available_memory, save_npz, write_error
@@ -183,6 +183,9 @@ def run(model: str | Path | model_mod.Model, variant_list: Sequence[Variant], fo
                "optional": plan.inside,
                "fused": plan.fused, "types": {t.name: t.elem_type for t in plan.tapped if plan.fused and t.elem_type}}
     tapped_only = dict(request, runs=["tapped"], finals_from_tapped=True)
+    if tensors is not None:
+        for out in outs:  # made here: a worker makes only the folders inside it (see worker.py)
+            (tensors / out.name).mkdir()
     jobs_list = [(v, ready.environments[v] or {},
                   dict(tapped_only if v in once else request, **({} if tensors is None else
                                                                   {"tensor_dir": str(tensors / outs[i].name)})),
@@ -271,27 +274,13 @@ MEMORY_DIR = Path("/dev/shm")
 
 
 def memory_scratch() -> Path | None:
-    """A fresh folder in MEMORY_DIR for a run's tensor files (the caller removes it), None where there is none.
-    Its name holds this process's id: the folders of processes that died without removing theirs (killed) hold
-    memory until the machine restarts, so each new one removes those first."""
+    """A fresh folder in MEMORY_DIR for a run's tensor files, this process's own (the caller removes it with
+    `scratch.remove`), None where there is none. Folders that killed runs left there hold memory until the machine
+    restarts: making one removes those first (scratch.make)."""
     try:
-        for old in MEMORY_DIR.glob("infercmp-*-*"):
-            pid = old.name.split("-")[1]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(prefix=f"infercmp-{os.getpid()}-", dir=MEMORY_DIR))
+        return scratch.make(parent=MEMORY_DIR)
     except OSError:
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
 
 
 def memory_folder(scratch: Path | None, need: int) -> Path | None:

@@ -4,7 +4,8 @@ and a record.
 With --ready (how the parent starts every worker: run/spawn.py), the worker first imports what the backend needs
 (`prepare(options)`, where the backend has one) and then waits for a line on stdin before it reads REQUEST.json:
 the parent says go once the request is written. The end of stdin instead means that no request comes: the
-worker exits and writes nothing. The import's seconds are `timings.framework.import_s`.
+worker exits and writes nothing. The import's seconds are `timings.framework.import_s`. A worker started so exits
+as soon as its parent is gone (killed), whatever it is doing.
 
 The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
 import. Tensors go to `.npy` files (one per tensor, leading sample axis). As each session's first run is written,
@@ -31,6 +32,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -55,7 +57,8 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
     `optional` names (tensors inside subgraphs) may be absent: a backend that does not record them, or a branch
     that did not run. One that is not there for every sample with one shape is left out of the manifest."""
     samples = next(iter(feeds.values())).shape[0] if feeds else 1
-    folder.mkdir(parents=True, exist_ok=True)
+    # not its parents: they are the run's, and a run that has removed them is over (killed), not to be recreated
+    folder.mkdir(exist_ok=True)
     files: dict[str, Any] = {}
     first: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # name -> the first sample's shape and dtype
     dropped: set[str] = set()
@@ -143,7 +146,7 @@ def _optimized(backend: Any, options: Mapping[str, Any], request: Mapping[str, A
     from ..graph import fusion
 
     folder = out_dir / "optimized"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)
     saved, run_options = backend.optimized_graph(request["model"], options, str(folder))
     finals = request["outputs"]["untapped"]
     inside = set(request.get("optional", []))  # subgraph tensors: no graph outputs
@@ -157,6 +160,7 @@ def _optimized(backend: Any, options: Mapping[str, Any], request: Mapping[str, A
     return str(folder / "tapped.onnx"), dict(run_options), tapped
 
 
+PARENT_POLL_S = 0.25  # how often a worker checks that its parent still lives
 PHASE = "infercmp-phase: "  # a stdout line the parent reads as progress (run/runner.py)
 
 
@@ -182,10 +186,24 @@ def _prepare(backend_name: str, raw_options: Mapping[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+def _exit_with_parent() -> None:
+    """Exit as soon as the parent is gone: killed (SIGKILL, the out-of-memory killer), it could not stop this
+    worker, and nobody would read what it writes. Its folder is removed by the next run (comparator/scratch.py)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     imported, machine = None, None
     if args[:1] == ["--ready"]:
+        _exit_with_parent()
         imported = _prepare(args[1], json.loads(args[2]))
         machine = environment_fingerprint()  # read while the request is being written, not after it
         if not sys.stdin.readline():  # no request comes: the run was refused or interrupted
@@ -194,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     request = read_json(args[0])
     out_dir = Path(request["out_dir"])
     tensor_dir = Path(request.get("tensor_dir") or out_dir)
+    if imported is None:  # run by hand, not by a run that made its folders
+        for folder in (out_dir, tensor_dir):
+            folder.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
                               "tensors": {}}
     if imported is not None:
