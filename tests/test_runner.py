@@ -269,6 +269,7 @@ def test_a_worker_reuses_freed_memory_and_a_malloc_setting_the_user_gave_wins(tm
     start = next(i for i, item in enumerate(items) if item.startswith(b"GLIBC_TUNABLES="))
     assert items[start:start + 3] == [b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096", b"glibc.cpu.x86_shstk=off",
                                       b"glibc.malloc.trim_threshold=1073741824"]
+    assert spawn.malloc_tunables(None) == "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 
 
 @pytest.mark.parametrize("refusal", ["model", "disk"])

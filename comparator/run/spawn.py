@@ -24,7 +24,6 @@ from collections.abc import Mapping
 
 from ..backends.contract import SHARED_CORES
 from ..variant import Variant
-from .heap import malloc_tunables
 
 _LIVE: set[subprocess.Popen[bytes]] = set()  # the workers alive now, in every thread
 _LIVE_LOCK = threading.Lock()
@@ -42,6 +41,21 @@ def environment(own: Mapping[str, str], shared: bool) -> dict[str, str]:
     if shared:
         env[SHARED_CORES] = "1"
     return env
+
+
+# glibc's malloc serves a block over its mmap threshold (128 KiB at first) from fresh pages and unmaps it when it is
+# freed, so a worker that allocates a model's tapped tensors faults every page of them in again on each run. With
+# the threshold fixed at 32 MiB and the heap trimmed only past 1 GiB free, freed blocks are reused instead (less
+# system time, the same peak memory: benchmarks/ab_revisions.sh and worker_peaks.py measure both). Other C
+# libraries ignore the variable; a key the user set wins.
+MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": "33554432", "glibc.malloc.trim_threshold": "1073741824"}
+
+
+def malloc_tunables(given: str | None) -> str:
+    """GLIBC_TUNABLES for a worker: `given` (the user's), with each of MALLOC_TUNABLES it does not set added."""
+    parts = [p for p in (given or "").split(":") if p]
+    keys = {p.split("=", 1)[0] for p in parts}
+    return ":".join(parts + [f"{k}={v}" for k, v in MALLOC_TUNABLES.items() if k not in keys])
 
 
 def start(variant: Variant, own_environment: Mapping[str, str], folder: Path) -> subprocess.Popen[bytes]:

@@ -44,7 +44,6 @@ import numpy as np
 from ..errors import BackendError, InfercmpError
 from ..fileio import read_json, write_json
 from ..graph.inputs import as_declared
-from . import heap
 from .machine import environment_fingerprint
 from .record import manifest
 
@@ -266,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
                                                                      tensor_dir / f"{kind}.same{k}", out_dir,
                                                                      optional)
                 del session
-                heap.release()
         if request.get("finals_from_tapped") and "tapped" in record["tensors"]:
             tapped_files = record["tensors"]["tapped"]
             record["tensors"]["untapped"] = {n: tapped_files[n] for n in request["outputs"]["untapped"]}
