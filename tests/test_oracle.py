@@ -177,6 +177,10 @@ def test_oracle_distance_by_hand():
     # be compared with the oracle (None, inf) keeps it from standing alone in either measure.
     pw = distances(["ort", "tvm"], {"ort": 8000, "tvm": 8}, {"ort": 9e-7, "tvm": 1e-7})
     assert analysis.oracle_distance(pw, "ort", [])["alone"] == ["max_ulp"]
+    # Furthest in ULPs by 1e8 (0 where exact math gives 1.6e-9) but the closest in abs: not alone in either.
+    pw = distances(["ort", "torch", "tf"], {"ort": 820_000_000, "torch": 854, "tf": 2_300_000},
+                   {"ort": 1.7e-7, "torch": 1.4e-6, "tf": 1.7e-6})
+    assert analysis.oracle_distance(pw, "ort", [])["alone"] == []
     pw = distances(["ort", "tvm", "tf"], {"ort": 8000, "tvm": 8, "tf": None}, {"ort": 1e-6, "tvm": 0.0, "tf": np.inf})
     assert analysis.oracle_distance(pw, "ort", [])["alone"] == []
     # Bit-identical to the oracle, or no float32 variant beside it: nothing to say; the distances still are.

@@ -224,7 +224,9 @@ def oracle_disagreements(tensors: Sequence[TensorReport], reference: str) -> lis
 # The reference stands alone at the final outputs when it is at least this many times further from a float64 oracle
 # than every other float32 variant (in max ULP, or in max abs): the others' differences from it there are then its
 # own error, to within 1 / ALONE (the triangle inequality, element by element: ULPs count float32 steps, the
-# oracle's values rounded to float32).
+# oracle's values rounded to float32). It must be the furthest in the other measure too: near zero a few ULPs of
+# the tensor's scale are millions of ULPs of the value, so a reference that returns 0 where exact math gives 1.5e-9
+# would stand alone in max ULP while it is the closest of all in max abs.
 ALONE = 10
 
 
@@ -234,8 +236,9 @@ def oracle_distance(pairwise: Mapping[str, Any], reference: str, float64: Iterab
     runs that are one, that ran: `ref:dtype=float64@machine-a` in a diff of bundles), when the reference is not a
     float64 variant: {"oracle", "max_ulp": {variant: n, None where not compared}, "max_abs":
     {variant: x, inf where not compared}, "alone": the measures, of "max_ulp" and "max_abs", in which the reference
-    is ALONE times further from the oracle than every other variant that is not float64 (none when there is no
-    such variant), "factor": ALONE}; {} when no oracle ran, or the reference is float64 (its metrics say it then)."""
+    is ALONE times further from the oracle than every other variant that is not float64, provided it is the
+    furthest in both (none when there is no such variant), "factor": ALONE}; {} when no oracle ran, or the
+    reference is float64 (its metrics say it then)."""
     names = list(pairwise.get("variants", []))
     wide = set(float64)
     oracle = next((o for o in oracles if o in names), None)
@@ -251,6 +254,10 @@ def oracle_distance(pairwise: Mapping[str, Any], reference: str, float64: Iterab
         if others and own is not None and 0 < own < math.inf and all(
                 far[v] is not None and ALONE * far[v] <= own for v in others):
             alone.append(measure)
+    furthest = all(far[reference] is not None and all(far[v] is not None and far[v] <= far[reference] for v in others)
+                   for far in (ulp, absd))
+    if not furthest:
+        alone = []
     return {"oracle": oracle, "max_ulp": ulp, "max_abs": absd, "alone": alone, "factor": ALONE}
 
 
