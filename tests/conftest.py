@@ -207,20 +207,32 @@ def worker_record(work: Path, variant: str) -> tuple[Path, dict[str, Any]]:
     return folder, json.loads((folder / "record.json").read_text())
 
 
+def _worker_pids(marker: str) -> list[int]:
+    """The `comparator.run.worker` processes (zombies too) whose command line contains `marker` (a path)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if "comparator.run.worker" in args and any(marker in a for a in args):
+            found.append(int(entry))
+    return found
+
+
+def live_workers(marker: str) -> list[int]:
+    """The live (not zombie) worker processes whose command line contains `marker`."""
+    return [pid for pid in _worker_pids(marker) if pid_alive(pid)]
+
+
 def worker_pid(marker: str, timeout: float = 30.0) -> int:
     """The pid of the live `comparator.run.worker` process whose command line contains `marker` (a path)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    args = fh.read().decode("utf-8", "replace").split("\0")
-            except OSError:
-                continue
-            if "comparator.run.worker" in args and any(marker in a for a in args):
-                return int(entry)
+        found = _worker_pids(marker)
+        if found:
+            return found[0]
         time.sleep(0.005)
     raise AssertionError(f"no worker process for {marker} appeared within {timeout} s")
 

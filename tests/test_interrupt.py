@@ -10,25 +10,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from conftest import loop_model, worker_pid
+from conftest import live_workers, loop_model, worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _workers(marker: str) -> list[int]:
-    """Live (not zombie) worker processes whose command line names `marker`."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().decode("utf-8", "replace").split("\0")
-            with open(f"/proc/{entry}/stat") as fh:
-                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            continue
-        if "comparator.run.worker" in args and any(marker in a for a in args) and not zombie:
-            found.append(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
@@ -60,6 +44,6 @@ def test_an_interrupt_stops_every_worker_and_cleans_up(tmp_path, sig, code, word
              and "running the variants" not in line and not line.startswith("infercmp: ort")]
     assert lines == [f"infercmp: {word}: every worker was stopped and temporary files removed; nothing was "
                      "written"], err
-    assert _workers(str(tmp)) == []  # every worker's group was killed before the parent exited
+    assert live_workers(str(tmp)) == []  # every worker's group was killed before the parent exited
     assert list(tmp.iterdir()) == [] or all(p.name == ".ses" for p in tmp.iterdir())  # onnxruntime's own file
     assert not out.exists()
