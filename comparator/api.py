@@ -236,7 +236,7 @@ def compare(model: str | Path | model_mod.Model, variants: Sequence[str | Varian
         return report
     finally:
         ahead.close()  # before the tensors it may be reading go
-        ready.close()  # workers never handed a request: stopped, their folders gone
+        ready.close()  # workers never handed a request: stopped, their folders gone; kept ones told to exit
         work.close()
         if not own_dir:
             try:
@@ -261,11 +261,13 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         which = f"window {i + 1} of {count} ({len(catalogue)} tensors)"
         emit(events, "window", which)
         own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
+        here = folder if i == 0 else folder / f"window-{i + 1}"
+        here.mkdir(exist_ok=True)
+        ready.serving = i < count - 1  # each variant's worker serves every window: one framework import per run
         try:
-            rs = run_variants(loaded, variant_list, folder if i == 0 else folder / f"window-{i + 1}", fed,
-                              tap_spec=cut.plan(i, outputs, plan.skipped),
-                              kinds=("untapped", "tapped") if i == 0 else ("tapped",),
-                              ready=ready if i == 0 else None, ahead=own, **run_args)
+            rs = run_variants(loaded, variant_list, here, fed, tap_spec=cut.plan(i, outputs, plan.skipped),
+                              kinds=("untapped", "tapped") if i == 0 else ("tapped",), ready=ready, ahead=own,
+                              **run_args)
             facts, runs, _ = assemble.collect(rs.plan, catalogue, loaded.outputs if i == 0 else [], rs.runs, ref,
                                               tolerance, None, [], classes, events, own)
         finally:

@@ -51,7 +51,8 @@ def test_every_worker_writes_its_tapped_manifest_first(runs):
         assert phases[:3] == ["tapped open", "tapped run", "tapped written"]
         if not r.one_run:  # ort:opt=disable runs every node as it stands: once, tapped
             twice += 1
-            assert phases[3:] == ["untapped open", "untapped run", "untapped written"]
+            assert phases[3:6] == ["untapped open", "untapped run", "untapped written"]
+        assert phases[-1] == "done"  # the record is written
     assert twice == 2
 
 

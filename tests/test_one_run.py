@@ -116,7 +116,7 @@ def test_a_plan_of_final_outputs_only_runs_every_variant_once_on_the_model_as_gi
     # the terminal calls that run what it is, the model as given: "ort: open", "ort: run", not "untapped"
     phases = [line.removeprefix(PHASE) for line in (run_dir / "00-ort" / "stdout.txt").read_text().splitlines()
               if line.startswith(PHASE)]
-    assert phases == ["open", "run", "untapped written"]
+    assert phases == ["open", "run", "untapped written", "done"]
     # the one run of `ort` holds what a default session of the model computes (bare onnxruntime)
     loaded = model_mod.load(CNN)
     feeds = {k: v[0] for k, v in feeds_mod.make_feeds(loaded, {}, seed=0, samples=2).items()}

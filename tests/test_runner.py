@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 import comparator
+from comparator.fileio import read_json
 from comparator.graph import model as model_mod
 from comparator.graph import tap
 from comparator.run import runner
@@ -224,14 +225,14 @@ def test_a_worker_started_ahead_imports_its_framework_then_waits_for_its_request
     from comparator.run import spawn
 
     folder = tmp_path / "ort"
-    proc = spawn.start(Variant.parse("ort"), {}, folder)
+    worker = spawn.start(Variant.parse("ort"), {}, folder)
     deadline = time.monotonic() + 60
-    while "onnxruntime_pybind11_state" not in _maps(proc.pid):  # ONNX Runtime's library, loaded by its import
+    while "onnxruntime_pybind11_state" not in _maps(worker.proc.pid):  # ONNX Runtime's library, loaded by its import
         assert time.monotonic() < deadline, "the worker did not import onnxruntime before its request"
         time.sleep(0.02)
     time.sleep(0.3)
-    assert proc.poll() is None and not (folder / "record.json").exists()  # waiting: no request yet
-    run = run_variant(Variant.parse("ort"), {}, prepare(models.small, tmp_path), folder, 60, started=proc)
+    assert worker.proc.poll() is None and not (folder / "record.json").exists()  # waiting: no request yet
+    run = run_variant(Variant.parse("ort"), {}, prepare(models.small, tmp_path), folder, 60, started=worker)
     assert run.ok, run.error
     assert run.timings["framework"]["import_s"] > 0
     assert set(run.timings) == {"framework", "untapped", "tapped"}
@@ -241,10 +242,8 @@ def test_a_worker_that_gets_no_request_exits_and_leaves_nothing(tmp_path):
     from comparator.run import spawn
 
     # The parent goes away (its end of the pipe closes): the worker exits on its own, writing no record.
-    proc = spawn.start(Variant.parse("ref"), {}, tmp_path / "gone")
-    proc.stdin.close()
-    assert proc.wait(timeout=60) == 0
-    spawn.forget(proc)
+    worker = spawn.start(Variant.parse("ref"), {}, tmp_path / "gone")
+    assert spawn.finish(worker) == 0
     assert not (tmp_path / "gone" / "record.json").exists()
     # The run is refused before it runs: Ready.close() stops its workers and removes their folders.
     ready = spawn.Ready()
@@ -258,13 +257,11 @@ def test_a_worker_reuses_freed_memory_and_a_malloc_setting_the_user_gave_wins(tm
     from comparator.run import spawn
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096:glibc.cpu.x86_shstk=off")
-    proc = spawn.start(Variant.parse("ref"), {}, tmp_path / "w")
+    worker = spawn.start(Variant.parse("ref"), {}, tmp_path / "w")
     try:
-        items = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        items = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        spawn.forget(proc)
+        spawn.finish(worker)
     # glibc reads the variable in place, cutting it at its colons
     start = next(i for i, item in enumerate(items) if item.startswith(b"GLIBC_TUNABLES="))
     assert items[start:start + 3] == [b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096", b"glibc.cpu.x86_shstk=off",
@@ -286,3 +283,39 @@ def test_a_run_refused_after_the_workers_started_leaves_no_worker_and_no_run_fol
     assert sorted(p.name for p in work.iterdir()) == [".infercmp-workdir"]  # the run folder went with its workers
     with pytest.raises(AssertionError, match="no worker process"):
         worker_pid(str(work), timeout=0.5)
+
+
+def test_a_kept_worker_serves_the_next_request_and_a_crash_in_it_is_reported(tmp_path, models):
+    from comparator.run import spawn
+
+    kept: list[spawn.Worker] = []
+    first = tmp_path / "window-1" / "00-ref"
+    one = run_variant(Variant.parse("ref"), {}, prepare(models.small, tmp_path / "a"), first, 60, keep=kept.append)
+    assert one.ok, one.error
+    (worker,) = kept
+    assert worker.proc.poll() is None  # served, alive, waiting for the next request
+    assert "framework" in one.timings and read_json(first / "request.json")["serving"] is True
+    second = tmp_path / "window-2" / "00-ref"
+    two = run_variant(Variant.parse("ref"), {}, prepare(models.small, tmp_path / "b"), second, 60, started=worker)
+    assert two.ok, two.error
+    assert "framework" not in two.timings  # imported once, for the first request
+    assert worker.proc.poll() == 0  # its last request: it exited
+    assert np.load(two.path("tapped", "mm")).tobytes() == np.load(one.path("tapped", "mm")).tobytes()
+    assert not (second / "stdout.txt").exists()  # its logs stay in the folder it started for
+    # a kept worker that dies in its next request: that request is reported crashed, with its reason
+    kept.clear()
+    third = tmp_path / "w3" / "00-ref"
+    run_variant(Variant.parse("ref"), {}, prepare(models.small, tmp_path / "c"), third, 60, keep=kept.append)
+    (worker,) = kept
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run_variant, Variant.parse("ref"), {}, prepare(models.slow, tmp_path / "d"),
+                             tmp_path / "w4" / "00-ref", 120, None, worker, kept.append)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "w4" / "00-ref" / "request.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(1.0)  # let it get into the model
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        run = future.result(timeout=60)
+    assert run.status == "crashed" and run.error == "the worker died from SIGKILL"
+    assert len(kept) == 1  # not kept again

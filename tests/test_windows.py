@@ -14,6 +14,7 @@ from comparator import windows
 from comparator.errors import UsageError
 from comparator.graph import model as model_mod, sizes, tap
 from comparator.run import variants
+from comparator.run.worker import DONE, PHASE
 from comparator.variant import Variant
 from conftest import MODELS, make_model, vi
 
@@ -76,7 +77,14 @@ def test_windows_report_what_one_pass_reports_and_keep_no_tensor(tmp_path):
     assert cut.equivalence_classes == one.equivalence_classes and cut.label_flips == one.label_flips
     assert cut.observer_effect == one.observer_effect and cut.exit_code == one.exit_code
     assert [v.status for v in cut.variants] == ["ok"] * 3
-    assert not list(work.rglob("*.npy")) and list(work.rglob("window-2/*/stderr.txt"))  # logs stay, tensors go
+    assert not list(work.rglob("*.npy")) and list(work.rglob("window-2/*/record.json"))  # logs stay, tensors go
+    # one worker per variant served every window: its logs are in the first window's folder, and it said DONE once a
+    # window; no worker started for a later window
+    count = int(next(n for n in notes if n.startswith("tapped in ")).split()[2])
+    logs = list(work.rglob("stdout.txt"))
+    assert len(logs) == 3 and not list(work.rglob("window-*/*/stdout.txt"))
+    for log in logs:
+        assert log.read_text().splitlines().count(PHASE + DONE) == count
 
 
 def cancelling(path):

@@ -22,7 +22,7 @@ from ..variant import Variant
 from . import spawn
 from .record import VariantRun
 from .spawn import Interrupted, stop_all  # noqa: F401 - part of this module's interface
-from .worker import PHASE
+from .worker import DONE, PHASE
 
 STDERR_TAIL_LINES = 20
 POLL_S = 0.05  # how often a running worker's phases are read (a written run is compared at once: measure/ahead.py)
@@ -59,25 +59,28 @@ def _signal_name(code: int) -> str:
 
 def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[str, Any], folder: Path,
                 timeout: float | None, on_phase: Callable[[str], None] | None = None,
-                started: subprocess.Popen[bytes] | None = None) -> VariantRun:
+                started: spawn.Worker | None = None,
+                keep: Callable[[spawn.Worker], None] | None = None) -> VariantRun:
     """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...).
-    `started`: its worker, started ahead for `folder` with `environment` (spawn.Ready); else one starts now.
-    The timeout counts from the moment the request is handed over."""
-    proc = started if started is not None else spawn.start(variant, environment, folder)
+    `started`: its worker, started ahead with `environment` (spawn.Ready), or kept from the window before; else one
+    starts now. `keep`: another request follows (the next window's): a worker that served this one is handed to
+    `keep`, alive, instead of told to exit. The timeout counts from the moment the request is handed over."""
+    worker = started if started is not None else spawn.start(variant, environment, folder)
     run = VariantRun(variant, folder)
-    request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder))
+    request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder),
+                   serving=keep is not None)
     try:
+        folder.mkdir(parents=True, exist_ok=True)  # a kept worker's folder is the one of its first window
         write_json(folder / "request.json", request)
         begun = time.perf_counter()
-        spawn.go(proc)
-        code = _wait(proc, begun, timeout, folder / "stdout.txt", on_phase)
+        spawn.go(worker, folder / "request.json", last=keep is None)
+        code = _wait(worker, begun, timeout, on_phase, served=keep is not None)
     except BaseException:  # Ctrl-C, SIGTERM (cli turns it into an exception), a request not written
-        spawn.kill_group(proc)
+        spawn.kill_group(worker)
+        spawn.forget(worker)
         raise
-    finally:
-        spawn.forget(proc)
     run.wall_s = time.perf_counter() - begun
-    run.stderr_tail = _tail(folder / "stderr.txt")
+    run.stderr_tail = _tail(worker.logs / "stderr.txt")
     record_path = folder / "record.json"
     if code is None:
         run.status, run.error = "timeout", f"no result after {timeout:g} s (--timeout); the worker was killed"
@@ -99,6 +102,12 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         run.hint = "free some space, use a --workdir on a bigger disk, or tap fewer tensors (--tap)"
     else:
         run.status, run.error = "crashed", f"the worker exited with code {code} without a result"
+    if keep is not None and code == SERVED and run.ok:
+        keep(worker)
+    elif code is not None:  # a timed-out worker was killed in _wait
+        spawn.finish(worker)
+    else:
+        spawn.forget(worker)
     return run
 
 
@@ -109,41 +118,50 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
-def _wait(proc: subprocess.Popen[bytes], started: float, timeout: float | None, stdout: Path,
-          on_phase: Callable[[str], None] | None) -> int | None:
-    """The worker's exit code, or None when it ran past the timeout (then it is killed); phases read from its
-    stdout as they appear."""
-    seen = 0
+SERVED = -1000  # _wait's answer when the worker served its request and waits for the next (no exit code)
+
+
+def _wait(worker: spawn.Worker, started: float, timeout: float | None, on_phase: Callable[[str], None] | None,
+          served: bool = False) -> int | None:
+    """The worker's exit code; with `served`, SERVED as soon as it says it has served its request (it lives on,
+    waiting for the next); None when it ran past the timeout (then it is killed). Phases are read from its stdout
+    as they appear."""
+    proc = worker.proc
     while True:
         left = None if timeout is None else started + timeout - time.perf_counter()
         try:
             code = proc.wait(timeout=POLL_S if left is None else max(0.0, min(POLL_S, left)))
         except subprocess.TimeoutExpired:
             code = None
-        if on_phase is not None:
-            seen = _phases(stdout, seen, on_phase)
+        worker.read, done = _phases(worker.logs / "stdout.txt", worker.read, on_phase)
         if code is not None:
             return code
+        if done and served:
+            return SERVED
         if left is not None and left <= POLL_S:
             if proc.poll() is not None:
                 return proc.returncode
-            spawn.kill_group(proc)
+            spawn.kill_group(worker)
             return None
 
 
-def _phases(stdout: Path, seen: int, on_phase: Callable[[str], None]) -> int:
-    """Report the phase lines written to `stdout` since byte `seen`; return the new position."""
+def _phases(stdout: Path, seen: int, on_phase: Callable[[str], None] | None) -> tuple[int, bool]:
+    """Report the phase lines written to `stdout` since byte `seen`; return the new position, and whether the
+    worker said it has served its request (DONE)."""
     try:
         with stdout.open("rb") as fh:
             fh.seek(seen)
             text = fh.read()
     except OSError:
-        return seen
+        return seen, False
     cut = text.rfind(b"\n") + 1  # whole lines only
+    done = False
     for line in text[:cut].decode("utf-8", "replace").splitlines():
-        if line.startswith(PHASE):
+        if line == PHASE + DONE:
+            done = True
+        elif line.startswith(PHASE) and on_phase is not None:
             on_phase(line[len(PHASE):].strip())
-    return seen + cut
+    return seen + cut, done
 
 
 def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]], timeout: float | None,
@@ -152,11 +170,13 @@ def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]],
             ready: spawn.Ready | None = None) -> list[VariantRun]:
     """Run every job (variant, its worker's environment, request, folder), `parallel` at a time; results in the
     order given. `on_done` is called as each finishes, `on_phase(variant, what)` as each worker starts a phase
-    (progress). `ready`: workers started ahead, by folder (their environment is the job's)."""
+    (progress). `ready`: workers started ahead or kept from the window before, by the name of their folder (their
+    environment is the job's); while it is `serving`, each worker that served its job is kept there for the next."""
     def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
         hear = None if on_phase is None else partial(on_phase, job[0])
         started = None if ready is None else ready.take(job[3])
-        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear, started)
+        keep = partial(ready.keep, job[3]) if ready is not None and ready.serving else None
+        result = run_variant(job[0], job[1], job[2], job[3], timeout, hear, started, keep)
         if on_done is not None:
             on_done(result)
         return result

@@ -1,11 +1,14 @@
-"""Worker processes: started with their variant's environment, ready before their request is.
+"""Worker processes: started with their variant's environment, ready before their request is, and kept for the
+next request when more come.
 
-A worker starts as `python -m comparator.run.worker --ready BACKEND OPTIONS REQUEST.json`: it imports its
-framework at once, then waits for one line on stdin before it reads REQUEST.json. The parent starts the
+A worker starts as `python -m comparator.run.worker --ready BACKEND OPTIONS FOLDER`: it imports its framework at
+once, then waits on stdin for the path of a request (written in full before its path is). The parent starts the
 workers of the variants that run first while it still loads the model and writes the tapped copy (`Ready`), so
-that a framework's import (ONNX Runtime 0.2 s, PyTorch, TensorFlow and TVM seconds) overlaps that work; it
-writes the request and says go when the request is complete (`go`). A worker that never hears go (the run was
-refused, or interrupted) reads the end of stdin and exits; `Ready.close` kills it and removes its folder.
+that a framework's import (ONNX Runtime 0.2 s, PyTorch, TensorFlow and TVM seconds) overlaps that work (`go`).
+A worker serves requests until its stdin ends: a run tapped in windows (windows.py) hands each variant's worker
+the next window's request, so the framework is imported once per run, not once per window (`Ready.serving`). A
+worker that never hears of a request (the run was refused, or interrupted) reads the end of stdin and exits;
+`Ready.close` kills it and removes its folder.
 
 Every live worker is in one set, so that an interrupt (`stop_all`) kills every process group, whether the
 worker runs, waits for its request, or waits for a free slot.
@@ -19,11 +22,25 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
 
 from ..backends.contract import SHARED_CORES
 from ..variant import Variant
+
+FINISH_S = 10.0  # how long a worker told that no request follows may take to exit before it is killed
+
+
+@dataclass(eq=False)
+class Worker:
+    """A started worker: its process, the folder of its logs (`stdout.txt`, `stderr.txt`: every request it serves
+    writes to them) and how far its stdout has been read (run/runner.py reads its phase lines from there)."""
+
+    proc: subprocess.Popen[bytes]
+    logs: Path
+    read: int = 0
+
 
 _LIVE: set[subprocess.Popen[bytes]] = set()  # the workers alive now, in every thread
 _LIVE_LOCK = threading.Lock()
@@ -58,16 +75,16 @@ def malloc_tunables(given: str | None) -> str:
     return ":".join(parts + [f"{k}={v}" for k, v in MALLOC_TUNABLES.items() if k not in keys])
 
 
-def start(variant: Variant, own_environment: Mapping[str, str], folder: Path) -> subprocess.Popen[bytes]:
-    """Start `variant`'s worker with its stdout and stderr in `folder` (created) and its request to come in
-    `folder`/request.json; it imports its framework, then waits for `go`."""
+def start(variant: Variant, own_environment: Mapping[str, str], folder: Path) -> Worker:
+    """Start `variant`'s worker with its stdout and stderr in `folder` (created); it imports its framework, then
+    waits for the path of a request (`go`)."""
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(own_environment)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["GLIBC_TUNABLES"] = malloc_tunables(env.get("GLIBC_TUNABLES"))
     command = [sys.executable, "-m", "comparator.run.worker", "--ready", variant.backend,
-               json.dumps(variant.option_dict), str(folder / "request.json")]
+               json.dumps(variant.option_dict), str(folder)]
     with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
         with _LIVE_LOCK:
             if _STOPPING.is_set():  # an interrupt came while this job waited for a free slot
@@ -75,34 +92,61 @@ def start(variant: Variant, own_environment: Mapping[str, str], folder: Path) ->
             proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.PIPE, env=env,
                                     start_new_session=True)
             _LIVE.add(proc)
-    return proc
+    return Worker(proc, folder)
 
 
-def go(proc: subprocess.Popen[bytes]) -> None:
-    """Tell a started worker that its request is written. One that has died already is left for the caller to
-    find out (its exit code, its stderr)."""
-    assert proc.stdin is not None
+def go(worker: Worker, request: Path, last: bool) -> None:
+    """Hand a started worker the request written at `request`; with `last`, tell it that none follows (it exits
+    once it has served this one). One that has died already is left for the caller to find out (its exit code,
+    its stderr)."""
+    assert worker.proc.stdin is not None
     try:
-        proc.stdin.write(b"go\n")
-        proc.stdin.close()
+        worker.proc.stdin.write(f"{request}\n".encode())
+        worker.proc.stdin.flush()
+        if last:
+            worker.proc.stdin.close()
     except (BrokenPipeError, ValueError):
         pass
 
 
-def forget(proc: subprocess.Popen[bytes]) -> None:
-    """`proc` has exited or been killed: an interrupt need not stop it."""
+def finish(worker: Worker) -> int | None:
+    """Tell a worker that no request follows and wait for it to exit (killed after FINISH_S); its exit code
+    (None when it had to be killed)."""
+    if worker.proc.stdin is not None:
+        try:
+            worker.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    try:
+        code: int | None = worker.proc.wait(timeout=FINISH_S)
+    except subprocess.TimeoutExpired:
+        kill_group(worker)
+        code = None
+    forget(worker)
+    return code
+
+
+def forget(worker: Worker) -> None:
+    """`worker` has exited or been killed: an interrupt need not stop it."""
     with _LIVE_LOCK:
-        _LIVE.discard(proc)
+        _LIVE.discard(worker.proc)
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(worker: Worker) -> None:
+    _kill(worker.proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
     if proc.stdin is not None:
-        proc.stdin.close()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
 def stop_all() -> int:
@@ -111,7 +155,7 @@ def stop_all() -> int:
         _STOPPING.set()
         live = list(_LIVE)
     for proc in live:
-        kill_group(proc)
+        _kill(proc)
     return len(live)
 
 
@@ -121,27 +165,44 @@ def resume() -> None:
 
 
 class Ready:
-    """The workers started ahead of their requests, by the folder each was started for, and the environment of
-    every worker of the run (those started later get the same). `take` hands one to the runner; `close` kills the
-    ones never taken and removes their folders (a run refused before it ran leaves nothing behind)."""
+    """The workers waiting for a request, by the name of the variant's folder (the same in every window of a run):
+    those started ahead of their first request, and, while `serving`, those kept after one for the next window's
+    request (`keep`); and the environment of every worker of the run (those started later get the same). `take`
+    hands one to the runner; `close` kills the ones never handed a request and removes their folders (a run refused
+    before it ran leaves nothing behind), and tells the kept ones that no request follows."""
 
     def __init__(self) -> None:
-        self._procs: dict[Path, subprocess.Popen[bytes]] = {}
+        self._workers: dict[str, Worker] = {}
+        self._kept: set[Worker] = set()
         # each variant's worker environment in this run, started ahead or not (None: its backend is not installed)
         self.environments: dict[Variant, dict[str, str] | None] = {}
+        self.serving = False  # another request follows this one: the runner keeps each worker that served its own
 
     def start(self, variant: Variant, own_environment: Mapping[str, str], folder: Path) -> None:
-        self._procs[folder] = start(variant, own_environment, folder)
+        self._workers[folder.name] = start(variant, own_environment, folder)
 
-    def take(self, folder: Path) -> subprocess.Popen[bytes] | None:
-        return self._procs.pop(folder, None)
+    def take(self, folder: Path) -> Worker | None:
+        worker = self._workers.pop(folder.name, None)
+        if worker is not None:
+            self._kept.discard(worker)
+        return worker
+
+    def keep(self, folder: Path, worker: Worker) -> None:
+        """`worker` served its request in `folder` and waits for the next (the variant's folder in the next window
+        has the same name)."""
+        self._workers[folder.name] = worker
+        self._kept.add(worker)
 
     def close(self) -> None:
-        for folder, proc in self._procs.items():
-            kill_group(proc)
-            forget(proc)
-            shutil.rmtree(folder, ignore_errors=True)
-        self._procs.clear()
+        for worker in self._workers.values():
+            if worker in self._kept:
+                finish(worker)  # its folder holds the logs of the requests it served
+                continue
+            kill_group(worker)
+            forget(worker)
+            shutil.rmtree(worker.logs, ignore_errors=True)
+        self._workers.clear()
+        self._kept.clear()
 
     def __enter__(self) -> Ready:
         return self

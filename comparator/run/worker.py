@@ -1,11 +1,13 @@
-"""`python -m comparator.run.worker [--ready BACKEND OPTIONS] REQUEST.json`: run one variant, write its tensors
-and a record.
+"""`python -m comparator.run.worker REQUEST.json | --ready BACKEND OPTIONS FOLDER`: run one variant, write its
+tensors and a record.
 
 With --ready (how the parent starts every worker: run/spawn.py), the worker first imports what the backend needs
-(`prepare(options)`, where the backend has one) and then waits for a line on stdin before it reads REQUEST.json:
-the parent says go once the request is written. The end of stdin instead means that no request comes: the
-worker exits and writes nothing. The import's seconds are `timings.framework.import_s`. A worker started so exits
-as soon as its parent is gone (killed), whatever it is doing.
+(`prepare(options)`, where the backend has one) and then serves requests: each line on stdin is the path of one,
+written in full before its path is. After each it says `done` on its phase line and waits for the next; the end of
+stdin means that no more come (none at all: the run was refused or interrupted), and it exits. FOLDER names the
+folder of its logs. The import's seconds are `timings.framework.import_s` of its first request. A request with
+`serving` set is not the last: the worker gives the memory it freed back to the system before it waits. A worker
+started so exits as soon as its parent is gone (killed), whatever it is doing.
 
 The parent sets the environment (the variant's knobs) before this process starts, so frameworks see it at
 import. Tensors go to `.npy` files (one per tensor, leading sample axis). As each session's first run is written,
@@ -24,7 +26,8 @@ run's files and `one_run` is true), repeat (sessions per run kind, default 1), o
 absent: tensors inside subgraphs), time (default 0: when N > 0, the first untapped session, warmed up by its run,
 runs N more times on the first sample's feeds, each run timed: `timings.latency`), fused (default false: `--tap
 fused`; a backend whose `fusion` is "optimized" taps the graph it saves instead of `tapped_model`: graph/fusion.py),
-types (tapped tensor -> ONNX element type, for the outputs added to that graph).
+types (tapped tensor -> ONNX element type, for the outputs added to that graph), serving (default false: another
+request follows).
 """
 from __future__ import annotations
 
@@ -161,6 +164,7 @@ def _optimized(backend: Any, options: Mapping[str, Any], request: Mapping[str, A
 
 PARENT_POLL_S = 0.25  # how often a worker checks that its parent still lives
 PHASE = "infercmp-phase: "  # a stdout line the parent reads as progress (run/runner.py)
+DONE = "done"  # the phase that ends a request: its record is written
 
 
 def _phase(what: str) -> None:
@@ -200,20 +204,43 @@ def _exit_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    imported, machine = None, None
-    if args[:1] == ["--ready"]:
-        _exit_with_parent()
-        imported = _prepare(args[1], json.loads(args[2]))
-        machine = environment_fingerprint()  # read while the request is being written, not after it
-        if not sys.stdin.readline():  # no request comes: the run was refused or interrupted
-            return 0
-        args = args[3:]
-    request = read_json(args[0])
+    if args[:1] != ["--ready"]:  # run by hand, not by a run that made its folders
+        request = read_json(args[0])
+        for folder in (Path(request["out_dir"]), Path(request.get("tensor_dir") or request["out_dir"])):
+            folder.mkdir(parents=True, exist_ok=True)
+        serve(request, None, None)
+        return 0
+    _exit_with_parent()
+    imported: float | None = _prepare(args[1], json.loads(args[2]))
+    machine = environment_fingerprint()  # read while the request is being written, not after it
+    while line := sys.stdin.readline():  # the end of stdin: no more requests (none: the run was refused)
+        request = read_json(line.strip())
+        serve(request, imported, machine)
+        imported = None
+        _phase(DONE)
+        if request.get("serving"):
+            _release()
+    return 0
+
+
+def _release() -> None:
+    """Give the memory the last request freed back to the system while waiting for the next: the heap's free
+    blocks (glibc keeps up to 1 GiB of them: run/spawn.py's MALLOC_TUNABLES), and cycles not yet collected."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def serve(request: Mapping[str, Any], imported: float | None, machine: Mapping[str, Any] | None) -> None:
+    """Run one request and write its record (`imported`: the framework import's seconds, in the first request's
+    timings; `machine`: the environment fingerprint, read already)."""
     out_dir = Path(request["out_dir"])
     tensor_dir = Path(request.get("tensor_dir") or out_dir)
-    if imported is None:  # run by hand, not by a run that made its folders
-        for folder in (out_dir, tensor_dir):
-            folder.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"status": "ok", "error": None, "hint": None, "provenance": {}, "timings": {},
                               "tensors": {}}
     if imported is not None:
@@ -278,7 +305,6 @@ def main(argv: list[str] | None = None) -> int:
         record.update(status="failed", error=f"{type(exc).__name__}: {first}"[:2000])
         traceback.print_exc(file=sys.stderr)
     write_json(out_dir / "record.json", record)
-    return 0
 
 
 if __name__ == "__main__":
