@@ -3,9 +3,10 @@
     python benchmarks/worker_peaks.py [--cwd DIR] -- infercmp compare MODEL -b torch,ref:dtype=float64 --tap outputs
 
 Runs the command (a leading `infercmp` runs `python -m comparator.cli` in --cwd, so that a checkout of another
-revision runs its own code there, as benchmarks/ab_revisions.sh does) and samples /proc every 20 ms for the
-command's process tree; prints, per process, its high-water mark (VmHWM: exact, kept by the kernel) and its command
-line, then the wall time and the exit code. A process that lives less than one sample may be missed.
+revision runs its own code there, as benchmarks/ab_revisions.sh does; a `git worktree add` checkout lacks the built
+metrics kernel, comparator/measure/_fold*.so: copy it in, or its comparisons take NumPy's slower path) and samples
+/proc every 20 ms for the command's process tree; prints, per process, its high-water mark (VmHWM: exact, kept by
+the kernel) and its command line, then the wall time and the exit code. A process that lives less than one sample may be missed.
 """
 from __future__ import annotations
 
