@@ -159,9 +159,15 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
     report.determinism = analysis.determinism(facts, loaded.outputs)
     finals = [t for t in report.tensors if t.is_output]
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
+    dead = structure.dead_ends(report.graph, loaded.outputs)
+    live = [t for t in report.tensors if t.name not in dead]
     for name in report.first_divergence:
+        unread = analysis.broken_middle([t for t in report.tensors if t.name in dead], name, report.tolerance,
+                                        element_far(name))
+        if unread:
+            report.dead_ends[name] = unread
         if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):
-            broken = analysis.broken_middle(report.tensors, name, report.tolerance, element_far(name))
+            broken = analysis.broken_middle(live, name, report.tolerance, element_far(name))
             if broken:
                 report.broken_middle[name] = broken
     failed = any(not r.ok for r in runs)

@@ -122,6 +122,9 @@ class Report:
     # Per variant whose final outputs pass: intermediate tensors beyond 1,000x the tolerance, {"count", "first",
     # "op_type", "max_abs", "max_rel"}.
     broken_middle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per variant: intermediate tensors beyond 1,000x the tolerance that no final output is computed from
+    # (graph/structure.dead_ends), in the same form; they cannot change the outputs, so they cast no doubt on a pass.
+    dead_ends: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The model's nodes (graph/structure.py): {"id", "op_type", "domain", "inputs", "outputs", "parent"}.
     graph: list[dict[str, Any]] = field(default_factory=list)
     # --tap fused: per variant, what its taps are ("mode": "optimized" (the graph its runtime really runs),
@@ -356,7 +359,8 @@ class Report:
             if "disagreements" in kwargs.get("oracle", {}):
                 kwargs["oracle"] = dict(kwargs["oracle"], disagreements=[
                     decode_figures(d) for d in kwargs["oracle"]["disagreements"]])
-            kwargs["broken_middle"] = {v: decode_figures(d) for v, d in data.get("broken_middle", {}).items()}
+            for key in ("broken_middle", "dead_ends"):
+                kwargs[key] = {v: decode_figures(d) for v, d in data.get(key, {}).items()}
             kwargs["origins"] = {v: [decode_figures(d) for d in found] for v, found in data.get("origins", {}).items()}
             kwargs["tolerance"] = {k: decode(v) for k, v in data.get("tolerance", {}).items()}
             if "max_abs" in kwargs.get("pairwise", {}):

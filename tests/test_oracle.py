@@ -281,3 +281,45 @@ def test_a_diff_of_bundles_measures_every_run_from_an_oracle_run_in_one_of_them(
     assert report.reference == "ort@a" and d["oracle"] == "ref:dtype=float64@a"
     assert set(d["max_ulp"]) == {"ort@a", "torch@b"} and "max_ulp" in d["alone"]
     assert text.verdict_text(report).endswith("but the reference ort@a is the variant furthest from the float64 oracle")
+
+
+def test_dead_ends_by_hand():
+    from comparator.graph import structure
+
+    # the If's branches read outer tensors by name: `b` is read only there
+    then = helper.make_graph([helper.make_node("Add", ["a", "b"], ["t"])], "then", [], [vi("t", T.FLOAT, [1])])
+    other = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [], [vi("e", T.FLOAT, [1])])
+    nodes = [helper.make_node("Dropout", ["x"], ["a", "mask"]),  # mask: read by Relu alone
+             helper.make_node("Relu", ["mask"], ["r"]),  # r: read by no node, so r and mask are dead ends
+             helper.make_node("Abs", ["x"], ["b"]),
+             helper.make_node("Sigmoid", ["a"], ["c"]),
+             helper.make_node("Greater", ["c", "x"], ["g"]),
+             helper.make_node("If", ["g"], ["y"], then_branch=then, else_branch=other)]
+    model = make_model(nodes, [vi("x", T.FLOAT, [1])], [vi("y", T.FLOAT, [1])], opset=9)
+    found = structure.nodes(model)
+    assert structure.dead_ends(found, ["y"]) == {"mask", "r"}
+    assert structure.dead_ends(found, ["y", "r"]) == set()  # r an output too: mask feeds it
+    assert structure.dead_ends([], ["y"]) == set()  # a report without its graph: nothing is known dead
+
+
+def dropout_mask(path):
+    """y = Relu(Dropout(x)), the Dropout's mask (opset 9, float) read by no node: onnxruntime's kernel of that version
+    fills it with zeros, onnx's reference and tract with ones (as Dropout-12 specifies for inference)."""
+    model = make_model([helper.make_node("Dropout", ["x"], ["d", "mask"]), helper.make_node("Relu", ["d"], ["y"])],
+                       [vi("x", T.FLOAT, [1, 8])], [vi("y", T.FLOAT, [1, 8])], opset=9)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_dead_end_far_beyond_the_tolerance_is_said_and_casts_no_doubt(tmp_path):
+    report = comparator.compare(dropout_mask(tmp_path / "m.onnx"), ["ref", "ort"])
+    assert report.passed and report.broken_middle == {}
+    assert report.dead_ends == {"ort": {"count": 1, "first": "mask", "op_type": "Dropout", "max_abs": 1.0,
+                                        "max_rel": 1.0}}
+    assert text.verdict_text(report) == "PASS: final outputs within tolerance"  # no "but"
+    line = ("ort: 1 tensor(s) that no final output is computed from deviate by more than 1,000x the tolerance, the "
+            "first mask (Dropout): max abs 1, max rel 1; they cannot change the outputs")
+    assert text.dead_end_lines(report) == [line] and (line, False) in text.doubt_lines(report)
+    assert "1 tensor(s) that no final output is computed from" in junit.render(report)
+    json_report.write(report, tmp_path / "r.json")
+    assert json_report.read(tmp_path / "r.json").dead_ends == report.dead_ends

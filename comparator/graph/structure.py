@@ -8,6 +8,7 @@ of `inputs`: the views draw data flow, not weights.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import subgraphs
@@ -19,6 +20,25 @@ def nodes(proto: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     _graph(proto.graph, "", "", set(), found)
     return found
+
+
+def dead_ends(found: Sequence[Mapping[str, Any]], outputs: Iterable[str]) -> set[str]:
+    """The main graph's node outputs that no final output is computed from: read by no node, or only by nodes
+    whose own outputs are dead ends too (a Dropout's mask, a branch left over from training). `found`: `nodes()`
+    (the main graph in topological order, as ONNX requires); a node inside a subgraph reads outer tensors by name
+    for the node that holds it. Empty for an empty `found` (a report without its graph)."""
+    reads: dict[str, list[str]] = {}  # main-graph node id -> what it and every node inside it read
+    top: dict[str, str] = {}
+    for n in found:
+        root = top[n["parent"]] if n["parent"] else n["id"]
+        top[n["id"]] = root
+        reads.setdefault(root, []).extend(n["inputs"])
+    main = [n for n in found if not n["parent"]]
+    live = set(outputs)
+    for n in reversed(main):
+        if any(o in live for o in n["outputs"]):
+            live.update(reads[n["id"]])
+    return {o for n in main for o in n["outputs"] if o not in live}
 
 
 def _graph(graph: Any, path: str, parent: str, outer_weights: set[str], found: list[dict[str, Any]]) -> None:

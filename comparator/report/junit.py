@@ -13,7 +13,8 @@ from typing import Any
 
 from ..fileio import write_text
 from ..result import Report, VariantReport
-from .text import broken_lines, closer_text, distance_lines, num, observer_text, oracle_lines
+from .text import (broken_lines, closer_text, dead_end_lines, distance_lines, num, observer_text,
+                   oracle_lines)
 
 # Characters XML 1.0 cannot carry at all (not even escaped): C0 controls such as ANSI colour codes in stderr.
 _INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -58,7 +59,7 @@ def _system_out(report: Report, v: VariantReport) -> str:
                      f"({info['flip_count']} of {info['rows']} rows flip)")
     if v.name == report.reference:
         lines.extend(oracle_lines(report) + distance_lines(report))
-    lines.extend(broken_lines(report, v.name))
+    lines.extend(broken_lines(report, v.name) + dead_end_lines(report, v.name))
     if report.observer_effect.get(v.name):
         lines.append(f"observer effect: tapping changed the final outputs {observer_text(report, v.name)}")
     note = report.untapped_subgraph_note(v.name)

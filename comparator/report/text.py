@@ -117,6 +117,15 @@ def broken_lines(report: Report, variant: str | None = None) -> list[str]:
             f"max rel {num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
 
 
+def dead_end_lines(report: Report, variant: str | None = None) -> list[str]:
+    """One line per variant (or for `variant`) with tensors far beyond the tolerance that no final output is
+    computed from: a difference worth knowing, and no doubt on the verdict."""
+    return [f"{v}: {b['count']} tensor(s) that no final output is computed from deviate by more than 1,000x the "
+            f"tolerance, the first {b['first']} ({b['op_type']}): max abs {num(b['max_abs'])}, max rel "
+            f"{num(b['max_rel'])}; they cannot change the outputs" for v, b in report.dead_ends.items()
+            if variant in (None, v)]
+
+
 def closer_text(report: Report, variant: str) -> str | None:
     """For a variant whose final outputs fail, when its final outputs are closer to the float64 oracle than the
     reference's (max abs): 'closer to the float64 oracle than the reference (max abs 4.3e-6 against 2.3e-5)', or
@@ -133,11 +142,12 @@ def closer_text(report: Report, variant: str) -> str | None:
 
 
 def doubt_lines(report: Report, limit: int | None = None) -> list[tuple[str, bool]]:
-    """The oracles' findings and the broken middles, each line with whether it is a doubt (the views colour those):
-    oracle_lines (`limit` disagreements), distance_lines, broken_lines."""
+    """The oracles' findings, the broken middles and the dead ends, each line with whether it is a doubt (the views
+    colour those): oracle_lines (`limit` disagreements), distance_lines, broken_lines, dead_end_lines (no doubt)."""
     distances = distance_lines(report)  # its first line gives figures; a second says the reference stands alone
     return ([(line, "agree on every" not in line) for line in oracle_lines(report, limit)]
-            + [(line, i > 0) for i, line in enumerate(distances)] + [(line, True) for line in broken_lines(report)])
+            + [(line, i > 0) for i, line in enumerate(distances)] + [(line, True) for line in broken_lines(report)]
+            + [(line, False) for line in dead_end_lines(report)])
 
 
 def verdict_text(report: Report) -> str:
