@@ -336,3 +336,48 @@ def test_assert_matches_baseline(release, models, tmp_path):
     broken.write_text("[gate]\nstrict = true\n")
     with pytest.raises(UsageError, match="unknown key 'gate'"):  # a broken setup is not a regression
         assert_matches_baseline(release["v2"], release["base"], policy=broken)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_a_baseline_that_stored_scalars_with_an_axis_of_one_still_passes(tmp_path):
+    """Captures before the workers kept a 0-d value 0-d stored one value per sample as [samples, 1]: such a
+    baseline is read as [samples] (a tensor of another shape with the same bytes is left as it is)."""
+    import zipfile
+
+    from test_bundle import _rewrite
+
+    model = make_model([helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+                        helper.make_node("Neg", ["s"], ["y"]), helper.make_node("Unsqueeze", ["s", "axes"], ["u"])],
+                       [vi("x", T.FLOAT, [3])], [vi("y", T.FLOAT, []), vi("u", T.FLOAT, [1])],
+                       [numpy_helper.from_array(np.array([0], np.int64), "axes")], opset=13)
+    path = tmp_path / "scalar.onnx"
+    onnx.save(model, str(path))
+    base = tmp_path / "base.icmp"
+    code, _, err = run_cli("capture", path, "-b", "ort", "--tap", "all", "--samples", "2", "-o", base)
+    assert code == 0, err
+    with zipfile.ZipFile(base) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        entries = meta["runs"][0]["tensors"]
+        members = {e["file"]: np.load(zf.open(e["file"])) for kind in entries.values() for e in kind.values()}
+    assert {n: e["shape"] for n, e in entries["tapped"].items()} == {"s": [2], "y": [2], "u": [2, 1]}
+    old: dict[str, bytes | None] = {}
+    for kind in entries.values():
+        for e in kind.values():
+            if e["shape"] == [2]:
+                old[e["file"]] = _npy(members[e["file"]].reshape(2, 1))
+                e["shape"] = [2, 1]
+    old["meta.json"] = json.dumps(meta).encode()
+    forged = _rewrite(base, tmp_path / "old.icmp", old)
+    for baseline in (base, forged):
+        out_json = tmp_path / f"{baseline.stem}.json"
+        code, out, err = run_cli("check", path, "--baseline", baseline, "-q", "--json", out_json)
+        assert code == 0, (baseline.name, out, err)
+        data = json.loads(out_json.read_text())
+        assert data["passed"] and data["verdicts"]["ort@candidate"]["status"] == "pass"

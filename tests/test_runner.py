@@ -319,3 +319,19 @@ def test_a_kept_worker_serves_the_next_request_and_a_crash_in_it_is_reported(tmp
         run = future.result(timeout=60)
     assert run.status == "crashed" and run.error == "the worker died from SIGKILL"
     assert len(kept) == 1  # not kept again
+
+
+def test_a_scalar_is_stored_with_its_own_shape_and_every_backend_agrees_on_it(tmp_path):
+    from onnx import TensorProto as T, helper
+
+    from conftest import make_model, vi
+
+    model = make_model([helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0), helper.make_node("Neg", ["s"], ["y"])],
+                       [vi("x", T.FLOAT, [3])], [vi("y", T.FLOAT, [])], opset=13)
+    onnx.save(model, str(tmp_path / "scalar.onnx"))
+    report = comparator.compare(tmp_path / "scalar.onnx", ["ref", "ort", "torch", "tf"], workdir=tmp_path / "w",
+                                samples=2)
+    assert [v.status for v in report.variants] == ["ok"] * 4
+    assert report.passed  # a backend that gave shape (1,) for a scalar would be a shape mismatch here
+    files = list((tmp_path / "w").rglob("*.npy"))
+    assert files and {np.load(f).shape for f in files} == {(2,)}  # [samples] + (): one value per sample

@@ -254,8 +254,8 @@ def _compare_batch(comp: Composition, k: int, alone: VariantRun, run: VariantRun
         # one row per sample: the leading dim is 1 alone and the batch size in the batch, the rest the same
         if a.ndim < 2 or a.shape[1] != 1 or b.shape[1] != comp.size or a.shape[2:] != b.shape[2:]:
             # not one row per sample: batch-wide where its value in the batch differs from its value alone
-            same = a.shape[1:] == b.shape[1:] and np.array_equal(np.asarray(a[0]).view(np.uint8),
-                                                                  np.asarray(b[k]).view(np.uint8))
+            same = a.shape[1:] == b.shape[1:] and np.array_equal(np.asarray(a[0]).reshape(-1).view(np.uint8),
+                                                                  np.asarray(b[k]).reshape(-1).view(np.uint8))
             (fixed if same else wide).add(t.name)
             continue
         per_sample.add(t.name)

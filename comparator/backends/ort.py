@@ -193,7 +193,7 @@ class OrtSession:
 
         values = {}
         for name, arr in feeds.items():
-            arr = np.ascontiguousarray(arr)
+            arr = np.require(arr, requirements="C")  # a 0-d feed stays 0-d
             if arr.dtype.type is not np.void and arr.dtype.kind == "V":  # an ml_dtypes type
                 elem = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
                 values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(

@@ -439,6 +439,9 @@ class Bundle:
             raise _fail(self.path, f"a member cannot be read ({exc})") from None
         except _READ_ERRORS as exc:
             raise _fail(self.path, f"a member cannot be read ({exc})") from None
+        stray, scalars = self._stray_axis(), self._scalars()
+        for member in stray:  # beside the member, which may hold another tensor of the same bytes too
+            np.save(folder / _flattened(member), np.load(folder / member, allow_pickle=False).reshape(-1))
         machine = {k: self.meta["environment"][k] for k in ("host", "gpus", "packages")
                    if k in self.meta["environment"]}
         runs = []
@@ -446,11 +449,28 @@ class Bundle:
             provenance = dict(r.get("provenance") or {})
             provenance["environment"] = dict(provenance.get("environment") or {}, **machine)
             provenance.update(bundle=self.path.name, captured=self.created)
+            tensors = {k: {n: dict(e, file=_flattened(e["file"]), shape=e["shape"][:1]) if e["file"] in stray and
+                           n in scalars else e for n, e in v.items()} for k, v in r["tensors"].items()}
             runs.append(VariantRun(LabeledVariant(variant.backend, variant.options, label), folder, status="ok",
-                                   provenance=provenance, timings=dict(r.get("timings") or {}),
-                                   tensors={k: dict(v) for k, v in r["tensors"].items()},
+                                   provenance=provenance, timings=dict(r.get("timings") or {}), tensors=tensors,
                                    wall_s=float(r.get("wall_s") or 0.0)))
         return runs
+
+    def _stray_axis(self) -> set[str]:
+        """Members holding a tensor of one value per sample (its catalogue shape is []) as [samples, 1]: how
+        infercmp captured such tensors before it stored them as [samples], the shape every run writes now."""
+        scalars = self._scalars()
+        return {e["file"] for r in self.meta["runs"] for entries in r["tensors"].values()
+                for name, e in entries.items() if name in scalars and len(e["shape"]) == 2 and e["shape"][1] == 1}
+
+    def _scalars(self) -> set[str]:
+        """The catalogue's tensors of one value per sample."""
+        return {t["name"] for t in self.meta["catalogue"] if t["shape"] == []}
+
+
+def _flattened(member: str) -> str:
+    """Where `extract` writes a member of `Bundle._stray_axis` as [samples]."""
+    return member[:-len(".npy")] + "-scalars.npy"
 
 
 def read_labels(path: str | os.PathLike[str] | None, key: str | None) -> tuple[np.ndarray | None, str | None]:

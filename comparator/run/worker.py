@@ -79,7 +79,8 @@ def _run_kind(session: Any, feeds: Mapping[str, np.ndarray], expected: list[str]
                 if value is None or (s > 0 and (value.shape, value.dtype) != first[name]):
                     dropped.add(name)
                     continue
-            value = _storable(np.ascontiguousarray(out[name]), name, first.get(name))
+            # np.require, not np.ascontiguousarray: the latter makes a 0-d value 1-d, a shape no backend gave
+            value = _storable(np.require(out[name], requirements="C"), name, first.get(name))
             path = folder / f"{i:05d}.npy"
             if s == 0:
                 first[name] = (value.shape, value.dtype)
