@@ -262,8 +262,11 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         emit(events, "window", which)
         own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
         here = folder if i == 0 else folder / f"window-{i + 1}"
-        here.mkdir(exist_ok=True)
-        ready.serving = i < count - 1  # each variant's worker serves every window: one framework import per run
+        # each variant's worker serves every window (one framework import per run): those of the window before wait
+        if i:
+            start_workers(variant_list, here, run_args["jobs"], run_args["time"], ready, ref, more=i < count - 1)
+        else:
+            ready.serving = count > 1
         try:
             rs = run_variants(loaded, variant_list, here, fed, tap_spec=cut.plan(i, outputs, plan.skipped),
                               kinds=("untapped", "tapped") if i == 0 else ("tapped",), ready=ready, ahead=own,

@@ -26,6 +26,7 @@ from ..graph import batch as batch_mod
 from ..graph import model as model_mod
 from ..graph.inputs import load_feeds, make_feeds
 from ..measure import metrics
+from ..run import spawn
 from ..run.record import VariantRun
 from ..variant import Variant
 from ..workspace import Workspace
@@ -159,14 +160,17 @@ def audit_batch(model: str | Path, variants: Sequence[str | Variant] | str, inpu
         batches = compositions(sizes, len(next(iter(pool.values()))))
         runs: dict[int, list[VariantRun]] = {}
         plan = None
-        for size in sizes:
-            group = [c for c in batches if c.size == size]
-            feeds = {k: np.stack([np.concatenate([v[m] for m in c.members()]) for c in group]) for k, v in pool.items()}
-            rs = api.run_variants(dyn, chosen, folder / f"batch-{size}", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, kinds=("tapped",), events=events, progress=progress,
-                                  scratch=work.memory)
-            runs[size] = rs.runs
-            plan = rs.plan
+        with spawn.Ready() as ready:  # each variant's worker serves every size: one framework import
+            for i, size in enumerate(sizes):
+                group = [c for c in batches if c.size == size]
+                feeds = {k: np.stack([np.concatenate([v[m] for m in c.members()]) for c in group])
+                         for k, v in pool.items()}
+                api.start_workers(chosen, folder / f"batch-{size}", jobs, 0, ready, more=i < len(sizes) - 1)
+                rs = api.run_variants(dyn, chosen, folder / f"batch-{size}", feeds, tap_spec=tap_spec,
+                                      timeout=timeout, jobs=jobs, kinds=("tapped",), events=events,
+                                      progress=progress, ready=ready, scratch=work.memory)
+                runs[size] = rs.runs
+                plan = rs.plan
         assert plan is not None
         result = BatchAudit({"path": str(loaded.path), "sha256": loaded.sha256}, sizes, made.exported, made.rewritten,
                             batches)

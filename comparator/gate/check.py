@@ -30,6 +30,7 @@ from ..measure.metrics import Tolerance
 from ..graph.model import Model, TensorInfo
 from .policy import Policy, load as load_policy
 from ..result import Report
+from ..run import spawn
 from ..run.record import VariantRun
 from ..graph.tap import TapPlan, plan as tap_plan
 from ..variant import parse_list
@@ -236,10 +237,13 @@ def compare_models(old: str | Path | Model, new: str | Path | Model, variants: S
     work = Workspace("infercmp-models-")
     folder = work.folder
     try:
-        rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress, events=events, scratch=work.memory)
-        rs_new = api.run_variants(new_m, chosen, folder / "new", feeds, tap_spec=tap_spec, timeout=timeout,
-                                  jobs=jobs, progress=progress, events=events, scratch=work.memory)
+        with spawn.Ready() as ready:  # each variant's worker serves both models: one framework import
+            api.start_workers(chosen, folder / "old", jobs, 0, ready, more=True)
+            rs_old = api.run_variants(old_m, chosen, folder / "old", feeds, tap_spec=tap_spec, timeout=timeout,
+                                      jobs=jobs, progress=progress, events=events, ready=ready, scratch=work.memory)
+            api.start_workers(chosen, folder / "new", jobs, 0, ready)
+            rs_new = api.run_variants(new_m, chosen, folder / "new", feeds, tap_spec=tap_spec, timeout=timeout,
+                                      jobs=jobs, progress=progress, events=events, ready=ready, scratch=work.memory)
         pairs = [(_label(a, "old"), _label(b, "new")) for a, b in zip(rs_old.runs, rs_new.runs)]
         ref_info = {"kind": "model", "path": str(old_m.path), "sha256": old_m.sha256}
         return _gate("models", ref_info, new_m, pol, pairs, matches, (old_un, new_un), feed_info, labels,

@@ -181,6 +181,10 @@ class Ready:
     def start(self, variant: Variant, own_environment: Mapping[str, str], folder: Path) -> None:
         self._workers[folder.name] = start(variant, own_environment, folder)
 
+    def waiting(self, folder: Path) -> bool:
+        """Whether a worker waits here for the request of the variant whose folder is `folder`."""
+        return folder.name in self._workers
+
     def take(self, folder: Path) -> Worker | None:
         worker = self._workers.pop(folder.name, None)
         if worker is not None:

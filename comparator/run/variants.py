@@ -108,10 +108,12 @@ def running_order(variant_list: Sequence[Variant], reference: Variant | None) ->
 
 
 def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time: int,
-                  ready: spawn.Ready, reference: Variant | None = None) -> spawn.Ready:
+                  ready: spawn.Ready, reference: Variant | None = None, more: bool = False) -> spawn.Ready:
     """Create the run's folder and start, in `ready`, the workers of the variants that run first (see
-    running_order): each imports its framework while this process loads the model (run/spawn.py). The variants'
-    folders must not exist yet: a run never reads what an earlier one left."""
+    running_order) and have none waiting there (kept from the run before, while `ready` was serving): each imports
+    its framework while this process loads the model (run/spawn.py). `more`: another run follows this one, and
+    every worker is kept for it (`ready.serving`). The variants' folders must not exist yet: a run never reads what
+    an earlier one left."""
     outs = _folders(folder, variant_list)
     stale = [p.name for p in outs if os.path.lexists(p)]
     if stale:
@@ -122,12 +124,16 @@ def start_workers(variant_list: Sequence[Variant], folder: Path, jobs: int, time
     except OSError as exc:
         raise write_error(folder, exc, "create") from None
     count = worker_count(jobs, time, len(variant_list))
-    ready.environments = environments = _environments(variant_list, count)
+    if not ready.environments:  # the pool's first run
+        ready.environments = _environments(variant_list, count)
+    environments = ready.environments
+    ready.serving = more
     spawn.resume()
     first = [(variant_list[i], outs[i]) for i in running_order(variant_list, reference)
              if environments[variant_list[i]] is not None][:count]
     for v, out in first:
-        ready.start(v, environments[v] or {}, out)
+        if not ready.waiting(out):
+            ready.start(v, environments[v] or {}, out)
     return ready
 
 
