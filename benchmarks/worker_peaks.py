@@ -6,7 +6,9 @@ Runs the command (a leading `infercmp` runs `python -m comparator.cli` in --cwd,
 revision runs its own code there, as benchmarks/ab_revisions.sh does; a `git worktree add` checkout lacks the built
 metrics kernel, comparator/measure/_fold*.so: copy it in, or its comparisons take NumPy's slower path) and samples
 /proc every 20 ms for the command's process tree; prints, per process, its high-water mark (VmHWM: exact, kept by
-the kernel) and its command line, then the wall time and the exit code. A process that lives less than one sample may be missed.
+the kernel) and its command line, then the largest sum of the tree's resident sets in one sample (what the machine
+held for the command at once: sampled, so a lower bound), the wall time and the exit code. A process that lives
+less than one sample may be missed.
 """
 from __future__ import annotations
 
@@ -31,15 +33,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def sample(pid: int) -> tuple[int, str] | None:
-    """(VmHWM in KiB, command line) of a live process; None once it is gone."""
+def sample(pid: int) -> tuple[int, str, int] | None:
+    """(VmHWM in KiB, command line, VmRSS in KiB) of a live process; None once it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return int(fields.get("VmHWM", "0 kB").split()[0]), cmdline
+    return int(fields.get("VmHWM", "0 kB").split()[0]), cmdline, int(fields.get("VmRSS", "0 kB").split()[0])
 
 
 def main() -> None:
@@ -51,17 +53,24 @@ def main() -> None:
     if command[:1] == ["infercmp"]:
         command = [sys.executable, "-m", "comparator.cli", *command[1:]]
     peaks: dict[int, tuple[int, str]] = {}
+    together = 0  # the largest sum of the tree's resident sets in one sample
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, cwd=args.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None:
+        now = 0
         for pid in [proc.pid, *children(proc.pid)]:
             seen = sample(pid)
-            if seen is not None and seen[0] >= peaks.get(pid, (0, ""))[0]:
-                peaks[pid] = seen
+            if seen is None:
+                continue
+            now += seen[2]
+            if seen[0] >= peaks.get(pid, (0, ""))[0]:
+                peaks[pid] = seen[:2]
+        together = max(together, now)
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     for hwm, cmdline in peaks.values():
         print(f"{hwm / 1024:9.0f} MiB  {cmdline[:110]}")
+    print(f"{together / 1024:9.0f} MiB  all the processes at once (the largest sum of their resident sets sampled)")
     print(f"wall {wall:.2f} s, exit code {proc.returncode}")
 
 
