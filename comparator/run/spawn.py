@@ -68,6 +68,12 @@ def environment(own: Mapping[str, str], shared: bool) -> dict[str, str]:
 MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": "33554432", "glibc.malloc.trim_threshold": "1073741824"}
 
 
+# NumPy asks the kernel for huge pages for every large array it allocates (ONNX Runtime's outputs, torch's
+# returned to NumPy); on these machines their first touch costs more than the TLB misses they save:
+# VGG-19 on ort,ort:opt=disable,torch ran 13% faster without (benchmarks/ab_revisions.sh). A value the user set wins.
+NUMPY_HUGEPAGES = ("NUMPY_MADVISE_HUGEPAGE", "0")
+
+
 def malloc_tunables(given: str | None) -> str:
     """GLIBC_TUNABLES for a worker: `given` (the user's), with each of MALLOC_TUNABLES it does not set added."""
     parts = [p for p in (given or "").split(":") if p]
@@ -83,6 +89,7 @@ def start(variant: Variant, own_environment: Mapping[str, str], folder: Path) ->
     env.update(own_environment)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["GLIBC_TUNABLES"] = malloc_tunables(env.get("GLIBC_TUNABLES"))
+    env.setdefault(*NUMPY_HUGEPAGES)
     command = [sys.executable, "-m", "comparator.run.worker", "--ready", variant.backend,
                json.dumps(variant.option_dict), str(folder)]
     with (folder / "stderr.txt").open("wb") as err, (folder / "stdout.txt").open("wb") as out:
