@@ -259,6 +259,10 @@ def test_a_worker_reuses_freed_memory_and_a_malloc_setting_the_user_gave_wins(tm
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096:glibc.cpu.x86_shstk=off")
     worker = spawn.start(Variant.parse("ref"), {}, tmp_path / "w")
     try:
+        deadline = time.monotonic() + 30
+        while "libc.so" not in _maps(worker.proc.pid):  # the loader reads the variable before it maps libc
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.005)
         items = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
     finally:
         spawn.finish(worker)
@@ -267,6 +271,19 @@ def test_a_worker_reuses_freed_memory_and_a_malloc_setting_the_user_gave_wins(tm
     assert items[start:start + 3] == [b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096", b"glibc.cpu.x86_shstk=off",
                                       b"glibc.malloc.trim_threshold=1073741824"]
     assert spawn.malloc_tunables(None) == "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+    assert b"NUMPY_MADVISE_HUGEPAGE=0" in items  # NumPy's huge-page advice is off in workers
+
+
+def test_a_numpy_setting_the_user_gave_wins(tmp_path, monkeypatch):
+    from comparator.run import spawn
+
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    worker = spawn.start(Variant.parse("ref"), {}, tmp_path / "w")
+    try:
+        items = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        spawn.finish(worker)
+    assert b"NUMPY_MADVISE_HUGEPAGE=1" in items and b"NUMPY_MADVISE_HUGEPAGE=0" not in items
 
 
 @pytest.mark.parametrize("refusal", ["model", "disk"])
