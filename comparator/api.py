@@ -262,10 +262,10 @@ def _windowed(loaded: model_mod.Model, plan: tap.TapPlan, cut: windows.Windows, 
         emit(events, "window", which)
         own = ahead if i == 0 else Ahead(ref, tolerance, hashing=len(variant_list) > 2)
         here = folder if i == 0 else folder / f"window-{i + 1}"
-        # each variant's worker serves every window (one framework import per run): those of the window before wait
-        if i:
+        # each variant's worker serves every window: one framework import per run
+        if i:  # the workers of the window before wait in `ready`
             start_workers(variant_list, here, run_args["jobs"], run_args["time"], ready, ref, more=i < count - 1)
-        else:
+        else:  # compare started this window's workers
             ready.serving = count > 1
         try:
             rs = run_variants(loaded, variant_list, here, fed, tap_spec=cut.plan(i, outputs, plan.skipped),

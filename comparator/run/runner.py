@@ -62,15 +62,15 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
                 started: spawn.Worker | None = None,
                 keep: Callable[[spawn.Worker], None] | None = None) -> VariantRun:
     """Run one variant's worker; `on_phase(what)` hears each phase the worker starts (`untapped open`...).
-    `started`: its worker, started ahead with `environment` (spawn.Ready), or kept from the window before; else one
-    starts now. `keep`: another request follows (the next window's): a worker that served this one is handed to
-    `keep`, alive, instead of told to exit. The timeout counts from the moment the request is handed over."""
+    `started`: its worker, started ahead with `environment` (spawn.Ready), or kept from the run before; else one
+    starts now. `keep`: another request follows (the next window's, say): a worker that served this one is handed
+    to `keep`, alive, instead of told to exit. The timeout counts from the moment the request is handed over."""
     worker = started if started is not None else spawn.start(variant, environment, folder)
     run = VariantRun(variant, folder)
     request = dict(request, backend=variant.backend, options=variant.option_dict, out_dir=str(folder),
                    serving=keep is not None)
     try:
-        folder.mkdir(parents=True, exist_ok=True)  # a kept worker's folder is the one of its first window
+        folder.mkdir(parents=True, exist_ok=True)  # a kept worker's own folder is the one of its first request
         write_json(folder / "request.json", request)
         begun = time.perf_counter()
         spawn.go(worker, folder / "request.json", last=keep is None)
@@ -104,9 +104,9 @@ def run_variant(variant: Variant, environment: Mapping[str, str], request: dict[
         run.status, run.error = "crashed", f"the worker exited with code {code} without a result"
     if keep is not None and code == SERVED and run.ok:
         keep(worker)
-    elif code is not None:  # a timed-out worker was killed in _wait
+    elif code is not None:  # it exited, or it served and hears that nothing follows
         spawn.finish(worker)
-    else:
+    else:  # it ran past the timeout: _wait killed it
         spawn.forget(worker)
     return run
 
@@ -170,7 +170,7 @@ def run_all(jobs: list[tuple[Variant, Mapping[str, str], dict[str, Any], Path]],
             ready: spawn.Ready | None = None) -> list[VariantRun]:
     """Run every job (variant, its worker's environment, request, folder), `parallel` at a time; results in the
     order given. `on_done` is called as each finishes, `on_phase(variant, what)` as each worker starts a phase
-    (progress). `ready`: workers started ahead or kept from the window before, by the name of their folder (their
+    (progress). `ready`: workers started ahead or kept from the run before, by the name of their folder (their
     environment is the job's); while it is `serving`, each worker that served its job is kept there for the next."""
     def one(job: tuple[Variant, Mapping[str, str], dict[str, Any], Path]) -> VariantRun:
         hear = None if on_phase is None else partial(on_phase, job[0])

@@ -5,10 +5,11 @@ A worker starts as `python -m comparator.run.worker --ready BACKEND OPTIONS FOLD
 once, then waits on stdin for the path of a request (written in full before its path is). The parent starts the
 workers of the variants that run first while it still loads the model and writes the tapped copy (`Ready`), so
 that a framework's import (ONNX Runtime 0.2 s, PyTorch, TensorFlow and TVM seconds) overlaps that work (`go`).
-A worker serves requests until its stdin ends: a run tapped in windows (windows.py) hands each variant's worker
-the next window's request, so the framework is imported once per run, not once per window (`Ready.serving`). A
-worker that never hears of a request (the run was refused, or interrupted) reads the end of stdin and exits;
-`Ready.close` kills it and removes its folder.
+A worker serves requests until its stdin ends: where runs come in a series (the windows of a run tapped in
+windows, windows.py; a batch audit's sizes; `check --against`'s two models), each variant's worker gets the next
+run's request, so its framework is imported once, not once per run (`Ready.serving`). A worker that never hears of
+a request (the run was refused, or interrupted) reads the end of stdin and exits; `Ready.close` kills it and
+removes its folder.
 
 Every live worker is in one set, so that an interrupt (`stop_all`) kills every process group, whether the
 worker runs, waits for its request, or waits for a free slot.
@@ -172,9 +173,9 @@ def resume() -> None:
 
 
 class Ready:
-    """The workers waiting for a request, by the name of the variant's folder (the same in every window of a run):
-    those started ahead of their first request, and, while `serving`, those kept after one for the next window's
-    request (`keep`); and the environment of every worker of the run (those started later get the same). `take`
+    """The workers waiting for a request, by the name of the variant's folder (the same in every run of a series):
+    those started ahead of their first request, and, while `serving`, those kept after one for the next run's
+    request (`keep`); and the environment of every worker of the series (those started later get the same). `take`
     hands one to the runner; `close` kills the ones never handed a request and removes their folders (a run refused
     before it ran leaves nothing behind), and tells the kept ones that no request follows."""
 
@@ -199,8 +200,8 @@ class Ready:
         return worker
 
     def keep(self, folder: Path, worker: Worker) -> None:
-        """`worker` served its request in `folder` and waits for the next (the variant's folder in the next window
-        has the same name)."""
+        """`worker` served its request in `folder` and waits for the next (the variant's folder in the next run of
+        the series has the same name)."""
         self._workers[folder.name] = worker
         self._kept.add(worker)
 
