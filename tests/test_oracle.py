@@ -321,5 +321,7 @@ def test_a_dead_end_far_beyond_the_tolerance_is_said_and_casts_no_doubt(tmp_path
             "first mask (Dropout): max abs 1, max rel 1; they cannot change the outputs")
     assert text.dead_end_lines(report) == [line] and (line, False) in text.doubt_lines(report)
     assert "1 tensor(s) that no final output is computed from" in junit.render(report)
+    page = html.render(report)  # among the findings, not the doubts
+    assert "<h3>Doubts</h3>" not in page and f"<h3>Findings</h3><ul><li>{escape(line)}</li></ul>" in page
     json_report.write(report, tmp_path / "r.json")
     assert json_report.read(tmp_path / "r.json").dead_ends == report.dead_ends

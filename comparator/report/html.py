@@ -134,8 +134,9 @@ def _summary(report: Report, colors: dict[str, int]) -> str:
     notes = list(report.model.get("notes", [])) + [f"not tapped: {n} ({why})" for n, why in report.skipped_taps]
     notes += [str(report.untapped_subgraph_note(v)) for v in report.untapped_subgraphs]
     notes += [note for v in report.fusion if (note := report.fusion_note(v))]
-    doubts = [line for line, _ in doubt_lines(report)]
-    for head, items in (("Doubts", doubts), ("Observer effects", effects), ("Notes", notes)):
+    lines = doubt_lines(report)
+    doubts, findings = [line for line, doubt in lines if doubt], [line for line, doubt in lines if not doubt]
+    for head, items in (("Doubts", doubts), ("Findings", findings), ("Observer effects", effects), ("Notes", notes)):
         if items:
             out.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>")
     return "".join(out)
