@@ -10,10 +10,11 @@ A zip of `.npy` members and a `meta.json`, read without pickle and written atomi
 
 Members with identical bytes are stored once, and each is deflated only where that pays (comparator.npyzip;
 benchmarks/bench_bundle.py measures the choice). Opening a bundle checks the whole structure before any data is
-read: every member name in the layout above (nothing else, no name twice), sizes that deflate could produce,
-meta.json under META_MAX bytes and of the documented shape, and every member's `.npy` header (no object dtype,
-dtype, shape and size as meta.json declares). The zip CRC catches corrupted bytes when a member is read; reading
-refuses members that would not fit in memory (or on disk, when extracted). Nothing is ever unpickled.
+read (gate/bundle_checks.py): every member name in the layout above (nothing else, no name twice), sizes that
+deflate could produce, meta.json under META_MAX bytes and of the documented shape, and every member's `.npy` header
+(no object dtype, dtype, shape and size as meta.json declares). The zip CRC catches corrupted bytes when a member
+is read; reading refuses members that would not fit in memory (or on disk, when extracted). Nothing is ever
+unpickled.
 
 Writing (gate/bundle_writer.py) is atomic and under the folder's lock: without `force` an existing file is never
 replaced (not even by a writer racing this one); `expect` makes a replacement conditional on the file being the one
@@ -25,10 +26,8 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ import numpy as np
 
 from ..measure.facts import kind_for
 from . import npyzip
+from .bundle_checks import (FORMAT, KINDS, MEMBER, READ_ERRORS, SCHEMA_VERSION, SUFFIX, MetaShape, check_names,
+                            dtype_matches, need, read_meta, unusable)
 from ..errors import InfercmpError, InputError, ReportError, UsageError
 from ..fileio import available_memory, write_error
 from ..graph.inputs import check_feed_file
@@ -45,13 +46,6 @@ from ..graph.model import TensorInfo
 from ..run.record import VariantRun
 from ..variant import Variant
 
-FORMAT = "infercmp-bundle"
-SCHEMA_VERSION = 1
-SUFFIX = ".icmp"
-KINDS = ("untapped", "tapped")
-_MEMBER = re.compile(r"^(?:feeds|runs/\d+/(?:untapped|tapped))/\d{5,}\.npy$|^labels\.npy$")
-META_MAX = 128 << 20  # bytes of meta.json, checked before it is decompressed
-DEFLATE_RATIO = 1032  # deflate never expands more than this: a member declaring more is forged
 
 
 class ChangedError(InfercmpError):
@@ -97,142 +91,8 @@ def feeds_digest(feeds: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _fail(path: Path, what: str, hint: str | None = None) -> ReportError:
-    return ReportError(f"{path} is not a usable {SUFFIX} bundle: {what}",
-                       hint or "it is truncated, corrupt or not written by infercmp; capture it again")
-
-
-def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
-    value = meta.get(key) if isinstance(meta, dict) else None
-    if not isinstance(value, kind):
-        raise _fail(path, f"meta.json has no valid {key!r}")
-    return value
-
-
-_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error)
-_JSON = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
-         bool: "true or false", type(None): "null"}
-
-
-def _what(value: Any) -> str:
-    return _JSON.get(type(value), type(value).__name__)
-
-
-class _Shape:
-    """Checks meta.json's structure, each error naming the key (`runs[0].options`) and what it holds instead."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def need(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            want = " or ".join(_JSON.get(k, k.__name__) for k in kinds)
-            raise _fail(self.path, f"meta.json: {where} must be {want}, not {_what(value)}")
-        return value
-
-    def field(self, table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
-              optional: bool = False) -> Any:
-        if key not in table:
-            if optional:
-                return None
-            raise _fail(self.path, f"meta.json: {where} has no {key!r}")
-        return self.need(table[key], kind, f"{where}.{key}")
-
-    def entry(self, value: Any, where: str) -> dict[str, Any]:
-        e = self.need(value, dict, where)
-        self.field(e, "file", str, where)
-        self.field(e, "dtype", str, where)
-        shape = self.field(e, "shape", list, where)
-        for i, d in enumerate(shape):
-            if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-                raise _fail(self.path, f"meta.json: {where}.shape[{i}] must be a size >= 0, not {d!r}")
-        return e
-
-    def check(self, meta: dict[str, Any]) -> None:
-        model = self.need(meta["model"], dict, "model")
-        self.field(model, "outputs", list, "model", optional=True)
-        for i, t in enumerate(self.need(meta["catalogue"], list, "catalogue")):
-            where = f"catalogue[{i}]"
-            self.need(t, dict, where)
-            for key in ("name", "op_type", "node"):
-                self.field(t, key, str, where)
-            self.field(t, "index", int, where)
-            self.field(t, "shape", (list, type(None)), where)
-            self.field(t, "elem_type", (int, type(None)), where)
-            self.field(t, "is_output", bool, where)
-        tap = self.need(meta["tap"], dict, "tap")
-        self.field(tap, "spec", (str, list), "tap", optional=True)
-        for name, e in self.need(meta["feeds"], dict, "feeds").items():
-            self.entry(e, f"feeds.{name}")
-        if meta.get("labels") is not None:
-            self.entry(meta["labels"], "labels")
-        for i, run in enumerate(self.need(meta["runs"], list, "runs")):
-            where = f"runs[{i}]"
-            self.need(run, dict, where)
-            self.field(run, "variant", str, where)
-            self.field(run, "backend", str, where)
-            for key, value in self.field(run, "options", dict, where).items():
-                self.need(value, (str, int, float, bool), f"{where}.options.{key}")
-            for key in ("provenance", "timings"):
-                self.field(run, key, (dict, type(None)), where, optional=True)
-            self.field(run, "wall_s", (int, float, type(None)), where, optional=True)
-            for kind, entries in self.field(run, "tensors", dict, where).items():
-                if kind not in KINDS:
-                    raise _fail(self.path, f"meta.json: {where}.tensors has an unknown run kind {kind!r}")
-                for name, e in self.need(entries, dict, f"{where}.tensors.{kind}").items():
-                    self.entry(e, f"{where}.tensors.{kind}.{name}")
-
-
-def _dtype_matches(found: np.dtype, declared: str) -> bool:
-    """Whether a member's .npy dtype is the dtype meta.json declares. NumPy writes dtypes it does not know
-    (ml_dtypes' bfloat16, float8...) as raw bytes of the same width (`|V2`)."""
-    if str(found) == declared:
-        return True
-    try:
-        want = np.dtype(declared)
-    except TypeError:
-        try:
-            import ml_dtypes
-
-            want = np.dtype(getattr(ml_dtypes, declared))
-        except (ImportError, AttributeError, TypeError):
-            return False
-    return found == want or (found.kind == "V" and not found.names and found.itemsize == want.itemsize
-                             and want.kind == "V")
-
-
 def _gib(n: float) -> str:
     return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
-
-
-def _check_names(path: Path, zr: npyzip.Reader) -> None:
-    """Every member is meta.json or in the layout (no `../x`, no `/abs`, nothing else), named once, and declares a
-    size that deflate could produce from its compressed bytes; all checked before anything is decompressed."""
-    infos = zr.zf.infolist()
-    seen: set[str] = set()
-    for info in infos:
-        name = info.filename
-        if name != "meta.json" and not _MEMBER.match(name):
-            raise _fail(path, f"member name {name!r} is outside the bundle layout; refused",
-                        "a bundle holds meta.json, feeds/, labels.npy and runs/ only")
-        if name in seen:
-            raise _fail(path, f"member {name} appears twice")
-        seen.add(name)
-        if info.compress_type != zipfile.ZIP_STORED and info.file_size > DEFLATE_RATIO * info.compress_size + 1024:
-            raise _fail(path, f"member {name} declares {info.file_size} bytes from {info.compress_size} compressed: "
-                              "more than deflate can produce; refused")
-
-
-def _read_meta(path: Path, zr: npyzip.Reader) -> bytes:
-    info = zr.infos.get("meta.json")
-    if info is None:
-        raise _fail(path, "it has no meta.json")
-    if info.file_size > META_MAX:
-        raise _fail(path, f"meta.json declares {info.file_size} bytes, over the limit of {META_MAX} "
-                          "(checked before decompressing it); refused")
-    return zr.zf.read(info)
 
 
 @dataclass
@@ -258,42 +118,42 @@ class Bundle:
         version = stamp(p)
         try:
             with npyzip.Reader(p) as zr:
-                _check_names(p, zr)
-                meta = json.loads(_read_meta(p, zr).decode("utf-8"))
+                check_names(p, zr)
+                meta = json.loads(read_meta(p, zr).decode("utf-8"))
                 bundle = cls(p, meta, {n: (i.compress_size, i.file_size) for n, i in zr.infos.items()},
                              stamp=version)
                 bundle._validate(zr)
                 bundle._offsets = dict(zr.offsets)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _fail(p, f"meta.json is not valid JSON ({exc})") from None
+            raise unusable(p, f"meta.json is not valid JSON ({exc})") from None
         except RecursionError:
-            raise _fail(p, "meta.json nests too deeply") from None
-        except _READ_ERRORS as exc:
-            raise _fail(p, f"the zip cannot be read ({exc})") from None
+            raise unusable(p, "meta.json nests too deeply") from None
+        except READ_ERRORS as exc:
+            raise unusable(p, f"the zip cannot be read ({exc})") from None
         return bundle
 
     def _validate(self, zr: npyzip.Reader) -> None:
         meta, p = self.meta, self.path
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise _fail(p, "meta.json does not describe an infercmp bundle")
+            raise unusable(p, "meta.json does not describe an infercmp bundle")
         version = meta.get("schema_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise _fail(p, f"invalid schema_version {version!r}")
+            raise unusable(p, f"invalid schema_version {version!r}")
         if version > SCHEMA_VERSION:
             raise ReportError(f"{p} has bundle schema version {version}, newer than this infercmp reads "
                               f"({SCHEMA_VERSION})", "upgrade infercmp to read it")
         for key, kind in (("created", str), ("model", dict), ("catalogue", list), ("tap", dict),
                           ("environment", dict), ("inputs", dict), ("feeds", dict), ("runs", list)):
-            _need(meta, key, kind, p)
-        _need(meta["model"], "sha256", str, p)
-        _need(meta["inputs"], "sha256", str, p)
+            need(meta, key, kind, p)
+        need(meta["model"], "sha256", str, p)
+        need(meta["inputs"], "sha256", str, p)
         if not meta["runs"]:
-            raise _fail(p, "it holds no run")
-        _Shape(p).check(meta)
+            raise unusable(p, "it holds no run")
+        MetaShape(p).check(meta)
         try:
             _ = (self.catalogue, self.variants)
         except (KeyError, TypeError, ValueError, AttributeError, InfercmpError) as exc:
-            raise _fail(p, f"meta.json is malformed ({exc})") from None
+            raise unusable(p, f"meta.json is malformed ({exc})") from None
         for entry in self._entries():
             self._check_member(zr, entry)
 
@@ -303,36 +163,36 @@ class Bundle:
         if self.meta.get("labels") is not None:
             yield self.meta["labels"]
         for run in self.meta["runs"]:
-            tensors = _need(run, "tensors", dict, p)
+            tensors = need(run, "tensors", dict, p)
             for kind, entries in tensors.items():
                 if kind not in KINDS or not isinstance(entries, dict):
-                    raise _fail(p, f"unknown run kind {kind!r}")
+                    raise unusable(p, f"unknown run kind {kind!r}")
                 yield from entries.values()
 
     def _check_member(self, zr: npyzip.Reader, entry: Any) -> None:
         p = self.path
         member = entry.get("file") if isinstance(entry, dict) else None
-        if not isinstance(member, str) or not _MEMBER.match(member):
-            raise _fail(p, f"bad member name {member!r}")
+        if not isinstance(member, str) or not MEMBER.match(member):
+            raise unusable(p, f"bad member name {member!r}")
         if member not in zr.infos:
-            raise _fail(p, f"member {member} is missing")
+            raise unusable(p, f"member {member} is missing")
         if member in self._headers:
             h = self._headers[member]  # stored once, named by several entries
         else:
             try:
                 h = zr.header(member)
             except ValueError as exc:
-                raise _fail(p, f"member {member} is not a .npy array ({exc})") from None
+                raise unusable(p, f"member {member} is not a .npy array ({exc})") from None
             self._headers[member] = h
         if h.dtype.hasobject:
-            raise _fail(p, f"member {member} holds Python objects (a pickle); refused",
+            raise unusable(p, f"member {member} holds Python objects (a pickle); refused",
                         "bundles hold plain arrays only; do not load this file with pickling enabled")
-        if not _dtype_matches(h.dtype, entry.get("dtype")):
-            raise _fail(p, f"member {member} holds {h.dtype}, meta.json says {entry.get('dtype')}")
+        if not dtype_matches(h.dtype, entry.get("dtype")):
+            raise unusable(p, f"member {member} holds {h.dtype}, meta.json says {entry.get('dtype')}")
         if list(h.shape) != entry.get("shape"):
-            raise _fail(p, f"member {member} has shape {list(h.shape)}, meta.json says {entry.get('shape')}")
+            raise unusable(p, f"member {member} has shape {list(h.shape)}, meta.json says {entry.get('shape')}")
         if h.length + h.nbytes != zr.infos[member].file_size:
-            raise _fail(p, f"member {member} has {zr.infos[member].file_size} bytes, not the "
+            raise unusable(p, f"member {member} has {zr.infos[member].file_size} bytes, not the "
                            f"{h.length + h.nbytes} its header declares")
 
     # -- what the bundle holds ------------------------------------------------------------------------------------
@@ -396,8 +256,8 @@ class Bundle:
         try:
             with npyzip.Reader(self.path, self._offsets) as zr:
                 return {m: zr.array(m, self._headers.get(m)) for m in names}
-        except _READ_ERRORS as exc:
-            raise _fail(self.path, f"a member cannot be read ({exc})") from None
+        except READ_ERRORS as exc:
+            raise unusable(self.path, f"a member cannot be read ({exc})") from None
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The feeds, read from the bundle (leading sample axis)."""
@@ -405,7 +265,7 @@ class Bundle:
         arrays = self.arrays([e["file"] for e in entries.values()])
         feeds = {name: arrays[e["file"]] for name, e in entries.items()}
         if feeds_digest(feeds) != self.feeds_sha256:
-            raise _fail(self.path, "its feeds do not match the digest in meta.json")
+            raise unusable(self.path, "its feeds do not match the digest in meta.json")
         return feeds
 
     def labels(self) -> np.ndarray | None:
@@ -436,10 +296,11 @@ class Bundle:
                 raise write_error(exc.filename, exc, "unpack") from None
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # while writing a member
                 raise write_error(folder, exc, "unpack the bundle into") from None
-            raise _fail(self.path, f"a member cannot be read ({exc})") from None
-        except _READ_ERRORS as exc:
-            raise _fail(self.path, f"a member cannot be read ({exc})") from None
-        stray, scalars = self._stray_axis(), self._scalars()
+            raise unusable(self.path, f"a member cannot be read ({exc})") from None
+        except READ_ERRORS as exc:
+            raise unusable(self.path, f"a member cannot be read ({exc})") from None
+        scalars = self._scalars()
+        stray = self._stray_axis(scalars)
         for member in stray:  # beside the member, which may hold another tensor of the same bytes too
             np.save(folder / _flattened(member), np.load(folder / member, allow_pickle=False).reshape(-1))
         machine = {k: self.meta["environment"][k] for k in ("host", "gpus", "packages")
@@ -456,10 +317,9 @@ class Bundle:
                                    wall_s=float(r.get("wall_s") or 0.0)))
         return runs
 
-    def _stray_axis(self) -> set[str]:
-        """Members holding a tensor of one value per sample (its catalogue shape is []) as [samples, 1]: how
-        infercmp captured such tensors before it stored them as [samples], the shape every run writes now."""
-        scalars = self._scalars()
+    def _stray_axis(self, scalars: set[str]) -> set[str]:
+        """Members holding a tensor of `scalars` (one value per sample) as [samples, 1]: how infercmp captured such
+        tensors before it stored them as [samples], the shape every run writes now."""
         return {e["file"] for r in self.meta["runs"] for entries in r["tensors"].values()
                 for name, e in entries.items() if name in scalars and len(e["shape"]) == 2 and e["shape"][1] == 1}
 

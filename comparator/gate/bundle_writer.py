@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import npyzip
-from .bundle import FORMAT, KINDS, SCHEMA_VERSION, ChangedError, Stamp, feeds_digest, stamp
+from .bundle import ChangedError, Stamp, feeds_digest, stamp
+from .bundle_checks import FORMAT, KINDS, SCHEMA_VERSION
 from ..errors import InfercmpError, UsageError
 from ..fileio import atomic_path, dumps
 from ..run.record import VariantRun
