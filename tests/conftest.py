@@ -246,6 +246,17 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.fixture
+def started_workers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The variants of the worker processes this test starts, in order: spawn.start, counted, then run as it is."""
+    from comparator.run import spawn
+
+    started: list[str] = []
+    real = spawn.start
+    monkeypatch.setattr(spawn, "start", lambda variant, *rest: started.append(str(variant)) or real(variant, *rest))
+    return started
+
+
+@pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """Run `infercmp ARGS` in process through comparator.cli.main; return (exit code, stdout, stderr)."""
     from comparator import cli as cli_mod

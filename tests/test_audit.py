@@ -57,15 +57,10 @@ def test_compositions_put_the_target_first_middle_and_last_among_two_neighbour_s
     assert set(a.neighbours) != set(b.neighbours)  # the middle position sees other neighbours
 
 
-def test_an_elementwise_model_is_batch_invariant_on_every_backend(elementwise, monkeypatch):
-    from comparator.run import spawn
-
-    started = []  # every worker process the audit starts (spawn.start, counted, then run as it is)
-    real = spawn.start
-    monkeypatch.setattr(spawn, "start", lambda variant, *rest: started.append(str(variant)) or real(variant, *rest))
+def test_an_elementwise_model_is_batch_invariant_on_every_backend(elementwise, started_workers):
     result = audit_batch(elementwise, ["ort", "ort:opt=disable", "ref", "torch"], sizes=(1, 2, 7))
     # one worker per variant served all three sizes: each framework imported once
-    assert sorted(started) == ["ort", "ort:opt=disable", "ref", "torch"]
+    assert sorted(started_workers) == ["ort", "ort:opt=disable", "ref", "torch"]
     assert result.rewritten and result.exported_batch == 1
     assert result.tensors == 3 and result.exit_code == 0
     for name, v in result.variants.items():

@@ -307,14 +307,9 @@ def test_two_exports_match_by_structure_and_say_how(release, models, tmp_path):
     assert "t0 <- /conv1/Conv_output_0 (by Conv #0)" in out and "8 by structure" in out
 
 
-def test_compare_models_lists_what_did_not_match(release, models, monkeypatch):
-    from comparator.run import spawn
-
-    started = []  # the worker processes (spawn.start, counted, then run as it is): one served both models
-    real = spawn.start
-    monkeypatch.setattr(spawn, "start", lambda variant, *rest: started.append(str(variant)) or real(variant, *rest))
+def test_compare_models_lists_what_did_not_match(release, models, started_workers):
     result = gate.compare_models(models.digits, release["v2"], "ort", models.digits_npz)
-    assert started == ["ort"]
+    assert started_workers == ["ort"]  # one worker served both models
     assert result.unmatched == {"reference": [], "candidate": []}
     assert result.verdicts["ort@new"]["status"] == "fail" and result.exit_code == 1
     assert result.verdicts["ort@new"]["labels"]["logits"]["accuracy_reference"] == 0.9375
