@@ -161,9 +161,9 @@ def build(loaded: model_mod.Model, plan: tap.TapPlan, runs: list[VariantRun], re
     within = all(not analysis.beyond_tolerance(m) for t in finals for m in t.metrics.values())
     dead = structure.dead_ends(report.graph, loaded.outputs)
     live = [t for t in report.tensors if t.name not in dead]
+    unreached = [t for t in report.tensors if t.name in dead]
     for name in report.first_divergence:
-        unread = analysis.broken_middle([t for t in report.tensors if t.name in dead], name, report.tolerance,
-                                        element_far(name))
+        unread = analysis.broken_middle(unreached, name, report.tolerance, element_far(name))
         if unread:
             report.dead_ends[name] = unread
         if not any(analysis.beyond_tolerance(m) for t in finals if (m := t.metrics.get(name)) is not None):

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
 from ..result import Report, TensorReport
@@ -112,18 +113,22 @@ def distance_lines(report: Report) -> list[str]:
 def broken_lines(report: Report, variant: str | None = None) -> list[str]:
     """One line per variant (or for `variant`) whose final outputs pass while its middle is far beyond the
     tolerance."""
-    return [f"{v}: final outputs within tolerance, but {b['count']} intermediate tensor(s) deviate by more than "
-            f"1,000x the tolerance, the first {b['first']} ({b['op_type']}): max abs {num(b['max_abs'])}, "
-            f"max rel {num(b['max_rel'])}" for v, b in report.broken_middle.items() if variant in (None, v)]
+    return _far_lines(report.broken_middle, variant, "final outputs within tolerance, but {} intermediate tensor(s)",
+                      "")
 
 
 def dead_end_lines(report: Report, variant: str | None = None) -> list[str]:
     """One line per variant (or for `variant`) with tensors far beyond the tolerance that no final output is
     computed from: a difference worth knowing, and no doubt on the verdict."""
-    return [f"{v}: {b['count']} tensor(s) that no final output is computed from deviate by more than 1,000x the "
-            f"tolerance, the first {b['first']} ({b['op_type']}): max abs {num(b['max_abs'])}, max rel "
-            f"{num(b['max_rel'])}; they cannot change the outputs" for v, b in report.dead_ends.items()
-            if variant in (None, v)]
+    return _far_lines(report.dead_ends, variant, "{} tensor(s) that no final output is computed from",
+                      "; they cannot change the outputs")
+
+
+def _far_lines(found: Mapping[str, Mapping[str, Any]], variant: str | None, what: str, then: str) -> list[str]:
+    """A line per variant of analysis.broken_middle's findings: `what` (with the count), the first tensor, `then`."""
+    return [f"{v}: {what.format(b['count'])} deviate by more than 1,000x the tolerance, the first {b['first']} "
+            f"({b['op_type']}): max abs {num(b['max_abs'])}, max rel {num(b['max_rel'])}{then}"
+            for v, b in found.items() if variant in (None, v)]
 
 
 def closer_text(report: Report, variant: str) -> str | None:
